@@ -1,0 +1,75 @@
+"""Synthetic sequence tasks and time series (pure NumPy; statsmodels only inside the ARMA generator).
+
+make_task(name, **params) builds a SequenceTask; make_series(name, n, seed, **params) a Series. A new task is
+one SequenceTask subclass registered in TASKS (plus its conf/task YAML).
+"""
+
+from __future__ import annotations
+
+import inspect
+
+from harness.tasks.base import HEADS, MODES, STREAM_NAMES, Batch, SequenceTask, task_streams
+from harness.tasks.bits import BinaryAddition, BitSum, XorStream
+from harness.tasks.fingerprint import fingerprint
+from harness.tasks.long_range import Adding, Latch, TemporalOrder
+from harness.tasks.series import ARMA_PRESETS, SERIES_NAMES, Series, make_series, series_parameters
+from harness.tasks.splits import Normalizer, Split, make_windows, split_series
+from harness.tasks.symbols import Copy, Reversal
+
+TASKS: dict[str, type[SequenceTask]] = {
+    task.name: task
+    for task in (BinaryAddition, XorStream, BitSum, Adding, Copy, TemporalOrder, Latch, Reversal)
+}
+TASK_NAMES: tuple[str, ...] = tuple(TASKS)
+
+
+def task_parameters(name: str) -> dict[str, object]:
+    """The parameters of task name with their defaults."""
+    if name not in TASKS:
+        raise ValueError(f"task name must be one of {sorted(TASK_NAMES)}, got {name!r}")
+    return {
+        key: parameter.default
+        for key, parameter in inspect.signature(TASKS[name].__init__).parameters.items()
+        if key != "self"
+    }
+
+
+def make_task(name: str, **params: object) -> SequenceTask:
+    """Build task name with params (validated; unknown ones raise ValueError listing the allowed ones)."""
+    allowed = task_parameters(name)
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {unknown} for task {name!r}; allowed: {sorted(allowed)}")
+    return TASKS[name](**params)
+
+
+__all__ = [
+    "ARMA_PRESETS",
+    "HEADS",
+    "MODES",
+    "SERIES_NAMES",
+    "STREAM_NAMES",
+    "TASKS",
+    "TASK_NAMES",
+    "Adding",
+    "Batch",
+    "BinaryAddition",
+    "BitSum",
+    "Copy",
+    "Latch",
+    "Normalizer",
+    "Reversal",
+    "SequenceTask",
+    "Series",
+    "Split",
+    "TemporalOrder",
+    "XorStream",
+    "fingerprint",
+    "make_series",
+    "make_task",
+    "make_windows",
+    "series_parameters",
+    "split_series",
+    "task_parameters",
+    "task_streams",
+]

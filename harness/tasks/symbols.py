@@ -1,0 +1,136 @@
+"""Symbol-memory tasks: the copy memory problem (many_to_many) and sequence reversal (encoder_decoder)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from harness.tasks.base import (
+    SOLVED_ACCURACY,
+    Batch,
+    SequenceTask,
+    check_int,
+    cross_entropy,
+    one_hot,
+)
+
+
+class Copy(SequenceTask):
+    """The copy memory problem (Arjovsky, Shah & Bengio 2016).
+
+    Alphabet of the inputs (D = n_symbols + 2): symbols 0 .. n_symbols - 1, blank n_symbols, marker
+    n_symbols + 1. With L = copy_length and total length T_total = delay + 2L, the input is L symbols drawn
+    uniformly, delay - 1 blanks, the marker, then L blanks. The targets (O = n_symbols + 1: the symbols and
+    the blank; the marker is never a target) are blanks for the first delay + L steps and then the L symbols.
+    Every step carries a target (mask None). Defaults give Arjovsky's T + 20 steps with 8 symbols.
+    Metrics: cross_entropy (mean over all T_total steps, the task metric), recall_accuracy (argmax accuracy on
+    the L recall steps), accuracy (all steps). Solved: recall_accuracy >= 0.99.
+    Chance (blank with certainty until the recall, then uniform over the symbols): cross_entropy
+    L ln(n_symbols) / T_total, recall_accuracy 1 / n_symbols.
+    """
+
+    name = "copy"
+    mode = "many_to_many"
+    metric_name = "cross_entropy"
+    higher_is_better = False
+
+    def __init__(self, delay: int = 100, n_symbols: int = 8, copy_length: int = 10) -> None:
+        self.delay = check_int("delay", delay, minimum=1)
+        self.n_symbols = check_int("n_symbols", n_symbols, minimum=2)
+        self.copy_length = check_int("copy_length", copy_length, minimum=1)
+        super().__init__(delay=self.delay, n_symbols=self.n_symbols, copy_length=self.copy_length)
+        self.blank, self.marker = self.n_symbols, self.n_symbols + 1
+        self.input_size, self.output_size, self.head = self.n_symbols + 2, self.n_symbols + 1, "softmax_ce"
+        self.length = self.delay + 2 * self.copy_length
+
+    @property
+    def recall_start(self) -> int:
+        """First step whose target is a recalled symbol (the step after the marker)."""
+        return self.delay + self.copy_length
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> Batch:
+        batch_size = check_int("batch_size", batch_size, minimum=1)
+        symbols = rng.integers(0, self.n_symbols, size=(self.copy_length, batch_size))
+        inputs = np.full((self.length, batch_size), self.blank)
+        inputs[: self.copy_length] = symbols
+        inputs[self.recall_start - 1] = self.marker
+        targets = np.full((self.length, batch_size), self.blank)
+        targets[self.recall_start :] = symbols
+        return Batch(X=one_hot(inputs, self.input_size), Y=one_hot(targets, self.output_size))
+
+    def evaluate(self, Y_hat: np.ndarray, batch: Batch) -> dict[str, float]:
+        Y_hat = self._check_prediction(Y_hat, batch)
+        correct = np.argmax(Y_hat, axis=-1) == np.argmax(batch.Y, axis=-1)
+        return {
+            "cross_entropy": float(np.mean(cross_entropy(Y_hat, batch.Y))),
+            "recall_accuracy": float(np.mean(correct[self.recall_start :])),
+            "accuracy": float(np.mean(correct)),
+        }
+
+    def solved(self, metrics: dict[str, float]) -> bool:
+        return metrics["recall_accuracy"] >= SOLVED_ACCURACY
+
+    def chance(self) -> dict[str, float]:
+        return {
+            "cross_entropy": self.copy_length * math.log(self.n_symbols) / self.length,
+            "recall_accuracy": 1.0 / self.n_symbols,
+        }
+
+
+class Reversal(SequenceTask):
+    """Read a sequence of symbols, then emit it reversed (encoder_decoder).
+
+    X (T_in, B, D): length one-hot symbols drawn uniformly from n_symbols; with delimiter=True (default) an
+    end-of-input step follows (D = n_symbols + 1, T_in = length + 1), with delimiter=False T_in = length and
+    D = n_symbols. Y (length, B, n_symbols): the input symbols in reverse order, so output_length = length;
+    every output step carries a target (mask None). softmax_ce.
+    Metrics: sequence_accuracy (all symbols right, the task metric), symbol_accuracy, cross_entropy (mean over
+    output steps). Solved: sequence_accuracy >= 0.99.
+    Chance (uniform guessing): symbol_accuracy 1 / n_symbols, sequence_accuracy n_symbols**-length,
+    cross_entropy ln(n_symbols).
+    """
+
+    name = "reversal"
+    mode = "encoder_decoder"
+    metric_name = "sequence_accuracy"
+    higher_is_better = True
+
+    def __init__(self, length: int = 10, n_symbols: int = 8, delimiter: bool = True) -> None:
+        self.length = check_int("length", length, minimum=1)
+        self.n_symbols = check_int("n_symbols", n_symbols, minimum=2)
+        if not isinstance(delimiter, bool | np.bool_):
+            raise ValueError(f"delimiter must be True or False, got {delimiter!r}")
+        self.delimiter = bool(delimiter)
+        super().__init__(length=self.length, n_symbols=self.n_symbols, delimiter=self.delimiter)
+        self.input_size = self.n_symbols + int(self.delimiter)
+        self.output_size, self.head = self.n_symbols, "softmax_ce"
+        self.output_length = self.length
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> Batch:
+        batch_size = check_int("batch_size", batch_size, minimum=1)
+        symbols = rng.integers(0, self.n_symbols, size=(self.length, batch_size))
+        if self.delimiter:
+            inputs = np.concatenate([symbols, np.full((1, batch_size), self.n_symbols)])
+        else:
+            inputs = symbols
+        return Batch(X=one_hot(inputs, self.input_size), Y=one_hot(symbols[::-1], self.output_size))
+
+    def evaluate(self, Y_hat: np.ndarray, batch: Batch) -> dict[str, float]:
+        Y_hat = self._check_prediction(Y_hat, batch)
+        correct = np.argmax(Y_hat, axis=-1) == np.argmax(batch.Y, axis=-1)
+        return {
+            "sequence_accuracy": float(np.mean(np.all(correct, axis=0))),
+            "symbol_accuracy": float(np.mean(correct)),
+            "cross_entropy": float(np.mean(cross_entropy(Y_hat, batch.Y))),
+        }
+
+    def solved(self, metrics: dict[str, float]) -> bool:
+        return metrics["sequence_accuracy"] >= SOLVED_ACCURACY
+
+    def chance(self) -> dict[str, float]:
+        return {
+            "sequence_accuracy": float(self.n_symbols) ** -self.length,
+            "symbol_accuracy": 1.0 / self.n_symbols,
+            "cross_entropy": math.log(self.n_symbols),
+        }
