@@ -1,0 +1,37 @@
+"""The RNN-vs-ARMA comparison, the project's main job (config: conf/comparison/rnn_vs_arma.yaml).
+
+    python experiments/rnn_vs_arma.py                              # whole grid under one parent run
+    python experiments/rnn_vs_arma.py series=[ar2,setar] model=[arma,lstm] seed=[0] length=600 tracking=off
+    python experiments/rnn_vs_arma.py -m series=ar2,setar model=arma,lstm hydra/launcher=joblib
+    python experiments/rnn_vs_arma.py rebuild=<parent run id>       # the table again, from the store alone
+
+The config lives in its own search root (conf/comparison, with conf/tracking and conf/hydra linked in) because
+conf/ has a `model` config group: there, `model=arma` would select a group option instead of setting the list.
+Bad input exits non-zero with one line `error: ...` before any run is created.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+
+@hydra.main(version_base=None, config_path="../conf/comparison", config_name="rnn_vs_arma")
+def main(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from harness.studies import rnn_vs_arma
+
+    try:
+        rnn_vs_arma.main(
+            OmegaConf.to_container(cfg, resolve=True), sweep=HydraConfig.get().mode == RunMode.MULTIRUN
+        )
+    except rnn_vs_arma.StudyInputError as error:
+        sys.exit(f"error: {error}")
+
+
+if __name__ == "__main__":
+    main()

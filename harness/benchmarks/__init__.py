@@ -1,0 +1,1 @@
+"""Benchmarks of the harness engine, each run as `python -m harness.benchmarks.<name>`."""

@@ -1,0 +1,240 @@
+"""The schema of a training run's configuration (conf/config.yaml) and its validation.
+
+`validate(cfg)` turns the composed config (a plain nested dict, e.g. `OmegaConf.to_container(cfg,
+resolve=True)`) into a frozen `RunConfig`, or raises `ConfigError` whose one-line message names the offending
+key and what is allowed. It checks keys, types and ranges of the sections the schema knows (model, optimizer,
+trainer, tracking, seed); task parameters are checked against the task's own signature, then by the task
+(`harness.run.build_*` turn the numeric core's ValueErrors into ConfigErrors the same way). Nothing here
+imports Hydra or MLflow: a notebook can validate a plain dict.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from harness.tasks import TASK_NAMES, task_parameters
+
+MODEL_NAMES = ("elman", "linear", "irnn", "jordan", "lstm", "gru", "bidirectional")
+BIDIRECTIONAL_CELLS = ("elman", "lstm", "gru")
+OPTIMIZER_NAMES = ("sgd", "momentum", "adam", "rprop")
+TRACKING_MODES = ("local", "server", "off")
+ACTIVATIONS = ("identity", "relu", "sigmoid", "tanh")
+INITS = ("uniform", "glorot", "orthogonal", "identity")
+DTYPES = ("float32", "float64")
+REDUCTIONS = ("mean", "sum")
+
+
+class ConfigError(ValueError):
+    """A configuration value is not allowed; the message is one line naming the key."""
+
+
+def _spec(*, kind: type, minimum: float | None = None, strict: bool = False,
+          choices: tuple[str, ...] | None = None, optional: bool = False) -> dict[str, Any]:
+    """Field metadata read by _check_value: the value's kind, range or choices, whether null is allowed."""
+    return {"kind": kind, "minimum": minimum, "strict": strict, "choices": choices, "optional": optional}
+
+
+def _field(default: Any, **spec: Any) -> Any:
+    return field(default=default, metadata=_spec(**spec))
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """conf/model/*.yaml. Input/output sizes, head and mode come from the task, not from here."""
+
+    name: str = _field("elman", kind=str, choices=MODEL_NAMES)
+    hidden_size: int = _field(32, kind=int, minimum=1)
+    activation: str | None = _field(None, kind=str, choices=ACTIVATIONS, optional=True)
+    cell: str | None = _field(None, kind=str, choices=BIDIRECTIONAL_CELLS, optional=True)
+    init: str = _field("glorot", kind=str, choices=INITS)
+    recurrent_init: str | None = _field(None, kind=str, choices=INITS, optional=True)
+    spectral_radius: float | None = _field(None, kind=float, minimum=0.0, strict=True, optional=True)
+    max_singular_value: float | None = _field(None, kind=float, minimum=0.0, strict=True, optional=True)
+    num_layers: int = _field(1, kind=int, minimum=1)
+    bias: bool = _field(True, kind=bool)
+    clip_hidden_delta: float | None = _field(None, kind=float, minimum=0.0, strict=True, optional=True)
+    reduction: str = _field("mean", kind=str, choices=REDUCTIONS)
+    dtype: str = _field("float64", kind=str, choices=DTYPES)
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """conf/optimizer/*.yaml; `options` holds the optimizer's own keywords (momentum, beta1, variant, ...)."""
+
+    name: str = _field("adam", kind=str, choices=OPTIMIZER_NAMES)
+    lr: float = _field(1e-3, kind=float, minimum=0.0, strict=True)
+    clip_norm: float | None = _field(None, kind=float, minimum=0.0, strict=True, optional=True)
+    clip_value: float | None = _field(None, kind=float, minimum=0.0, strict=True, optional=True)
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    """conf/trainer/default.yaml."""
+
+    steps: int = _field(2000, kind=int, minimum=1)
+    batch_size: int = _field(32, kind=int, minimum=1)
+    eval_interval: int = _field(100, kind=int, minimum=1)
+    eval_batch_size: int = _field(256, kind=int, minimum=1)
+    diagnostics_interval: int = _field(500, kind=int, minimum=0)
+    diagnostics_batch_size: int = _field(32, kind=int, minimum=1)
+    truncation: int | None = _field(None, kind=int, minimum=1, optional=True)
+    log_every: int = _field(1, kind=int, minimum=1)
+    progress: bool = _field(True, kind=bool)
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """conf/tracking/{local,server,off}.yaml (the fields of harness.tracking.TrackingSettings)."""
+
+    mode: str = _field("local", kind=str, choices=TRACKING_MODES)
+    uri: str | None = _field(None, kind=str, optional=True)
+    experiment: str = _field("train", kind=str)
+    artifact_root: str | None = _field(None, kind=str, optional=True)
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """conf/task/*.yaml: the name of a harness.tasks task and its make_task keywords."""
+
+    name: str
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One validated training run."""
+
+    task: TaskConfig
+    model: ModelConfig
+    optimizer: OptimizerConfig
+    trainer: TrainerConfig
+    tracking: TrackingConfig
+    seed: int
+
+
+ROOT_KEYS = ("task", "model", "optimizer", "trainer", "tracking", "seed")
+SECTIONS = {"model": ModelConfig, "optimizer": OptimizerConfig, "trainer": TrainerConfig,
+            "tracking": TrackingConfig}
+
+
+def allowed_keys(key: str) -> list[str] | None:
+    """The keys the schema allows beside dotted key (e.g. 'trainer.stesp' -> TrainerConfig's fields); None
+    where they depend on a choice (task parameters, an optimizer's own options)."""
+    section, _, rest = key.partition(".")
+    if not rest:
+        return list(ROOT_KEYS)
+    if section in SECTIONS and "." not in rest and section != "optimizer":
+        return [f.name for f in fields(SECTIONS[section])]
+    return None
+
+
+def _describe(spec: dict[str, Any]) -> str:
+    """What a field allows, for error messages."""
+    if spec["choices"] is not None:
+        allowed = f"one of {list(spec['choices'])}"
+    else:
+        allowed = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}[spec["kind"]]
+        if spec["minimum"] is not None:
+            allowed += f" {'>' if spec['strict'] else '>='} {spec['minimum']:g}"
+    return allowed + (" or null" if spec["optional"] else "")
+
+
+def _check_value(key: str, value: Any, spec: dict[str, Any]) -> Any:
+    """Return value (ints widened to float for float fields) or raise ConfigError naming key."""
+    if value is None:
+        if spec["optional"]:
+            return None
+        raise ConfigError(f"{key} must be {_describe(spec)}, got null")
+    kind = spec["kind"]
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    else:
+        ok = isinstance(value, str)
+    if ok and spec["choices"] is not None:
+        ok = value in spec["choices"]
+    if ok and spec["minimum"] is not None:
+        ok = value > spec["minimum"] if spec["strict"] else value >= spec["minimum"]
+    if not ok:
+        raise ConfigError(f"{key} must be {_describe(spec)}, got {value!r}")
+    return float(value) if kind is float else value
+
+
+def _section(section: str, values: Any) -> dict[str, Any]:
+    if not isinstance(values, dict):
+        raise ConfigError(f"{section} must be a mapping of keys, got {values!r}")
+    return values
+
+
+def _unknown_key(key: str, allowed: list[str]) -> ConfigError:
+    return ConfigError(f"unknown key {key!r}; allowed: {sorted(allowed)}")
+
+
+def _build(section: str, cls: type, values: dict[str, Any], *, extra: str | None = None) -> Any:
+    """Instantiate schema dataclass cls from values; unknown keys go to field `extra` or raise."""
+    checked: dict[str, Any] = {}
+    spare: dict[str, Any] = {}
+    specs = {f.name: f.metadata for f in fields(cls) if f.name != extra}
+    for key, value in values.items():
+        if key in specs:
+            checked[key] = _check_value(f"{section}.{key}", value, dict(specs[key]))
+        elif extra is not None:
+            spare[key] = value
+        else:
+            raise _unknown_key(f"{section}.{key}", list(specs))
+    if extra is not None:
+        checked[extra] = spare
+    return cls(**checked)
+
+
+def _task(values: dict[str, Any]) -> TaskConfig:
+    name = values.get("name")
+    if name not in TASK_NAMES:
+        raise ConfigError(f"task.name must be one of {sorted(TASK_NAMES)}, got {name!r}")
+    params = {key: value for key, value in values.items() if key != "name"}
+    allowed = task_parameters(name)
+    for key, value in params.items():
+        if key not in allowed:
+            raise _unknown_key(f"task.{key}", ["name", *allowed])
+        # The task constructors check ranges; the types must already match their defaults' types.
+        kind = type(allowed[key])
+        if kind in (bool, int, float, str):
+            _check_value(f"task.{key}", value, _spec(kind=kind))
+    return TaskConfig(name=name, params=params)
+
+
+def _model(values: dict[str, Any]) -> ModelConfig:
+    model = _build("model", ModelConfig, values)
+    if model.name == "bidirectional" and model.cell is None:
+        raise ConfigError(f"model.cell must be one of {list(BIDIRECTIONAL_CELLS)} for model 'bidirectional'")
+    if model.name != "bidirectional" and model.cell is not None:
+        raise ConfigError(f"model.cell must be null for model {model.name!r} (only 'bidirectional' has one)")
+    return model
+
+
+def validate(cfg: dict[str, Any]) -> RunConfig:
+    """Check the composed config (plain nested dict) against the schema; ConfigError on the first issue."""
+    cfg = _section("config", cfg)
+    for key in cfg:
+        if key not in ROOT_KEYS:
+            raise _unknown_key(key, list(ROOT_KEYS))
+    for key in ROOT_KEYS:
+        if key not in cfg:
+            raise ConfigError(f"{key} is missing; the config must define {list(ROOT_KEYS)}")
+    seed = _check_value("seed", cfg["seed"], _spec(kind=int, minimum=0))
+    return RunConfig(
+        task=_task(_section("task", cfg["task"])),
+        model=_model(_section("model", cfg["model"])),
+        optimizer=_build("optimizer", OptimizerConfig, _section("optimizer", cfg["optimizer"]),
+                         extra="options"),
+        trainer=_build("trainer", TrainerConfig, _section("trainer", cfg["trainer"])),
+        tracking=_build("tracking", TrackingConfig, _section("tracking", cfg["tracking"])),
+        seed=seed,
+    )
+

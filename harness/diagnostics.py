@@ -1,0 +1,215 @@
+"""Gradient-flow diagnostics for Elman networks: where the gradient vanishes or explodes, and why.
+
+Convention (batch rows, as harness.nn): a_t = h_{t-1} W_hh + x_t W_xh + b_h, h_t = g(a_t), with h_t a row of
+H (T, B, H). For one sequence, ∂h_t[j]/∂h_{t-1}[i] = g'(a_t[j]) W_hh[i, j], so the Jacobian (rows index h_t,
+columns index h_{t-1}) is J_t = diag(g'(a_t)) W_hh^T, and dh_T/dh_k = J_T J_{T-1} ... J_{k+1}, a product of
+T - k factors (the "lag"). g'(a_t) is read from h_t itself, so J_t needs no pre-activations.
+
+Since ||diag(g') W^T||_2 <= max|g'| sigma_max(W), ||dh_T/dh_k|| <= (gamma sigma_max(W_hh))^(T-k)
+(Pascanu, Mikolov & Bengio 2013) with gamma = max g' = 1 for tanh, relu, identity and 1/4 for sigmoid.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
+
+from harness.nn.activations import check_activation, derivative_from_output
+
+# max over a of g'(a): the factor gamma of the Pascanu et al. bound
+DERIVATIVE_BOUND = {"identity": 1.0, "relu": 1.0, "sigmoid": 0.25, "tanh": 1.0}
+
+
+def step_gradient_norms(dh: np.ndarray) -> np.ndarray:
+    """||dL/dh_t|| for t = 1..T: dh (T, B, H) -> (T,), the batch mean of each sequence's L2 norm at step t."""
+    dh = np.asarray(dh)
+    if dh.ndim != 3:
+        raise ValueError(f"dh must have shape (T, B, H), got shape {dh.shape}")
+    return np.linalg.norm(dh, axis=2).mean(axis=1)
+
+
+def _check_recurrent_matrix(W_hh: np.ndarray) -> np.ndarray:
+    W_hh = np.asarray(W_hh)
+    if W_hh.ndim != 2 or W_hh.shape[0] != W_hh.shape[1]:
+        raise ValueError(f"W_hh must be a square (H, H) matrix, got shape {W_hh.shape}")
+    return W_hh
+
+
+def largest_singular_value(W_hh: np.ndarray) -> float:
+    """sigma_max(W_hh), the spectral norm of the (H, H) recurrent matrix."""
+    return float(np.linalg.norm(_check_recurrent_matrix(W_hh), ord=2))
+
+
+def spectral_radius(W_hh: np.ndarray) -> float:
+    """max |eigenvalue| of the (H, H) recurrent matrix."""
+    return float(np.max(np.abs(np.linalg.eigvals(_check_recurrent_matrix(W_hh)))))
+
+
+def jacobian_product_norms(W_hh: np.ndarray, H: np.ndarray, activation: str,
+                           max_lag: int | None = None) -> np.ndarray:
+    """||dh_T/dh_k||_2 for lags T - k = 1..max_lag, batch mean of the per-sequence spectral norms.
+
+    W_hh (H, H); H (T, B, H) hidden states h_1..h_T of the layer; activation its name. max_lag defaults to T
+    (the lag-T product is dh_T/dh_0, whose first factor J_1 uses h_1). Returns (max_lag,).
+    The running product P_lag = P_{lag-1} J_{T-lag+1} = (P_{lag-1} * g'(a_{T-lag+1})) W_hh^T is carried per
+    sequence, rescaled by exact powers of two after each factor so that long products neither underflow nor
+    overflow before their norm is taken. Cost O(max_lag · B · H³), dominated by one SVD per sequence and lag:
+    for a cheap check every N training steps pass a few sequences (H[:, :8]) and a moderate max_lag.
+    """
+    W_hh = _check_recurrent_matrix(W_hh)
+    check_activation(activation)
+    H = np.asarray(H)
+    if H.ndim != 3 or H.shape[2] != W_hh.shape[0]:
+        raise ValueError(f"H must have shape (T, B, {W_hh.shape[0]}) to match W_hh, got shape {H.shape}")
+    T, B, n = H.shape
+    if max_lag is None:
+        max_lag = T
+    if isinstance(max_lag, bool) or not isinstance(max_lag, int | np.integer) or not 1 <= max_lag <= T:
+        raise ValueError(f"max_lag must be an integer in [1, {T}] (T of H), got {max_lag!r}")
+    dtype = np.result_type(W_hh.dtype, H.dtype, np.float32)
+    W_T = W_hh.T.astype(dtype, copy=False)
+    product = np.broadcast_to(np.eye(n, dtype=dtype), (B, n, n)).copy()
+    exponent = np.zeros(B, dtype=np.int64)  # product_true = product * 2**exponent, per sequence
+    norms = np.empty(max_lag)
+    for lag in range(1, max_lag + 1):
+        g_prime = derivative_from_output(activation, H[T - lag].astype(dtype, copy=False))  # (B, n)
+        product *= g_prime[:, None, :]
+        product = product @ W_T
+        spectral = np.linalg.norm(product, ord=2, axis=(1, 2))
+        norms[lag - 1] = np.mean(np.ldexp(spectral.astype(np.float64), exponent))
+        mantissa_exp = np.frexp(spectral)[1]
+        rescale = np.where(spectral > 0, mantissa_exp, 0)  # a zero product stays zero; do not rescale it
+        product = np.ldexp(product, -rescale[:, None, None]).astype(dtype, copy=False)
+        exponent += rescale
+    return norms
+
+
+def pascanu_bound(W_hh: np.ndarray, activation: str, max_lag: int) -> np.ndarray:
+    """Upper bound (gamma sigma_max(W_hh))^lag on ||dh_T/dh_k|| for lags 1..max_lag; returns (max_lag,)."""
+    check_activation(activation)
+    if isinstance(max_lag, bool) or not isinstance(max_lag, int | np.integer) or max_lag < 1:
+        raise ValueError(f"max_lag must be an integer >= 1, got {max_lag!r}")
+    rate = DERIVATIVE_BOUND[activation] * largest_singular_value(W_hh)
+    return rate ** np.arange(1, max_lag + 1, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class DecayFit:
+    """Least-squares fit log(norm) = log_prefactor + lag log_rate, i.e. norm ≈ C rate^lag.
+
+    rate < 1: the gradient vanishes with the lag; rate > 1: it explodes. n_points counts the usable points.
+    """
+
+    rate: float
+    log_rate: float
+    log_prefactor: float
+    n_points: int
+
+
+def fit_decay_rate(norms: np.ndarray, lags: np.ndarray | None = None) -> DecayFit:
+    """Fit norm ≈ C r^lag to a curve (L,) of positive norms; lags default to 1..L.
+
+    Non-positive and non-finite values (underflowed or overflowed products) are left out of the fit; fewer
+    than two usable points, or all at the same lag, raise ValueError.
+    """
+    norms = np.asarray(norms, dtype=np.float64)
+    if norms.ndim != 1:
+        raise ValueError(f"norms must be a 1-D curve (L,), got shape {norms.shape}")
+    lags = np.arange(1, norms.size + 1, dtype=np.float64) if lags is None else np.asarray(lags, np.float64)
+    if lags.shape != norms.shape:
+        raise ValueError(f"lags must have the shape of norms {norms.shape}, got {lags.shape}")
+    usable = np.isfinite(norms) & (norms > 0) & np.isfinite(lags)
+    x, y = lags[usable], np.log(norms[usable])
+    if x.size < 2 or np.ptp(x) == 0:
+        raise ValueError(f"norms must contain at least 2 positive finite values at distinct lags to fit a "
+                         f"decay rate, got {int(usable.sum())} usable of {norms.size}")
+    slope, intercept = np.polyfit(x, y, 1)
+    return DecayFit(rate=math.exp(slope), log_rate=float(slope), log_prefactor=float(intercept),
+                    n_points=int(x.size))
+
+
+@dataclass(frozen=True)
+class GradientFlowReport:
+    """Everything `gradient_flow_report` measures at one training step.
+
+    lag_norms (L,): batch-mean ||dh_T/dh_k|| for lags 1..L. bound (L,): (gamma sigma_max)^lag.
+    decay_rate: fitted r with lag_norms ≈ C r^lag (nan when fewer than 2 norms are positive and finite).
+    bound_rate: gamma sigma_max(W_hh), the rate of the bound. step_norms (T,): batch-mean ||dL/dh_t||.
+    """
+
+    lag_norms: np.ndarray
+    bound: np.ndarray
+    decay_rate: float
+    bound_rate: float
+    sigma_max: float
+    spectral_radius: float
+    step_norms: np.ndarray
+
+    def scalars(self, prefix: str = "") -> dict[str, float]:
+        """The scalar fields plus the first/last step norms, keyed `prefix + name`, for `log_metrics`."""
+        return {f"{prefix}decay_rate": self.decay_rate, f"{prefix}bound_rate": self.bound_rate,
+                f"{prefix}sigma_max": self.sigma_max, f"{prefix}spectral_radius": self.spectral_radius,
+                f"{prefix}grad_norm_first_step": float(self.step_norms[0]),
+                f"{prefix}grad_norm_last_step": float(self.step_norms[-1])}
+
+
+def gradient_flow_report(W_hh: np.ndarray, H: np.ndarray, activation: str, dh: np.ndarray,
+                         max_lag: int | None = None) -> GradientFlowReport:
+    """All gradient-flow diagnostics of one Elman layer in one call.
+
+    W_hh (H, H); H (T, B, H) the layer's hidden states; activation its name; dh (T, B, H) total dL/dh_t
+    (from `loss_and_grads(..., return_hidden_grads=True)`); max_lag defaults to T.
+    """
+    lag_norms = jacobian_product_norms(W_hh, H, activation, max_lag)
+    try:
+        decay_rate = fit_decay_rate(lag_norms).rate
+    except ValueError:
+        # all products vanished (e.g. dead relu units): no rate, but the training loop must carry on
+        decay_rate = math.nan
+    sigma = largest_singular_value(W_hh)
+    return GradientFlowReport(lag_norms=lag_norms, bound=pascanu_bound(W_hh, activation, lag_norms.size),
+                              decay_rate=decay_rate, bound_rate=DERIVATIVE_BOUND[activation] * sigma,
+                              sigma_max=sigma, spectral_radius=spectral_radius(W_hh),
+                              step_norms=step_gradient_norms(dh))
+
+
+def gradient_flow_heatmap(steps: np.ndarray, lag_norms: np.ndarray) -> Figure:
+    """Heatmap of ||dh_T/dh_k|| over training: steps (n_checks,) on x, lags 1..L on y, log colour scale.
+
+    lag_norms (n_checks, L), one `jacobian_product_norms` curve per check. Zero or non-finite norms are left
+    blank. Returns a matplotlib Figure built without pyplot.
+    """
+    steps = np.asarray(steps, dtype=np.float64)
+    lag_norms = np.asarray(lag_norms, dtype=np.float64)
+    if lag_norms.ndim != 2:
+        raise ValueError(f"lag_norms must have shape (n_checks, L), got shape {lag_norms.shape}")
+    if steps.shape != (lag_norms.shape[0],):
+        raise ValueError(f"steps must have shape ({lag_norms.shape[0]},) to match lag_norms, "
+                         f"got {steps.shape}")
+    if np.any(np.diff(steps) <= 0):
+        raise ValueError("steps must be strictly increasing")
+    shown = np.ma.masked_where(~(np.isfinite(lag_norms) & (lag_norms > 0)), lag_norms)
+    if shown.count() == 0:
+        raise ValueError("lag_norms must contain at least one positive finite value for a log colour scale")
+    lags = np.arange(1, lag_norms.shape[1] + 1)
+    fig = Figure(figsize=(7, 4), layout="constrained")
+    ax = fig.add_subplot()
+    mesh = ax.pcolormesh(_cell_edges(steps), _cell_edges(lags.astype(np.float64)), shown.T,
+                         norm=LogNorm(vmin=shown.min(), vmax=shown.max()), cmap="viridis")
+    fig.colorbar(mesh, ax=ax, label="||∂h_T/∂h_k||")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("lag T − k")
+    ax.set_title("Jacobian-product norms over training")
+    return fig
+
+
+def _cell_edges(centres: np.ndarray) -> np.ndarray:
+    """(n,) increasing cell centres -> (n + 1,) edges halfway between them (unit width for a single cell)."""
+    if centres.size == 1:
+        return np.array([centres[0] - 0.5, centres[0] + 0.5])
+    mid = (centres[1:] + centres[:-1]) / 2
+    return np.concatenate([[2 * centres[0] - mid[0]], mid, [2 * centres[-1] - mid[-1]]])

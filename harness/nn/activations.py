@@ -1,0 +1,50 @@
+"""Hidden-unit activations g and their derivatives expressed through the output h = g(a).
+
+Expressing g'(a) through h lets BPTT keep only the hidden states (T, B, H) and no pre-activations.
+All functions work in place on the array they are given, so the recurrent loop allocates nothing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+ACTIVATIONS = ("identity", "relu", "sigmoid", "tanh")
+
+
+def check_activation(name: str) -> str:
+    """Return `name` if it is a known activation, else raise ValueError naming the allowed ones."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {list(ACTIVATIONS)}, got {name!r}")
+    return name
+
+
+def activate_(name: str, a: np.ndarray) -> np.ndarray:
+    """Overwrite the pre-activations `a` (any shape) with g(a) and return `a`."""
+    if name == "tanh":
+        np.tanh(a, out=a)
+    elif name == "sigmoid":
+        # sigmoid(a) = (1 + tanh(a / 2)) / 2 never overflows, unlike 1 / (1 + exp(-a))
+        a *= 0.5
+        np.tanh(a, out=a)
+        a += 1.0
+        a *= 0.5
+    elif name == "relu":
+        np.maximum(a, 0.0, out=a)
+    return a
+
+
+def derivative_from_output(name: str, h: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """g'(a) computed from h = g(a), written to `out` (a new array of h's shape and dtype when None; out must
+    not share memory with h). No temporaries."""
+    out = np.empty_like(h) if out is None else out
+    if name == "identity":
+        out.fill(1.0)
+    elif name == "tanh":
+        np.multiply(h, h, out=out)
+        np.subtract(1.0, out, out=out)
+    elif name == "sigmoid":
+        np.subtract(1.0, h, out=out)
+        out *= h
+    else:
+        np.greater(h, 0, out=out)
+    return out

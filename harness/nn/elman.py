@@ -1,0 +1,161 @@
+"""Elman layer and model: h_t = g(x_t W_xh + h_{t-1} W_hh + b_h) (batch-row convention).
+
+The forward pass keeps only the hidden states H (T, B, H): g'(a_t) is recomputed from h_t in backward.
+Input-side work (x_t W_xh for all t, and the weight gradients) is one big matmul outside the time loop; only
+the recurrence h_{t-1} -> h_t stays in Python.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .activations import activate_, derivative_from_output
+from .init import input_matrix, recurrent_matrix
+from .layers import ReadoutGrad, RecurrentLayer, grad_rows
+from .model import RecurrentModel
+
+CHUNK = 32  # steps per backward chunk: big enough for efficient matmuls, small next to T * B * H
+
+
+class ElmanLayer(RecurrentLayer):
+    """One Elman layer; params W_xh (D, H), W_hh (H, H), b_h (H,) (without b_h when bias=False)."""
+
+    accepts_readout_grad = True
+
+    def init_params(self, rng: np.random.Generator, *, init: str, recurrent_init: str,
+                    spectral_radius: float | None, max_singular_value: float | None,
+                    dtype: np.dtype) -> dict[str, np.ndarray]:
+        H = self.hidden_size
+        params = {"W_xh": input_matrix(rng, init, self.input_size, H, dtype),
+                  "W_hh": recurrent_matrix(rng, recurrent_init, H, H, dtype, spectral_radius,
+                                           max_singular_value)}
+        if self.bias:
+            params["b_h"] = np.zeros(H, dtype=dtype)
+        return params
+
+    def forward(self, params: dict[str, np.ndarray], X: np.ndarray, valid: np.ndarray,
+                state0: tuple[np.ndarray, ...] | None = None) -> tuple[np.ndarray, tuple[np.ndarray], Any]:
+        """X (T, B, D), valid (T, B) -> H (T, B, H), (h_T,), cache."""
+        T, B, D = X.shape
+        W_hh = params["W_hh"]
+        Hs = (X.reshape(T * B, D) @ params["W_xh"]).reshape(T, B, self.hidden_size)
+        if self.bias:
+            Hs += params["b_h"]
+        h0 = np.zeros((B, self.hidden_size), dtype=Hs.dtype) if state0 is None else state0[0]
+        padding = None if valid.all() else ~valid[:, :, None]
+        recurrent = np.empty_like(h0)
+        h = h0
+        for t in range(T):
+            a = Hs[t]
+            np.matmul(h, W_hh, out=recurrent)
+            a += recurrent
+            activate_(self.activation, a)
+            if padding is not None:
+                np.copyto(a, h, where=padding[t])
+            h = a
+        return Hs, (h,), (X, Hs, h0, padding)
+
+    def backward(self, params: dict[str, np.ndarray], dH: np.ndarray | ReadoutGrad, cache: Any,
+                 d_final_state: tuple[np.ndarray, ...] | None = None, truncation: int | None = None,
+                 hidden_grads: bool = True,
+                 ) -> tuple[np.ndarray | None, dict[str, np.ndarray], tuple[np.ndarray], np.ndarray | None]:
+        """dH (T, B, H) from above -> dX (T, B, D) (None unless input_grad), grads, (dL/dh_0,), dh (None
+        unless hidden_grads).
+
+        Memory: the sweep runs back in chunks of CHUNK steps. Within a chunk, dA (n, B, H) holds g'(a_t), then
+        dL/da_t = g'(a_t) dL/dh_t; after the chunk, dW_hh += sum_t h_{t-1}^T dL/da_t and dL/da_t replaces h_t
+        in Hs (h_t is never read again), so the input-side gradients are single matmuls over Hs at the end.
+        """
+        X, Hs, h0, padding = cache
+        T, B, D = X.shape
+        H = self.hidden_size
+        W_hh_T = params["W_hh"].T
+        dh = np.empty((T, B, H), dtype=Hs.dtype) if hidden_grads else None
+        dW_hh = np.zeros_like(params["W_hh"])
+        dA_buffer = np.empty((min(T, CHUNK), B, H), dtype=Hs.dtype)
+        truncated = truncation is not None and truncation < T
+        if truncated:  # carry: bands[j] = the part of dL/dh_t that came through exactly j recurrent steps
+            carry = np.zeros((truncation, B, H), dtype=Hs.dtype)
+            if d_final_state is not None:
+                carry[0] += d_final_state[0]
+        else:  # carry: dL/dh_t through h_{t+1}
+            carry = np.zeros((B, H), dtype=Hs.dtype) if d_final_state is None else d_final_state[0].copy()
+        for stop in range(T, 0, -CHUNK):
+            start = max(0, stop - CHUNK)
+            dA = derivative_from_output(self.activation, Hs[start:stop], out=dA_buffer[:stop - start])
+            pad = None if padding is None else padding[start:stop]
+            if pad is not None:
+                dA *= ~pad
+            steps = (grad_rows(dH, start, stop), dA, None if dh is None else dh[start:stop], pad)
+            carry = self._truncated_steps(W_hh_T, carry, *steps) if truncated \
+                else self._full_steps(W_hh_T, carry, *steps)
+            dA2 = dA.reshape(-1, H)
+            if start == 0:  # h_{-1} is h0, not a row of Hs
+                dW_hh += h0.T @ dA[0]
+                dW_hh += Hs[:stop - 1].reshape(-1, H).T @ dA2[B:]
+            else:
+                dW_hh += Hs[start - 1:stop - 1].reshape(-1, H).T @ dA2
+            Hs[start:stop] = dA
+        dA2 = Hs.reshape(T * B, H)  # now dL/da_t for every step
+        grads = {"W_xh": X.reshape(T * B, D).T @ dA2, "W_hh": dW_hh}
+        if self.bias:
+            grads["b_h"] = dA2.sum(axis=0)
+        dX = (dA2 @ params["W_xh"].T).reshape(T, B, D) if self.input_grad else None
+        d_state0 = carry.sum(axis=0) if truncated else carry
+        return dX, grads, (d_state0,), dh
+
+    def _full_steps(self, W_hh_T: np.ndarray, carry: np.ndarray, dH: np.ndarray, dA: np.ndarray,
+                    dh: np.ndarray | None, padding: np.ndarray | None) -> np.ndarray:
+        """Full BPTT over one chunk of n steps, last step first.
+
+        carry (B, H): dL/dh through the step after the chunk; dH (n, B, H) from above; dA (n, B, H) holds
+        g'(a_t) on entry and dL/da_t on exit; dh (n, B, H) or None receives dL/dh_t. Returns the carry into
+        the step before the chunk.
+        """
+        clip = self.clip_hidden_delta
+        dh_t = np.empty_like(carry)
+        for t in range(dA.shape[0] - 1, -1, -1):
+            if dh is not None:
+                dh_t = dh[t]
+            np.add(dH[t], carry, out=dh_t)  # dL/dh_t = from above + through h_{t+1}
+            da = dA[t]
+            da *= dh_t                      # dL/da_t = g'(a_t) dL/dh_t
+            if clip is not None:
+                np.clip(da, -clip, clip, out=da)
+            np.matmul(da, W_hh_T, out=carry)  # dL/dh_{t-1} through h_t
+            if padding is not None:  # a padding step passes dh straight to the previous step
+                np.copyto(carry, dh_t, where=padding[t])
+        return carry
+
+    def _truncated_steps(self, W_hh_T: np.ndarray, bands: np.ndarray, dH: np.ndarray, dA: np.ndarray,
+                         dh: np.ndarray | None, padding: np.ndarray | None) -> np.ndarray:
+        """BPTT cut after k steps back from every loss position, over one chunk; arguments as _full_steps.
+
+        bands (k, B, H): bands[j] holds the part of dL/dh_t that arrived through exactly j recurrent steps; a
+        step back shifts every band by one and drops band k-1, so all loss positions are truncated in one
+        sweep.
+        """
+        clip = self.clip_hidden_delta
+        for t in range(dA.shape[0] - 1, -1, -1):
+            bands[0] += dH[t]
+            if dh is not None:
+                bands.sum(axis=0, out=dh[t])
+            deltas = bands * dA[t]
+            if clip is not None:
+                np.clip(deltas, -clip, clip, out=deltas)
+            deltas.sum(axis=0, out=dA[t])
+            shifted = np.empty_like(bands)
+            shifted[0] = 0.0
+            np.matmul(deltas[:-1], W_hh_T, out=shifted[1:])
+            if padding is not None:  # padding steps do not count as a step of recurrence
+                shifted = np.where(padding[t][None], bands, shifted)
+            bands = shifted
+        return bands
+
+
+class Elman(RecurrentModel):
+    """Elman network (a linear RNN with activation="identity"); see RecurrentModel for the arguments."""
+
+    layer_class = ElmanLayer

@@ -1,0 +1,157 @@
+"""The recurrent layer protocol and the argument checks shared by all layers and models.
+
+Protocol (exactly as in /work/contract.md; parameter names inside a layer are local, e.g. "W_xh", and the
+model adds the prefixes "l1.", "dec." ...):
+
+    layer = SomeLayer(input_size, hidden_size, *, activation=..., bias=True)
+    layer.init_params(rng, *, init, recurrent_init, spectral_radius, max_singular_value, dtype) -> dict
+    layer.forward(params, X, valid, state0=None) -> (H, final_state, cache)
+        X (T, B, D), valid (T, B) bool (always an array; all True when nothing is masked),
+        state0: tuple of (B, .) arrays or None (zeros); H (T, B, hidden_size);
+        padding (valid False) carries the state unchanged: h_t = where(valid_t, h_new, h_{t-1}).
+    layer.backward(params, dH, cache, d_final_state=None, truncation=None, hidden_grads=True)
+            -> (dX, grads, d_state0, dh)
+        dH (T, B, hidden_size): dL/dH from above only; dh: total dL/dh_t including the recurrent path;
+        grads has the local names of `params`; d_state0 is a tuple shaped like the state.
+
+Additions to the contract (documented here for the gated/bidirectional layers):
+- Constructor: the model builds layers through `RecurrentModel.make_layer(input_size, hidden_size)`, which
+  by default calls `layer_class(input_size, hidden_size, activation=model.activation, bias=model.bias)`.
+  A layer whose constructor differs overrides nothing here; its model class overrides `make_layer`.
+- `clip_hidden_delta`: instance attribute (default None), set by the model after construction. When a float,
+  backward clips the backpropagated pre-activation delta dL/da_t element-wise to [-c, c] at every step
+  (note 000's exercise). Layers that cannot honour it should raise in `make_layer`; a wrapping layer
+  (bidirectional) passes it on to the layers it wraps.
+- Truncation (truncation=k): the gradient of the loss at position t flows back through at most k time steps
+  (t, t-1, ..., t-k+1) of the layer's own recurrence; k=1 is the no-recurrence gradient. Padding steps do not
+  consume a step. `d_final_state` enters as if it were a loss at the last step. In a stack, each layer
+  truncates its own recurrence.
+- `input_grad`: instance attribute (default True), set False by the model on bottom layers, whose dX nobody
+  uses; backward may then return None for dX and skip that matmul (computing it anyway is also fine).
+- The decoder of "encoder_decoder" gets zero inputs of width input_size, so its W_xh receives zero gradient.
+- `hidden_grads=False` (backward keyword): nobody reads dh; backward may then return None for it and skip
+  storing the (T, B, H) array.
+- `accepts_readout_grad`: class attribute (default False). The gradient a linear read-out O = H W (+ b) sends
+  to the top layer is dH = dO W^T, a (T, B, H) array as big as the hidden states; a layer that sets this
+  True receives it as a `ReadoutGrad` and materialises only the steps it is working on (`rows`). Other
+  layers receive the plain array.
+- A cache serves one backward: backward may overwrite it, including the H its forward returned (Elman keeps
+  dL/da_t in the slots of h_t once they are no longer needed), so the model reads H before backward.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+DTYPES = ("float32", "float64")
+
+
+def check_choice(argument: str, value: Any, allowed: tuple[str, ...]) -> str:
+    """Return `value` if it is one of `allowed`, else raise ValueError naming `argument`."""
+    if not isinstance(value, str) or value not in allowed:
+        raise ValueError(f"{argument} must be one of {list(allowed)}, got {value!r}")
+    return value
+
+
+def check_positive_int(argument: str, value: Any) -> int:
+    """Return `value` as int if it is an integer >= 1 (bools refused)."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{argument} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def check_optional_positive_float(argument: str, value: Any) -> float | None:
+    """Return None or a finite float > 0."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | np.number) or not np.isfinite(value) \
+            or value <= 0:
+        raise ValueError(f"{argument} must be None or a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def check_dtype(value: Any) -> np.dtype:
+    """"float32" or "float64" (names, or the numpy dtypes themselves) -> np.dtype."""
+    name = np.dtype(value).name if isinstance(value, type | np.dtype) else value
+    return np.dtype(check_choice("dtype", name, DTYPES))
+
+
+def check_array(argument: str, value: Any, shape: tuple[int | None, ...], dtype: np.dtype) -> np.ndarray:
+    """Convert to a finite array of `dtype` whose shape matches `shape` (None = any size); never broadcast."""
+    try:
+        array = np.asarray(value, dtype=dtype)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{argument} must be a numeric array, got {type(value).__name__}") from error
+    expected = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+    if array.ndim != len(shape) or any(s not in (None, a) for s, a in zip(shape, array.shape, strict=True)):
+        raise ValueError(f"{argument} must have shape {expected}, got {array.shape}")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{argument} must contain only finite values (no NaN or inf)")
+    return array
+
+
+def check_mask(value: Any, shape: tuple[int, int]) -> np.ndarray:
+    """A (T, B) mask of 0/1 (or bool) values -> bool array."""
+    mask = check_array("mask", value, shape, np.dtype(np.float64))
+    if not np.all((mask == 0) | (mask == 1)):
+        raise ValueError("mask must contain only 0/1 (or boolean) values")
+    return mask.astype(bool)
+
+
+class ReadoutGrad:
+    """dL/dH = dO W^T (T, B, H) of a linear read-out O = H W (+ b), kept factored: dO (T, B, O), W (H, O)."""
+
+    def __init__(self, dO: np.ndarray, W: np.ndarray):
+        self.dO, self.W = dO, W
+        self.shape = (*dO.shape[:2], W.shape[0])
+        self.dtype = dO.dtype
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        """dL/dH at steps start..stop-1: a new (stop - start, B, H) array."""
+        return self.dO[start:stop] @ self.W.T
+
+    def full(self) -> np.ndarray:
+        """The whole (T, B, H) array."""
+        return self.rows(0, self.shape[0])
+
+
+def grad_rows(dH: np.ndarray | ReadoutGrad, start: int, stop: int) -> np.ndarray:
+    """Steps start..stop-1 of dL/dH given as an array (a view is returned) or as a ReadoutGrad."""
+    return dH.rows(start, stop) if isinstance(dH, ReadoutGrad) else dH[start:stop]
+
+
+class RecurrentLayer:
+    """Base class of a recurrent layer; see the module docstring for the protocol.
+
+    Subclasses implement `init_params`, `forward` and `backward`. `hidden_size` is the width of the outputs H
+    passed upward (for a bidirectional layer, twice the cell width).
+    """
+
+    clip_hidden_delta: float | None = None
+    input_grad: bool = True
+    accepts_readout_grad: bool = False
+
+    def __init__(self, input_size: int, hidden_size: int, *, activation: str = "tanh", bias: bool = True):
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.activation = activation
+        self.bias = bias
+
+    def init_params(self, rng: np.random.Generator, *, init: str, recurrent_init: str,
+                    spectral_radius: float | None, max_singular_value: float | None,
+                    dtype: np.dtype) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def forward(self, params: dict[str, np.ndarray], X: np.ndarray, valid: np.ndarray,
+                state0: tuple[np.ndarray, ...] | None = None
+                ) -> tuple[np.ndarray, tuple[np.ndarray, ...], Any]:
+        raise NotImplementedError
+
+    def backward(self, params: dict[str, np.ndarray], dH: np.ndarray, cache: Any,
+                 d_final_state: tuple[np.ndarray, ...] | None = None, truncation: int | None = None,
+                 hidden_grads: bool = True,
+                 ) -> tuple[np.ndarray | None, dict[str, np.ndarray], tuple[np.ndarray, ...],
+                            np.ndarray | None]:
+        raise NotImplementedError

@@ -1,0 +1,180 @@
+"""One training run, start to finish: validate -> build task, model, optimizer -> seed the data -> open the
+tracked run -> fit -> log the final metrics, figures, weights and config.
+
+`run(cfg)` takes the composed config as a plain nested dict (experiments/train.py passes the Hydra config
+converted with OmegaConf.to_container); nothing here imports Hydra. Every configuration problem raises
+ConfigError before a tracked run exists.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from matplotlib.figure import Figure
+
+from harness.config import ConfigError, ModelConfig, RunConfig, validate
+from harness.diagnostics import gradient_flow_heatmap
+from harness.nn import GRU, LSTM, Bidirectional, Elman, Jordan
+from harness.optim import make_optimizer
+from harness.tasks import SequenceTask, fingerprint, make_task
+from harness.tracking import TrackingSettings, open_run
+from harness.training import FitResult, fit
+
+MODEL_CLASSES = {"elman": Elman, "linear": Elman, "irnn": Elman, "jordan": Jordan, "lstm": LSTM, "gru": GRU}
+# Models that are an Elman network with a fixed activation (and, for the IRNN, a default recurrent init).
+FIXED_ACTIVATION = {"linear": "identity", "irnn": "relu"}
+
+
+def build_task(config: RunConfig) -> SequenceTask:
+    try:
+        return make_task(config.task.name, **config.task.params)
+    except ValueError as exc:
+        raise ConfigError(f"task.{exc}") from exc
+
+
+def build_model(model: ModelConfig, task: SequenceTask, *, truncation: int | None, seed: int):
+    """The network model names, sized and headed by task (the model config does not repeat them)."""
+    keywords: dict[str, Any] = {
+        key: value for key, value in asdict(model).items() if key not in ("name", "cell", "hidden_size")
+    }
+    if keywords["activation"] is None:
+        del keywords["activation"]
+    if model.name in FIXED_ACTIVATION:
+        if keywords.get("activation", FIXED_ACTIVATION[model.name]) != FIXED_ACTIVATION[model.name]:
+            raise ConfigError(f"model.activation must be {FIXED_ACTIVATION[model.name]!r} (or null) for "
+                              f"model {model.name!r}, got {model.activation!r}")
+        keywords["activation"] = FIXED_ACTIVATION[model.name]
+    keywords.update(head=task.head, mode=task.mode, output_length=task.output_length, truncation=truncation,
+                    seed=seed)
+    sizes = (task.input_size, model.hidden_size, task.output_size)
+    try:
+        if model.name == "bidirectional":
+            return Bidirectional(model.cell, *sizes, **keywords)
+        return MODEL_CLASSES[model.name](*sizes, **keywords)
+    except ValueError as exc:
+        raise ConfigError(f"model.{exc}") from exc
+
+
+def build_optimizer(config: RunConfig):
+    optimizer = config.optimizer
+    try:
+        return make_optimizer(optimizer.name, lr=optimizer.lr, clip_norm=optimizer.clip_norm,
+                              clip_value=optimizer.clip_value, **optimizer.options)
+    except ValueError as exc:
+        raise ConfigError(f"optimizer: {exc}") from exc
+
+
+def tracking_settings(config: RunConfig) -> TrackingSettings:
+    try:
+        return TrackingSettings(**asdict(config.tracking))
+    except ValueError as exc:
+        raise ConfigError(f"tracking.{exc}") from exc
+
+
+def model_label(model: ModelConfig) -> str:
+    return f"bidirectional_{model.cell}" if model.name == "bidirectional" else model.name
+
+
+def run_name(config: RunConfig) -> str:
+    """'<task>-<model>-s<seed>', e.g. 'adding-lstm-s0'."""
+    return f"{config.task.name}-{model_label(config.model)}-s{config.seed}"
+
+
+def loss_figure(result: FitResult) -> Figure:
+    """Training and validation loss against the step (log scale)."""
+    fig = Figure(figsize=(7, 4), layout="constrained")
+    ax = fig.add_subplot()
+    ax.plot(result.train_steps, result.train_loss, lw=0.8, alpha=0.7, label="train")
+    ax.plot(result.val_steps, result.val_loss, marker="o", ms=3, label="validation")
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.legend()
+    return fig
+
+
+def gradient_norm_figure(result: FitResult) -> Figure:
+    """Global gradient norm (before clipping) against the step (log scale)."""
+    fig = Figure(figsize=(7, 4), layout="constrained")
+    ax = fig.add_subplot()
+    ax.plot(result.train_steps, result.grad_norm, lw=0.8)
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("global gradient norm")
+    return fig
+
+
+def step_norm_figure(result: FitResult) -> Figure:
+    """Heatmap of ||dL/dh_t||: diagnostics checks (rows) by time step t (columns), log10 colour scale."""
+    steps = [step for step, _ in result.grad_flow]
+    norms = np.array([profile for _, profile in result.grad_flow])
+    with np.errstate(divide="ignore"):
+        shown = np.log10(norms)
+    fig = Figure(figsize=(7, 4), layout="constrained")
+    ax = fig.add_subplot()
+    image = ax.imshow(np.ma.masked_invalid(shown), aspect="auto", origin="lower", interpolation="nearest")
+    fig.colorbar(image, ax=ax, label="log10 ||dL/dh_t||")
+    ax.set_yticks(range(len(steps)), [str(step) for step in steps])
+    ax.set_xlabel("time step t")
+    ax.set_ylabel("training step")
+    return fig
+
+
+def _log_outputs(logger, model, result: FitResult, workdir: Path) -> None:
+    """Figures and weights of a finished fit."""
+    if result.train_steps:
+        logger.log_figure(loss_figure(result), "figures/loss.png")
+        logger.log_figure(gradient_norm_figure(result), "figures/grad_norm.png")
+    if result.grad_flow:
+        logger.log_figure(step_norm_figure(result), "figures/grad_flow_steps.png")
+    if len(result.lag_norms) > 1 and np.any(np.array(result.lag_norms) > 0):
+        steps = np.array([step for step, _ in result.grad_flow])
+        heatmap = gradient_flow_heatmap(steps, np.array(result.lag_norms))
+        logger.log_figure(heatmap, "figures/grad_flow_lags.png")
+    weights = workdir / "model.npz"
+    model.save(str(weights))
+    logger.log_artifact(weights)
+
+
+def run(cfg: dict[str, Any], *, overrides: list[str] | tuple[str, ...] = (),
+        job_num: int | None = None) -> float:
+    """Train and track one run of the composed config cfg; returns the final validation task metric (nan if
+    the run diverged). overrides and job_num (Hydra's) are recorded as tags and as overrides.yaml."""
+    config = validate(cfg)
+    task = build_task(config)
+    model = build_model(config.model, task, truncation=config.trainer.truncation, seed=config.seed)
+    optimizer = build_optimizer(config)
+    settings = tracking_settings(config)
+
+    # Seeding: the model draws its weights from default_rng(seed); the data streams are independent children
+    # of np.random.SeedSequence(seed). The validation set and the diagnostics batch are drawn once.
+    streams = task.streams(config.seed)
+    val_batch = task.sample(config.trainer.eval_batch_size, streams["val"])
+    diagnostics_batch = task.sample(config.trainer.diagnostics_batch_size, streams["val"])
+    val_arrays = {name: array for name, array in
+                  (("X", val_batch.X), ("Y", val_batch.Y), ("mask", val_batch.mask)) if array is not None}
+    data_fingerprint = fingerprint(*val_arrays.values())
+
+    tags = {"task": config.task.name, "model": model_label(config.model), "seed": config.seed,
+            "overrides": " ".join(overrides), "job_num": "" if job_num is None else job_num,
+            "dataset_fingerprint": data_fingerprint, "metric_name": task.metric_name}
+    with open_run(settings, run_name=run_name(config), tags=tags, parent_run_id="auto") as logger, \
+            tempfile.TemporaryDirectory() as workdir:
+        logger.log_params(cfg)
+        logger.log_text(yaml.safe_dump(cfg, sort_keys=False), "config.yaml")
+        logger.log_text(yaml.safe_dump(list(overrides)), "overrides.yaml")
+        logger.log_dataset(f"{config.task.name}-validation", data_fingerprint, val_arrays)
+        result = fit(model, task, optimizer, config.trainer, train_rng=streams["train"], val_batch=val_batch,
+                     diagnostics_batch=diagnostics_batch, logger=logger, description=run_name(config))
+        objective = math.nan if result.diverged else result.final[f"val/{task.metric_name}"]
+        logger.log_metrics({"steps_done": float(result.steps_done),
+                            "solved": float(not result.diverged and bool(result.final.get("val/solved"))),
+                            "objective": objective}, result.steps_done)
+        _log_outputs(logger, model, result, Path(workdir))
+    return objective

@@ -1,0 +1,695 @@
+"""The RNN-vs-ARMA comparison: every (series, model, seed) cell forecasts the same test part one step ahead.
+
+A cell is a pure function of (series, model, seed, config): the series is generated from its seed, the model
+is fitted on the training part (validation part for early stopping) and predicts the test part one step ahead,
+each prediction using only the past. Cells sharing a (series, seed) form a unit: the series, its fingerprint
+and the reference ARMA fit that every RNN is Diebold-Mariano-tested against. Units are independent, so a
+sequential run, a process-parallel run and a Hydra sweep running one (series, model) per job give
+bit-identical numbers.
+
+Tracking: a parent run per study with one child per cell (dataset fingerprint, test scores, the ARMA order,
+coefficients, standard errors, psi-weights and convergence, or the RNN training curve and its DM test against
+the reference), the summary table (Markdown and CSV), the figures and note 000's RNN-ARMA(1,1) link (a child
+plus figures on the parent). rebuild_table reads the table back from the store alone.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import numpy as np
+import pandas as pd
+
+from harness.arma import fit_arma, minimum_length, predictor_weights, psi_from_predictor_weights
+from harness.forecast import ArmaForecaster, RnnForecaster, fit_linear_recurrent_predictor
+from harness.forecast_metrics import aggregate_over_seeds, diebold_mariano, evaluate_forecast
+from harness.studies import figures
+from harness.tasks import SERIES_NAMES, fingerprint, make_series, split_series
+
+STUDY = "rnn_vs_arma"
+FORECASTERS: dict[str, Callable[..., Any]] = {"arma": ArmaForecaster, "rnn": RnnForecaster}
+SCORES = ("mse", "mae", "nmse", "oracle_ratio")
+TABLE_METRICS = (*SCORES, "dm_stat", "dm_pvalue")
+DM_LEVEL = 0.05
+
+
+class StudyInputError(ValueError):
+    """Bad study input (grid, series parameters, model keywords, part lengths), one line naming it."""
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """Everything a cell's numbers depend on, plus how the grid is run.
+
+    series, models, seeds: the grid. length: points per series. split: train/val/test fractions.
+    series_params: series name -> make_series keywords. catalog: model name -> {"kind": "arma" | "rnn", ...
+    constructor keywords of ArmaForecaster | RnnForecaster}; rnn: RnnForecaster keywords shared by every rnn
+    entry (the entry's own win). reference: the arma model every RNN is tested against. link: note 000's
+    section (enabled, series, seed, steps, lags). figure_window: test points plotted. n_jobs: processes.
+    """
+
+    series: tuple[str, ...]
+    models: tuple[str, ...]
+    seeds: tuple[int, ...]
+    length: int = 1500
+    split: Mapping[str, float] = field(default_factory=lambda: {"train": 0.6, "val": 0.2, "test": 0.2})
+    series_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    catalog: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    rnn: Mapping[str, Any] = field(default_factory=dict)
+    reference: str = "arma"
+    link: Mapping[str, Any] = field(default_factory=lambda: {"enabled": False})
+    figure_window: int = 120
+    n_jobs: int = 1
+
+    @classmethod
+    def from_mapping(cls, cfg: Mapping[str, Any]) -> StudyConfig:
+        """From the composed config as a plain dict; series, model and seed may be one value or a list."""
+
+        def as_tuple(value: Any) -> tuple[Any, ...]:
+            return tuple(value) if isinstance(value, list | tuple) else (value,)
+
+        return cls(
+            series=as_tuple(cfg["series"]),
+            models=as_tuple(cfg["model"]),
+            seeds=as_tuple(cfg["seed"]),
+            length=cfg["length"],
+            split=dict(cfg["split"]),
+            series_params={name: dict(params) for name, params in (cfg.get("series_params") or {}).items()},
+            catalog={name: dict(entry) for name, entry in cfg["models"].items()},
+            rnn=dict(cfg.get("rnn") or {}),
+            reference=cfg.get("reference", "arma"),
+            link=dict(cfg.get("link") or {"enabled": False}),
+            figure_window=cfg.get("figure_window", 120),
+            n_jobs=cfg.get("n_jobs", 1),
+        )
+
+    def kind(self, model: str) -> str:
+        return self.catalog[model]["kind"]
+
+    def spec(self, model: str) -> dict[str, Any]:
+        """Constructor keywords of model's forecaster (the shared rnn keywords under an rnn entry's own)."""
+        entry = {key: value for key, value in self.catalog[model].items() if key != "kind"}
+        return {**self.rnn, **entry} if self.kind(model) == "rnn" else entry
+
+    @property
+    def fitted_models(self) -> list[str]:
+        """The reference first, then the grid's models: what every unit fits."""
+        return list(dict.fromkeys([self.reference, *self.models]))
+
+
+# ----------------------------------------------------------------------------------------------- validation
+
+
+def validate(config: StudyConfig) -> None:
+    """Check the whole grid before any run exists; the first problem raises StudyInputError (one line)."""
+    for key, value, minimum in (
+        ("length", config.length, 2),
+        ("figure_window", config.figure_window, 1),
+        ("n_jobs", config.n_jobs, 1),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise StudyInputError(f"{key} must be an integer >= {minimum}, got {value!r}")
+    for axis, values in (("series", config.series), ("model", config.models), ("seed", config.seeds)):
+        if not values:
+            raise StudyInputError(f"{axis} must list at least one value, got none")
+    for name in (*config.series, *config.series_params):
+        if name not in SERIES_NAMES:
+            raise StudyInputError(f"series must be among {sorted(SERIES_NAMES)}, got {name!r}")
+    for name in (*config.models, config.reference):
+        if name not in config.catalog:
+            raise StudyInputError(f"model must be among {sorted(config.catalog)}, got {name!r}")
+    for name, entry in config.catalog.items():
+        if entry.get("kind") not in FORECASTERS:
+            raise StudyInputError(
+                f"models.{name}.kind must be one of {list(FORECASTERS)}, got {entry.get('kind')!r}"
+            )
+    if config.kind(config.reference) != "arma":
+        raise StudyInputError(f"reference must name an arma model, got {config.reference!r}")
+    for seed in config.seeds:
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise StudyInputError(f"seed must be non-negative integers, got {seed!r}")
+    for model in config.fitted_models:
+        _build_forecaster(config, model, seed=0)  # unknown or invalid keywords fail here, not mid-study
+    for name in config.series:
+        for seed in config.seeds:
+            split = _split(config, _make_series(config, name, seed).values)
+            for model in config.fitted_models:
+                _check_part_lengths(config, model, name, split)
+    if config.link.get("enabled"):
+        _check_link(config)
+
+
+def _check_part_lengths(config: StudyConfig, model: str, name: str, split) -> None:
+    """Train and test parts must hold enough points for the largest ARMA order the model may fit."""
+    if config.kind(model) != "arma":
+        return
+    spec = config.spec(model)
+    p, q = spec["order"] if spec.get("order") is not None else (spec.get("max_p", 3), spec.get("max_q", 3))
+    needed = minimum_length(p, q)
+    for part in ("train", "test"):
+        got = len(getattr(split, part))
+        if got < needed:
+            raise StudyInputError(
+                f"{part} part of series {name!r} has {got} points (length={config.length}, "
+                f"split={dict(config.split)}), too short for model {model!r} up to ARMA({p},{q}): "
+                f"needs >= {needed}"
+            )
+
+
+def _check_link(config: StudyConfig) -> None:
+    name, seed = config.link.get("series"), config.link.get("seed", 0)
+    if name not in SERIES_NAMES:
+        raise StudyInputError(f"link.series must be among {sorted(SERIES_NAMES)}, got {name!r}")
+    true = _make_series(config, name, seed).true_params or {}
+    if len(true.get("ar", ())) != 1 or len(true.get("ma", ())) != 1:
+        raise StudyInputError(
+            f"link.series must be an ARMA(1,1) series (one ar and one ma coefficient), got {name!r}"
+        )
+    _split(config, _make_series(config, name, seed).values)
+
+
+def _make_series(config: StudyConfig, name: str, seed: int):
+    try:
+        return make_series(name, n=config.length, seed=seed, **config.series_params.get(name, {}))
+    except ValueError as error:
+        raise StudyInputError(f"series {name!r}: {error}") from None
+
+
+def _split(config: StudyConfig, values: np.ndarray):
+    try:
+        return split_series(values, **config.split)
+    except (TypeError, ValueError) as error:
+        raise StudyInputError(f"split: {error}") from None
+
+
+def _build_forecaster(config: StudyConfig, model: str, seed: int):
+    """model's forecaster; an RNN's initialisation and mini-batches follow the cell's seed."""
+    kind, spec = config.kind(model), config.spec(model)
+    try:
+        return FORECASTERS[kind](**spec, **({"seed": seed} if kind == "rnn" else {}))
+    except (TypeError, ValueError) as error:
+        raise StudyInputError(f"model {model!r}: {error}") from None
+
+
+# ------------------------------------------------------------------------------------------------ computing
+
+
+@dataclass
+class Cell:
+    """One (series, model, seed) result: everything its child run logs.
+
+    metrics: test scores (plus DM against the reference for RNNs; order, coefficients, standard errors and
+    the warning count for ARMA). params: forecaster keywords. tags: string facts (ARMA convergence).
+    texts: artifact file name -> text. curve: metric name -> (E,) values at curve_steps (E,) (RNN training).
+    window: (W,) one-step predictions of the first figure_window test points.
+    """
+
+    series: str
+    model: str
+    seed: int
+    metrics: dict[str, float]
+    params: dict[str, Any]
+    tags: dict[str, str]
+    texts: dict[str, str]
+    curve_steps: np.ndarray
+    curve: dict[str, np.ndarray]
+    window: np.ndarray
+
+
+@dataclass
+class Unit:
+    """The cells of one (series, seed) with the series values (N,), their fingerprint and the test start."""
+
+    series: str
+    seed: int
+    values: np.ndarray
+    fingerprint: str
+    test_start: int
+    cells: list[Cell]
+
+
+def compute_unit(config: StudyConfig, name: str, seed: int) -> Unit:
+    """Fit and score every model of the grid on series name drawn with seed (pure: no tracking, no globals).
+
+    The reference ARMA is fitted even when it is not in the grid, because every RNN is tested against it.
+    """
+    series = _make_series(config, name, seed)
+    split = _split(config, series.values)
+    truth = split.test
+    fitted = {}
+    for model in config.fitted_models:
+        forecaster = _build_forecaster(config, model, seed).fit(split.train, split.val)
+        fitted[model] = (forecaster, np.asarray(forecaster.predict(series.values, split.val_end)))
+    reference_errors = truth - fitted[config.reference][1]
+    cells = []
+    for model in config.models:
+        forecaster, prediction = fitted[model]
+        scores = evaluate_forecast(truth, prediction, series.innovation_variance)
+        summary = forecaster.summary()
+        cell = Cell(
+            series=name,
+            model=model,
+            seed=seed,
+            metrics={key: float(scores[key]) for key in SCORES if scores[key] is not None},
+            params=config.spec(model),
+            tags={},
+            texts={},
+            curve_steps=np.zeros(0, dtype=int),
+            curve={},
+            window=prediction[: config.figure_window],
+        )
+        if config.kind(model) == "arma":
+            _describe_arma(cell, summary)
+        else:
+            stat, pvalue = diebold_mariano(truth - prediction, reference_errors)
+            cell.metrics.update(dm_stat=stat, dm_pvalue=pvalue)
+            _describe_rnn(cell, summary, forecaster.history_)
+        cells.append(cell)
+    return Unit(name, seed, series.values, fingerprint(series.values), split.val_end, cells)
+
+
+def _describe_arma(cell: Cell, summary: dict[str, Any]) -> None:
+    """Order, coefficients and standard errors as metrics, convergence as tag + warning count, fit as JSON."""
+    p, q = summary["order"]
+    cell.metrics.update(
+        p=float(p),
+        q=float(q),
+        convergence_warnings=float(len(summary["warnings"])),
+        orders_skipped=float(sum(not t["converged"] for t in summary.get("trials", []))),
+    )
+    cell.metrics.update({f"coef.{name}": value for name, value in summary["params"].items()})
+    cell.metrics.update({f"stderr.{name}": value for name, value in summary["bse"].items()})
+    cell.tags.update(converged=str(summary["converged"]).lower(), order=f"({p},{q})")
+    cell.texts["arma_fit.json"] = json.dumps(summary, indent=1, default=float)
+
+
+def _describe_rnn(cell: Cell, summary: dict[str, Any], history: Mapping[str, np.ndarray]) -> None:
+    """The training curve (train loss, validation MSE per evaluation) and the early-stopping outcome."""
+    cell.curve_steps = history["step"].astype(int)
+    cell.curve = {key: history[key] for key in ("train_loss", "val_mse")}
+    cell.metrics.update(best_step=float(summary["best_step"]), steps_run=float(summary["steps_run"]))
+    cell.texts["rnn_fit.json"] = json.dumps(summary, indent=1, default=float)
+
+
+@dataclass
+class Link:
+    """Note 000's RNN-ARMA(1,1) link on one series: what the 1-unit linear RNN learned next to the ARMA fit.
+
+    values (N,): the series. metrics: learned input/feedback weights, fitted and true phi + theta and -theta.
+    impulse (K,) / pi (K,): the RNN's response to x_{t-k} and the fitted ARMA predictor weights, k = 1..K.
+    rnn_psi (K,) / arma_psi (K,): psi-weights implied by the RNN's response and of the fitted ARMA.
+    """
+
+    series: str
+    seed: int
+    values: np.ndarray
+    fingerprint: str
+    metrics: dict[str, float]
+    impulse: np.ndarray
+    pi: np.ndarray
+    rnn_psi: np.ndarray
+    arma_psi: np.ndarray
+
+    @property
+    def summary(self) -> str:
+        m = self.metrics
+        return (
+            f"RNN-ARMA(1,1) link on {self.series} (seed {self.seed}): linear RNN input weight "
+            f"{m['rnn_input_weight']:.3f} vs fitted phi+theta {m['arma_phi_plus_theta']:.3f} "
+            f"(true {m['true_phi_plus_theta']:.3f}); feedback {m['rnn_feedback_weight']:.3f} "
+            f"vs fitted -theta "
+            f"{m['arma_minus_theta']:.3f} (true {m['true_minus_theta']:.3f})"
+        )
+
+
+def compute_link(config: StudyConfig) -> Link:
+    """Train the 1-unit linear RNN with output feedback and fit ARMA(1,1) on the same training part (pure)."""
+    name, seed, lags = config.link["series"], config.link.get("seed", 0), config.link.get("lags", 12)
+    series = _make_series(config, name, seed)
+    train = _split(config, series.values).train
+    rnn = fit_linear_recurrent_predictor(
+        train, steps=config.link.get("steps", 1500), impulse_lags=lags, seed=seed
+    )
+    arma = fit_arma(train, (1, 1), psi_lags=lags)
+    (phi,), (theta,) = arma.ar, arma.ma
+    (true_phi,), (true_theta,) = series.true_params["ar"], series.true_params["ma"]
+    return Link(
+        series=name,
+        seed=seed,
+        values=series.values,
+        fingerprint=fingerprint(series.values),
+        metrics={
+            "rnn_input_weight": rnn.input_weight,
+            "rnn_feedback_weight": rnn.feedback_weight,
+            "rnn_train_mse": rnn.loss,
+            "arma_phi_plus_theta": phi + theta,
+            "arma_minus_theta": -theta,
+            "true_phi_plus_theta": true_phi + true_theta,
+            "true_minus_theta": -true_theta,
+        },
+        impulse=rnn.impulse,
+        pi=predictor_weights(arma.ar, arma.ma, lags),
+        rnn_psi=psi_from_predictor_weights(rnn.impulse, lags),
+        arma_psi=arma.psi,
+    )
+
+
+def _compute(config: StudyConfig, n_jobs: int, with_link: bool) -> tuple[list[Unit], Link | None]:
+    """Every unit of the grid in grid order (and the link section); n_jobs > 1 runs them in processes.
+
+    Each task is a pure function of its arguments, so the number of processes changes no number.
+    """
+    from joblib import Parallel, delayed
+
+    tasks = [delayed(compute_unit)(config, name, seed) for name in config.series for seed in config.seeds]
+    if with_link:
+        tasks.append(delayed(compute_link)(config))
+    results = Parallel(n_jobs=min(n_jobs, len(tasks)))(tasks)
+    return (results[:-1], results[-1]) if with_link else (results, None)
+
+
+# ---------------------------------------------------------------------------------------------------- table
+
+
+def cells_frame(units: Sequence[Unit]) -> pd.DataFrame:
+    """One row per cell: series, model, seed and the table metrics (NaN where a metric does not apply)."""
+    rows = [
+        {
+            "series": c.series,
+            "model": c.model,
+            "seed": c.seed,
+            **{m: c.metrics.get(m, np.nan) for m in TABLE_METRICS},
+        }
+        for unit in units
+        for c in unit.cells
+    ]
+    return pd.DataFrame(rows, columns=["series", "model", "seed", *TABLE_METRICS])
+
+
+def summarize(cells: pd.DataFrame, series_order: Sequence[str], model_order: Sequence[str]) -> pd.DataFrame:
+    """Mean and std over seeds per (series, model), rows in the given orders.
+
+    cells: rows as made by cells_frame. Columns: series, model, seeds, <metric>_mean, <metric>_std for each
+    metric of TABLE_METRICS (NaN where it does not apply), dm_rnn_better (seeds where the RNN beat the
+    reference at the 5 % level: DM statistic < 0 and p < 0.05).
+    """
+    rows = []
+    for series in series_order:
+        for model in model_order:
+            # seed order fixes the order of the float sums, so the table does not depend on how rows arrived
+            group = cells[(cells["series"] == series) & (cells["model"] == model)].sort_values("seed")
+            if group.empty:
+                continue
+            stats = aggregate_over_seeds(group[list(TABLE_METRICS)].to_dict("records"))
+            row: dict[str, Any] = {"series": series, "model": model, "seeds": len(group)}
+            for metric in TABLE_METRICS:
+                row[f"{metric}_mean"] = stats.get(metric, {}).get("mean", np.nan)
+                row[f"{metric}_std"] = stats.get(metric, {}).get("std", np.nan)
+            row["dm_rnn_better"] = int(((group["dm_stat"] < 0) & (group["dm_pvalue"] < DM_LEVEL)).sum())
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def format_table(table: pd.DataFrame) -> str:
+    """The summary table as Markdown: mean ± std over seeds; DM against the reference ARMA for RNN rows."""
+
+    def mean_std(metric: str, digits: int) -> list[str]:
+        pairs = zip(table[f"{metric}_mean"], table[f"{metric}_std"], strict=True)
+        return ["" if np.isnan(m) else f"{m:.{digits}f} ± {s:.{digits}f}" for m, s in pairs]
+
+    has_dm = table["dm_pvalue_mean"].notna()
+    shown = pd.DataFrame(
+        {
+            "series": table["series"],
+            "model": table["model"],
+            "seeds": table["seeds"],
+            "MSE": mean_std("mse", 4),
+            "MAE": mean_std("mae", 4),
+            "NMSE": mean_std("nmse", 4),
+            "oracle ratio": mean_std("oracle_ratio", 3),
+            "DM stat vs ARMA": mean_std("dm_stat", 2),
+            "DM p (mean)": [
+                f"{p:.3g}" if ok else "" for p, ok in zip(table["dm_pvalue_mean"], has_dm, strict=True)
+            ],
+            "RNN better (p<0.05)": [
+                f"{k}/{n}" if ok else ""
+                for k, n, ok in zip(table["dm_rnn_better"], table["seeds"], has_dm, strict=True)
+            ],
+        }
+    )
+    return shown.to_markdown(index=False)
+
+
+# ------------------------------------------------------------------------------------------------- tracking
+
+
+@dataclass
+class StudyResult:
+    """parent_run_id: the study's parent run (None with tracking off). cells: cells_frame of every cell.
+    table: summarize(cells). markdown: format_table(table). link: note 000's section (None when disabled)."""
+
+    parent_run_id: str | None
+    cells: pd.DataFrame
+    table: pd.DataFrame
+    markdown: str
+    link: Link | None
+
+
+def _log_cell(settings, parent_run_id: str | None, unit: Unit, cell: Cell, config: StudyConfig) -> None:
+    from harness.tracking import open_run
+
+    tags = {
+        "study": STUDY,
+        "series": cell.series,
+        "model": cell.model,
+        "seed": cell.seed,
+        "kind": config.kind(cell.model),
+        "dataset_fingerprint": unit.fingerprint,
+        **cell.tags,
+    }
+    run_name = f"{cell.series}-{cell.model}-s{cell.seed}"
+    with open_run(settings, run_name=run_name, tags=tags, parent_run_id=parent_run_id) as log:
+        log.log_params(
+            {
+                "series": cell.series,
+                "model": cell.model,
+                "seed": cell.seed,
+                "length": config.length,
+                "split": dict(config.split),
+                "series_params": dict(config.series_params.get(cell.series, {})),
+                "forecaster": cell.params,
+            }
+        )
+        log.log_dataset(f"{cell.series}-s{cell.seed}", unit.fingerprint, {"values": unit.values})
+        log.log_metrics(cell.metrics, step=0)
+        for k, step in enumerate(cell.curve_steps):
+            log.log_metrics({key: float(values[k]) for key, values in cell.curve.items()}, step=int(step))
+        for file_name, text in cell.texts.items():
+            log.log_text(text, file_name)
+
+
+def _log_link(settings, parent, link: Link, config: StudyConfig) -> None:
+    """The link section: a child run with its weights and figure; the figure also on the parent."""
+    from harness.tracking import open_run
+
+    fig = figures.link_figure(
+        link.impulse, link.pi, link.rnn_psi, link.arma_psi, f"{link.series} seed {link.seed}"
+    )
+    tags = {
+        "study": STUDY,
+        "kind": "link",
+        "series": link.series,
+        "seed": link.seed,
+        "dataset_fingerprint": link.fingerprint,
+    }
+    with open_run(
+        settings, run_name=f"link-{link.series}-s{link.seed}", tags=tags, parent_run_id=parent.run_id
+    ) as log:
+        log.log_params(
+            {
+                "series": link.series,
+                "seed": link.seed,
+                "length": config.length,
+                "steps": config.link.get("steps", 1500),
+                "lags": config.link.get("lags", 12),
+            }
+        )
+        log.log_dataset(f"{link.series}-s{link.seed}", link.fingerprint, {"values": link.values})
+        log.log_metrics(link.metrics, step=0)
+        log.log_figure(fig, "link_impulse_response.png")
+        log.log_text(link.summary, "link.txt")
+    parent.log_figure(fig, "link_impulse_response.png")
+    parent.log_metrics({f"link.{key}": value for key, value in link.metrics.items()}, step=0)
+
+
+def run_cells(config: StudyConfig, settings, parent_run_id: str | None = "auto") -> pd.DataFrame:
+    """Compute and log every cell of the grid as a child of parent_run_id ("auto": the Hydra sweep's parent).
+
+    One job of a `-m` sweep runs this: no parent, table or figures of its own (rebuild_table on the sweep's
+    parent makes the table). Units run in this process (the launcher parallelises jobs). Returns cells_frame.
+    """
+    validate(config)
+    units, _ = _compute(config, n_jobs=1, with_link=False)
+    for unit in units:
+        for cell in unit.cells:
+            _log_cell(settings, parent_run_id, unit, cell, config)
+    return cells_frame(units)
+
+
+def run_study(config: StudyConfig, settings, echo: Callable[[str], Any] = print) -> StudyResult:
+    """The whole comparison under one parent run: children, table (echoed, Markdown + CSV), figures, link.
+
+    The grid is validated before the parent run opens, so bad input leaves the store untouched.
+    """
+    from harness.tracking import open_run
+
+    validate(config)
+    with_link = bool(config.link.get("enabled"))
+    grid = f"{len(config.series)}x{len(config.models)}x{len(config.seeds)}"
+    with open_run(settings, run_name=f"{STUDY}-{grid}", tags={"study": STUDY, "kind": "parent"}) as parent:
+        parent.log_params(_study_params(config))
+        units, link = _compute(config, config.n_jobs, with_link)
+        for unit in units:
+            for cell in unit.cells:
+                _log_cell(settings, parent.run_id, unit, cell, config)
+        cells = cells_frame(units)
+        table = summarize(cells, config.series, config.models)
+        markdown = format_table(table)
+        parent.log_text(markdown, "table.md")
+        parent.log_text(table.to_csv(index=False), "table.csv")
+        parent.log_text(cells.to_csv(index=False), "cells.csv")
+        parent.log_figure(_forecast_figure(config, units), "forecast_vs_truth.png")
+        parent.log_figure(figures.score_figure(table, config.series, config.models), "oracle_ratio.png")
+        if link is not None:
+            _log_link(settings, parent, link, config)
+        echo(markdown)
+        if link is not None:
+            echo(link.summary)
+        return StudyResult(parent.run_id, cells, table, markdown, link)
+
+
+def _study_params(config: StudyConfig) -> dict[str, Any]:
+    """The parent's params; its series and model lists give the row order of a rebuilt table."""
+    return {
+        "series": ",".join(config.series),
+        "model": ",".join(config.models),
+        "seed": ",".join(str(seed) for seed in config.seeds),
+        "length": config.length,
+        "reference": config.reference,
+        "split": dict(config.split),
+        "models": {model: json.dumps(config.spec(model), sort_keys=True) for model in config.fitted_models},
+        "series_params": {
+            name: json.dumps(params, sort_keys=True) for name, params in config.series_params.items()
+        },
+        "link": dict(config.link),
+    }
+
+
+def _forecast_figure(config: StudyConfig, units: Sequence[Unit]):
+    """Forecasts vs truth on the first figure_window test points of each series, for the grid's first seed."""
+    windows, starts = {}, {}
+    for unit in units:
+        if unit.seed == config.seeds[0]:
+            truth = unit.values[unit.test_start : unit.test_start + config.figure_window]
+            windows[unit.series] = {"truth": truth, **{cell.model: cell.window for cell in unit.cells}}
+            starts[unit.series] = unit.test_start
+    return figures.forecast_figure(windows, starts)
+
+
+# -------------------------------------------------------------------------------------------------- rebuild
+
+
+def rebuild_table(parent_run_id: str, settings) -> pd.DataFrame:
+    """The summary table of a finished study, or of a sweep's parent, read back from the MLflow store alone.
+
+    Cells are the runs of this study nested under parent_run_id in settings.experiment (harness.report's
+    runs_frame, i.e. mlflow.search_runs); rows follow the parent's logged grid order when it has one (a study
+    parent) and sorted names otherwise (a sweep's parent).
+    """
+    from harness.report import runs_frame
+
+    try:
+        runs = runs_frame(
+            settings.experiment, settings, parent_run_id=parent_run_id, filter=f"tags.study = '{STUDY}'"
+        )
+        parent = runs_frame(settings.experiment, settings, filter=f"attributes.run_id = '{parent_run_id}'")
+    except ValueError as error:
+        raise StudyInputError(f"rebuild: {error}") from None
+    if not runs.empty:
+        runs = runs[runs["tags.kind"].isin(list(FORECASTERS))]
+    if runs.empty:
+        raise StudyInputError(
+            f"rebuild: run {parent_run_id!r} has no {STUDY} cell runs in experiment {settings.experiment!r} "
+            f"of {settings.tracking_uri}"
+        )
+    missing = pd.Series(np.nan, index=runs.index)
+    cells = pd.DataFrame(
+        {
+            "series": runs["tags.series"],
+            "model": runs["tags.model"],
+            "seed": runs["tags.seed"].astype(int),
+            **{m: runs.get(f"metrics.{m}", missing).astype(float) for m in TABLE_METRICS},
+        }
+    ).reset_index(drop=True)
+    series_order = _logged_list(parent, "series") or sorted(cells["series"].unique())
+    model_order = _logged_list(parent, "model") or sorted(cells["model"].unique())
+    return summarize(cells, series_order, model_order)
+
+
+def _logged_list(parent: pd.DataFrame, key: str) -> list[str] | None:
+    """The comma-separated param key of the parent run, None when it has none (a sweep's parent)."""
+    column = f"params.{key}"
+    if parent.empty or column not in parent or not isinstance(parent[column].iloc[0], str):
+        return None
+    return parent[column].iloc[0].split(",")
+
+
+# ------------------------------------------------------------------------------------------------------ app
+
+
+def ui_command(settings) -> str:
+    """The shell command that opens the MLflow UI on this study's store, bound to 127.0.0.1."""
+    uri = settings.tracking_uri
+    if not uri.startswith("sqlite:"):
+        return f"open {uri} in a browser (tracking server)"
+    # a "sqlite:////abs" URI yields the path "//abs": print it with the one leading slash it means
+    artifact_root = "/" + str(Path(unquote(urlparse(settings.artifact_location).path)).parent).lstrip("/")
+    return (
+        f"mlflow ui --backend-store-uri {uri} --default-artifact-root {artifact_root} "
+        f"--host 127.0.0.1 --port 5000"
+    )
+
+
+def main(cfg: Mapping[str, Any], sweep: bool = False, echo: Callable[[str], Any] = print) -> pd.DataFrame:
+    """What experiments/rnn_vs_arma.py runs, given the composed config as a plain dict.
+
+    rebuild=<run id>: echo that study's table from the store. sweep (a Hydra -m job): run_cells under the
+    sweep's parent. Otherwise run_study, then echo the command that opens the MLflow UI. Returns the table
+    (the cells frame for a sweep job). Bad input raises StudyInputError before any run is created.
+    """
+    from harness.tracking import TrackingSettings
+
+    try:
+        settings = TrackingSettings.from_mapping(cfg["tracking"])
+    except ValueError as error:
+        raise StudyInputError(f"tracking: {error}") from None
+    if cfg.get("rebuild"):
+        table = rebuild_table(str(cfg["rebuild"]), settings)
+        echo(format_table(table))
+        return table
+    config = StudyConfig.from_mapping(cfg)
+    if sweep:
+        return run_cells(config, settings)
+    result = run_study(config, settings, echo)
+    if settings.mode != "off":
+        echo(
+            f"parent run {result.parent_run_id}; rebuild its table: "
+            f"python experiments/rnn_vs_arma.py rebuild={result.parent_run_id}"
+        )
+        echo(f"MLflow UI: {ui_command(settings)}")
+    return result.table

@@ -1,0 +1,215 @@
+"""A study as tracked runs: one parent run, one child run per grid cell, the summary table and figures on the
+parent; the same cells as children of a Hydra sweep's parent; and the table rebuilt from the store alone.
+
+A study supplies the cells (`CellRun`, computed by pure functions of its config and seed) and a `summarize`
+function that turns the cells frame (one row per cell: its grid coordinates and metrics) plus the cells'
+curves into a `StudyOutputs` (table, Markdown, figures, sentences). Nothing here knows what a study computes.
+MLflow is reached only through harness.tracking, imported lazily.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+Curve = tuple[np.ndarray, np.ndarray]  # (steps (n,) int, values (n,) float)
+
+
+@dataclass
+class CellRun:
+    """Everything one child run logs.
+
+    name: run name. key: grid coordinates (tags `cell.<name>` and the first columns of the cells frame).
+    params: the cell's configuration. metrics: scalars logged at step 0 (the other columns of the frame).
+    curves: metric name -> (steps, values), logged with those steps (e.g. the lag as the step).
+    texts: artifact file name -> text.
+    """
+
+    name: str
+    key: dict[str, Any]
+    params: dict[str, Any]
+    metrics: dict[str, float]
+    curves: dict[str, Curve] = field(default_factory=dict)
+    texts: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class StudyOutputs:
+    """What a study's summarize returns: table (DataFrame), markdown (the table for humans), figures
+    (artifact name -> matplotlib Figure) and sentences (the findings in words)."""
+
+    table: pd.DataFrame
+    markdown: str
+    figures: dict[str, Any]
+    sentences: list[str]
+
+
+Summarize = Callable[[pd.DataFrame, Mapping[str, Mapping[str, Curve]]], StudyOutputs]
+
+
+@dataclass
+class StudyResult:
+    """parent_run_id (None with tracking off), the cells frame, the curves per cell name, and the outputs."""
+
+    parent_run_id: str | None
+    cells: pd.DataFrame
+    curves: dict[str, dict[str, Curve]]
+    outputs: StudyOutputs
+
+
+def as_tuple(value: Any) -> tuple:
+    """A grid axis from a config value: a list stays a tuple of its values, a scalar becomes a 1-tuple."""
+    return tuple(value) if isinstance(value, list | tuple) else (value,)
+
+
+def check_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_positive(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def pyplot():
+    """matplotlib.pyplot on the headless Agg backend (studies run in terminals, CI and joblib workers)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def compute_cells(function: Callable[..., CellRun], arguments: Sequence[tuple], n_jobs: int = 1
+                  ) -> list[CellRun]:
+    """[function(*args) for args in arguments], in that order; n_jobs > 1 runs them in joblib processes.
+
+    Each call must be a pure function of its arguments, so the number of processes changes no number.
+    """
+    if n_jobs <= 1 or len(arguments) <= 1:
+        return [function(*args) for args in arguments]
+    from joblib import Parallel, delayed
+
+    return Parallel(n_jobs=min(n_jobs, len(arguments)))(delayed(function)(*args) for args in arguments)
+
+
+def cells_frame(cells: Sequence[CellRun]) -> pd.DataFrame:
+    """One row per cell: its key columns then its metrics (NaN where a cell lacks a metric)."""
+    return pd.DataFrame([{**cell.key, **cell.metrics} for cell in cells])
+
+
+def log_cell(settings, study: str, cell: CellRun, parent_run_id: str | None) -> str | None:
+    """Open the child run of cell under parent_run_id ("auto": the sweep's parent) and log everything."""
+    from harness.tracking import open_run
+
+    tags = {"study": study, "kind": "cell", **{f"cell.{k}": v for k, v in cell.key.items()}}
+    with open_run(settings, run_name=cell.name, tags=tags, parent_run_id=parent_run_id) as log:
+        log.log_params(cell.params)
+        log.log_metrics(cell.metrics, step=0)
+        for metric, (steps, values) in cell.curves.items():
+            for step, value in zip(steps, values, strict=True):
+                log.log_metrics({metric: float(value)}, step=int(step))
+        for file_name, text in cell.texts.items():
+            log.log_text(text, file_name)
+        return log.run_id
+
+
+def log_outputs(log, cells: pd.DataFrame, outputs: StudyOutputs) -> None:
+    """Table (Markdown + CSV), the cells frame (CSV), figures (PNG) and sentences on one run."""
+    log.log_text(outputs.markdown, "table.md")
+    log.log_text(outputs.table.to_csv(index=False), "table.csv")
+    log.log_text(cells.to_csv(index=False), "cells.csv")
+    log.log_text("\n".join(outputs.sentences) + "\n", "findings.txt")
+    for name, figure in outputs.figures.items():
+        log.log_figure(figure, name)
+
+
+def run_study(settings, study: str, run_name: str, params: Mapping[str, Any], cells: Sequence[CellRun],
+              summarize: Summarize, echo: Callable[[str], Any] = print,
+              metrics: Mapping[str, float] | None = None) -> StudyResult:
+    """The parent run of a whole study: params (and metrics at step 0), one child per cell, table, figures
+    and findings; echoes the table and the findings."""
+    from harness.tracking import open_run
+
+    with open_run(settings, run_name=run_name, tags={"study": study, "kind": "parent"}) as parent:
+        parent.log_params(params)
+        parent.log_metrics(dict(metrics or {}), step=0)
+        for cell in cells:
+            log_cell(settings, study, cell, parent.run_id)
+        frame = cells_frame(cells)
+        curves = {cell.name: cell.curves for cell in cells}
+        outputs = summarize(frame, curves)
+        log_outputs(parent, frame, outputs)
+        echo(outputs.markdown)
+        for sentence in outputs.sentences:
+            echo(sentence)
+        return StudyResult(parent.run_id, frame, curves, outputs)
+
+
+def run_sweep_cells(settings, study: str, cells: Sequence[CellRun]) -> pd.DataFrame:
+    """One job of a `-m` sweep: every cell a child of the sweep's parent run; returns the cells frame."""
+    for cell in cells:
+        log_cell(settings, study, cell, "auto")
+    return cells_frame(cells)
+
+
+def stored_cells(settings, parent_run_id: str, study: str, curve_names: Sequence[str] = ()
+                 ) -> tuple[pd.DataFrame, dict[str, dict[str, Curve]]]:
+    """The cells frame and curves of study's child runs under parent_run_id, read back from the store
+    (experiment settings.experiment) with harness.report.
+
+    Key columns come from the `cell.<name>` tags (numbers parsed back), metrics from the runs' latest values
+    (the step-0 scalars), curves (the metrics named in curve_names) from their full histories.
+    """
+    from harness.report import metric_history, runs_frame
+
+    runs = runs_frame(settings.experiment, settings, parent_run_id=parent_run_id,
+                      filter=f"tags.study = '{study}' and tags.kind = 'cell'")
+    if runs.empty:
+        raise ValueError(f"parent_run_id must name a run with {study} cell runs, got {parent_run_id!r}")
+    columns = {name[len("tags.cell."):]: runs[name].map(_parse) for name in runs.columns
+               if name.startswith("tags.cell.")}
+    columns.update({name[len("metrics."):]: runs[name] for name in runs.columns
+                    if name.startswith("metrics.") and name[len("metrics."):] not in curve_names})
+    curves: dict[str, dict[str, Curve]] = {}
+    for run_id, run_name in zip(runs["run_id"], runs["tags.mlflow.runName"], strict=True):
+        histories = {name: metric_history(run_id, name, settings) for name in curve_names}
+        curves[run_name] = {name: (history["step"].to_numpy(), history["value"].to_numpy())
+                            for name, history in histories.items() if not history.empty}
+    return pd.DataFrame(columns).reset_index(drop=True), curves
+
+
+def _parse(text: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def rebuild(settings, parent_run_id: str, study: str, summarize: Summarize, curve_names: Sequence[str] = (),
+            echo: Callable[[str], Any] = print) -> StudyResult:
+    """Table, figures and findings of the cells under parent_run_id (a sweep's parent, or a study's), from
+    the store alone, logged on a new `<study>-summary` run nested under that parent."""
+    from harness.tracking import open_run
+
+    frame, curves = stored_cells(settings, parent_run_id, study, curve_names)
+    outputs = summarize(frame, curves)
+    with open_run(settings, run_name=f"{study}-summary", tags={"study": study, "kind": "summary"},
+                  parent_run_id=parent_run_id) as log:
+        log_outputs(log, frame, outputs)
+        run_id = log.run_id
+    echo(outputs.markdown)
+    for sentence in outputs.sentences:
+        echo(sentence)
+    return StudyResult(run_id, frame, curves, outputs)

@@ -1,0 +1,88 @@
+"""Experiment tracking: the only write path to MLflow.
+
+Contract API (see /work/contract.md)::
+
+    from harness.tracking import TrackingSettings, open_run, MemoryLogger, MlflowLogger
+    settings = TrackingSettings(mode="local" | "server" | "off", uri=None, experiment="train",
+                                artifact_root=None)
+    with open_run(settings, run_name="adding-elman-s0", tags={...},
+                  parent_run_id=None | "auto" | run_id) as log:
+        log.log_params(nested_dict)            # flattened to dotted keys, str values cut at 6000 chars
+        log.set_tags(dict)
+        log.log_metrics(dict, step)            # buffered, written with log_batch (<= 1000 values per batch)
+        log.log_artifact(path, artifact_path=None)
+        log.log_figure(fig, "loss.png"); log.log_text(s, "config.yaml")
+        log.log_dataset(name, fingerprint, arrays)   # MLflow dataset input, digest = fingerprint[:36]
+        log.run_id                             # None for MemoryLogger
+
+Store: mode "local" uses ``sqlite:///<project_root>/mlruns/mlflow.db`` with artifacts in
+``<project_root>/mlruns/artifacts/<experiment>`` (absolute; project_root is the checkout holding
+pyproject.toml above this package, or the working directory for a non-editable install).
+``uri=`` beats ``$MLFLOW_TRACKING_URI`` beats the default. A plain directory / ``file:`` URI is refused
+(MLflow 3 has no file store). Mode "server" needs an http(s) URI. Mode "off" yields a MemoryLogger.
+
+Run ends: normal exit FINISHED; exception FAILED with tag ``error = "Type: message"`` (re-raised);
+SIGTERM/SIGINT during the run raise ``RunInterrupted`` (a SystemExit, code 128 + signum) in the main thread,
+buffered metrics are flushed and the run ends KILLED. NaN metric values are stored as NaN; ±inf become
+±1.797e308 in MLflow's SQL store (no infinity in SQL) - log NaN if that matters.
+
+Additions to the contract:
+    ensure_store(settings) -> (MlflowClient, experiment_id)   # schema (file-locked) + experiment, race-safe
+    store_client(settings) -> MlflowClient                   # schema ready, no experiment created (readers)
+    project_root(), default_tracking_uri(), git_commit()
+    TrackingSettings.from_mapping(mapping, **overrides); .tracking_uri; .artifact_location
+    flatten_params(dict) -> dict[str, str]; MemoryLogger.history(key) -> (steps, values); MemoryLogger.status
+    logger.flush(); open_run(..., flush_every=1000); RunInterrupted; resolve_parent_run_id(...)
+    PARENT_ENV = "HARNESS_PARENT_RUN_ID"
+
+Hydra multirun parent run: add to the primary config (conf/config.yaml)::
+
+    hydra:
+      callbacks:
+        sweep:
+          _target_: harness.tracking.SweepCallback
+
+It reads ``tracking`` (mode/uri/artifact_root/experiment) and the top-level ``experiment`` of the composed
+config; optional arguments ``experiment``, ``mode``, ``uri``, ``artifact_root`` override them. Jobs nest with
+``open_run(..., parent_run_id="auto")``.
+"""
+
+from typing import Any
+
+from harness.tracking.loggers import Logger, MemoryLogger, MlflowLogger, flatten_params
+from harness.tracking.runs import PARENT_ENV, RunInterrupted, open_run, resolve_parent_run_id
+from harness.tracking.store import (
+    TrackingSettings,
+    default_tracking_uri,
+    ensure_store,
+    git_commit,
+    project_root,
+    store_client,
+)
+
+__all__ = [
+    "PARENT_ENV",
+    "Logger",
+    "MemoryLogger",
+    "MlflowLogger",
+    "RunInterrupted",
+    "SweepCallback",
+    "TrackingSettings",
+    "default_tracking_uri",
+    "ensure_store",
+    "flatten_params",
+    "git_commit",
+    "open_run",
+    "project_root",
+    "resolve_parent_run_id",
+    "store_client",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # SweepCallback subclasses a Hydra class: import Hydra only when the callback is asked for.
+    if name == "SweepCallback":
+        from harness.tracking.callback import SweepCallback
+
+        return SweepCallback
+    raise AttributeError(f"module 'harness.tracking' has no attribute {name!r}")

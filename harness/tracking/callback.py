@@ -1,0 +1,124 @@
+"""SweepCallback: one parent MLflow run per Hydra multirun, every job nested under it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from harness.tracking.runs import PARENT_ENV, PARENT_FILE
+from harness.tracking.store import TrackingSettings, ensure_store, git_commit
+
+CHILD_STATUSES = ("FINISHED", "FAILED", "KILLED", "RUNNING", "SCHEDULED")
+
+
+def sweep_settings(config: DictConfig, **overrides: Any) -> TrackingSettings:
+    """TrackingSettings from a composed config: its ``tracking`` node, experiment from ``tracking.experiment``
+    or the top-level ``experiment`` key; overrides (the callback's own arguments) win when not None."""
+    tracking = config.get("tracking") or {}
+    experiment = overrides.pop("experiment", None) or tracking.get("experiment") or config.get("experiment")
+    return TrackingSettings.from_mapping(tracking, experiment=experiment, **overrides)
+
+
+class SweepCallback(Callback):
+    """Hydra callback (``hydra.callbacks``) that gives a multirun one parent run.
+
+    on_multirun_start: creates the store schema and experiment once (before any job, so parallel jobs never
+    race in migrations), starts a parent run named ``<experiment>-<sweep dir name>``, writes its id to
+    ``<sweep dir>/parent_run_id`` and sets ``$HARNESS_PARENT_RUN_ID`` (both read by
+    ``open_run(parent_run_id="auto")`` in-process, in joblib/loky workers and in submitit jobs).
+    on_multirun_end: counts the child runs by status, logs ``jobs``/``finished``/``failed``/``killed``/
+    ``running`` on the parent, prints the failed jobs with their error and ends the parent FINISHED (a sweep
+    continues past failed jobs and reports them at the end).
+    Jobs that fail before opening their run are not counted (they never reach the store).
+    Arguments (all optional) override the config's ``tracking`` node: experiment, mode, uri, artifact_root.
+    """
+
+    def __init__(
+        self,
+        experiment: str | None = None,
+        mode: str | None = None,
+        uri: str | None = None,
+        artifact_root: str | None = None,
+    ) -> None:
+        self.overrides = {"experiment": experiment, "mode": mode, "uri": uri, "artifact_root": artifact_root}
+        self.settings: TrackingSettings | None = None
+        self.parent_run_id: str | None = None
+        self._previous_env: str | None = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        settings = sweep_settings(config, **self.overrides)
+        if settings.mode == "off":
+            return
+        client, experiment_id = ensure_store(settings)
+        sweep_dir = Path(config.hydra.sweep.dir).resolve()
+        tags = {"harness.sweep_dir": str(sweep_dir)}
+        commit = git_commit()
+        if commit:
+            tags["mlflow.source.git.commit"] = commit
+        run = client.create_run(experiment_id, run_name=f"{settings.experiment}-{sweep_dir.name}", tags=tags)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        (sweep_dir / PARENT_FILE).write_text(run.info.run_id)
+        self._previous_env = os.environ.get(PARENT_ENV)
+        os.environ[PARENT_ENV] = run.info.run_id
+        self.settings, self.parent_run_id = settings, run.info.run_id
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if self.settings is None or self.parent_run_id is None:
+            return
+        if self._previous_env is None:
+            os.environ.pop(PARENT_ENV, None)
+        else:
+            os.environ[PARENT_ENV] = self._previous_env
+        client, _ = ensure_store(self.settings)
+        counts = summarize_children(client, self.parent_run_id)
+        print(format_sweep_report(self.parent_run_id, counts))
+        from mlflow.entities import Metric
+
+        now = _now_ms()
+        metrics = [
+            Metric(key, float(len(counts[key.upper()])), now, 0)
+            for key in ("finished", "failed", "killed", "running")
+        ]
+        metrics.append(Metric("jobs", float(sum(len(runs) for runs in counts.values())), now, 0))
+        client.log_batch(self.parent_run_id, metrics=metrics)
+        client.set_terminated(self.parent_run_id, "FINISHED")
+        self.settings = self.parent_run_id = None
+
+
+def _now_ms() -> int:
+    import time
+
+    return int(time.time() * 1000)
+
+
+def summarize_children(client: Any, parent_run_id: str) -> dict[str, list[tuple[str, str]]]:
+    """Status -> [(run name, error tag)] of every run nested under parent_run_id (all pages)."""
+    parent = client.get_run(parent_run_id)
+    counts: dict[str, list[tuple[str, str]]] = {status: [] for status in CHILD_STATUSES}
+    token = None
+    while True:
+        page = client.search_runs(
+            [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'",
+            max_results=1000, page_token=token,
+        )
+        for run in page:
+            counts.setdefault(run.info.status, []).append(
+                (run.info.run_name, run.data.tags.get("error", ""))
+            )
+        token = page.token
+        if not token:
+            return counts
+
+
+def format_sweep_report(parent_run_id: str, counts: dict[str, list[tuple[str, str]]]) -> str:
+    """Multi-line summary: counts per status, then one line per failed or killed job with its error."""
+    total = sum(len(runs) for runs in counts.values())
+    summary = ", ".join(f"{len(runs)} {status.lower()}" for status, runs in counts.items() if runs)
+    lines = [f"sweep {parent_run_id}: {total} jobs ({summary or 'none tracked'})"]
+    for status in ("FAILED", "KILLED"):
+        lines += [f"  {status.lower()}: {name}  {error}".rstrip() for name, error in counts[status]]
+    return "\n".join(lines)

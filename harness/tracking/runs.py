@@ -1,0 +1,170 @@
+"""``open_run``: one tracked run that always ends FINISHED, FAILED or KILLED, never left RUNNING."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from harness.tracking.loggers import MAX_TAG_LENGTH, MemoryLogger, MlflowLogger
+from harness.tracking.store import TrackingSettings, ensure_store, git_commit
+
+PARENT_ENV = "HARNESS_PARENT_RUN_ID"
+PARENT_FILE = "parent_run_id"
+_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class RunInterrupted(SystemExit):
+    """Raised in the main thread when SIGTERM/SIGINT arrives during open_run; exits with 128 + signum.
+
+    A SystemExit, so a training loop's ``except Exception`` cannot swallow it and an uncaught one ends the
+    process with the shell's usual code for a signal (143 for SIGTERM, 130 for SIGINT).
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(128 + signum)
+        self.signum = signum
+
+    def __str__(self) -> str:
+        return f"interrupted by {signal.Signals(self.signum).name}"
+
+
+def hydra_sweep_parent_file() -> Path | None:
+    """``<sweep dir>/parent_run_id`` of the running Hydra multirun job, None outside a multirun."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+    except ImportError:
+        return None
+    if not HydraConfig.initialized():
+        return None
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return None
+    sweep_dir = Path(hydra_cfg.sweep.dir)
+    if not sweep_dir.is_absolute():
+        sweep_dir = Path(hydra_cfg.runtime.cwd) / sweep_dir
+    return sweep_dir / PARENT_FILE
+
+
+def resolve_parent_run_id(parent_run_id: str | None) -> str | None:
+    """parent_run_id, or for "auto": ``$HARNESS_PARENT_RUN_ID``, else the sweep dir's parent_run_id file."""
+    if parent_run_id != "auto":
+        return parent_run_id
+    if os.environ.get(PARENT_ENV):
+        return os.environ[PARENT_ENV]
+    path = hydra_sweep_parent_file()
+    if path is not None and path.is_file():
+        return path.read_text().strip() or None
+    return None
+
+
+class _SignalGuard:
+    """Turns SIGTERM/SIGINT into RunInterrupted in the main thread until ``quiet()``; ``restore()`` undoes it.
+
+    Signal handlers can only be installed from the main thread; elsewhere (thread pools) nothing is installed
+    and the process's own handling applies.
+    """
+
+    def __init__(self) -> None:
+        self._previous: dict[int, Any] = {}
+        self._quiet = False
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in _SIGNALS:
+            self._previous[signum] = signal.signal(signum, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if not self._quiet:
+            raise RunInterrupted(signum)
+
+    def quiet(self) -> None:
+        """Ignore further signals while the run is being closed (a second SIGTERM must not abort cleanup)."""
+        self._quiet = True
+
+    def restore(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+def _status_of(exc: BaseException | None) -> str:
+    if exc is None:
+        return "FINISHED"
+    if isinstance(exc, RunInterrupted | KeyboardInterrupt):
+        return "KILLED"
+    return "FAILED"
+
+
+def _error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:MAX_TAG_LENGTH]
+
+
+@contextmanager
+def open_run(
+    settings: TrackingSettings,
+    run_name: str | None = None,
+    tags: Mapping[str, Any] | None = None,
+    parent_run_id: str | None = None,
+    *,
+    flush_every: int = 1000,
+) -> Iterator[MlflowLogger | MemoryLogger]:
+    """Open one run and yield its logger; the run ends FINISHED, FAILED (tag ``error``) or KILLED.
+
+    settings.mode "off" yields a MemoryLogger. parent_run_id: a run id to nest under, None, or "auto" (the
+    sweep's parent run: ``$HARNESS_PARENT_RUN_ID`` or the Hydra sweep dir's ``parent_run_id`` file).
+    Default tags: ``mlflow.runName``, ``mlflow.source.git.commit`` (when the project is a git checkout),
+    ``mlflow.parentRunId`` when nested. While the run is open SIGTERM/SIGINT raise RunInterrupted in the main
+    thread: buffered metrics are flushed, the run ends KILLED and the exception propagates (non-zero exit).
+    Any exception: buffered metrics are flushed, the run ends FAILED with ``error = "Type: message"``, the
+    exception is re-raised.
+    """
+    all_tags: dict[str, Any] = {}
+    commit = git_commit()
+    if commit:
+        all_tags["mlflow.source.git.commit"] = commit
+    if run_name:
+        all_tags["mlflow.runName"] = run_name
+    all_tags.update(tags or {})
+    if settings.mode == "off":
+        logger: MlflowLogger | MemoryLogger = MemoryLogger(run_name, all_tags)
+        client = None
+    else:
+        client, experiment_id = ensure_store(settings)
+        parent = resolve_parent_run_id(parent_run_id)
+        if parent:
+            all_tags["mlflow.parentRunId"] = parent
+        str_tags = {k: str(v) for k, v in all_tags.items()}
+        run = client.create_run(experiment_id, run_name=run_name, tags=str_tags)
+        logger = MlflowLogger(client, run.info.run_id, flush_every=flush_every)
+
+    guard = _SignalGuard()
+    error: BaseException | None = None
+    try:
+        yield logger
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        guard.quiet()
+        try:
+            flush_error: Exception | None = None
+            try:
+                logger.flush()
+            except Exception as exc:
+                flush_error = exc
+            final_error = error or flush_error
+            status = _status_of(final_error)
+            if client is None:
+                logger.status = status
+            else:
+                if final_error is not None:
+                    client.set_tag(logger.run_id, "error", _error_text(final_error))
+                client.set_terminated(logger.run_id, status)
+            if error is None and flush_error is not None:
+                raise flush_error
+        finally:
+            guard.restore()

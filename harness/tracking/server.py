@@ -1,0 +1,216 @@
+"""Tracking through an MLflow tracking server: reachability check, short HTTP retries, the offline record a
+run falls back to when the server goes away, and a local server for tests and laptops.
+
+A server URI (``http(s)://host:port``, from ``tracking.uri`` or ``$MLFLOW_TRACKING_URI``) is checked with a
+short GET of ``<uri>/health`` before any run is created: no server is one ``ServerUnreachable`` line, not
+minutes of MLflow's client retrying. When the server stops answering during a run, the run's logger goes
+offline: everything not yet sent (buffered metrics, params, tags, artifacts) is written to an
+``OfflineRecord`` (a JSON-lines file in the Hydra job's output folder, else
+``<project_root>/mlruns/offline/``) and the run ends with ``ServerLost`` naming that file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from harness.config import ConfigError
+
+SERVER_SCHEMES = ("http", "https")
+HEALTH_TIMEOUT_S = 3.0
+# MLflow's client defaults (7 retries, backoff factor 2, 120 s timeout) keep a run waiting ~4 minutes
+# before a dead server is noticed; a short window still rides out a server restart of a few seconds.
+HTTP_RETRY_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
+
+
+class ServerUnreachable(ConfigError):
+    """No MLflow tracking server answers at the configured URI (raised before any run exists)."""
+
+
+class ServerLost(SystemExit):
+    """The server stopped answering during a run; the unsent part of the run is in an offline record.
+
+    A SystemExit carrying its one-line message: an uncaught one prints it and exits with status 1 without a
+    traceback, like the train app's config errors.
+    """
+
+    def __init__(self, message: str, path: Path) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+def is_server_uri(uri: str) -> bool:
+    return urlparse(uri).scheme in SERVER_SCHEMES
+
+
+def check_server(uri: str, timeout: float = HEALTH_TIMEOUT_S) -> None:
+    """Raise ServerUnreachable unless ``GET <uri>/health`` answers 200 within timeout seconds."""
+    url = f"{uri.rstrip('/')}/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            if response.status == 200:
+                return
+            reason = f"HTTP {response.status}"
+    except urllib.error.HTTPError as exc:
+        reason = f"HTTP {exc.code}"
+    except (urllib.error.URLError, OSError) as exc:
+        reason = str(getattr(exc, "reason", exc))
+    raise ServerUnreachable(
+        f"tracking.uri: no MLflow tracking server answers at {uri} (GET /health: {reason}); start it "
+        f"(mlflow server ...) or use tracking=local"
+    )
+
+
+def configure_http_retries() -> None:
+    """Shorten MLflow's HTTP retries for this process unless the user set them (read at every request)."""
+    for name, value in HTTP_RETRY_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+
+
+def server_lost(exc: BaseException) -> bool:
+    """True when exc is MLflow's client failing to reach the server, not the server refusing a request.
+
+    The server's own answers (bad parameter, missing run, ...) are RestExceptions; connection failures,
+    timeouts and exhausted retries surface as a plain MlflowException ``API request to ... failed``.
+    """
+    import requests
+    from mlflow.exceptions import MlflowException, RestException
+
+    if isinstance(exc, RestException):
+        return False
+    if isinstance(exc, requests.exceptions.RequestException):
+        return True
+    return isinstance(exc, MlflowException) and str(exc.message).startswith("API request to")
+
+
+def offline_dir() -> Path:
+    """The running Hydra job's output folder, else ``<project_root>/mlruns/offline``."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+    except ImportError:
+        HydraConfig = None  # noqa: N806 - the class's own name
+    if HydraConfig is not None and HydraConfig.initialized():
+        return Path(HydraConfig.get().runtime.output_dir)
+    from harness.tracking.store import project_root
+
+    return project_root() / "mlruns" / "offline"
+
+
+class OfflineRecord:
+    """What a run could not send, as JSON lines (one object per line, ``kind`` first) plus artifact copies.
+
+    Lines: ``{"kind": "lost", "run_id", "uri", "error", "time"}`` first, then ``metric`` (key, value,
+    timestamp ms, step), ``param`` (key, value), ``tag`` (key, value), ``artifact`` (path of the copy under
+    ``<stem>_artifacts/``, artifact_path), ``dataset`` (name, fingerprint) and finally ``status``.
+    """
+
+    def __init__(self, run_id: str, uri: str, error: BaseException, directory: Path | None = None) -> None:
+        directory = directory or offline_dir()
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / f"offline-run-{run_id}.jsonl"
+        self.artifact_dir = directory / f"offline-run-{run_id}_artifacts"
+        self.run_id, self.uri = run_id, uri
+        self.write([{"kind": "lost", "run_id": run_id, "uri": uri, "error": str(error)[:500],
+                     "time": time.time()}])
+
+    def write(self, records: list[dict[str, Any]]) -> None:
+        with self.path.open("a") as sink:
+            sink.writelines(json.dumps(record) + "\n" for record in records)
+
+    def metrics(self, buffer: list[tuple[str, float, int, int]]) -> None:
+        """buffer: (key, value, timestamp ms, step) as MlflowLogger buffers them."""
+        self.write([{"kind": "metric", "key": k, "value": v, "timestamp": t, "step": s} for k, v, t, s in buffer])
+
+    def pairs(self, kind: str, values: Mapping[str, str]) -> None:
+        self.write([{"kind": kind, "key": k, "value": v} for k, v in values.items()])
+
+    def artifact_file(self, name: str, artifact_path: str | None = None) -> Path:
+        """Where to put an artifact called name (its parent folder created) - record it with ``artifact``."""
+        target = self.artifact_dir / (artifact_path or "") / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target
+
+    def artifact(self, source: str | Path, artifact_path: str | None = None) -> None:
+        target = self.artifact_file(Path(source).name, artifact_path)
+        shutil.copyfile(source, target)
+        self.write([{"kind": "artifact", "path": str(target), "artifact_path": artifact_path}])
+
+    def close(self, status: str) -> None:
+        self.write([{"kind": "status", "status": status}])
+
+    def message(self) -> str:
+        return (f"tracking server {self.uri} stopped answering during run {self.run_id}; what it did not "
+                f"receive is saved in {self.path}")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def local_server(backend_store_uri: str, artifacts_destination: str | Path, *, port: int | None = None,
+                 log_path: str | Path | None = None, timeout: float = 180.0) -> Iterator[str]:
+    """Run ``mlflow server`` on 127.0.0.1 (one worker, proxied artifacts) and yield its URI once /health
+    answers; the server is terminated on exit. For tests, benchmarks and a single machine's session.
+
+    MLflow's background job runner (huey consumers, several processes) is switched off: the harness never
+    submits server-side jobs and it triples the start-up time.
+    """
+    port = port or free_port()
+    uri = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+               "--workers", "1", "--backend-store-uri", backend_store_uri,
+               "--artifacts-destination", str(artifacts_destination)]
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    log = open(log_path, "w") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed in finally
+    # its own session, so stopping it reaches the uvicorn worker it spawns
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                check_server(uri, timeout=1.0)
+                break
+            except ServerUnreachable:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.3)
+        yield uri
+    finally:
+        stop_process_group(process)
+        if log is not subprocess.DEVNULL:
+            log.close()
+
+
+def stop_process_group(process: subprocess.Popen, timeout: float = 20.0) -> None:
+    """SIGTERM the process's session (it was started with start_new_session), SIGKILL after timeout."""
+    import signal
+
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    except ProcessLookupError:
+        pass

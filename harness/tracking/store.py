@@ -1,0 +1,210 @@
+"""Where runs are stored: project root, tracking URI resolution, schema and experiment creation."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from functools import cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+MODES = ("local", "server", "off")
+_DB_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
+_SERVER_SCHEMES = ("http", "https")
+
+
+@cache
+def project_root() -> Path:
+    """The repository root holding pyproject.toml above the installed package, else the working directory.
+
+    The package normally runs from its checkout (``pip install -e .``), so every job, launcher and working
+    directory finds the same store. An installed copy (site-packages) has no pyproject.toml above it; then
+    the working directory at first call is the project.
+    """
+    for parent in Path(__file__).resolve().parents:
+        if (parent / "pyproject.toml").is_file() and (parent / "harness").is_dir():
+            return parent
+    return Path.cwd().resolve()
+
+
+def default_tracking_uri() -> str:
+    """``sqlite:///<project_root>/mlruns/mlflow.db`` as an absolute URI."""
+    return f"sqlite:///{project_root() / 'mlruns' / 'mlflow.db'}"
+
+
+def _refuse_file_store(uri: str) -> None:
+    scheme = urlparse(uri).scheme
+    if scheme in _DB_SCHEMES or scheme in _SERVER_SCHEMES:
+        return
+    raise ValueError(
+        f"tracking uri must be a database URI (sqlite:///abs/path/mlflow.db) or a server URI (http://...); "
+        f"MLflow 3 refuses the legacy file store, got {uri!r}"
+    )
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:////abs/path.db`` URI, None for any other URI."""
+    if urlparse(uri).scheme != "sqlite":
+        return None
+    # SQLAlchemy form: sqlite:/// + path, so an absolute path gives four slashes
+    return Path(unquote(uri[len("sqlite:///"):].split("?", 1)[0]))
+
+
+@dataclass(frozen=True)
+class TrackingSettings:
+    """Where and whether a run is tracked.
+
+    mode: "local" (embedded SQLite store, default ``<project_root>/mlruns/mlflow.db``), "server" (an MLflow
+    tracking server at an http(s) URI) or "off" (an in-memory MemoryLogger, nothing written).
+    uri: overrides the store; else the ``MLFLOW_TRACKING_URI`` environment variable; else the default store.
+    experiment: MLflow experiment name.
+    artifact_root: where artifacts of a database store go; default ``<db dir>/artifacts`` beside the database
+    (``<project_root>/mlruns/artifacts`` for the default store); unused by a server, which has its own.
+    """
+
+    mode: str = "local"
+    uri: str | None = None
+    experiment: str = "train"
+    artifact_root: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {list(MODES)}, got {self.mode!r}")
+        if not isinstance(self.experiment, str) or not self.experiment:
+            raise ValueError(f"experiment must be a non-empty string, got {self.experiment!r}")
+        if self.mode == "off":
+            return
+        uri = self.tracking_uri
+        _refuse_file_store(uri)
+        db = sqlite_path(uri)
+        if db is not None and not db.is_absolute():
+            # a relative database path silently makes a second store whenever the working directory differs
+            raise ValueError(f"uri must name an absolute SQLite path (sqlite:////abs/mlflow.db), got {uri!r}")
+        if self.mode == "server" and urlparse(uri).scheme not in _SERVER_SCHEMES:
+            raise ValueError(f"uri must be an http(s):// tracking server URI in mode 'server', got {uri!r}")
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any], **overrides: Any) -> TrackingSettings:
+        """Build from a config mapping (e.g. the Hydra ``tracking`` node), ignoring keys that are not fields.
+
+        overrides with value None are dropped, so
+        ``from_mapping(cfg.tracking, experiment=cfg.get("experiment"))`` keeps the mapping's experiment when
+        the config has none.
+        """
+        names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in mapping.items() if k in names}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    @property
+    def tracking_uri(self) -> str:
+        """The resolved URI: ``uri``, else ``MLFLOW_TRACKING_URI``, else the default (mode local only)."""
+        uri = self.uri or os.environ.get("MLFLOW_TRACKING_URI")
+        if uri:
+            return uri
+        if self.mode == "server":
+            raise ValueError("uri is required in mode 'server' (or set MLFLOW_TRACKING_URI), got None")
+        return default_tracking_uri()
+
+    @property
+    def artifact_location(self) -> str | None:
+        """The artifact location (file URI) given to the experiment; None lets a server decide."""
+        if self.artifact_root is not None:
+            root = Path(self.artifact_root).resolve()
+        else:
+            db = sqlite_path(self.tracking_uri)
+            if db is None:
+                return None
+            root = db.parent / "artifacts"
+        return (root / self.experiment).as_uri()
+
+
+@cache
+def _client(uri: str):
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def _open_schema(uri: str):
+    """The client of uri after MLflow has created/migrated its schema, serialised across processes.
+
+    MLflow's SQLite store migrates an empty database without a lock: parallel first openers die with
+    ``duplicate column name``. An flock on ``<db>.lock`` lets one process migrate while the others wait.
+    """
+    db = sqlite_path(uri)
+    if db is None:
+        return _client(uri)
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            client = _client(uri)  # MlflowClient opens (and migrates) the store when constructed
+            client.search_experiments(max_results=1)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return client
+
+
+def store_client(settings: TrackingSettings):
+    """An MlflowClient of settings' store with its schema ready; creates no experiment (for readers)."""
+    if settings.mode == "off":
+        raise ValueError("settings.mode must be 'local' or 'server' to open a store, got 'off'")
+    return _open_schema(settings.tracking_uri)
+
+
+_opened: dict[tuple[str, str], str] = {}
+
+
+def ensure_store(settings: TrackingSettings):
+    """Create the store schema and the experiment if missing; returns ``(MlflowClient, experiment_id)``.
+
+    Safe to call from many processes at once: schema creation is serialised by a file lock and an experiment
+    created concurrently by another process is re-read instead of failing. Memoised per process.
+    """
+    from mlflow.exceptions import MlflowException
+
+    key = (settings.tracking_uri, settings.experiment)
+    if key in _opened:
+        return _client(key[0]), _opened[key]
+    client = store_client(settings)
+    experiment = client.get_experiment_by_name(settings.experiment)
+    if experiment is None:
+        try:
+            experiment_id = client.create_experiment(
+                settings.experiment, artifact_location=settings.artifact_location
+            )
+        except MlflowException:
+            # another process created it between our read and our create
+            experiment = client.get_experiment_by_name(settings.experiment)
+            if experiment is None:
+                raise
+            experiment_id = experiment.experiment_id
+    else:
+        experiment_id = experiment.experiment_id
+    _opened[key] = experiment_id
+    return client, experiment_id
+
+
+def git_commit(root: Path | None = None) -> str | None:
+    """The HEAD commit of the project's git checkout, read from .git directly; None without one."""
+    git = (root or project_root()) / ".git"
+    try:
+        head = (git / "HEAD").read_text().strip()
+        if not head.startswith("ref: "):
+            return head or None
+        ref = head[len("ref: "):]
+        ref_file = git / ref
+        if ref_file.is_file():
+            return ref_file.read_text().strip() or None
+        packed = git / "packed-refs"
+        for line in packed.read_text().splitlines() if packed.is_file() else []:
+            sha, _, name = line.partition(" ")
+            if name == ref:
+                return sha
+    except OSError:
+        return None
+    return None

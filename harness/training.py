@@ -1,0 +1,142 @@
+"""The training loop: sample a batch, backpropagate through time, step the optimizer, report, repeat.
+
+Pure NumPy: every number goes out through a `Logger` (harness.tracking.loggers.Logger: MlflowLogger, or
+MemoryLogger for tests and tracking=off). The caller hands in the random stream of the training batches and
+the fixed validation / diagnostics batches, so a run's numbers depend only on them and the model's seed.
+
+Metric keys (step = number of optimizer updates done):
+- every log_every steps: train/loss, train/grad_norm (global, before clipping), train/clipped,
+  train/step_size (mean |Δθ|), Rprop's extras, grad_norm/<parameter> (per-parameter L2 norms);
+- step 0, every eval_interval steps and the last step: val/loss, val/<each task metric>, val/solved;
+- step 0, every diagnostics_interval steps and the last step: grad_flow/grad_norm_first_step and
+  grad_flow/grad_norm_last_step (||dL/dh_t|| at t = 1 and T); for one-layer Elman networks also
+  harness.diagnostics' decay_rate, bound_rate, sigma_max, spectral_radius (GradientFlowReport.scalars);
+- at the end, the last check's curves as one metric each whose step is the index: grad_flow/step_norm
+  (step = time step t, 0-based) and grad_flow/lag_norm (step = lag T - k, Elman only); the full history of
+  every check stays in FitResult (run.py draws it as heatmaps);
+- diverged (0/1) at the end; on divergence (non-finite loss or gradient) the loop stops and diverged = 1 and
+  diverged_step are logged at that step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from harness.config import TrainerConfig
+from harness.diagnostics import GradientFlowReport, gradient_flow_report, step_gradient_norms
+from harness.nn import Elman
+from harness.progress import ProgressBar
+from harness.tasks import Batch, SequenceTask
+from harness.tracking.loggers import Logger
+
+
+@dataclass
+class FitResult:
+    """What fit did.
+
+    steps_done: optimizer updates made. diverged_step: the step whose loss/gradient was not finite, or None.
+    train_steps (n,), train_loss (n,), grad_norm (n,): the logged training curve. val_steps (m,),
+    val_loss (m,), val_metric (m,): the validation curve (val_metric is the task's metric_name).
+    grad_flow: (step, ||dL/dh_t|| (T,) averaged over the diagnostics batch) per check; lag_norms:
+    ||dh_T/dh_k|| (L,) per check (one-layer Elman networks only). final: the last validation metrics.
+    """
+
+    steps_done: int = 0
+    diverged_step: int | None = None
+    train_steps: list[int] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    grad_norm: list[float] = field(default_factory=list)
+    val_steps: list[int] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    val_metric: list[float] = field(default_factory=list)
+    grad_flow: list[tuple[int, np.ndarray]] = field(default_factory=list)
+    lag_norms: list[np.ndarray] = field(default_factory=list)
+    final: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def diverged(self) -> bool:
+        return self.diverged_step is not None
+
+
+def evaluate(model, task: SequenceTask, batch: Batch) -> dict[str, float]:
+    """val/loss, val/<task metrics> and val/solved (0/1) of model on batch."""
+    loss = model.loss(batch.X, batch.Y, batch.mask)
+    scores = task.evaluate(model.predict(batch.X, batch.mask), batch)
+    metrics = {"val/loss": float(loss), **{f"val/{key}": float(value) for key, value in scores.items()}}
+    metrics["val/solved"] = float(task.solved(scores))
+    return metrics
+
+
+def gradient_flow(model, batch: Batch) -> GradientFlowReport | np.ndarray:
+    """The gradient-flow check on batch: a full GradientFlowReport for a one-layer Elman network (linear,
+    IRNN included), else only the per-step norms ||dL/dh_t|| (T,) of the top layer (the Jacobian products of
+    harness.diagnostics are derived for the Elman recurrence)."""
+    _, _, dh = model.loss_and_grads(batch.X, batch.Y, batch.mask, return_hidden_grads=True)
+    if type(model) is Elman and model.num_layers == 1:
+        H = model.hidden_states(batch.X, batch.mask)
+        return gradient_flow_report(model.recurrent_matrix(), H, model.activation, dh)
+    return step_gradient_norms(dh)
+
+
+def _is_check(step: int, interval: int, steps: int) -> bool:
+    return interval > 0 and (step % interval == 0 or step == steps)
+
+
+def fit(model, task: SequenceTask, optimizer, trainer: TrainerConfig, *, train_rng: np.random.Generator,
+        val_batch: Batch, diagnostics_batch: Batch, logger: Logger, description: str = "") -> FitResult:
+    """Train model on task for trainer.steps updates; see the module docstring for what gets logged."""
+    result = FitResult()
+    steps = trainer.steps
+
+    def check(step: int) -> None:
+        if _is_check(step, trainer.eval_interval, steps):
+            metrics = evaluate(model, task, val_batch)
+            logger.log_metrics(metrics, step)
+            result.val_steps.append(step)
+            result.val_loss.append(metrics["val/loss"])
+            result.val_metric.append(metrics[f"val/{task.metric_name}"])
+            result.final = metrics
+        if _is_check(step, trainer.diagnostics_interval, steps):
+            report = gradient_flow(model, diagnostics_batch)
+            if isinstance(report, GradientFlowReport):
+                logger.log_metrics(report.scalars("grad_flow/"), step)
+                result.grad_flow.append((step, report.step_norms))
+                result.lag_norms.append(report.lag_norms)
+            else:
+                logger.log_metrics({"grad_flow/grad_norm_first_step": float(report[0]),
+                                    "grad_flow/grad_norm_last_step": float(report[-1])}, step)
+                result.grad_flow.append((step, report))
+
+    check(0)
+    with ProgressBar(steps, description, enabled=None if trainer.progress else False) as bar:
+        for step in range(1, steps + 1):
+            batch = task.sample(trainer.batch_size, train_rng)
+            # Overflow is how a diverging run shows itself; it is detected below, not warned about.
+            with np.errstate(over="ignore", invalid="ignore"):
+                loss, grads = model.loss_and_grads(batch.X, batch.Y, batch.mask)
+                grad_norms = {name: float(np.linalg.norm(g)) for name, g in grads.items()}
+            if not (np.isfinite(loss) and np.isfinite(list(grad_norms.values())).all()):
+                result.diverged_step = step
+                logger.log_metrics({"diverged_step": float(step)}, step)
+                break
+            info = optimizer.step(model.params, grads, loss=loss)
+            result.steps_done = step
+            if step % trainer.log_every == 0 or step == steps:
+                logger.log_metrics({"train/loss": float(loss), **info.as_metrics("train/"),
+                                    **{f"grad_norm/{name}": norm for name, norm in grad_norms.items()}}, step)
+                result.train_steps.append(step)
+                result.train_loss.append(float(loss))
+                result.grad_norm.append(info.grad_norm)
+            check(step)
+            bar.update(step, loss=float(loss))
+    logger.log_metrics({"diverged": float(result.diverged)}, result.diverged_step or result.steps_done)
+    # The last check's curves, indexed by time step / lag through the metric step (one key each).
+    if result.grad_flow:
+        for t, norm in enumerate(result.grad_flow[-1][1]):
+            logger.log_metrics({"grad_flow/step_norm": float(norm)}, t)
+    if result.lag_norms:
+        for lag, norm in enumerate(result.lag_norms[-1], start=1):
+            logger.log_metrics({"grad_flow/lag_norm": float(norm)}, lag)
+    return result

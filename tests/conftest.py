@@ -1,0 +1,54 @@
+"""Shared fixtures: a fresh, already-migrated MLflow SQLite store per test.
+
+Opening a new SQLite store runs MLflow's schema migrations (~3 s), so the session migrates ONE template
+store and every test that asks for a store gets a copy of its database file (milliseconds).
+
+Fixtures
+--------
+``tracking_settings`` (alias ``tmp_store``), function scope:
+    a ``harness.tracking.TrackingSettings`` (mode "local", experiment "test") whose
+    ``uri = "sqlite:///<tmp_path>/mlruns/mlflow.db"`` is a fresh copy of the template and whose
+    ``artifact_root = "<tmp_path>/mlruns/artifacts"``. Use it wherever code takes tracking settings::
+
+        def test_something(tracking_settings):
+            with open_run(tracking_settings, run_name="x") as log:
+                ...
+            client = MlflowClient(tracking_settings.tracking_uri)
+
+    Use ``dataclasses.replace(tracking_settings, experiment="other")`` for another experiment in the same
+    store. Hydra tests can pass ``tracking.uri=<uri>`` and ``tracking.artifact_root=<root>`` overrides.
+``template_store``, session scope:
+    path of the migrated template database file (copy it yourself if you need a store outside tmp_path).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from harness.tracking import TrackingSettings, ensure_store
+
+
+@pytest.fixture(scope="session")
+def template_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    db = tmp_path_factory.mktemp("template_store") / "mlflow.db"
+    ensure_store(TrackingSettings(mode="local", uri=f"sqlite:///{db}", experiment="template"))
+    return db
+
+
+@pytest.fixture
+def tracking_settings(template_store: Path, tmp_path: Path) -> TrackingSettings:
+    root = tmp_path / "mlruns"
+    root.mkdir()
+    db = root / "mlflow.db"
+    shutil.copyfile(template_store, db)
+    return TrackingSettings(
+        mode="local", uri=f"sqlite:///{db}", experiment="test", artifact_root=str(root / "artifacts")
+    )
+
+
+@pytest.fixture
+def tmp_store(tracking_settings: TrackingSettings) -> TrackingSettings:
+    return tracking_settings

@@ -1,0 +1,211 @@
+"""The RNN-vs-ARMA study end to end on tiny settings: real Hydra composition, real statsmodels, real MLflow on
+a temporary SQLite store (copied from the session's migrated template), the real app as a subprocess for the
+command-line paths (`-m` sweep with the joblib launcher, rebuild=, bad input)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_dir
+from mlflow import MlflowClient
+from omegaconf import OmegaConf
+
+from harness.studies import rnn_vs_arma
+from harness.tasks import fingerprint, make_series
+from harness.tracking import TrackingSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = ROOT / "experiments" / "rnn_vs_arma.py"
+CONF = ROOT / "conf" / "comparison"
+
+# Two series with a known oracle, the three model kinds the study mixes (ARMA, linear RNN, LSTM), two seeds;
+# ARMA orders up to (1, 1) keep statsmodels fast and let the parts be short.
+TINY = [
+    "series=[ar2,setar]",
+    "model=[arma,linear,lstm]",
+    "seed=[0,1]",
+    "length=300",
+    "models.arma.max_p=1",
+    "models.arma.max_q=1",
+    "rnn.hidden_size=4",
+    "rnn.steps=20",
+    "rnn.sequence_length=32",
+    "rnn.batch_size=4",
+    "link.steps=60",
+    "figure_window=30",
+]
+
+
+def tracking_overrides(settings: TrackingSettings) -> list[str]:
+    return [f"tracking.uri={settings.uri}", f"tracking.artifact_root={settings.artifact_root}"]
+
+
+def composed(overrides: list[str]) -> dict:
+    with initialize_config_dir(config_dir=str(CONF), version_base=None):
+        cfg = compose(config_name="rnn_vs_arma", overrides=overrides)
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def run_app(args: list[str], tmp: Path) -> subprocess.CompletedProcess:
+    hydra_dirs = [f"hydra.run.dir={tmp / 'run'}", f"hydra.sweep.dir={tmp / 'sweep'}"]
+    return subprocess.run(
+        [sys.executable, str(APP), *args, *hydra_dirs], capture_output=True, text=True, cwd=ROOT, timeout=600
+    )
+
+
+def cell_runs(settings: TrackingSettings, parent_run_id: str) -> list:
+    client = MlflowClient(settings.tracking_uri)
+    experiment = client.get_experiment_by_name("rnn_vs_arma")
+    return client.search_runs([experiment.experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}'")
+
+
+@pytest.fixture(scope="module")
+def store(template_store: Path, tmp_path_factory: pytest.TempPathFactory) -> TrackingSettings:
+    root = tmp_path_factory.mktemp("rnn_vs_arma") / "mlruns"
+    root.mkdir()
+    shutil.copyfile(template_store, root / "mlflow.db")
+    return TrackingSettings(
+        mode="local",
+        uri=f"sqlite:///{root / 'mlflow.db'}",
+        experiment="rnn_vs_arma",
+        artifact_root=str(root / "artifacts"),
+    )
+
+
+@pytest.fixture(scope="module")
+def study(store: TrackingSettings) -> tuple[rnn_vs_arma.StudyResult, list[str]]:
+    """The tiny study run once, sequentially in two worker processes, with what it printed."""
+    printed: list[str] = []
+    config = rnn_vs_arma.StudyConfig.from_mapping(composed([*TINY, "n_jobs=2", *tracking_overrides(store)]))
+    return rnn_vs_arma.run_study(config, store, echo=printed.append), printed
+
+
+def test_study_logs_a_parent_with_one_child_per_cell(study, store):
+    result, printed = study
+    client = MlflowClient(store.tracking_uri)
+    children = cell_runs(store, result.parent_run_id)
+    cells = [run for run in children if run.data.tags["kind"] in ("arma", "rnn")]
+    assert sorted(
+        (r.data.tags["series"], r.data.tags["model"], r.data.tags["seed"]) for r in cells
+    ) == sorted(
+        (s, m, str(seed)) for s in ("ar2", "setar") for m in ("arma", "linear", "lstm") for seed in (0, 1)
+    )
+    for run in cells:
+        tags, metrics = run.data.tags, run.data.metrics
+        expected = fingerprint(make_series(tags["series"], n=300, seed=int(tags["seed"])).values)
+        assert tags["dataset_fingerprint"] == expected
+        assert [{t.key: t.value for t in d.tags}["fingerprint"] for d in run.inputs.dataset_inputs] == [
+            expected
+        ]
+        assert {"mse", "mae", "nmse", "oracle_ratio"} <= set(metrics)
+        assert metrics["oracle_ratio"] == pytest.approx(
+            metrics["mse"]
+        )  # both series have innovation variance 1
+        artifacts = [a.path for a in client.list_artifacts(run.info.run_id)]
+        if tags["kind"] == "arma":
+            p, q = int(metrics["p"]), int(metrics["q"])
+            assert tags["order"] == f"({p},{q})" and tags["converged"] in ("true", "false")
+            assert (
+                "convergence_warnings" in metrics and "coef.const" in metrics and "stderr.sigma2" in metrics
+            )
+            fit = json.loads(Path(client.download_artifacts(run.info.run_id, "arma_fit.json")).read_text())
+            assert fit["order"] == [p, q] and fit["psi"][0] == 1.0 and set(fit["bse"]) == set(fit["params"])
+        else:
+            assert 0.0 <= metrics["dm_pvalue"] <= 1.0 and np.isfinite(metrics["dm_stat"])
+            curve = client.get_metric_history(run.info.run_id, "train_loss")
+            assert [m.step for m in curve] == [10, 20] and "rnn_fit.json" in artifacts
+    [link] = [run for run in children if run.data.tags["kind"] == "link"]
+    assert {"rnn_input_weight", "rnn_feedback_weight", "arma_phi_plus_theta", "arma_minus_theta"} <= set(
+        link.data.metrics
+    )
+    parent_artifacts = {a.path for a in client.list_artifacts(result.parent_run_id)}
+    assert {
+        "table.md",
+        "table.csv",
+        "cells.csv",
+        "forecast_vs_truth.png",
+        "oracle_ratio.png",
+        "link_impulse_response.png",
+    } <= parent_artifacts
+    assert printed[0] == result.markdown and printed[1].startswith("RNN-ARMA(1,1) link on arma11")
+
+
+def test_table_has_mean_and_std_over_seeds_and_dm_only_for_rnns(study):
+    result, _ = study
+    table = result.table.set_index(["series", "model"])
+    assert list(table.index) == [(s, m) for s in ("ar2", "setar") for m in ("arma", "linear", "lstm")]
+    assert (table["seeds"] == 2).all()
+    cells = result.cells[(result.cells["series"] == "setar") & (result.cells["model"] == "lstm")]
+    assert table.loc[("setar", "lstm"), "mse_mean"] == pytest.approx(cells["mse"].mean())
+    assert table.loc[("setar", "lstm"), "mse_std"] == pytest.approx(cells["mse"].std(ddof=1))
+    assert table.loc[(slice(None), "arma"), "dm_pvalue_mean"].isna().all()
+    assert table.loc[(slice(None), ["linear", "lstm"]), "dm_pvalue_mean"].notna().all()
+
+
+def test_rebuilt_table_equals_the_printed_one(study, store):
+    result, _ = study
+    rebuilt = rnn_vs_arma.rebuild_table(result.parent_run_id, store)
+    pd.testing.assert_frame_equal(rebuilt, result.table, check_exact=True)
+    assert rnn_vs_arma.format_table(rebuilt) == result.markdown
+
+
+def test_cli_rebuild_prints_the_same_table(study, store, tmp_path):
+    result, _ = study
+    done = run_app([f"rebuild={result.parent_run_id}", *tracking_overrides(store)], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert result.markdown in done.stdout
+
+
+def test_joblib_sweep_gives_the_numbers_of_the_sequential_run(study, store, tmp_path):
+    result, _ = study
+    args = [
+        "-m",
+        "series=ar2,setar",
+        "model=arma,lstm",
+        "hydra/launcher=joblib",
+        *[o for o in TINY if not o.startswith(("series=", "model="))],
+        *tracking_overrides(store),
+    ]
+    done = run_app(args, tmp_path)
+    assert done.returncode == 0, done.stderr
+    sweep_parent = (tmp_path / "sweep" / "parent_run_id").read_text().strip()
+    swept = rnn_vs_arma.rebuild_table(sweep_parent, store).set_index(["series", "model"])
+    sequential = result.table.set_index(["series", "model"]).loc[swept.index]
+    assert len(swept) == 4
+    pd.testing.assert_frame_equal(swept, sequential, check_exact=True)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["series=[ar2,sinus]"], "series must be among"),
+        (["model=[arma,transformer]"], "model must be among"),
+        (["series=[ar2,arma]", "+series_params.arma.ar=[1.2]"], "series 'arma': ar=[1.2] is not stationary"),
+        (["length=60"], "test part of series 'ar2' has 12 points (length=60, "),
+    ],
+)
+def test_bad_input_fails_with_one_line_before_any_run(overrides, message, tracking_settings):
+    cfg = composed([*TINY, *overrides, *tracking_overrides(tracking_settings)])
+    with pytest.raises(rnn_vs_arma.StudyInputError, match="^" + re.escape(message)) as raised:
+        rnn_vs_arma.main(cfg)
+    assert "\n" not in str(raised.value)
+    client = MlflowClient(tracking_settings.tracking_uri)
+    assert client.search_runs([e.experiment_id for e in client.search_experiments()]) == []
+
+
+def test_cli_bad_input_exits_non_zero_with_one_line(tracking_settings, tmp_path):
+    done = run_app([*TINY, "series=[ar2,nope]", *tracking_overrides(tracking_settings)], tmp_path)
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines() == [
+        f"error: series must be among {sorted(rnn_vs_arma.SERIES_NAMES)}, got 'nope'"
+    ]
+    client = MlflowClient(tracking_settings.tracking_uri)
+    assert client.search_runs([e.experiment_id for e in client.search_experiments()]) == []

@@ -1,0 +1,289 @@
+"""harness.tracking on a real MLflow SQLite store in tmp (fixtures from conftest.py)."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+from omegaconf import OmegaConf
+
+from harness.tracking import (
+    PARENT_ENV,
+    MemoryLogger,
+    MlflowLogger,
+    SweepCallback,
+    TrackingSettings,
+    default_tracking_uri,
+    ensure_store,
+    git_commit,
+    open_run,
+    project_root,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _client(settings: TrackingSettings) -> MlflowClient:
+    return MlflowClient(tracking_uri=settings.tracking_uri)
+
+
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1, 2], [1.0, 0.5, 0.25])
+    return fig
+
+
+def test_run_records_params_tags_metrics_artifacts_figure_dataset(tracking_settings, tmp_path):
+    artifact = tmp_path / "weights.npz"
+    np.savez(artifact, w=np.ones(3))
+    with open_run(tracking_settings, run_name="adding-elman-s0", tags={"seed": 0}) as log:
+        assert isinstance(log, MlflowLogger)
+        log.log_params({"model": {"hidden_size": 16, "activation": "tanh"}, "lr": 0.1, "long": "x" * 7000})
+        log.set_tags({"task": "adding"})
+        for step in range(2501):  # 2501 x 3 values: several full batches plus a partial one at exit
+            log.log_metrics({"train/loss": 1.0 / (step + 1), "train/grad_norm": float(step), "lr": 0.1}, step)
+        log.log_artifact(artifact, artifact_path="model")
+        log.log_figure(_figure(), "loss")
+        log.log_text("seed: 0\n", "config.yaml")
+        log.log_dataset("adding-validation", "f" * 64, {"X": np.zeros((10, 4, 2)), "Y": np.zeros((4, 1))})
+    client = _client(tracking_settings)
+    run = client.get_run(log.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.info.run_name == "adding-elman-s0"
+    params = run.data.params
+    assert (params["model.hidden_size"], params["model.activation"], params["lr"]) == ("16", "tanh", "0.1")
+    assert params["long"] == "x" * 6000
+    tags = run.data.tags
+    assert tags["seed"] == "0" and tags["task"] == "adding" and tags["mlflow.runName"] == "adding-elman-s0"
+    assert tags.get("mlflow.source.git.commit") == git_commit()
+    history = client.get_metric_history(log.run_id, "train/grad_norm")
+    assert sorted(m.step for m in history) == list(range(2501))
+    assert {m.step: m.value for m in history}[1234] == 1234.0
+    assert len(client.get_metric_history(log.run_id, "train/loss")) == 2501
+    top = {a.path for a in client.list_artifacts(log.run_id)}
+    assert {"model", "loss.png", "config.yaml"} <= top
+    assert [a.path for a in client.list_artifacts(log.run_id, "model")] == ["model/weights.npz"]
+    assert run.info.artifact_uri.startswith(Path(tracking_settings.artifact_root).resolve().as_uri())
+    local = Path(client.download_artifacts(log.run_id, "loss.png", str(tmp_path / "dl")))
+    assert local.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (dataset_input,) = run.inputs.dataset_inputs
+    assert dataset_input.dataset.name == "adding-validation"
+    assert dataset_input.dataset.digest == "f" * 36
+    input_tags = {t.key: t.value for t in dataset_input.tags}
+    assert input_tags == {"fingerprint": "f" * 64, "mlflow.data.context": "training"}
+
+
+def test_nan_and_inf_metrics_are_accepted(tracking_settings):
+    with open_run(tracking_settings) as log:
+        log.log_metrics({"loss": math.nan, "up": math.inf, "down": -math.inf}, step=3)
+    metrics = _client(tracking_settings).get_run(log.run_id).data.metrics
+    assert math.isnan(metrics["loss"])
+    assert metrics["up"] == pytest.approx(1.7976931348623157e308)
+    assert metrics["down"] == pytest.approx(-1.7976931348623157e308)
+
+
+def test_exception_ends_run_failed_with_error_tag_and_flushes(tracking_settings):
+    with pytest.raises(RuntimeError, match="boom"), open_run(tracking_settings) as log:
+        log.log_metrics({"loss": 1.0}, step=0)
+        log.log_metrics({"loss": 0.5}, step=1)
+        raise RuntimeError("boom")
+    client = _client(tracking_settings)
+    run = client.get_run(log.run_id)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["error"] == "RuntimeError: boom"
+    assert [m.step for m in client.get_metric_history(log.run_id, "loss")] == [0, 1]
+
+
+def test_signal_handlers_are_restored_after_the_run(tracking_settings):
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    with open_run(tracking_settings):
+        assert signal.getsignal(signal.SIGTERM) is not before[0]
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+
+
+_LOGGING_LOOP = textwrap.dedent("""
+    import sys, time
+    from harness.tracking import TrackingSettings, open_run
+    settings = TrackingSettings(uri=sys.argv[1], experiment="test", artifact_root=sys.argv[2])
+    with open_run(settings, run_name="victim") as log:
+        print(log.run_id, flush=True)
+        step = 0
+        while True:
+            log.log_metrics({"loss": 1.0 / (step + 1)}, step)
+            if step == 20:
+                print("ready", flush=True)
+            step += 1
+            time.sleep(0.005)
+""")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_ends_run_killed_with_metrics_flushed(tracking_settings, signum):
+    process = subprocess.Popen(
+        [sys.executable, "-c", _LOGGING_LOOP, tracking_settings.tracking_uri,
+         tracking_settings.artifact_root],
+        stdout=subprocess.PIPE, text=True, cwd=REPO,
+    )
+    try:
+        run_id = process.stdout.readline().strip()
+        assert process.stdout.readline().strip() == "ready"
+        process.send_signal(signum)
+        assert process.wait(timeout=60) == 128 + signum
+    finally:
+        if process.poll() is None:
+            process.kill()
+    client = _client(tracking_settings)
+    run = client.get_run(run_id)
+    assert run.info.status == "KILLED"
+    assert run.data.tags["error"] == f"RunInterrupted: interrupted by {signal.Signals(signum).name}"
+    steps = sorted(m.step for m in client.get_metric_history(run_id, "loss"))
+    assert len(steps) > 20
+    assert steps == list(range(len(steps)))  # every step logged before the signal, none lost in the buffer
+
+
+_OPEN_FRESH_STORE = textwrap.dedent("""
+    import sys
+    from harness.tracking import TrackingSettings, open_run
+    settings = TrackingSettings(uri=sys.argv[1], experiment="race", artifact_root=sys.argv[2])
+    with open_run(settings, run_name=sys.argv[3]) as log:
+        log.log_metrics({"x": 1.0}, 0)
+""")
+
+
+@pytest.mark.slow  # 6 interpreters importing mlflow: 55 s measured on a loaded 2-core machine
+def test_parallel_processes_opening_a_fresh_store_all_succeed(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'fresh' / 'mlflow.db'}"
+    artifacts = str(tmp_path / "artifacts")
+    processes = [
+        subprocess.Popen([sys.executable, "-c", _OPEN_FRESH_STORE, uri, artifacts, f"job{i}"],
+                         stderr=subprocess.PIPE, text=True, cwd=REPO)
+        for i in range(6)
+    ]
+    errors = [p.communicate(timeout=120)[1] for p in processes]
+    assert [p.returncode for p in processes] == [0] * 6, errors
+    settings = TrackingSettings(uri=uri, experiment="race")
+    client = _client(settings)
+    experiment = client.get_experiment_by_name("race")
+    runs = client.search_runs([experiment.experiment_id])
+    assert sorted(r.info.run_name for r in runs) == [f"job{i}" for i in range(6)]
+    assert {r.info.status for r in runs} == {"FINISHED"}
+
+
+def test_parent_run_id_auto_nests_under_the_env_var(tracking_settings, monkeypatch):
+    client, experiment_id = ensure_store(tracking_settings)
+    parent = client.create_run(experiment_id, run_name="sweep").info.run_id
+    monkeypatch.setenv(PARENT_ENV, parent)
+    with open_run(tracking_settings, run_name="child", parent_run_id="auto") as log:
+        pass
+    assert client.get_run(log.run_id).data.tags["mlflow.parentRunId"] == parent
+    monkeypatch.delenv(PARENT_ENV)
+    with open_run(tracking_settings, run_name="orphan", parent_run_id="auto") as log:
+        pass
+    assert "mlflow.parentRunId" not in client.get_run(log.run_id).data.tags
+
+
+def test_sweep_callback_parent_run_counts_children(tracking_settings, tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv(PARENT_ENV, raising=False)
+    sweep_dir = tmp_path / "multirun" / "2026-01-01_00-00-00"
+    config = OmegaConf.create({
+        "experiment": "ignored-when-tracking-has-one",
+        "tracking": {"mode": "local", "uri": tracking_settings.tracking_uri, "experiment": "sweep",
+                     "artifact_root": tracking_settings.artifact_root},
+        "hydra": {"sweep": {"dir": str(sweep_dir)}},
+    })
+    callback = SweepCallback()
+    callback.on_multirun_start(config)
+    parent = os.environ[PARENT_ENV]
+    assert (sweep_dir / "parent_run_id").read_text() == parent
+    settings = replace(tracking_settings, experiment="sweep")
+    with open_run(settings, run_name="job0", parent_run_id="auto"):
+        pass
+    with pytest.raises(ValueError), open_run(settings, run_name="job1", parent_run_id="auto"):
+        raise ValueError("bad lr")
+    callback.on_multirun_end(config)
+    assert PARENT_ENV not in os.environ
+    client = _client(settings)
+    run = client.get_run(parent)
+    assert run.info.status == "FINISHED"
+    assert run.info.run_name == "sweep-2026-01-01_00-00-00"
+    metrics = run.data.metrics
+    assert (metrics["jobs"], metrics["finished"], metrics["failed"], metrics["killed"]) == (2, 1, 1, 0)
+    report = capsys.readouterr().out
+    assert "2 jobs" in report and "failed: job1  ValueError: bad lr" in report
+
+
+def test_memory_logger_records_the_same_calls(tmp_path):
+    with open_run(TrackingSettings(mode="off"), run_name="r", tags={"seed": 1}) as log:
+        assert isinstance(log, MemoryLogger) and log.run_id is None
+        log.log_params({"model": {"hidden_size": 16}, "long": "y" * 7000})
+        log.set_tags({"task": "adding"})
+        for step in range(5):
+            log.log_metrics({"loss": 1.0 / (step + 1)}, step)
+        log.log_artifact(tmp_path / "w.npz", "model")
+        log.log_figure(_figure(), "loss")
+        log.log_text("a: 1", "config.yaml")
+        log.log_dataset("d", "abc", {"X": np.zeros((3, 2))})
+    assert log.status == "FINISHED"
+    assert log.params == {"model.hidden_size": "16", "long": "y" * 6000}
+    assert log.tags["seed"] == "1" and log.tags["task"] == "adding" and log.tags["mlflow.runName"] == "r"
+    steps, values = log.history("loss")
+    np.testing.assert_array_equal(steps, np.arange(5))
+    np.testing.assert_allclose(values, 1.0 / np.arange(1, 6))
+    assert log.artifacts == [(str(tmp_path / "w.npz"), "model")]
+    assert log.figures == ["loss.png"] and log.texts == {"config.yaml": "a: 1"}
+    assert log.datasets == {"d": {"fingerprint": "abc", "shapes": {"X": (3, 2)}}}
+
+
+def test_memory_logger_run_status_on_exception():
+    with pytest.raises(KeyError), open_run(TrackingSettings(mode="off")) as log:
+        raise KeyError("k")
+    assert log.status == "FAILED"
+
+
+@pytest.mark.parametrize("uri", ["./mlruns", "/abs/mlruns", "file:///tmp/mlruns"])
+def test_legacy_file_store_uri_is_refused(uri):
+    with pytest.raises(ValueError, match="refuses the legacy file store"):
+        TrackingSettings(uri=uri)
+
+
+def test_relative_sqlite_uri_is_refused():
+    with pytest.raises(ValueError, match="absolute SQLite path"):
+        TrackingSettings(uri="sqlite:///mlruns/mlflow.db")
+
+
+def test_settings_validation():
+    with pytest.raises(ValueError, match="mode must be one of"):
+        TrackingSettings(mode="remote")
+    with pytest.raises(ValueError, match="http"):
+        TrackingSettings(mode="server", uri="sqlite:////tmp/x.db")
+    assert TrackingSettings(mode="server", uri="http://localhost:5000").artifact_location is None
+
+
+def test_default_store_is_absolute_under_the_project_root(monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert project_root() == REPO
+    settings = TrackingSettings()
+    assert settings.tracking_uri == default_tracking_uri() == f"sqlite:///{REPO}/mlruns/mlflow.db"
+    assert settings.artifact_location == (REPO / "mlruns" / "artifacts" / "train").as_uri()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////elsewhere/m.db")
+    assert TrackingSettings().tracking_uri == "sqlite:////elsewhere/m.db"
+    assert TrackingSettings(uri="sqlite:////mine/m.db").tracking_uri == "sqlite:////mine/m.db"
+
+
+def test_settings_from_mapping_ignores_unknown_keys():
+    settings = TrackingSettings.from_mapping({"mode": "off", "log_every": 5}, experiment="e", uri=None)
+    assert (settings.mode, settings.experiment, settings.uri) == ("off", "e", None)

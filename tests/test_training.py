@@ -1,0 +1,126 @@
+"""The training loop on real tasks, models and optimizers, reporting to a MemoryLogger; the run story with
+tracking off; the progress bar."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import pytest
+
+from harness.config import TrainerConfig, validate
+from harness.nn import LSTM, Elman
+from harness.optim import make_optimizer
+from harness.progress import ProgressBar
+from harness.run import run
+from harness.tasks import make_task
+from harness.tracking import MemoryLogger
+from harness.training import fit
+
+
+def train(seed: int = 0, *, model_class=Elman, lr: float = 0.05, optimizer: str = "adam",
+          clip_norm: float | None = 1.0, activation: str = "tanh", **trainer: int
+          ) -> tuple[MemoryLogger, object]:
+    task = make_task("adding", length=12)
+    model = model_class(task.input_size, 6, task.output_size, head=task.head, mode=task.mode, seed=seed,
+                        activation=activation)
+    settings = TrainerConfig(**{"steps": 20, "batch_size": 8, "eval_interval": 5, "eval_batch_size": 16,
+                                "diagnostics_interval": 10, "diagnostics_batch_size": 4, "progress": False,
+                                **trainer})
+    streams = task.streams(seed)
+    logger = MemoryLogger()
+    result = fit(model, task, make_optimizer(optimizer, lr=lr, clip_norm=clip_norm), settings,
+                 train_rng=streams["train"], val_batch=task.sample(16, streams["val"]),
+                 diagnostics_batch=task.sample(4, streams["val"]), logger=logger)
+    return logger, result
+
+
+def test_every_step_logs_the_training_metrics() -> None:
+    logger, result = train()
+    for key in ("train/loss", "train/grad_norm", "train/clipped", "train/step_size", "grad_norm/W_hh",
+                "grad_norm/W_xh", "grad_norm/W_hy"):
+        assert logger.history(key)[0].tolist() == list(range(1, 21)), key
+    assert result.steps_done == 20 and not result.diverged
+    assert np.all(np.isfinite(logger.history("train/loss")[1]))
+
+
+def test_validation_and_diagnostics_at_their_intervals() -> None:
+    logger, result = train()
+    assert logger.history("val/loss")[0].tolist() == [0, 5, 10, 15, 20]
+    assert logger.history("val/mse")[0].tolist() == [0, 5, 10, 15, 20]
+    assert set(logger.history("val/solved")[1]) <= {0.0, 1.0}
+    assert logger.history("grad_flow/decay_rate")[0].tolist() == [0, 10, 20]
+    assert logger.history("grad_flow/bound_rate")[0].tolist() == [0, 10, 20]
+    # the last check's curves: one value per time step / per lag, the metric step being the index
+    assert logger.history("grad_flow/step_norm")[0].tolist() == list(range(12))
+    assert logger.history("grad_flow/lag_norm")[0].tolist() == list(range(1, 13))
+    assert [step for step, _ in result.grad_flow] == [0, 10, 20]
+    assert logger.history("diverged")[1].tolist() == [0.0]
+
+
+def test_log_every_thins_the_training_curve_but_keeps_the_last_step() -> None:
+    logger, _ = train(log_every=6)
+    assert logger.history("train/loss")[0].tolist() == [6, 12, 18, 20]
+
+
+def test_gated_models_get_per_step_gradient_norms_only() -> None:
+    logger, result = train(model_class=LSTM)
+    assert logger.history("grad_flow/grad_norm_last_step")[0].tolist() == [0, 10, 20]
+    assert "grad_flow/decay_rate" not in logger.metrics and not result.lag_norms
+    assert logger.history("grad_norm/W_h")[0].size == 20
+
+
+def test_same_seed_same_numbers_other_seed_other_numbers() -> None:
+    first, _ = train(seed=3)
+    again, _ = train(seed=3)
+    other, _ = train(seed=4)
+    assert first.metrics == again.metrics
+    assert first.metrics["train/loss"] != other.metrics["train/loss"]
+
+
+def test_divergence_stops_the_loop_and_is_recorded() -> None:
+    logger, result = train(optimizer="sgd", lr=1e6, steps=50, clip_norm=None, activation="identity")
+    assert result.diverged and result.steps_done < 50
+    assert logger.history("diverged_step")[1].tolist() == [float(result.diverged_step)]
+    assert logger.history("diverged")[1].tolist() == [1.0]
+    assert logger.history("train/loss")[0].max() == result.steps_done
+
+
+def tiny_config(**trainer: object) -> dict:
+    return {"task": {"name": "xor", "triples": 3}, "model": {"name": "elman", "hidden_size": 4},
+            "optimizer": {"name": "adam", "lr": 0.01},
+            "trainer": {"steps": 6, "batch_size": 4, "eval_interval": 3, "eval_batch_size": 8,
+                        "diagnostics_interval": 3, "diagnostics_batch_size": 2, "progress": False, **trainer},
+            "tracking": {"mode": "off"}, "seed": 0}
+
+
+def test_run_with_tracking_off_returns_the_validation_metric() -> None:
+    value = run(tiny_config())
+    assert 0.0 <= value <= 1.0
+    assert value == run(tiny_config())
+
+
+def test_run_returns_nan_when_the_run_diverges() -> None:
+    cfg = tiny_config()
+    cfg["optimizer"] = {"name": "sgd", "lr": 1e8}
+    cfg["task"] = {"name": "bit_sum", "length": 30}
+    cfg["model"] = {"name": "linear", "hidden_size": 4}
+    assert math.isnan(run(cfg))
+
+
+def test_trainer_defaults_match_the_schema() -> None:
+    assert validate(tiny_config()).trainer.log_every == 1
+
+
+def test_progress_bar_draws_only_when_enabled() -> None:
+    stream = io.StringIO()
+    with ProgressBar(10, "job", stream=stream, enabled=True, min_interval=0.0) as bar:
+        bar.update(10, loss=0.5)
+    assert "job [" in stream.getvalue() and "10/10" in stream.getvalue() and "loss=0.5" in stream.getvalue()
+    silent = io.StringIO()  # not a TTY: nothing is drawn
+    with ProgressBar(10, "job", stream=silent) as bar:
+        bar.update(10)
+    assert silent.getvalue() == ""
+    with pytest.raises(ValueError, match="total must be an integer >= 1"):
+        ProgressBar(0)
