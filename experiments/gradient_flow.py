@@ -14,6 +14,8 @@ import sys
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from harness.runtime import export_project_root
+
 
 @hydra.main(version_base=None, config_path="../conf", config_name="gradient_flow")
 def main(cfg: DictConfig) -> None:
@@ -29,4 +31,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    export_project_root()
     main()

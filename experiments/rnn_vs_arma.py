@@ -17,6 +17,8 @@ import sys
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from harness.runtime import export_project_root
+
 
 @hydra.main(version_base=None, config_path="../conf/comparison", config_name="rnn_vs_arma")
 def main(cfg: DictConfig) -> None:
@@ -34,4 +36,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    export_project_root()
     main()

@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from harness.config import ConfigError, allowed_keys
-from harness.tracking import project_root
+from harness.runtime import export_project_root
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def one_line(exc: BaseException) -> str:
 
 def main() -> None:
     """Run the app with Hydra's output folders under <project>/mlruns/hydra and one-line config errors."""
-    os.environ.setdefault("HARNESS_PROJECT_ROOT", str(project_root()))
+    export_project_root()
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
         train()
         return

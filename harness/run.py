@@ -22,6 +22,7 @@ from harness.config import ConfigError, ModelConfig, RunConfig, validate
 from harness.diagnostics import gradient_flow_heatmap
 from harness.nn import GRU, LSTM, Bidirectional, Elman, Jordan
 from harness.optim import make_optimizer
+from harness.runtime import pin_blas_to_one_thread
 from harness.tasks import SequenceTask, fingerprint, make_task
 from harness.tracking import TrackingSettings, open_run
 from harness.training import FitResult, fit
@@ -147,6 +148,7 @@ def run(cfg: dict[str, Any], *, overrides: list[str] | tuple[str, ...] = (),
     """Train and track one run of the composed config cfg; returns the final validation task metric (nan if
     the run diverged). overrides and job_num (Hydra's) are recorded as tags and as overrides.yaml."""
     config = validate(cfg)
+    pin_blas_to_one_thread()
     task = build_task(config)
     model = build_model(config.model, task, truncation=config.trainer.truncation, seed=config.seed)
     optimizer = build_optimizer(config)

@@ -23,12 +23,20 @@ Fixtures
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
+from harness.runtime import pin_blas_to_one_thread
 from harness.tracking import TrackingSettings, ensure_store
+
+# Small matmuls run fastest on one BLAS thread (threaded BLAS on a loaded 2-core machine was measured up to
+# 1000x slower): pin this process, and every subprocess a test starts inherits the variables.
+pin_blas_to_one_thread()
+for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_name, "1")
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ import itertools
 import numpy as np
 import pytest
 
-from harness.nn import Elman, Jordan
+from harness.nn import Elman, Jordan, elman
 from harness.nn.activations import activate_
 
 EPS = 1e-5
@@ -268,3 +268,74 @@ def test_clip_hidden_delta_bounds_the_backpropagated_delta() -> None:
     # identity activation: dL/da_t = dL/dh_t clipped, so the bias gradient is the sum of clipped deltas
     assert np.all(np.abs(g_clip["b_h"]) <= T * B * 1e-3 + 1e-15)
     assert not np.allclose(g_clip["b_h"], g_free["b_h"])
+
+
+# ------------------------------------------------------------- Elman's chunked backward sweep (elman.CHUNK)
+LONG = 2 * elman.CHUNK + 5  # three chunks: the last two full, the first one short
+
+
+def long_data(mode: str, seed: int = 0):
+    """X (LONG, B, D) and targets; the mask gives sequence 1 padding that starts inside a chunk and crosses a
+    chunk boundary, sequence 2 padding over two boundaries, and sequence 0 a target hole at a boundary."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((LONG, B, D))
+    mask = (np.arange(LONG)[:, None] < np.array([LONG, LONG - elman.CHUNK + 3, 4])[None]).astype(float)
+    if mode == "many_to_one":
+        return X, rng.random((B, K)), mask
+    if mode == "encoder_decoder":
+        return X, rng.random((L, B, K)), None
+    mask[LONG - elman.CHUNK, 0] = 0.0
+    return X, rng.random((LONG, B, K)), mask
+
+
+@pytest.mark.parametrize(("network", "mode"), [("elman", "many_to_many"), ("elman", "many_to_one"),
+                                               ("stacked", "many_to_many"), ("stacked", "encoder_decoder")])
+def test_gradients_across_backward_chunks_match_finite_differences(network, mode) -> None:
+    model = build(network, mode, "tanh", "identity_mse")
+    X, Y, mask = long_data(mode)
+    assert_grads_match(model, X, Y, mask)
+
+
+@pytest.mark.parametrize("k", [3, elman.CHUNK + 2])
+def test_truncated_gradients_across_backward_chunks_equal_their_definition(k) -> None:
+    model = build("elman", "many_to_many", "tanh", "identity_mse", reduction="sum", truncation=k)
+    X, Y, _ = long_data("many_to_many")
+    _, grads = model.loss_and_grads(X, Y)
+    frozen = {name: p.copy() for name, p in model.params.items()}
+    for name in ("W_hh", "W_xh"):
+        expected = sum(
+            finite_difference(lambda t=t: reference_loss(model.params, X, Y, "tanh",
+                                                         window=(max(0, t - k + 1), t + 1), frozen=frozen),
+                              model.params[name])
+            for t in range(LONG))
+        assert relative_error(grads[name], expected) < TOL, name
+
+
+def test_hidden_grads_across_backward_chunks_match_finite_differences() -> None:
+    model = build("elman", "many_to_many", "sigmoid", "identity_mse", reduction="sum")
+    X, Y, _ = long_data("many_to_many")
+    _, _, dh = model.loss_and_grads(X, Y, return_hidden_grads=True)
+    delta = np.zeros((LONG, B, H))
+    numeric = finite_difference(lambda: reference_loss(model.params, X, Y, "sigmoid", delta=delta), delta)
+    assert relative_error(dh, numeric) < TOL
+
+
+@pytest.mark.parametrize(("mode", "kw"), [
+    ("many_to_many", {}), ("many_to_many", {"truncation": 3, "clip_hidden_delta": 1e-4}),
+    ("many_to_one", {"clip_hidden_delta": 1e-4}), ("many_to_one", {"truncation": 4}),
+    ("encoder_decoder", {"num_layers": 2}), ("encoder_decoder", {"truncation": 2})])
+def test_chunk_size_changes_nothing_but_rounding(monkeypatch, mode, kw) -> None:
+    X, Y, mask = long_data(mode)
+    results = []
+    for chunk in (LONG, elman.CHUNK, 5, 1):
+        monkeypatch.setattr(elman, "CHUNK", chunk)
+        model = build("elman", mode, "tanh", "sigmoid_bce", **kw)
+        results.append(model.loss_and_grads(X, Y, mask, return_hidden_grads=True))
+    (_, g_ref, dh_ref), others = results[0], results[1:]
+    for _, grads, dh in others:
+        for name in g_ref:
+            np.testing.assert_allclose(grads[name], g_ref[name], rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(dh, dh_ref, rtol=1e-12, atol=1e-15)
+    if "clip_hidden_delta" in kw:  # the clip is active, so chunks do clip per step
+        free = build("elman", mode, "tanh", "sigmoid_bce", **{**kw, "clip_hidden_delta": None})
+        assert not np.allclose(free.loss_and_grads(X, Y, mask)[1]["W_hh"], g_ref["W_hh"])

@@ -173,3 +173,11 @@ def test_sigterm_leaves_the_run_killed_with_its_metrics(tmp_path: Path, tracking
     (run,) = runs_of(tracking_settings)
     assert run.info.status == "KILLED"
     assert len(client.get_metric_history(run.info.run_id, "train/loss")) >= 1
+
+
+def test_sweep_rejected_by_hydra_leaves_no_parent_running(tmp_path: Path, tracking_settings) -> None:
+    done = app(tmp_path, tracking_settings, "-m", *TINY, "model=elman,elmn")
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines()[-1].startswith("config error:"), done.stderr
+    statuses = {run.info.status for run in runs_of(tracking_settings)}
+    assert statuses and "RUNNING" not in statuses

@@ -10,7 +10,8 @@ Parameters: the forward cell's local names prefixed "fw.", the backward cell's "
 cell's, e.g. (h_fwd, h_bwd) for Elman/GRU, (h_fwd, c_fwd, h_bwd, c_bwd) for LSTM.
 
 Sequence modes: many_to_one reads [h_fwd at the last valid step, h_bwd after reading back to step 0] (each
-direction's final state), not H at the last step, whose backward half has seen only one input.
+direction's final state, through the layer's `readout` hook), not H at the last step, whose backward half has
+seen only one input.
 encoder_decoder: the decoder is a bidirectional stack too, each direction started from the encoder's final
 state of the same direction.
 """
@@ -118,18 +119,18 @@ class BidirectionalLayer(RecurrentLayer):
         dh = np.concatenate([dh_fw, dh_bw[::-1]], axis=-1) if hidden_grads else None
         return dX, grads, d0_fw + d0_bw, dh
 
-    def summary(self, final_state: tuple[np.ndarray, ...]) -> np.ndarray:
+    def readout(self, final_state: tuple[np.ndarray, ...]) -> np.ndarray:
         """(B, 2H): [h_fwd at each sequence's last valid step, h_bwd after reading back to step 0]."""
         half = len(final_state) // 2
         return np.concatenate([final_state[0], final_state[half]], axis=-1)
 
-    def summary_grad(self, d_summary: np.ndarray, final_state: tuple[np.ndarray, ...]
+    def readout_grad(self, d_readout: np.ndarray, final_state: tuple[np.ndarray, ...]
                      ) -> tuple[np.ndarray, ...]:
-        """d_final_state (shaped like the state) for the gradient d_summary (B, 2H) of `summary`."""
+        """d_final_state (shaped like the state) for the gradient d_readout (B, 2H) of `readout`."""
         half = len(final_state) // 2
         d_state = [np.zeros_like(s) for s in final_state]
-        d_state[0] = d_summary[:, :self.cell_size]
-        d_state[half] = d_summary[:, self.cell_size:]
+        d_state[0] = d_readout[:, :self.cell_size]
+        d_state[half] = d_readout[:, self.cell_size:]
         return tuple(d_state)
 
 
@@ -156,28 +157,3 @@ class Bidirectional(RecurrentModel):
             raise TypeError(f"Bidirectional({self.cell!r}) has gate blocks, not one (H, H) recurrent matrix; "
                             "read model.params['fw.W_h'] instead")
         return self.params["fw.W_hh"]
-
-    def _network_forward(self, params: dict[str, np.ndarray], X: np.ndarray, valid: np.ndarray
-                         ) -> tuple[np.ndarray, Any]:
-        if self.mode != "many_to_one":
-            return super()._network_forward(params, X, valid)
-        H_enc, finals, caches = self._stack_forward(self.layers, self._prefixes, params, X, valid, None)
-        H_out = self.layers[-1].summary(finals[-1])[None]
-        logits = H_out @ params["W_hy"]
-        if self.bias:
-            logits += params["b_y"]
-        return logits, (H_enc, caches, finals[-1], H_out)
-
-    def _network_backward(self, params: dict[str, np.ndarray], dO: np.ndarray, cache: Any,
-                          hidden_grads: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
-        if self.mode != "many_to_one":
-            return super()._network_backward(params, dO, cache, hidden_grads)
-        H_enc, caches, final_top, H_out = cache
-        grads = {"W_hy": H_out[0].T @ dO[0]}
-        if self.bias:
-            grads["b_y"] = dO[0].sum(axis=0)
-        d_finals: list = [None] * len(self.layers)
-        d_finals[-1] = self.layers[-1].summary_grad(dO[0] @ params["W_hy"].T, final_top)
-        _, dh = self._stack_backward(self.layers, self._prefixes, params, np.zeros_like(H_enc), caches,
-                                     d_finals, grads, hidden_grads)
-        return grads, dh

@@ -1,8 +1,17 @@
 """Elman layer and model: h_t = g(x_t W_xh + h_{t-1} W_hh + b_h) (batch-row convention).
 
-The forward pass keeps only the hidden states H (T, B, H): g'(a_t) is recomputed from h_t in backward.
-Input-side work (x_t W_xh for all t, and the weight gradients) is one big matmul outside the time loop; only
-the recurrence h_{t-1} -> h_t stays in Python.
+BPTT, side by side with the forward pass (dL/dh_t written dh_t, a_t the pre-activation):
+
+    forward                                   backward (t = T-1 ... 0)
+    a_t = x_t W_xh + h_{t-1} W_hh + b_h       dh_t = dH_t + da_{t+1} W_hh^T        (dH_t: from above)
+    h_t = g(a_t)                              da_t = g'(a_t) * dh_t,  g'(a_t) from h_t
+                                              dW_hh += h_{t-1}^T da_t (h_{-1} = h0)
+    (after the sweep)                         dW_xh = sum_t x_t^T da_t, db_h = sum_t da_t, dX_t = da_t W_xh^T
+
+Memory: the forward pass keeps only the hidden states Hs (T, B, H). The backward sweep runs in chunks of
+CHUNK steps and, once a chunk is done, stores dL/da_t in the slots of h_t (never read again), so besides Hs
+it needs O(CHUNK * B * H); the input-side gradients are then one big matmul over all steps. The read-out's
+dH = dO W_hy^T arrives factored (ReadoutGrad) and is materialised one chunk at a time.
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ from .init import input_matrix, recurrent_matrix
 from .layers import ReadoutGrad, RecurrentLayer, grad_rows
 from .model import RecurrentModel
 
-CHUNK = 32  # steps per backward chunk: big enough for efficient matmuls, small next to T * B * H
+CHUNK = 16  # steps per backward chunk: enough rows for efficient matmuls, few next to T * B * H
 
 
 class ElmanLayer(RecurrentLayer):
@@ -61,19 +70,14 @@ class ElmanLayer(RecurrentLayer):
                  d_final_state: tuple[np.ndarray, ...] | None = None, truncation: int | None = None,
                  hidden_grads: bool = True,
                  ) -> tuple[np.ndarray | None, dict[str, np.ndarray], tuple[np.ndarray], np.ndarray | None]:
-        """dH (T, B, H) from above -> dX (T, B, D) (None unless input_grad), grads, (dL/dh_0,), dh (None
-        unless hidden_grads).
-
-        Memory: the sweep runs back in chunks of CHUNK steps. Within a chunk, dA (n, B, H) holds g'(a_t), then
-        dL/da_t = g'(a_t) dL/dh_t; after the chunk, dW_hh += sum_t h_{t-1}^T dL/da_t and dL/da_t replaces h_t
-        in Hs (h_t is never read again), so the input-side gradients are single matmuls over Hs at the end.
-        """
+        """dH (T, B, H) from above -> dX (T, B, D) (None unless input_grad), grads, (dL/dh_0,), dh (T, B, H)
+        (None unless hidden_grads). Overwrites the cached Hs with dL/da_t (see the module docstring)."""
         X, Hs, h0, padding = cache
         T, B, D = X.shape
         H = self.hidden_size
         W_hh_T = params["W_hh"].T
         dh = np.empty((T, B, H), dtype=Hs.dtype) if hidden_grads else None
-        dW_hh = np.zeros_like(params["W_hh"])
+        dW_hh = np.zeros((H, H), dtype=Hs.dtype)
         dA_buffer = np.empty((min(T, CHUNK), B, H), dtype=Hs.dtype)
         truncated = truncation is not None and truncation < T
         if truncated:  # carry: bands[j] = the part of dL/dh_t that came through exactly j recurrent steps
@@ -84,20 +88,21 @@ class ElmanLayer(RecurrentLayer):
             carry = np.zeros((B, H), dtype=Hs.dtype) if d_final_state is None else d_final_state[0].copy()
         for stop in range(T, 0, -CHUNK):
             start = max(0, stop - CHUNK)
+            # dA (n, B, H): g'(a_t) of the chunk's steps; the sweep turns it into dL/da_t
             dA = derivative_from_output(self.activation, Hs[start:stop], out=dA_buffer[:stop - start])
             pad = None if padding is None else padding[start:stop]
             if pad is not None:
                 dA *= ~pad
-            steps = (grad_rows(dH, start, stop), dA, None if dh is None else dh[start:stop], pad)
-            carry = self._truncated_steps(W_hh_T, carry, *steps) if truncated \
-                else self._full_steps(W_hh_T, carry, *steps)
+            sweep = self._truncated_steps if truncated else self._full_steps
+            carry = sweep(W_hh_T, carry, grad_rows(dH, start, stop), dA,
+                          None if dh is None else dh[start:stop], pad)
             dA2 = dA.reshape(-1, H)
             if start == 0:  # h_{-1} is h0, not a row of Hs
                 dW_hh += h0.T @ dA[0]
                 dW_hh += Hs[:stop - 1].reshape(-1, H).T @ dA2[B:]
             else:
                 dW_hh += Hs[start - 1:stop - 1].reshape(-1, H).T @ dA2
-            Hs[start:stop] = dA
+            Hs[start:stop] = dA  # h_t of this chunk is never read again
         dA2 = Hs.reshape(T * B, H)  # now dL/da_t for every step
         grads = {"W_xh": X.reshape(T * B, D).T @ dA2, "W_hh": dW_hh}
         if self.bias:

@@ -35,6 +35,10 @@ Additions to the contract (documented here for the gated/bidirectional layers):
   to the top layer is dH = dO W^T, a (T, B, H) array as big as the hidden states; a layer that sets this
   True receives it as a `ReadoutGrad` and materialises only the steps it is working on (`rows`). Other
   layers receive the plain array.
+- Read-out of "many_to_one": `layer.readout(final_state) -> (B, hidden_size)` is what the head reads of each
+  sequence (default: h of the final state, i.e. h at each sequence's last valid step, since padding carries
+  the state); `layer.readout_grad(d_readout, final_state) -> d_final_state` is its gradient. Bidirectional
+  layers override both (h_fwd at the last valid step and h_bwd after reading back to step 0).
 - A cache serves one backward: backward may overwrite it, including the H its forward returned (Elman keeps
   dL/da_t in the slots of h_t once they are no longer needed), so the model reads H before backward.
 """
@@ -105,8 +109,6 @@ class ReadoutGrad:
 
     def __init__(self, dO: np.ndarray, W: np.ndarray):
         self.dO, self.W = dO, W
-        self.shape = (*dO.shape[:2], W.shape[0])
-        self.dtype = dO.dtype
 
     def rows(self, start: int, stop: int) -> np.ndarray:
         """dL/dH at steps start..stop-1: a new (stop - start, B, H) array."""
@@ -114,7 +116,7 @@ class ReadoutGrad:
 
     def full(self) -> np.ndarray:
         """The whole (T, B, H) array."""
-        return self.rows(0, self.shape[0])
+        return self.rows(0, self.dO.shape[0])
 
 
 def grad_rows(dH: np.ndarray | ReadoutGrad, start: int, stop: int) -> np.ndarray:
@@ -148,6 +150,15 @@ class RecurrentLayer:
                 state0: tuple[np.ndarray, ...] | None = None
                 ) -> tuple[np.ndarray, tuple[np.ndarray, ...], Any]:
         raise NotImplementedError
+
+    def readout(self, final_state: tuple[np.ndarray, ...]) -> np.ndarray:
+        """(B, hidden_size): what a many_to_one read-out sees; by default h of the final state."""
+        return final_state[0]
+
+    def readout_grad(self, d_readout: np.ndarray, final_state: tuple[np.ndarray, ...]
+                     ) -> tuple[np.ndarray, ...]:
+        """d_final_state (shaped like the state) for the gradient d_readout (B, hidden_size) of `readout`."""
+        return (d_readout, *(np.zeros_like(s) for s in final_state[1:]))
 
     def backward(self, params: dict[str, np.ndarray], dH: np.ndarray, cache: Any,
                  d_final_state: tuple[np.ndarray, ...] | None = None, truncation: int | None = None,

@@ -13,6 +13,8 @@ Subclassing (how LSTM, GRU, Bidirectional plug in):
 `layer_class(input_size, hidden_size, activation=self.activation, bias=self.bias)`; override it when the layer
 takes other arguments. Every subclass is registered by class name for `load_model`; a subclass whose
 constructor takes extra arguments must add them to `self.config` so that `type(m)(**m.config)` rebuilds it.
+The many_to_one read-out of each sequence is the top layer's `readout(final_state)` (its gradient
+`readout_grad`), h at the last valid step unless the layer overrides it (Bidirectional does).
 A network that does not fit the layer protocol (Jordan: the output feeds back) overrides the four hooks
 `_build_network`, `_network_forward`, `_network_backward` and `_top_hidden` instead.
 
@@ -255,35 +257,35 @@ class RecurrentModel:
             H_out, _, dec_caches = self._stack_forward(self.dec_layers, self._dec_prefixes, params, X_dec,
                                                        np.ones((self.output_length, B), dtype=bool), finals)
         elif self.mode == "many_to_one":
-            H_out = H_enc[-1:]  # padding carries the state, so the last step holds each last valid state
+            H_out = self.layers[-1].readout(finals[-1])[None]
         else:
             H_out = H_enc
         logits = H_out @ params["W_hy"]
         if self.bias:
             logits += params["b_y"]
-        return logits, (H_enc, enc_caches, dec_caches, H_out)
+        return logits, (H_enc, enc_caches, dec_caches, H_out, finals[-1])
 
     def _network_backward(self, params: dict[str, np.ndarray], dO: np.ndarray, cache: Any,
                           hidden_grads: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
         """Gradients of all parameters and dh of the encoder's top layer (None unless hidden_grads), given
         dL/dO (T_out, B, O). The layers may overwrite the cache, so H_out is read first."""
-        H_enc, enc_caches, dec_caches, H_out = cache
+        H_enc, enc_caches, dec_caches, H_out, final_top = cache
         top = H_out.shape[-1]
         grads = {"W_hy": H_out.reshape(-1, top).T @ dO.reshape(-1, self.output_size)}
         if self.bias:
             grads["b_y"] = dO.sum(axis=(0, 1))
         W_hy = params["W_hy"]
         d_finals = None
+        if self.mode in ("many_to_one", "encoder_decoder"):  # no loss reads the encoder's steps directly
+            dH_enc = ReadoutGrad(np.zeros((*H_enc.shape[:2], self.output_size), dtype=dO.dtype), W_hy)
+        else:
+            dH_enc = ReadoutGrad(dO, W_hy)
         if self.mode == "encoder_decoder":
             d_finals, _ = self._stack_backward(self.dec_layers, self._dec_prefixes, params,
                                                ReadoutGrad(dO, W_hy), dec_caches, None, grads)
-            dH_enc: np.ndarray | ReadoutGrad = np.zeros_like(H_enc)
-        elif self.mode == "many_to_one":  # the read-out sees the last step only
-            dO_enc = np.zeros((*H_enc.shape[:2], self.output_size), dtype=dO.dtype)
-            dO_enc[-1] = dO[0]
-            dH_enc = ReadoutGrad(dO_enc, W_hy)
-        else:
-            dH_enc = ReadoutGrad(dO, W_hy)
+        elif self.mode == "many_to_one":
+            d_finals = [None] * len(self.layers)
+            d_finals[-1] = self.layers[-1].readout_grad(dO[0] @ W_hy.T, final_top)
         _, dh = self._stack_backward(self.layers, self._prefixes, params, dH_enc, enc_caches, d_finals, grads,
                                      hidden_grads)
         return grads, dh

@@ -425,8 +425,10 @@ def run(cfg: Mapping[str, Any], sweep: bool = False, echo: Callable[[str], Any] 
     under it). sweep (a Hydra -m job): the job's cells as children of the sweep's parent; returns the cells
     frame. Otherwise the whole study under one parent run; returns the StudyResult.
     """
+    from harness.runtime import pin_blas_to_one_thread
     from harness.tracking import TrackingSettings
 
+    pin_blas_to_one_thread()
     try:
         settings = TrackingSettings.from_mapping(cfg["tracking"])
     except ValueError as error:

@@ -133,23 +133,22 @@ def validate(config: StudyConfig) -> None:
     for seed in config.seeds:
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise StudyInputError(f"seed must be non-negative integers, got {seed!r}")
-    for model in config.fitted_models:
-        _build_forecaster(config, model, seed=0)  # unknown or invalid keywords fail here, not mid-study
+    # building every forecaster checks its keywords here rather than mid-study
+    forecasters = {model: _build_forecaster(config, model, seed=0) for model in config.fitted_models}
     for name in config.series:
         for seed in config.seeds:
             split = _split(config, _make_series(config, name, seed).values)
-            for model in config.fitted_models:
-                _check_part_lengths(config, model, name, split)
+            for model, forecaster in forecasters.items():
+                _check_part_lengths(config, model, forecaster, name, split)
     if config.link.get("enabled"):
         _check_link(config)
 
 
-def _check_part_lengths(config: StudyConfig, model: str, name: str, split) -> None:
+def _check_part_lengths(config: StudyConfig, model: str, forecaster, name: str, split) -> None:
     """Train and test parts must hold enough points for the largest ARMA order the model may fit."""
     if config.kind(model) != "arma":
         return
-    spec = config.spec(model)
-    p, q = spec["order"] if spec.get("order") is not None else (spec.get("max_p", 3), spec.get("max_q", 3))
+    p, q = forecaster.order or (forecaster.max_p, forecaster.max_q)
     needed = minimum_length(p, q)
     for part in ("train", "test"):
         got = len(getattr(split, part))
@@ -165,12 +164,13 @@ def _check_link(config: StudyConfig) -> None:
     name, seed = config.link.get("series"), config.link.get("seed", 0)
     if name not in SERIES_NAMES:
         raise StudyInputError(f"link.series must be among {sorted(SERIES_NAMES)}, got {name!r}")
-    true = _make_series(config, name, seed).true_params or {}
+    series = _make_series(config, name, seed)
+    true = series.true_params or {}
     if len(true.get("ar", ())) != 1 or len(true.get("ma", ())) != 1:
         raise StudyInputError(
             f"link.series must be an ARMA(1,1) series (one ar and one ma coefficient), got {name!r}"
         )
-    _split(config, _make_series(config, name, seed).values)
+    _split(config, series.values)
 
 
 def _make_series(config: StudyConfig, name: str, seed: int):
@@ -672,8 +672,10 @@ def main(cfg: Mapping[str, Any], sweep: bool = False, echo: Callable[[str], Any]
     sweep's parent. Otherwise run_study, then echo the command that opens the MLflow UI. Returns the table
     (the cells frame for a sweep job). Bad input raises StudyInputError before any run is created.
     """
+    from harness.runtime import pin_blas_to_one_thread
     from harness.tracking import TrackingSettings
 
+    pin_blas_to_one_thread()
     try:
         settings = TrackingSettings.from_mapping(cfg["tracking"])
     except ValueError as error:

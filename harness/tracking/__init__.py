@@ -35,6 +35,13 @@ Additions to the contract:
     logger.flush(); open_run(..., flush_every=1000); RunInterrupted; resolve_parent_run_id(...)
     PARENT_ENV = "HARNESS_PARENT_RUN_ID"
 
+Tracking server (harness.tracking.server, imported on first use): an http(s) URI is checked with
+``check_server(uri)`` (GET /health, 3 s) before any run: ``ServerUnreachable`` (a ConfigError, one line).
+MLflow's HTTP retries are shortened to ~5 s unless MLFLOW_HTTP_REQUEST_* are set. A server lost during a run:
+the logger writes the rest to ``logger.offline`` (an ``OfflineRecord``: ``offline-run-<id>.jsonl`` in the
+Hydra job folder or ``mlruns/offline``) and open_run ends with ``ServerLost`` (SystemExit, one line naming
+the file). ``local_server(backend_store_uri, artifacts_destination)`` runs ``mlflow server`` for tests.
+
 Hydra multirun parent run: add to the primary config (conf/config.yaml)::
 
     hydra:
@@ -65,18 +72,26 @@ __all__ = [
     "Logger",
     "MemoryLogger",
     "MlflowLogger",
+    "OfflineRecord",
     "RunInterrupted",
+    "ServerLost",
+    "ServerUnreachable",
     "SweepCallback",
     "TrackingSettings",
+    "check_server",
     "default_tracking_uri",
     "ensure_store",
     "flatten_params",
     "git_commit",
+    "local_server",
     "open_run",
     "project_root",
     "resolve_parent_run_id",
     "store_client",
 ]
+
+
+_SERVER_NAMES = ("OfflineRecord", "ServerLost", "ServerUnreachable", "check_server", "local_server")
 
 
 def __getattr__(name: str) -> Any:
@@ -85,4 +100,9 @@ def __getattr__(name: str) -> Any:
         from harness.tracking.callback import SweepCallback
 
         return SweepCallback
+    if name in _SERVER_NAMES:
+        # server.py imports harness.config: load it when a server feature is asked for
+        from harness.tracking import server
+
+        return getattr(server, name)
     raise AttributeError(f"module 'harness.tracking' has no attribute {name!r}")

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import signal
+import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +14,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from harness.tracking.runs import PARENT_ENV, PARENT_FILE
+from harness.tracking.server import ServerUnreachable
 from harness.tracking.store import TrackingSettings, ensure_store, git_commit
 
 CHILD_STATUSES = ("FINISHED", "FAILED", "KILLED", "RUNNING", "SCHEDULED")
@@ -34,6 +39,9 @@ class SweepCallback(Callback):
     ``running`` on the parent, prints the failed jobs with their error and ends the parent FINISHED (a sweep
     continues past failed jobs and reports them at the end).
     Jobs that fail before opening their run are not counted (they never reach the store).
+    A sweep that stops before on_multirun_end (Hydra rejecting a job's overrides, a crash, SIGTERM/SIGINT to
+    the launching process) still ends its parent at exit: KILLED after a signal, else FAILED, with the reason
+    in its ``error`` tag.
     Arguments (all optional) override the config's ``tracking`` node: experiment, mode, uri, artifact_root.
     """
 
@@ -48,12 +56,19 @@ class SweepCallback(Callback):
         self.settings: TrackingSettings | None = None
         self.parent_run_id: str | None = None
         self._previous_env: str | None = None
+        self._previous_sigterm: Any = None
+        self._previous_sigint: Any = None
+        self._killed = False
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         settings = sweep_settings(config, **self.overrides)
         if settings.mode == "off":
             return
-        client, experiment_id = ensure_store(settings)
+        try:
+            client, experiment_id = ensure_store(settings)
+        except ServerUnreachable as exc:
+            # Hydra reports a callback's exception with a traceback; SystemExit leaves with the one line.
+            sys.exit(f"config error: {exc}")
         sweep_dir = Path(config.hydra.sweep.dir).resolve()
         tags = {"harness.sweep_dir": str(sweep_dir)}
         commit = git_commit()
@@ -65,14 +80,44 @@ class SweepCallback(Callback):
         self._previous_env = os.environ.get(PARENT_ENV)
         os.environ[PARENT_ENV] = run.info.run_id
         self.settings, self.parent_run_id = settings, run.info.run_id
+        atexit.register(self._end_abandoned_parent)
+        if threading.current_thread() is threading.main_thread():
+            # SIGTERM's default action skips atexit: turn it into an exit that runs it.
+            self._previous_sigterm = signal.signal(signal.SIGTERM, self._exit_on_sigterm)
+            self._previous_sigint = signal.signal(signal.SIGINT, self._exit_on_sigterm)
 
-    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+    def _exit_on_sigterm(self, signum: int, frame: Any) -> None:
+        self._killed = True
+        raise SystemExit(128 + signum)
+
+    def _end_abandoned_parent(self) -> None:
+        """Ends a parent that on_multirun_end never reached, so no sweep is left RUNNING."""
         if self.settings is None or self.parent_run_id is None:
             return
+        client, _ = ensure_store(self.settings)
+        # A job's own run catches a signal first (open_run ends it KILLED), so the children tell too.
+        killed = self._killed or bool(summarize_children(client, self.parent_run_id)["KILLED"])
+        status = "KILLED" if killed else "FAILED"
+        client.set_tag(self.parent_run_id, "error", "the sweep stopped before its end (signal, rejected "
+                       "overrides or a crash in the launcher); see the launching terminal")
+        client.set_terminated(self.parent_run_id, status)
+        self.settings = self.parent_run_id = None
+
+    def _restore_process_state(self) -> None:
+        atexit.unregister(self._end_abandoned_parent)
+        if self._previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, self._previous_sigterm)
+            signal.signal(signal.SIGINT, self._previous_sigint)
+            self._previous_sigterm = self._previous_sigint = None
         if self._previous_env is None:
             os.environ.pop(PARENT_ENV, None)
         else:
             os.environ[PARENT_ENV] = self._previous_env
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if self.settings is None or self.parent_run_id is None:
+            return
+        self._restore_process_state()
         client, _ = ensure_store(self.settings)
         counts = summarize_children(client, self.parent_run_id)
         print(format_sweep_report(self.parent_run_id, counts))

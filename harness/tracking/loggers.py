@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from functools import partial
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from harness.tracking.server import OfflineRecord
 
 # MLflow's limits (mlflow.utils.validation): values longer are truncated, batches larger are refused.
 MAX_PARAM_LENGTH = 6000
@@ -117,6 +122,11 @@ class MlflowLogger:
     per-batch limit) values; one log_batch costs about 0.15 ms per value where one log_metric call costs
     ~10 ms. NaN is stored as NaN; ±inf are stored by MLflow's SQL store as ±1.797e308 (SQL has no infinity).
     Open it through ``open_run``, which flushes and ends the run.
+
+    When a tracking server stops answering (connection refused, timeout, retries exhausted), the logger goes
+    offline: that call and every later one is written to ``self.offline``, an OfflineRecord (JSON lines and
+    artifact copies in the Hydra job folder or ``mlruns/offline``), with one line on stderr naming it; the
+    training goes on. Errors the server answers with (a bad value, say) are raised as before.
     """
 
     def __init__(self, client: Any, run_id: str, flush_every: int = MAX_METRICS_PER_BATCH) -> None:
@@ -126,20 +136,39 @@ class MlflowLogger:
         self.run_id = run_id
         self.flush_every = flush_every
         self._buffer: list[tuple[str, float, int, int]] = []  # (key, value, timestamp ms, step)
+        self.offline: OfflineRecord | None = None
+
+    def _send(self, request: Callable[[], object], keep: str, *args: Any) -> None:
+        """request() to the store; once the tracking server is lost, ``self.offline.<keep>(*args)``."""
+        if self.offline is None:
+            try:
+                request()
+                return
+            except Exception as exc:
+                from harness.tracking.server import OfflineRecord, server_lost
+
+                if not server_lost(exc):
+                    raise
+                self.offline = OfflineRecord(self.run_id, self.client.tracking_uri, exc)
+                print(f"{self.offline.message()}; the run goes on offline", file=sys.stderr)
+        getattr(self.offline, keep)(*args)
+
+    def _log_pairs(self, kind: str, values: dict[str, str]) -> None:
+        """kind "param" or "tag": values in batches of at most 100 (MLflow's limit)."""
+        from mlflow.entities import Param, RunTag
+
+        entity = Param if kind == "param" else RunTag
+        items = list(values.items())
+        for start in range(0, len(items), MAX_PARAMS_TAGS_PER_BATCH):
+            chunk = dict(items[start:start + MAX_PARAMS_TAGS_PER_BATCH])
+            batch = {f"{kind}s": [entity(k, v) for k, v in chunk.items()]}
+            self._send(partial(self.client.log_batch, self.run_id, **batch), "pairs", kind, chunk)
 
     def log_params(self, params: Mapping[str, Any]) -> None:
-        from mlflow.entities import Param
-
-        items = [Param(k, v) for k, v in flatten_params(params).items()]
-        for start in range(0, len(items), MAX_PARAMS_TAGS_PER_BATCH):
-            self.client.log_batch(self.run_id, params=items[start:start + MAX_PARAMS_TAGS_PER_BATCH])
+        self._log_pairs("param", flatten_params(params))
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
-        from mlflow.entities import RunTag
-
-        items = [RunTag(k, v) for k, v in _tag_values(tags).items()]
-        for start in range(0, len(items), MAX_PARAMS_TAGS_PER_BATCH):
-            self.client.log_batch(self.run_id, tags=items[start:start + MAX_PARAMS_TAGS_PER_BATCH])
+        self._log_pairs("tag", _tag_values(tags))
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         timestamp = int(time.time() * 1000)
@@ -154,17 +183,27 @@ class MlflowLogger:
 
         while self._buffer:
             chunk, self._buffer = self._buffer[:self.flush_every], self._buffer[self.flush_every:]
-            self.client.log_batch(self.run_id, metrics=[Metric(k, v, t, s) for k, v, t, s in chunk])
+            metrics = [Metric(k, v, t, s) for k, v, t, s in chunk]
+            self._send(partial(self.client.log_batch, self.run_id, metrics=metrics), "metrics", chunk)
+
+    def finish(self, status: str, error: str | None = None) -> None:
+        """End the run with status (FINISHED/FAILED/KILLED), tagged ``error`` when given (flush first)."""
+        if error is not None:
+            self._send(partial(self.client.set_tag, self.run_id, "error", error), "pairs", "tag",
+                       {"error": error})
+        self._send(partial(self.client.set_terminated, self.run_id, status), "close", status, error)
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
-        self.client.log_artifact(self.run_id, str(path), artifact_path)
+        self._send(partial(self.client.log_artifact, self.run_id, str(path), artifact_path), "artifact", path,
+                   artifact_path)
 
     def log_figure(self, fig: Any, name: str) -> None:
         """Save a matplotlib Figure as an artifact (PNG unless name has another image suffix)."""
-        self.client.log_figure(self.run_id, fig, _figure_name(name))
+        name = _figure_name(name)
+        self._send(partial(self.client.log_figure, self.run_id, fig, name), "figure", fig, name)
 
     def log_text(self, text: str, name: str) -> None:
-        self.client.log_text(self.run_id, text, name)
+        self._send(partial(self.client.log_text, self.run_id, text, name), "text", text, name)
 
     def log_dataset(
         self, name: str, fingerprint: str, arrays: Mapping[str, np.ndarray], context: str = "training"
@@ -187,5 +226,6 @@ class MlflowLogger:
             schema=info.get("schema"), profile=info.get("profile"),
         )
         tags = [InputTag(MLFLOW_DATASET_CONTEXT, context), InputTag("fingerprint", fingerprint)]
-        self.client.log_inputs(self.run_id, datasets=[DatasetInput(entity, tags)])
+        self._send(partial(self.client.log_inputs, self.run_id, datasets=[DatasetInput(entity, tags)]),
+                   "dataset", name, fingerprint, context)
 

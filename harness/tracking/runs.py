@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -161,9 +162,14 @@ def open_run(
             if client is None:
                 logger.status = status
             else:
-                if final_error is not None:
-                    client.set_tag(logger.run_id, "error", _error_text(final_error))
-                client.set_terminated(logger.run_id, status)
+                logger.finish(status, None if final_error is None else _error_text(final_error))
+                if logger.offline is not None:
+                    from harness.tracking.server import ServerLost
+
+                    lost = ServerLost(logger.offline.message(), logger.offline.path)
+                    if error is None:
+                        raise lost
+                    print(lost, file=sys.stderr)  # the run's own error goes on up
             if error is None and flush_error is not None:
                 raise flush_error
         finally:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -22,6 +23,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -103,10 +105,11 @@ def offline_dir() -> Path:
     """The running Hydra job's output folder, else ``<project_root>/mlruns/offline``."""
     try:
         from hydra.core.hydra_config import HydraConfig
+
+        if HydraConfig.initialized():
+            return Path(HydraConfig.get().runtime.output_dir)
     except ImportError:
-        HydraConfig = None  # noqa: N806 - the class's own name
-    if HydraConfig is not None and HydraConfig.initialized():
-        return Path(HydraConfig.get().runtime.output_dir)
+        pass
     from harness.tracking.store import project_root
 
     return project_root() / "mlruns" / "offline"
@@ -116,8 +119,9 @@ class OfflineRecord:
     """What a run could not send, as JSON lines (one object per line, ``kind`` first) plus artifact copies.
 
     Lines: ``{"kind": "lost", "run_id", "uri", "error", "time"}`` first, then ``metric`` (key, value,
-    timestamp ms, step), ``param`` (key, value), ``tag`` (key, value), ``artifact`` (path of the copy under
-    ``<stem>_artifacts/``, artifact_path), ``dataset`` (name, fingerprint) and finally ``status``.
+    timestamp ms, step), ``param`` / ``tag`` (key, value), ``artifact`` (path: the copy under
+    ``<stem>_artifacts/``; artifact_path: its path among the run's artifacts), ``dataset`` (name,
+    fingerprint, context) and last ``status`` (status, error: the run's error tag or null).
     """
 
     def __init__(self, run_id: str, uri: str, error: BaseException, directory: Path | None = None) -> None:
@@ -135,24 +139,43 @@ class OfflineRecord:
 
     def metrics(self, buffer: list[tuple[str, float, int, int]]) -> None:
         """buffer: (key, value, timestamp ms, step) as MlflowLogger buffers them."""
-        self.write([{"kind": "metric", "key": k, "value": v, "timestamp": t, "step": s} for k, v, t, s in buffer])
+        self.write([{"kind": "metric", "key": key, "value": value, "timestamp": timestamp, "step": step}
+                    for key, value, timestamp, step in buffer])
 
     def pairs(self, kind: str, values: Mapping[str, str]) -> None:
         self.write([{"kind": kind, "key": k, "value": v} for k, v in values.items()])
 
-    def artifact_file(self, name: str, artifact_path: str | None = None) -> Path:
-        """Where to put an artifact called name (its parent folder created) - record it with ``artifact``."""
-        target = self.artifact_dir / (artifact_path or "") / name
+    def _artifact_target(self, relative: str) -> Path:
+        target = self.artifact_dir / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         return target
 
-    def artifact(self, source: str | Path, artifact_path: str | None = None) -> None:
-        target = self.artifact_file(Path(source).name, artifact_path)
-        shutil.copyfile(source, target)
-        self.write([{"kind": "artifact", "path": str(target), "artifact_path": artifact_path}])
+    def _artifact_line(self, target: Path, relative: str) -> None:
+        self.write([{"kind": "artifact", "path": str(target), "artifact_path": relative}])
 
-    def close(self, status: str) -> None:
-        self.write([{"kind": "status", "status": status}])
+    def artifact(self, source: str | Path, artifact_path: str | None = None) -> None:
+        """A copy of the file source, kept at ``<stem>_artifacts/<artifact_path>/<name>``."""
+        relative = str(Path(artifact_path or "") / Path(source).name)
+        target = self._artifact_target(relative)
+        shutil.copyfile(source, target)
+        self._artifact_line(target, relative)
+
+    def figure(self, fig: Any, name: str) -> None:
+        """fig (a matplotlib Figure) saved as ``<stem>_artifacts/<name>``."""
+        target = self._artifact_target(name)
+        fig.savefig(target)
+        self._artifact_line(target, name)
+
+    def text(self, text: str, name: str) -> None:
+        target = self._artifact_target(name)
+        target.write_text(text)
+        self._artifact_line(target, name)
+
+    def dataset(self, name: str, fingerprint: str, context: str) -> None:
+        self.write([{"kind": "dataset", "name": name, "fingerprint": fingerprint, "context": context}])
+
+    def close(self, status: str, error: str | None = None) -> None:
+        self.write([{"kind": "status", "status": status, "error": error}])
 
     def message(self) -> str:
         return (f"tracking server {self.uri} stopped answering during run {self.run_id}; what it did not "
@@ -165,14 +188,28 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class LocalServer:
+    """A running ``mlflow server`` child process (its own session) and its URI."""
+
+    uri: str
+    process: subprocess.Popen
+
+    def kill(self) -> None:
+        """SIGKILL the server and its workers at once, like a crashed machine (no graceful shutdown)."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
 @contextmanager
 def local_server(backend_store_uri: str, artifacts_destination: str | Path, *, port: int | None = None,
-                 log_path: str | Path | None = None, timeout: float = 180.0) -> Iterator[str]:
-    """Run ``mlflow server`` on 127.0.0.1 (one worker, proxied artifacts) and yield its URI once /health
-    answers; the server is terminated on exit. For tests, benchmarks and a single machine's session.
+                 log_path: str | Path | None = None, timeout: float = 180.0) -> Iterator[LocalServer]:
+    """Run ``mlflow server`` on 127.0.0.1 (one worker, proxied artifacts) and yield it once /health answers;
+    it is stopped (SIGTERM to its process group) on exit. For tests, benchmarks and a one-machine session.
 
     MLflow's background job runner (huey consumers, several processes) is switched off: the harness never
-    submits server-side jobs and it triples the start-up time.
+    submits server-side jobs and the consumers multiply the start-up time.
     """
     port = port or free_port()
     uri = f"http://127.0.0.1:{port}"
@@ -193,7 +230,7 @@ def local_server(backend_store_uri: str, artifacts_destination: str | Path, *, p
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise
                 time.sleep(0.3)
-        yield uri
+        yield LocalServer(uri, process)
     finally:
         stop_process_group(process)
         if log is not subprocess.DEVNULL:
@@ -202,8 +239,6 @@ def local_server(backend_store_uri: str, artifacts_destination: str | Path, *, p
 
 def stop_process_group(process: subprocess.Popen, timeout: float = 20.0) -> None:
     """SIGTERM the process's session (it was started with start_new_session), SIGKILL after timeout."""
-    import signal
-
     if process.poll() is not None:
         return
     try:

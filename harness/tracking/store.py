@@ -137,6 +137,11 @@ def _open_schema(uri: str):
     """
     db = sqlite_path(uri)
     if db is None:
+        if urlparse(uri).scheme in _SERVER_SCHEMES:
+            from harness.tracking.server import check_server, configure_http_retries
+
+            check_server(uri)  # one line now instead of minutes of the client's retries
+            configure_http_retries()
         return _client(uri)
     db.parent.mkdir(parents=True, exist_ok=True)
     with open(db.with_name(db.name + ".lock"), "a") as lock:

@@ -1,0 +1,25 @@
+"""Process-wide settings the entry points apply before any computation."""
+
+from __future__ import annotations
+
+
+def pin_blas_to_one_thread() -> None:
+    """Limit NumPy's BLAS to one thread for the rest of the process.
+
+    The recurrent loop multiplies small matrices, where BLAS threads cost more in synchronisation than they
+    give; on a shared 2-core machine a threaded small matmul or SVD was measured 20-1000x slower than a
+    single-threaded one. Parallelism comes from running jobs side by side instead (joblib launcher).
+    """
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
+
+
+def export_project_root() -> None:
+    """Expose the project root to the Hydra configs (``${oc.env:HARNESS_PROJECT_ROOT}``), so Hydra's own
+    output folders land under <project>/mlruns/hydra whatever the working directory."""
+    import os
+
+    from harness.tracking import project_root
+
+    os.environ.setdefault("HARNESS_PROJECT_ROOT", str(project_root()))
