@@ -9,37 +9,16 @@ import itertools
 
 import numpy as np
 import pytest
+from gradcheck import EPS, TOL, numerical_grads, relative_error
 
 from harness.nn import Elman, load_model
 from harness.nn.bidirectional import Bidirectional, BidirectionalLayer
 from harness.nn.gated import GRU, LSTM, GRULayer, LSTMLayer
 
-EPS = 1e-5
-TOL = 1e-6
 T, B, D, H, K, L = 5, 3, 2, 3, 2, 4
 MODES = ["many_to_many", "many_to_one", "one_to_many", "encoder_decoder"]
 HEADS = ["identity_mse", "sigmoid_bce", "sigmoid_se", "softmax_ce"]
 NETWORKS = ["lstm", "gru", "bi-elman", "bi-lstm", "bi-gru"]
-
-
-def relative_error(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.linalg.norm(a - b) / max(np.linalg.norm(a), np.linalg.norm(b), 1e-12))
-
-
-def numerical_grads(model, X, Y, mask=None) -> dict[str, np.ndarray]:
-    out = {}
-    for name, p in model.params.items():
-        fd = np.zeros_like(p)
-        for i in np.ndindex(p.shape):
-            old = p[i]
-            p[i] = old + EPS
-            plus = model.loss(X, Y, mask)
-            p[i] = old - EPS
-            minus = model.loss(X, Y, mask)
-            p[i] = old
-            fd[i] = (plus - minus) / (2 * EPS)
-        out[name] = fd
-    return out
 
 
 def build(network: str, mode: str = "many_to_many", head: str = "sigmoid_bce", **kw):

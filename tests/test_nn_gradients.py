@@ -10,33 +10,12 @@ import itertools
 
 import numpy as np
 import pytest
+from gradcheck import EPS, TOL, numerical_grads, relative_error
 
 from harness.nn import Elman, Jordan, elman
 from harness.nn.activations import activate_
 
-EPS = 1e-5
-TOL = 1e-6
 T, B, D, H, K, L = 5, 3, 2, 4, 3, 4
-
-
-def relative_error(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.linalg.norm(a - b) / max(np.linalg.norm(a), np.linalg.norm(b), 1e-12))
-
-
-def numerical_grads(model, X, Y, mask=None) -> dict[str, np.ndarray]:
-    out = {}
-    for name, p in model.params.items():
-        fd = np.zeros_like(p)
-        for i in np.ndindex(p.shape):
-            old = p[i]
-            p[i] = old + EPS
-            plus = model.loss(X, Y, mask)
-            p[i] = old - EPS
-            minus = model.loss(X, Y, mask)
-            p[i] = old
-            fd[i] = (plus - minus) / (2 * EPS)
-        out[name] = fd
-    return out
 
 
 def make_data(mode: str, head: str, masked: bool, seed: int = 0):
