@@ -287,3 +287,21 @@ def test_default_store_is_absolute_under_the_project_root(monkeypatch):
 def test_settings_from_mapping_ignores_unknown_keys():
     settings = TrackingSettings.from_mapping({"mode": "off", "log_every": 5}, experiment="e", uri=None)
     assert (settings.mode, settings.experiment, settings.uri) == ("off", "e", None)
+
+
+def test_background_writer_writes_every_chunk_and_reports_failure(tracking_settings) -> None:
+    from harness.tracking.writer import BackgroundMetricWriter
+
+    client, experiment_id = ensure_store(tracking_settings)
+    run_id = client.create_run(experiment_id).info.run_id
+    writer = BackgroundMetricWriter(tracking_settings.tracking_uri, run_id)
+    for start in range(0, 3000, 1000):
+        writer.submit([("loss", float(step), 0, step) for step in range(start, start + 1000)])
+    writer.close()
+    assert [m.step for m in client.get_metric_history(run_id, "loss")] == list(range(3000))
+
+    client.delete_run(run_id)
+    writer = BackgroundMetricWriter(tracking_settings.tracking_uri, run_id)
+    writer.submit([("loss", 1.0, 0, 3000)])  # a deleted run refuses new metrics
+    with pytest.raises(RuntimeError, match="background metric writer failed"):
+        writer.close()

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from harness.runtime import pin_blas_to_one_thread
 from harness.tracking import MemoryLogger, TrackingSettings, ensure_store, open_run
 
 METRICS_PER_STEP = 10
@@ -69,16 +70,22 @@ def _training_run(steps: int):
 
 def compare(work: Callable, steps: int, repeats: int, template: Path, workdir: Path) -> tuple[float, float]:
     """(median seconds with MemoryLogger, median seconds with open_run on a fresh SQLite store)."""
-    def tracked() -> None:
+    def fresh_store() -> TrackingSettings:
         settings = _fresh_settings(template, workdir)
-        ensure_store(settings)  # the experiment row: part of a launcher's one-time setup, not of the run
+        ensure_store(settings)  # opening the store: once per process (launcher set-up), not part of a run
+        return settings
+
+    def tracked(settings: TrackingSettings) -> None:
         with open_run(settings, run_name="benchmark") as logger:
             work(logger, steps)
 
     # The first store opening in a process builds SQLAlchemy machinery once; keep it out of the medians.
-    tracked()
-    # Interleaved, so a change of machine load hits both sides alike.
-    pairs = [(_seconds(lambda: work(MemoryLogger(), steps)), _seconds(tracked)) for _ in range(repeats)]
+    tracked(fresh_store())
+    # Interleaved, so a change of machine load hits both sides alike; each tracked run on a store of its own.
+    pairs = []
+    for _ in range(repeats):
+        settings = fresh_store()
+        pairs.append((_seconds(lambda: work(MemoryLogger(), steps)), _seconds(lambda s=settings: tracked(s))))
     return statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
 
 
@@ -87,6 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
+    pin_blas_to_one_thread()  # as the entry points do: the metric writer gets the second core
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         template = workdir / "template.db"

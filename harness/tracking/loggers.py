@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from harness.tracking.writer import BackgroundMetricWriter
+
 if TYPE_CHECKING:
     from harness.tracking.server import OfflineRecord
 
@@ -127,9 +129,14 @@ class MlflowLogger:
     offline: that call and every later one is written to ``self.offline``, an OfflineRecord (JSON lines and
     artifact copies in the Hydra job folder or ``mlruns/offline``), with one line on stderr naming it; the
     training goes on. Errors the server answers with (a bad value, say) are raised as before.
+
+    background=True (a database store on a system that can fork): full buffers go to a BackgroundMetricWriter,
+    a child process that writes them while training goes on; flush() waits until it has written everything.
     """
 
-    def __init__(self, client: Any, run_id: str, flush_every: int = MAX_METRICS_PER_BATCH) -> None:
+    def __init__(
+        self, client: Any, run_id: str, flush_every: int = MAX_METRICS_PER_BATCH, background: bool = False
+    ) -> None:
         if not 1 <= flush_every <= MAX_METRICS_PER_BATCH:
             raise ValueError(f"flush_every must be in [1, {MAX_METRICS_PER_BATCH}], got {flush_every}")
         self.client = client
@@ -137,6 +144,8 @@ class MlflowLogger:
         self.flush_every = flush_every
         self._buffer: list[tuple[str, float, int, int]] = []  # (key, value, timestamp ms, step)
         self.offline: OfflineRecord | None = None
+        self.background = background
+        self._writer: BackgroundMetricWriter | None = None
 
     def _send(self, request: Callable[[], object], keep: str, *args: Any) -> None:
         """request() to the store; once the tracking server is lost, ``self.offline.<keep>(*args)``."""
@@ -175,14 +184,26 @@ class MlflowLogger:
         step = int(step)
         self._buffer.extend((key, float(value), timestamp, step) for key, value in metrics.items())
         if len(self._buffer) >= self.flush_every:
-            self.flush()
+            self._write_buffer()
 
     def flush(self) -> None:
-        """Write every buffered metric value now."""
+        """Write every buffered metric value now; returns once all of them are in the store."""
+        self._write_buffer()
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            writer.close()
+
+    def _write_buffer(self) -> None:
+        """Hand the buffer to the background writer, or write it here."""
         from mlflow.entities import Metric
 
         while self._buffer:
             chunk, self._buffer = self._buffer[:self.flush_every], self._buffer[self.flush_every:]
+            if self.background:
+                if self._writer is None:
+                    self._writer = BackgroundMetricWriter(self.client.tracking_uri, self.run_id)
+                self._writer.submit(chunk)
+                continue
             metrics = [Metric(k, v, t, s) for k, v, t, s in chunk]
             self._send(partial(self.client.log_batch, self.run_id, metrics=metrics), "metrics", chunk)
 
@@ -215,6 +236,7 @@ class MlflowLogger:
         """
         import mlflow.data
         from mlflow.entities import Dataset, DatasetInput, InputTag
+        from mlflow.exceptions import MlflowException
         from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
         numpy_dataset = mlflow.data.from_numpy(
@@ -226,6 +248,13 @@ class MlflowLogger:
             schema=info.get("schema"), profile=info.get("profile"),
         )
         tags = [InputTag(MLFLOW_DATASET_CONTEXT, context), InputTag("fingerprint", fingerprint)]
-        self._send(partial(self.client.log_inputs, self.run_id, datasets=[DatasetInput(entity, tags)]),
-                   "dataset", name, fingerprint, context)
+        request = partial(self.client.log_inputs, self.run_id, datasets=[DatasetInput(entity, tags)])
+        try:
+            self._send(request, "dataset", name, fingerprint, context)
+        except MlflowException as exc:
+            # Parallel jobs logging one dataset race in MLflow's check-then-insert of its row (a unique
+            # constraint error on the datasets table); the row exists now, so a second attempt links it.
+            if "datasets" not in str(exc):
+                raise
+            self._send(request, "dataset", name, fingerprint, context)
 

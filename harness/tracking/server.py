@@ -26,11 +26,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from harness.config import ConfigError
 
-SERVER_SCHEMES = ("http", "https")
 HEALTH_TIMEOUT_S = 3.0
 # MLflow's client defaults (7 retries, backoff factor 2, 120 s timeout) keep a run waiting ~4 minutes
 # before a dead server is noticed; a short window still rides out a server restart of a few seconds.
@@ -55,10 +53,6 @@ class ServerLost(SystemExit):
     def __init__(self, message: str, path: Path) -> None:
         super().__init__(message)
         self.path = path
-
-
-def is_server_uri(uri: str) -> bool:
-    return urlparse(uri).scheme in SERVER_SCHEMES
 
 
 def check_server(uri: str, timeout: float = HEALTH_TIMEOUT_S) -> None:
@@ -232,12 +226,12 @@ def local_server(backend_store_uri: str, artifacts_destination: str | Path, *, p
                 time.sleep(0.3)
         yield LocalServer(uri, process)
     finally:
-        stop_process_group(process)
+        _stop_session(process)
         if log is not subprocess.DEVNULL:
             log.close()
 
 
-def stop_process_group(process: subprocess.Popen, timeout: float = 20.0) -> None:
+def _stop_session(process: subprocess.Popen, timeout: float = 20.0) -> None:
     """SIGTERM the process's session (it was started with start_new_session), SIGKILL after timeout."""
     if process.poll() is not None:
         return

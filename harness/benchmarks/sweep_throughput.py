@@ -1,0 +1,162 @@
+"""How fast sweeps go: `python -m harness.benchmarks.sweep_throughput [--jobs 16] [--steps 300]`.
+
+1. A sweep of `--jobs` short runs of experiments/train.py (adding task, length 50, Elman H=16, `--steps`
+   Adam steps, seeds 0..jobs-1), each launcher on a fresh empty SQLite store in a temp dir: the basic
+   launcher (one process, jobs in turn) and the joblib launcher with 2 workers. Prints per launcher the wall
+   time of the whole command, the warm per-job time (the median gap between the run starts of consecutive
+   jobs of one worker, read from the MLflow runs), the training time (median over runs of the time from the
+   step-0 validation metric to the final ``diverged`` metric, from the metrics' timestamps) and the per-job
+   overhead = per-job time - training time (Hydra's job set-up, config validation, MLflow logging of params,
+   dataset, figures, weights). Then the ratio joblib / (basic / 2): 1.0 is the ideal halving, once on the
+   command's wall time (which includes the one-off start-up: interpreter, Hydra, the new store's schema
+   migration, loky workers' imports) and once on the span of the jobs (first run start to last run end).
+   Targets: per-job overhead < 0.5 s with warm workers; ratio <= 1.25. Every job process gets one BLAS
+   thread (OPENBLAS/OMP/MKL_NUM_THREADS=1), as joblib's loky workers do by themselves (cpus // workers): at
+   these sizes BLAS threads only fight over the cores.
+2. How one run's cost grows with the sequence length: harness.training.fit with a MemoryLogger (adding task,
+   Elman H=32, batch 32, 50 steps, BLAS pinned to one thread with threadpoolctl when installed) at
+   T = 50, 100, 200, 400, 800, median of 3; prints the time per step, time per step per time step, and the
+   least-squares line time/step = a + b T with its R^2 (linear in T: R^2 near 1).
+
+Numbers are single measurements of whole sweeps; other load on the machine shifts them (the load average is
+printed with them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from harness.tracking import MemoryLogger, project_root
+
+TRAIN = ["task=adding", "task.length=50", "model=elman", "model.hidden_size=16", "trainer.batch_size=16",
+         "trainer.eval_interval=100", "trainer.eval_batch_size=64", "trainer.diagnostics_interval=150",
+         "trainer.diagnostics_batch_size=16"]
+LAUNCHERS = {"basic": ([], 1), "joblib": (["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], 2)}
+LENGTHS = (50, 100, 200, 400, 800)
+ONE_BLAS_THREAD = {name: "1" for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+
+
+def run_sweep(name: str, jobs: int, steps: int, workdir: Path) -> float:
+    """Wall seconds of one sweep of `jobs` runs with launcher `name`, on a fresh store in workdir/name."""
+    overrides, _ = LAUNCHERS[name]
+    store = workdir / name
+    command = [sys.executable, str(project_root() / "experiments" / "train.py"), "-m", *TRAIN,
+               f"trainer.steps={steps}", f"seed=range(0,{jobs})", *overrides,
+               f"tracking.uri=sqlite:///{store / 'mlflow.db'}",
+               f"tracking.artifact_root={store / 'artifacts'}", f"tracking.experiment={name}",
+               f"hydra.sweep.dir={store / 'sweep'}"]
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("MLFLOW_TRACKING_URI", "HARNESS_PARENT_RUN_ID", "HYDRA_FULL_ERROR")}
+    env.update(ONE_BLAS_THREAD, HARNESS_PROJECT_ROOT=str(workdir))
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=workdir)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"{name} sweep failed:\n{done.stderr[-3000:]}")
+    return seconds
+
+
+def job_times(name: str, workdir: Path) -> tuple[float, float, float]:
+    """(median warm per-job seconds, median training seconds, span seconds) of the child runs of sweep `name`;
+    span: from the first run's start to the last run's end.
+
+    Per-job time: the gap start[i + w] - start[i] between sorted run starts, w = the launcher's workers; with
+    w workers taking jobs in turn and jobs of equal length, runs i and i + w are consecutive jobs of one
+    worker, and the first job of each worker (its imports) is never the later run of a pair.
+    """
+    from mlflow import MlflowClient
+
+    _, workers = LAUNCHERS[name]
+    client = MlflowClient(f"sqlite:///{workdir / name / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name(name)
+    runs = [run for run in client.search_runs([experiment.experiment_id])
+            if "mlflow.parentRunId" in run.data.tags]
+    starts = sorted(run.info.start_time for run in runs)
+    per_job = statistics.median((b - a) / 1e3 for a, b in zip(starts, starts[workers:], strict=False))
+    training = []
+    for run in runs:
+        history = client.get_metric_history
+        first = min(m.timestamp for m in history(run.info.run_id, "val/loss") if m.step == 0)
+        (last,) = (m.timestamp for m in history(run.info.run_id, "diverged"))
+        training.append((last - first) / 1e3)
+    span = (max(run.info.end_time for run in runs) - starts[0]) / 1e3
+    return per_job, statistics.median(training), span
+
+
+def step_seconds(length: int, steps: int = 50) -> float:
+    """Seconds per training step of harness.training.fit (adding task of length `length`, Elman H=32)."""
+    from harness.config import TrainerConfig
+    from harness.nn import Elman
+    from harness.optim import make_optimizer
+    from harness.tasks import make_task
+    from harness.training import fit
+
+    task = make_task("adding", length=length)
+    trainer = TrainerConfig(steps=steps, batch_size=32, eval_interval=steps, eval_batch_size=32,
+                            diagnostics_interval=0, progress=False)
+    streams = task.streams(0)
+    val_batch = task.sample(trainer.eval_batch_size, streams["val"])
+    model = Elman(task.input_size, 32, task.output_size, head=task.head, mode=task.mode, seed=0)
+    start = time.perf_counter()
+    optimizer = make_optimizer("adam", lr=1e-3)
+    fit(model, task, optimizer, trainer, train_rng=streams["train"], val_batch=val_batch,
+        diagnostics_batch=val_batch, logger=MemoryLogger())
+    return (time.perf_counter() - start) / steps
+
+
+def linear_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+    """(intercept a, slope b, R^2) of the least-squares line y = a + b x; x, y (n,)."""
+    b, a = np.polyfit(x, y, 1)
+    residual = y - (a + b * x)
+    return float(a), float(b), float(1.0 - residual @ residual / np.sum((y - y.mean()) ** 2))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=300)
+    args = parser.parse_args(argv)
+
+    print(f"1. sweep of {args.jobs} runs (adding/50, Elman H=16, {args.steps} steps), fresh SQLite store "
+          f"each; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    walls: dict[str, float] = {}
+    spans: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in LAUNCHERS:
+            walls[name] = run_sweep(name, args.jobs, args.steps, Path(tmp))
+            per_job, training, spans[name] = job_times(name, Path(tmp))
+            print(f"   {name:6s}: wall {walls[name]:5.1f} s, jobs' span {spans[name]:5.1f} s; per job "
+                  f"{per_job:.2f} s = training {training:.2f} s + overhead {per_job - training:.2f} s "
+                  f"(target < 0.5 s)")
+    ratio = walls["joblib"] / (walls["basic"] / 2)
+    span_ratio = spans["joblib"] / (spans["basic"] / 2)
+    print(f"   joblib (2 workers) / (basic / 2): wall {ratio:.2f}, jobs' span {span_ratio:.2f} "
+          f"(target <= 1.25)")
+
+    print("2. time per training step against sequence length (fit, Elman H=32, batch 32, MemoryLogger)")
+    with contextlib.ExitStack() as stack:
+        try:
+            from threadpoolctl import threadpool_limits
+
+            stack.enter_context(threadpool_limits(limits=1))
+        except ImportError:
+            print("   BLAS NOT pinned (threadpoolctl missing; set OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1)")
+        seconds = np.array([statistics.median(step_seconds(length) for _ in range(3)) for length in LENGTHS])
+    for length, value in zip(LENGTHS, seconds, strict=True):
+        print(f"   T={length:4d}: {value * 1e3:7.2f} ms/step, {value / length * 1e6:6.1f} µs per time step")
+    a, b, r2 = linear_fit(np.array(LENGTHS, dtype=float), seconds)
+    print(f"   fit: time/step = {a * 1e3:.2f} ms + {b * 1e6:.1f} µs x T, R^2 = {r2:.4f}")
+
+
+if __name__ == "__main__":
+    main()
