@@ -13,12 +13,14 @@ the parent's own handlers decide when to stop. If the parent dies, the pipe clos
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
 from typing import Any
 
 MetricRow = tuple[str, float, int, int]
+CLOSE_TIMEOUT_S = 300  # the pipe bounds the backlog to seconds of writing; this only catches a stuck child
 
 
 def fork_available() -> bool:
@@ -40,14 +42,19 @@ class BackgroundMetricWriter:
         child_conn.close()
 
     def submit(self, rows: list[MetricRow]) -> None:
-        """Queue rows (at most MLflow's 1000 values per batch) for writing; returns at once."""
-        self._conn.send(rows)
+        """Queue rows (at most MLflow's 1000 values per batch) for writing; returns once they are in the pipe
+        (a full pipe makes the training wait: the backlog stays bounded)."""
+        self._send(rows)
 
     def close(self) -> None:
         """Wait until every submitted row is in the store; raise RuntimeError if the child failed."""
         try:
-            self._conn.send(None)
-            outcome = self._conn.recv()
+            self._send(None)
+            if self._conn.poll(CLOSE_TIMEOUT_S):
+                outcome = self._conn.recv()
+            else:
+                self._process.kill()
+                outcome = f"no answer within {CLOSE_TIMEOUT_S} s"
         except (EOFError, OSError) as exc:
             outcome = f"the writer process died ({type(exc).__name__})"
         finally:
@@ -55,6 +62,15 @@ class BackgroundMetricWriter:
             self._process.join()
         if outcome is not None:
             raise RuntimeError(f"background metric writer failed: {outcome}")
+
+    def _send(self, message: list[MetricRow] | None) -> None:
+        # A signal handler that raises (open_run's SIGTERM/SIGINT) must not cut a message in half: the child
+        # would wait for the rest forever. Signals arriving meanwhile are delivered when send returns.
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            self._conn.send(message)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _serve(tracking_uri: str, run_id: str, conn: Any, parent_end: Any) -> None:
@@ -81,6 +97,9 @@ def _serve(tracking_uri: str, run_id: str, conn: Any, parent_end: Any) -> None:
         conn.send(error)
     except (EOFError, OSError):
         pass  # the parent is gone: nothing left to report to
+    except Exception as exc:  # a message the child cannot read: say so rather than leave the parent waiting
+        with contextlib.suppress(OSError):
+            conn.send(f"{type(exc).__name__}: {exc}")
     finally:
         conn.close()
         os._exit(0)  # skip the parent's atexit handlers and inherited finalisers
