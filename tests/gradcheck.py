@@ -12,18 +12,20 @@ def relative_error(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(a), np.linalg.norm(b), 1e-12))
 
 
+def finite_difference(f, array: np.ndarray) -> np.ndarray:
+    """Central differences of the scalar f() with respect to every entry of array (perturbed in place)."""
+    out = np.zeros_like(array)
+    for i in np.ndindex(array.shape):
+        old = array[i]
+        array[i] = old + EPS
+        plus = f()
+        array[i] = old - EPS
+        minus = f()
+        array[i] = old
+        out[i] = (plus - minus) / (2 * EPS)
+    return out
+
+
 def numerical_grads(model, X, Y, mask=None) -> dict[str, np.ndarray]:
     """Central differences of model.loss with respect to every entry of every parameter."""
-    out = {}
-    for name, p in model.params.items():
-        fd = np.zeros_like(p)
-        for i in np.ndindex(p.shape):
-            old = p[i]
-            p[i] = old + EPS
-            plus = model.loss(X, Y, mask)
-            p[i] = old - EPS
-            minus = model.loss(X, Y, mask)
-            p[i] = old
-            fd[i] = (plus - minus) / (2 * EPS)
-        out[name] = fd
-    return out
+    return {name: finite_difference(lambda: model.loss(X, Y, mask), p) for name, p in model.params.items()}

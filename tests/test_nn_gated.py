@@ -9,7 +9,7 @@ import itertools
 
 import numpy as np
 import pytest
-from gradcheck import EPS, TOL, numerical_grads, relative_error
+from gradcheck import EPS, TOL, finite_difference, numerical_grads, relative_error
 
 from harness.nn import Elman, load_model
 from harness.nn.bidirectional import Bidirectional, BidirectionalLayer
@@ -114,19 +114,7 @@ def truncated_reference(layer, params, X, R, k) -> dict[str, np.ndarray]:
         return total
 
     frozen = {name: p.copy() for name, p in params.items()}
-    out = {}
-    for name, p in params.items():
-        fd = np.zeros_like(p)
-        for i in np.ndindex(p.shape):
-            old = p[i]
-            p[i] = old + EPS
-            plus = loss()
-            p[i] = old - EPS
-            minus = loss()
-            p[i] = old
-            fd[i] = (plus - minus) / (2 * EPS)
-        out[name] = fd
-    return out
+    return {name: finite_difference(loss, p) for name, p in params.items()}
 
 
 def make_layer(kind: str):

@@ -10,7 +10,7 @@ import itertools
 
 import numpy as np
 import pytest
-from gradcheck import EPS, TOL, numerical_grads, relative_error
+from gradcheck import TOL, finite_difference, numerical_grads, relative_error
 
 from harness.nn import Elman, Jordan, elman
 from harness.nn.activations import activate_
@@ -138,19 +138,6 @@ def reference_loss(params, X, Y, activation, *, jordan=False, delta=None, window
         if window is None or t == window[1] - 1:
             total += float(((y - Y[t]) ** 2).sum() / Y.shape[-1])
     return total
-
-
-def finite_difference(f, array: np.ndarray) -> np.ndarray:
-    out = np.zeros_like(array)
-    for i in np.ndindex(array.shape):
-        old = array[i]
-        array[i] = old + EPS
-        plus = f()
-        array[i] = old - EPS
-        minus = f()
-        array[i] = old
-        out[i] = (plus - minus) / (2 * EPS)
-    return out
 
 
 @pytest.mark.parametrize("activation", ["tanh", "sigmoid", "identity"])
