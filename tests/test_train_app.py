@@ -181,3 +181,23 @@ def test_sweep_rejected_by_hydra_leaves_no_parent_running(tmp_path: Path, tracki
     assert done.stderr.strip().splitlines()[-1].startswith("config error:"), done.stderr
     statuses = {run.info.status for run in runs_of(tracking_settings)}
     assert statuses and "RUNNING" not in statuses
+
+
+@pytest.mark.slow
+def test_eight_job_joblib_sweep_on_an_empty_store_loses_nothing(tmp_path: Path) -> None:
+    store = tmp_path / "fresh" / "mlflow.db"  # no template: the sweep itself creates the schema
+    uri = f"sqlite:///{store}"
+    command = [sys.executable, str(ROOT / "experiments" / "train.py"), "-m", *TINY, "seed=0,1,2,3,4,5,6,7",
+               "hydra/launcher=joblib", f"tracking.uri={uri}", f"tracking.artifact_root={tmp_path / 'art'}",
+               "tracking.experiment=test"]
+    done = subprocess.run(command, capture_output=True, text=True, env=app_env(tmp_path), cwd=tmp_path,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("test").experiment_id])
+    children = [run for run in runs if "mlflow.parentRunId" in run.data.tags]
+    assert len(runs) == 9 and len(children) == 8
+    assert {run.info.status for run in runs} == {"FINISHED"}
+    for run in children:
+        for key in ("train/loss", "train/grad_norm", "grad_norm/W_hh"):
+            assert [step for step, _ in history(client, run.info.run_id, key)] == list(range(1, 9)), key
