@@ -657,8 +657,7 @@ def ui_command(settings) -> str:
     uri = settings.tracking_uri
     if not uri.startswith("sqlite:"):
         return f"open {uri} in a browser (tracking server)"
-    # a "sqlite:////abs" URI yields the path "//abs": print it with the one leading slash it means
-    artifact_root = "/" + str(Path(unquote(urlparse(settings.artifact_location).path)).parent).lstrip("/")
+    artifact_root = Path(unquote(urlparse(settings.artifact_location).path)).parent
     return (
         f"mlflow ui --backend-store-uri {uri} --default-artifact-root {artifact_root} "
         f"--host 127.0.0.1 --port 5000"
