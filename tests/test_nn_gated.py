@@ -6,16 +6,19 @@ Central differences in float64; error measure ||g - g_fd|| / max(||g||, ||g_fd||
 from __future__ import annotations
 
 import itertools
+from functools import partial
 
+import gradcheck
 import numpy as np
 import pytest
-from gradcheck import EPS, TOL, finite_difference, numerical_grads, relative_error
+from gradcheck import EPS, TOL, assert_grads_match, finite_difference, relative_error
 
 from harness.nn import Elman, load_model
 from harness.nn.bidirectional import Bidirectional, BidirectionalLayer
 from harness.nn.gated import GRU, LSTM, GRULayer, LSTMLayer
 
 T, B, D, H, K, L = 5, 3, 2, 3, 2, 4
+make_data = partial(gradcheck.make_data, T=T, B=B, D=D, K=K, L=L)
 MODES = ["many_to_many", "many_to_one", "one_to_many", "encoder_decoder"]
 HEADS = ["identity_mse", "sigmoid_bce", "sigmoid_se", "softmax_ce"]
 NETWORKS = ["lstm", "gru", "bi-elman", "bi-lstm", "bi-gru"]
@@ -35,30 +38,6 @@ def build(network: str, mode: str = "many_to_many", head: str = "sigmoid_bce", *
     for p in model.params.values():
         p += 0.3 * rng.standard_normal(p.shape).astype(p.dtype)
     return model
-
-
-def make_data(mode: str, head: str, masked: bool, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((1 if mode == "one_to_many" else T, B, D))
-    out_steps = {"many_to_many": T, "many_to_one": None}.get(mode, L)
-    shape = (B, K) if out_steps is None else (out_steps, B, K)
-    Y = np.eye(K)[rng.integers(0, K, shape[:-1])] if head == "softmax_ce" else rng.random(shape)
-    mask = None
-    if masked:  # variable lengths: full, shorter, length 2
-        steps = T if mode in ("many_to_many", "many_to_one") else L
-        mask = (np.arange(steps)[:, None] < np.array([steps, steps - 2, 2])[None]).astype(float)
-        if mode != "many_to_one":
-            mask[1, 0] = 0.0  # a position without target inside a sequence
-    return X, Y, mask
-
-
-def assert_grads_match(model, X, Y, mask) -> None:
-    _, grads = model.loss_and_grads(X, Y, mask)
-    numeric = numerical_grads(model, X, Y, mask)
-    assert list(grads) == list(model.params)
-    for name, g in grads.items():
-        assert g.shape == model.params[name].shape
-        assert relative_error(g, numeric[name]) < TOL, name
 
 
 @pytest.mark.parametrize(("network", "mode", "masked"),

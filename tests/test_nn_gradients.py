@@ -7,30 +7,18 @@ Central differences in float64; the error measure is the per-parameter relative 
 from __future__ import annotations
 
 import itertools
+from functools import partial
 
+import gradcheck
 import numpy as np
 import pytest
-from gradcheck import TOL, finite_difference, numerical_grads, relative_error
+from gradcheck import TOL, assert_grads_match, finite_difference, relative_error
 
 from harness.nn import Elman, Jordan, elman
 from harness.nn.activations import activate_
 
 T, B, D, H, K, L = 5, 3, 2, 4, 3, 4
-
-
-def make_data(mode: str, head: str, masked: bool, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((1 if mode == "one_to_many" else T, B, D))
-    out_steps = {"many_to_many": T, "many_to_one": None}.get(mode, L)
-    shape = (B, K) if out_steps is None else (out_steps, B, K)
-    Y = np.eye(K)[rng.integers(0, K, shape[:-1])] if head == "softmax_ce" else rng.random(shape)
-    mask = None
-    if masked:  # variable lengths: full, shorter, and a hole inside the first sequence
-        steps = T if mode in ("many_to_many", "many_to_one") else L
-        mask = (np.arange(steps)[:, None] < np.array([steps, steps - 2, 2])[None]).astype(float)
-        if mode != "many_to_one":
-            mask[1, 0] = 0.0
-    return X, Y, mask
+make_data = partial(gradcheck.make_data, T=T, B=B, D=D, K=K, L=L)
 
 
 def build(network: str, mode: str, activation: str, head: str, **kw):
@@ -50,15 +38,6 @@ def shift_relu_biases(model) -> None:
     for name, p in model.params.items():
         if name.endswith("b_h"):
             p += 0.3
-
-
-def assert_grads_match(model, X, Y, mask) -> None:
-    _, grads = model.loss_and_grads(X, Y, mask)
-    numeric = numerical_grads(model, X, Y, mask)
-    assert list(grads) == list(model.params)
-    for name, g in grads.items():
-        assert g.shape == model.params[name].shape
-        assert relative_error(g, numeric[name]) < TOL, name
 
 
 ELMAN_CASES = [
