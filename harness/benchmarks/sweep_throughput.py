@@ -14,7 +14,7 @@
    thread (OPENBLAS/OMP/MKL_NUM_THREADS=1), as joblib's loky workers do by themselves (cpus // workers): at
    these sizes BLAS threads only fight over the cores.
 2. How one run's cost grows with the sequence length: harness.training.fit with a MemoryLogger (adding task,
-   Elman H=32, batch 32, 50 steps, BLAS pinned to one thread with threadpoolctl when installed) at
+   Elman H=32, batch 32, 50 steps, BLAS pinned to one thread) at
    T = 50, 100, 200, 400, 800, median of 3; prints the time per step, time per step per time step, and the
    least-squares line time/step = a + b T with its R^2 (linear in T: R^2 near 1).
 
@@ -25,7 +25,6 @@ printed with them).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import statistics
 import subprocess
@@ -36,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.runtime import pin_blas_to_one_thread
 from harness.tracking import MemoryLogger, project_root
 
 TRAIN = ["task=adding", "task.length=50", "model=elman", "model.hidden_size=16", "trainer.batch_size=16",
@@ -144,14 +144,8 @@ def main(argv: list[str] | None = None) -> None:
           f"(target <= 1.25)")
 
     print("2. time per training step against sequence length (fit, Elman H=32, batch 32, MemoryLogger)")
-    with contextlib.ExitStack() as stack:
-        try:
-            from threadpoolctl import threadpool_limits
-
-            stack.enter_context(threadpool_limits(limits=1))
-        except ImportError:
-            print("   BLAS NOT pinned (threadpoolctl missing; set OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1)")
-        seconds = np.array([statistics.median(step_seconds(length) for _ in range(3)) for length in LENGTHS])
+    pin_blas_to_one_thread()
+    seconds = np.array([statistics.median(step_seconds(length) for _ in range(3)) for length in LENGTHS])
     for length, value in zip(LENGTHS, seconds, strict=True):
         print(f"   T={length:4d}: {value * 1e3:7.2f} ms/step, {value / length * 1e6:6.1f} µs per time step")
     a, b, r2 = linear_fit(np.array(LENGTHS, dtype=float), seconds)

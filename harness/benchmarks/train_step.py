@@ -3,10 +3,9 @@
 1. Train-step time (forward + backward + plain SGD update p -= lr * g) of harness Elman (tanh, identity_mse,
    many_to_many), LSTM and GRU against torch.nn.RNN / LSTM / GRU + nn.Linear head + MSELoss + torch.optim.SGD
    on CPU in float64, at (T, B, H) = (8, 1, 16), (50, 32, 32), (100, 64, 64), (200, 128, 128), D = O = 8.
-   Both engines run on one thread: torch.set_num_threads(1), and NumPy's BLAS via threadpoolctl when it is
-   installed (otherwise the table says BLAS was not pinned: set OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
-   before starting Python). The torch column is skipped when torch is not installed. torch's GRU applies
-   the reset gate after the recurrent matmul (a different variant with the same cost).
+   Both engines run on one thread: torch.set_num_threads(1), NumPy's BLAS through threadpoolctl. The torch
+   column is skipped when torch is not installed. torch's GRU applies the reset gate after the recurrent
+   matmul (a different variant with the same cost).
 2. Samples per second on binary addition (8 bits, Elman H=16, sigmoid, note 000's squared error on a sigmoid
    output, no biases): harness trained on batches of 64 against note 000's way of training, one sample at a
    time with a Python loop over the bits (written here from the notes' equations).
@@ -32,6 +31,7 @@ import numpy as np
 from harness.nn import Elman
 from harness.nn.gated import GRU, LSTM
 from harness.nn.model import RecurrentModel
+from harness.runtime import pin_blas_to_one_thread
 from harness.tasks import make_task
 
 SIZES = ((8, 1, 16), (50, 32, 32), (100, 64, 64), (200, 128, 128))
@@ -42,22 +42,16 @@ CELLS: dict[str, type[RecurrentModel]] = {"elman": Elman, "lstm": LSTM, "gru": G
 
 
 @contextlib.contextmanager
-def single_thread() -> Iterator[str]:
-    """Pin NumPy's BLAS (threadpoolctl) and torch to one thread; yields how NumPy was pinned."""
+def single_thread() -> Iterator[None]:
+    """Pin NumPy's BLAS (for the rest of the process) and torch (for the block) to one thread."""
+    pin_blas_to_one_thread()
     with contextlib.ExitStack() as stack:
-        try:
-            from threadpoolctl import threadpool_limits
-        except ImportError:
-            how = "NOT pinned (threadpoolctl missing; set OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1)"
-        else:
-            stack.enter_context(threadpool_limits(limits=1))
-            how = "pinned to 1 thread by threadpoolctl"
         torch = _torch()
         if torch is not None:
             previous = torch.get_num_threads()
             torch.set_num_threads(1)
             stack.callback(torch.set_num_threads, previous)
-        yield how
+        yield
 
 
 def _torch() -> Any:
@@ -240,9 +234,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     repeats = 3 if args.quick else args.repeats
     sizes = QUICK_SIZES if args.quick else SIZES
     memory_size = (50, 8, 16) if args.quick else (1000, 64, 128)
-    with single_thread() as pinned:
+    with single_thread():
         torch = _torch()
-        print(f"NumPy {np.__version__}: BLAS {pinned}; torch "
+        print(f"NumPy {np.__version__}: BLAS pinned to 1 thread; torch "
               f"{'not installed (column skipped)' if torch is None else torch.__version__ + ', 1 thread'}")
         print(f"\n1. Train step (forward + backward + SGD), float64, D = O = {IO_SIZE}, median of {repeats}")
         print(f"{'cell':<6}{'T':>5}{'B':>5}{'H':>5}{'harness ms':>12}{'torch ms':>10}{'harness/torch':>15}")
