@@ -11,14 +11,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from harness.studies.study_run import pyplot
 
 
 def forecast_figure(windows: Mapping[str, Mapping[str, np.ndarray]], start: Mapping[str, int]):
@@ -27,7 +20,7 @@ def forecast_figure(windows: Mapping[str, Mapping[str, np.ndarray]], start: Mapp
     windows: series name -> {"truth": (W,), <model name>: (W,) one-step predictions of the same points}.
     start: series name -> index in the full series of the window's first point (for the x axis).
     """
-    plt = _pyplot()
+    plt = pyplot()
     names = list(windows)
     fig, axes = plt.subplots(len(names), 1, figsize=(10, 2.2 * len(names)), squeeze=False)
     for ax, name in zip(axes[:, 0], names, strict=True):
@@ -52,7 +45,7 @@ def score_figure(table: pd.DataFrame, series_order: Sequence[str], model_order: 
 
     table: the study's summary table (one row per series and model, `<metric>_mean` / `<metric>_std` columns).
     """
-    plt = _pyplot()
+    plt = pyplot()
     has_oracle = [
         s for s in series_order if table.loc[table["series"] == s, "oracle_ratio_mean"].notna().any()
     ]
@@ -95,7 +88,7 @@ def link_figure(impulse: np.ndarray, pi: np.ndarray, rnn_psi: np.ndarray, arma_p
     fitted ARMA one-step predictor's weights. Right: rnn_psi (K,), the psi-weights that response implies,
     over arma_psi (K,), the fitted ARMA psi-weights (lags 0..K-1).
     """
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     panels = (
         (axes[0], np.arange(1, len(impulse) + 1), impulse, pi, "predictor weights (response to x_{t-k})"),

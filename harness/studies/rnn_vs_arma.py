@@ -29,6 +29,7 @@ from harness.arma import fit_arma, minimum_length, predictor_weights, psi_from_p
 from harness.forecast import ArmaForecaster, RnnForecaster, fit_linear_recurrent_predictor
 from harness.forecast_metrics import aggregate_over_seeds, diebold_mariano, evaluate_forecast
 from harness.studies import figures
+from harness.studies.study_run import run_in_processes
 from harness.tasks import SERIES_NAMES, fingerprint, make_series, split_series
 
 STUDY = "rnn_vs_arma"
@@ -360,16 +361,11 @@ def compute_link(config: StudyConfig) -> Link:
 
 
 def _compute(config: StudyConfig, n_jobs: int, with_link: bool) -> tuple[list[Unit], Link | None]:
-    """Every unit of the grid in grid order (and the link section); n_jobs > 1 runs them in processes.
-
-    Each task is a pure function of its arguments, so the number of processes changes no number.
-    """
-    from joblib import Parallel, delayed
-
-    tasks = [delayed(compute_unit)(config, name, seed) for name in config.series for seed in config.seeds]
+    """Every unit of the grid in grid order (and the link section), n_jobs processes side by side."""
+    calls = [(compute_unit, (config, name, seed)) for name in config.series for seed in config.seeds]
     if with_link:
-        tasks.append(delayed(compute_link)(config))
-    results = Parallel(n_jobs=min(n_jobs, len(tasks)))(tasks)
+        calls.append((compute_link, (config,)))
+    results = run_in_processes(calls, n_jobs)
     return (results[:-1], results[-1]) if with_link else (results, None)
 
 

@@ -89,17 +89,22 @@ def pyplot():
     return plt
 
 
-def compute_cells(function: Callable[..., CellRun], arguments: Sequence[tuple], n_jobs: int = 1
-                  ) -> list[CellRun]:
-    """[function(*args) for args in arguments], in that order; n_jobs > 1 runs them in joblib processes.
+def run_in_processes(calls: Sequence[tuple[Callable[..., Any], tuple]], n_jobs: int = 1) -> list:
+    """[function(*args) for function, args in calls], in that order; n_jobs > 1 runs them in joblib processes.
 
     Each call must be a pure function of its arguments, so the number of processes changes no number.
     """
-    if n_jobs <= 1 or len(arguments) <= 1:
-        return [function(*args) for args in arguments]
+    if n_jobs <= 1 or len(calls) <= 1:
+        return [function(*args) for function, args in calls]
     from joblib import Parallel, delayed
 
-    return Parallel(n_jobs=min(n_jobs, len(arguments)))(delayed(function)(*args) for args in arguments)
+    return Parallel(n_jobs=min(n_jobs, len(calls)))(delayed(function)(*args) for function, args in calls)
+
+
+def compute_cells(function: Callable[..., CellRun], arguments: Sequence[tuple], n_jobs: int = 1
+                  ) -> list[CellRun]:
+    """[function(*args) for args in arguments] through run_in_processes."""
+    return run_in_processes([(function, args) for args in arguments], n_jobs)
 
 
 def cells_frame(cells: Sequence[CellRun]) -> pd.DataFrame:
