@@ -15,8 +15,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from matplotlib.colors import LogNorm
-from matplotlib.figure import Figure
 
 from harness.nn.activations import check_activation, derivative_from_output
 
@@ -175,41 +173,3 @@ def gradient_flow_report(W_hh: np.ndarray, H: np.ndarray, activation: str, dh: n
                               decay_rate=decay_rate, bound_rate=DERIVATIVE_BOUND[activation] * sigma,
                               sigma_max=sigma, spectral_radius=spectral_radius(W_hh),
                               step_norms=step_gradient_norms(dh))
-
-
-def gradient_flow_heatmap(steps: np.ndarray, lag_norms: np.ndarray) -> Figure:
-    """Heatmap of ||dh_T/dh_k|| over training: steps (n_checks,) on x, lags 1..L on y, log colour scale.
-
-    lag_norms (n_checks, L), one `jacobian_product_norms` curve per check. Zero or non-finite norms are left
-    blank. Returns a matplotlib Figure built without pyplot.
-    """
-    steps = np.asarray(steps, dtype=np.float64)
-    lag_norms = np.asarray(lag_norms, dtype=np.float64)
-    if lag_norms.ndim != 2:
-        raise ValueError(f"lag_norms must have shape (n_checks, L), got shape {lag_norms.shape}")
-    if steps.shape != (lag_norms.shape[0],):
-        raise ValueError(f"steps must have shape ({lag_norms.shape[0]},) to match lag_norms, "
-                         f"got {steps.shape}")
-    if np.any(np.diff(steps) <= 0):
-        raise ValueError("steps must be strictly increasing")
-    shown = np.ma.masked_where(~(np.isfinite(lag_norms) & (lag_norms > 0)), lag_norms)
-    if shown.count() == 0:
-        raise ValueError("lag_norms must contain at least one positive finite value for a log colour scale")
-    lags = np.arange(1, lag_norms.shape[1] + 1)
-    fig = Figure(figsize=(7, 4), layout="constrained")
-    ax = fig.add_subplot()
-    mesh = ax.pcolormesh(_cell_edges(steps), _cell_edges(lags.astype(np.float64)), shown.T,
-                         norm=LogNorm(vmin=shown.min(), vmax=shown.max()), cmap="viridis")
-    fig.colorbar(mesh, ax=ax, label="||∂h_T/∂h_k||")
-    ax.set_xlabel("training step")
-    ax.set_ylabel("lag T − k")
-    ax.set_title("Jacobian-product norms over training")
-    return fig
-
-
-def _cell_edges(centres: np.ndarray) -> np.ndarray:
-    """(n,) increasing cell centres -> (n + 1,) edges halfway between them (unit width for a single cell)."""
-    if centres.size == 1:
-        return np.array([centres[0] - 0.5, centres[0] + 0.5])
-    mid = (centres[1:] + centres[:-1]) / 2
-    return np.concatenate([[2 * centres[0] - mid[0]], mid, [2 * centres[-1] - mid[-1]]])

@@ -16,12 +16,11 @@ from typing import Any
 
 import numpy as np
 import yaml
-from matplotlib.figure import Figure
 
 from harness.config import ConfigError, ModelConfig, RunConfig, validate
-from harness.diagnostics import gradient_flow_heatmap
 from harness.nn import GRU, LSTM, Bidirectional, Elman, Jordan
 from harness.optim import make_optimizer
+from harness.run_figures import gradient_flow_heatmap, gradient_norm_figure, loss_figure, step_norm_figure
 from harness.runtime import pin_blas_to_one_thread
 from harness.tasks import SequenceTask, fingerprint, make_task
 from harness.tracking import TrackingSettings, open_run
@@ -85,46 +84,6 @@ def model_label(model: ModelConfig) -> str:
 def run_name(config: RunConfig) -> str:
     """'<task>-<model>-s<seed>', e.g. 'adding-lstm-s0'."""
     return f"{config.task.name}-{model_label(config.model)}-s{config.seed}"
-
-
-def loss_figure(result: FitResult) -> Figure:
-    """Training and validation loss against the step (log scale)."""
-    fig = Figure(figsize=(7, 4), layout="constrained")
-    ax = fig.add_subplot()
-    ax.plot(result.train_steps, result.train_loss, lw=0.8, alpha=0.7, label="train")
-    ax.plot(result.val_steps, result.val_loss, marker="o", ms=3, label="validation")
-    ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.legend()
-    return fig
-
-
-def gradient_norm_figure(result: FitResult) -> Figure:
-    """Global gradient norm (before clipping) against the step (log scale)."""
-    fig = Figure(figsize=(7, 4), layout="constrained")
-    ax = fig.add_subplot()
-    ax.plot(result.train_steps, result.grad_norm, lw=0.8)
-    ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.set_ylabel("global gradient norm")
-    return fig
-
-
-def step_norm_figure(result: FitResult) -> Figure:
-    """Heatmap of ||dL/dh_t||: diagnostics checks (rows) by time step t (columns), log10 colour scale."""
-    steps = [step for step, _ in result.grad_flow]
-    norms = np.array([profile for _, profile in result.grad_flow])
-    with np.errstate(divide="ignore"):
-        shown = np.log10(norms)
-    fig = Figure(figsize=(7, 4), layout="constrained")
-    ax = fig.add_subplot()
-    image = ax.imshow(np.ma.masked_invalid(shown), aspect="auto", origin="lower", interpolation="nearest")
-    fig.colorbar(image, ax=ax, label="log10 ||dL/dh_t||")
-    ax.set_yticks(range(len(steps)), [str(step) for step in steps])
-    ax.set_xlabel("time step t")
-    ax.set_ylabel("training step")
-    return fig
 
 
 def _log_outputs(logger, model, result: FitResult, workdir: Path) -> None:

@@ -1,16 +1,13 @@
-"""harness.diagnostics: Jacobian-product norms vs closed forms and finite differences; bounds, fits, plots."""
+"""harness.diagnostics: Jacobian-product norms vs closed forms and finite differences; bounds, fits."""
 
 import math
 
 import numpy as np
 import pytest
-from matplotlib.colors import LogNorm
-from matplotlib.figure import Figure
 
 from harness.diagnostics import (
     GradientFlowReport,
     fit_decay_rate,
-    gradient_flow_heatmap,
     gradient_flow_report,
     jacobian_product_norms,
     largest_singular_value,
@@ -188,19 +185,6 @@ def test_report_gives_nan_rate_when_all_products_vanish():
     assert math.isnan(report.decay_rate)
 
 
-def test_heatmap_is_a_log_scaled_figure_with_labelled_axes():
-    lag_norms = np.array([[1.0, 0.5, 0.25], [2.0, 0.0, 1e-3]])
-    fig = gradient_flow_heatmap(np.array([0, 100]), lag_norms)
-    assert isinstance(fig, Figure)
-    ax = fig.axes[0]
-    assert ax.get_xlabel() == "training step"
-    assert ax.get_ylabel() == "lag T − k"
-    mesh = ax.collections[0]
-    assert isinstance(mesh.norm, LogNorm)
-    assert mesh.norm.vmin == pytest.approx(1e-3) and mesh.norm.vmax == pytest.approx(2.0)
-    assert isinstance(gradient_flow_heatmap(np.array([7]), lag_norms[:1]), Figure)
-
-
 @pytest.mark.parametrize(("call", "message"), [
     (lambda: jacobian_product_norms(np.ones((2, 3)), np.ones((4, 1, 2)), "tanh"),
      r"W_hh must be a square \(H, H\) matrix, got shape \(2, 3\)"),
@@ -212,11 +196,6 @@ def test_heatmap_is_a_log_scaled_figure_with_labelled_axes():
      r"max_lag must be an integer in \[1, 4\] \(T of H\), got 5"),
     (lambda: pascanu_bound(np.eye(2), "tanh", 0), "max_lag must be an integer >= 1, got 0"),
     (lambda: step_gradient_norms(np.ones((3, 2))), r"dh must have shape \(T, B, H\), got shape \(3, 2\)"),
-    (lambda: gradient_flow_heatmap(np.arange(3), np.ones((2, 4))),
-     r"steps must have shape \(2,\) to match lag_norms, got \(3,\)"),
-    (lambda: gradient_flow_heatmap(np.array([5, 1]), np.ones((2, 4))), "steps must be strictly increasing"),
-    (lambda: gradient_flow_heatmap(np.arange(2), np.zeros((2, 4))),
-     "lag_norms must contain at least one positive finite value"),
 ])
 def test_input_validation(call, message):
     with pytest.raises(ValueError, match=message):

@@ -293,15 +293,84 @@ def test_background_writer_writes_every_chunk_and_reports_failure(tracking_setti
     from harness.tracking.writer import BackgroundMetricWriter
 
     client, experiment_id = ensure_store(tracking_settings)
-    run_id = client.create_run(experiment_id).info.run_id
-    writer = BackgroundMetricWriter(tracking_settings.tracking_uri, run_id)
+    first, second = (client.create_run(experiment_id).info.run_id for _ in range(2))
+    writer = BackgroundMetricWriter.shared(tracking_settings.tracking_uri)
     for start in range(0, 3000, 1000):
-        writer.submit([("loss", float(step), 0, step) for step in range(start, start + 1000)])
-    writer.close()
-    assert [m.step for m in client.get_metric_history(run_id, "loss")] == list(range(3000))
+        writer.submit(first, [("loss", float(step), 0, step) for step in range(start, start + 1000)])
+    writer.sync(first)
+    assert [m.step for m in client.get_metric_history(first, "loss")] == list(range(3000))
 
+    client.delete_run(first)
+    writer.submit(first, [("loss", 1.0, 0, 3000)])  # a deleted run refuses new metrics
+    writer.submit(second, [("loss", 2.0, 0, 0)])
+    with pytest.raises(RuntimeError, match=r"writer failed: .*must be in the 'active' state"):
+        writer.sync(first)
+    # one child serves every run of the process; a failed run leaves the others alone
+    assert BackgroundMetricWriter.shared(tracking_settings.tracking_uri) is writer
+    writer.sync(second)
+    assert [m.value for m in client.get_metric_history(second, "loss")] == [2.0]
+    writer.close()
+    assert not writer.alive()
+    assert BackgroundMetricWriter.shared(tracking_settings.tracking_uri) is not writer
+
+
+def _stored(client: MlflowClient, run_id: str, keys: list[str]) -> tuple[dict, dict]:
+    """(key -> sorted (step, timestamp, value) history, key -> latest value) of run_id; NaN as the string."""
+    def plain(value: float) -> float | str:
+        return "nan" if math.isnan(value) else value
+
+    histories = {key: sorted(((m.step, m.timestamp, plain(m.value))
+                              for m in client.get_metric_history(run_id, key)), key=repr) for key in keys}
+    latest = {key: plain(value) for key, value in client.get_run(run_id).data.metrics.items()}
+    return histories, latest
+
+
+def test_metric_table_stores_what_mlflow_log_batch_stores(tracking_settings) -> None:
+    """MetricTable against SqlAlchemyStore.log_batch on the installed MLflow, chunk for chunk: NaN, ±inf,
+    duplicates within and across chunks, steps going back, equal steps with other timestamps or values."""
+    from mlflow.entities import Metric
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    from harness.tracking.sqlite_metrics import MetricTable
+
+    client, experiment_id = ensure_store(tracking_settings)
+    by_mlflow = client.create_run(experiment_id).info.run_id
+    by_table = client.create_run(experiment_id).info.run_id
+    rng = np.random.default_rng(0)
+    keys = ["train/loss", "grad_norm/W_hh", "val/solved", "weird key-1.0"]
+    specials = [math.nan, math.inf, -math.inf, 0.0, -0.0, 1e308, -1e-300]
+    chunks = []
+    for _ in range(6):
+        chunk = []
+        for _ in range(300):
+            value = specials[rng.integers(len(specials))] if rng.random() < 0.2 else float(rng.normal())
+            chunk.append((keys[rng.integers(len(keys))], value, int(rng.integers(1000, 1010)),
+                          int(rng.integers(0, 40))))
+        chunk += chunk[:25]  # repeats within the chunk
+        chunks.append(chunk)
+    chunks.append([*chunks[0][:50], ("train/loss", 5.0, 999, 39), ("val/solved", math.nan, 2000, 39)])
+
+    store = SqlAlchemyStore(tracking_settings.tracking_uri, default_artifact_root=None)
+    table = MetricTable(tracking_settings.tracking_uri)
+    for chunk in chunks:
+        store.log_batch(by_mlflow, [Metric(k, v, t, s) for k, v, t, s in chunk], [], [])
+        table.write(by_table, chunk)
+    assert _stored(client, by_table, keys) == _stored(client, by_mlflow, keys)
+    histories, latest = _stored(client, by_table, keys)
+    assert set(latest) == set(keys) and sum(map(len, histories.values())) > 1000
+
+
+def test_metric_table_refuses_bad_names_and_inactive_runs_like_mlflow(tracking_settings) -> None:
+    from mlflow.exceptions import MlflowException
+
+    from harness.tracking.sqlite_metrics import MetricTable
+
+    client, experiment_id = ensure_store(tracking_settings)
+    run_id = client.create_run(experiment_id).info.run_id
+    table = MetricTable(tracking_settings.tracking_uri)
+    with pytest.raises(MlflowException, match="must not resolve to other names"):
+        table.write(run_id, [("../escape", 1.0, 0, 0)])
     client.delete_run(run_id)
-    writer = BackgroundMetricWriter(tracking_settings.tracking_uri, run_id)
-    writer.submit([("loss", 1.0, 0, 3000)])  # a deleted run refuses new metrics
-    with pytest.raises(RuntimeError, match="background metric writer failed"):
-        writer.close()
+    with pytest.raises(MlflowException, match="must be in the 'active' state"):
+        table.write(run_id, [("loss", 1.0, 0, 0)])
+    assert client.get_metric_history(run_id, "loss") == []

@@ -130,8 +130,9 @@ class MlflowLogger:
     artifact copies in the Hydra job folder or ``mlruns/offline``), with one line on stderr naming it; the
     training goes on. Errors the server answers with (a bad value, say) are raised as before.
 
-    background=True (a database store on a system that can fork): full buffers go to a BackgroundMetricWriter,
-    a child process that writes them while training goes on; flush() waits until it has written everything.
+    background=True (an SQLite store on a system that can fork): full buffers, and the rest before a figure is
+    drawn, go to the process's BackgroundMetricWriter, a child process that writes them while training goes
+    on; flush() waits until it has written everything of this run.
     """
 
     def __init__(
@@ -191,7 +192,7 @@ class MlflowLogger:
         self._write_buffer()
         if self._writer is not None:
             writer, self._writer = self._writer, None
-            writer.close()
+            writer.sync(self.run_id)
 
     def _write_buffer(self) -> None:
         """Hand the buffer to the background writer, or write it here."""
@@ -201,8 +202,8 @@ class MlflowLogger:
             chunk, self._buffer = self._buffer[:self.flush_every], self._buffer[self.flush_every:]
             if self.background:
                 if self._writer is None:
-                    self._writer = BackgroundMetricWriter(self.client.tracking_uri, self.run_id)
-                self._writer.submit(chunk)
+                    self._writer = BackgroundMetricWriter.shared(self.client.tracking_uri)
+                self._writer.submit(self.run_id, chunk)
                 continue
             metrics = [Metric(k, v, t, s) for k, v, t, s in chunk]
             self._send(partial(self.client.log_batch, self.run_id, metrics=metrics), "metrics", chunk)
@@ -221,6 +222,10 @@ class MlflowLogger:
     def log_figure(self, fig: Any, name: str) -> None:
         """Save a matplotlib Figure as an artifact (PNG unless name has another image suffix)."""
         name = _figure_name(name)
+        if self.background:
+            # Drawing takes tens of milliseconds: let the writer store the buffered metrics meanwhile
+            # instead of receiving them only when the run is flushed.
+            self._write_buffer()
         self._send(partial(self.client.log_figure, self.run_id, fig, name), "figure", fig, name)
 
     def log_text(self, text: str, name: str) -> None:

@@ -143,7 +143,7 @@ def open_run(
             all_tags["mlflow.parentRunId"] = parent
         str_tags = {k: str(v) for k, v in all_tags.items()}
         run = client.create_run(experiment_id, run_name=run_name, tags=str_tags)
-        # A database store's ORM costs ~0.1 ms of Python per metric value: a forked writer takes that off the
+        # Storing a metric value in SQLite costs tens of microseconds: a forked writer takes that off the
         # training process (a server's HTTP batches are cheap to send and keep the offline fallback here).
         background = sqlite_path(settings.tracking_uri) is not None and fork_available()
         logger = MlflowLogger(client, run.info.run_id, flush_every=flush_every, background=background)
