@@ -1,6 +1,7 @@
 """Tracking through a real ``mlflow server`` (subprocess, proxied artifacts): a parallel sweep, an unreachable
 server, a server that dies during a run. Backends: SQLite (a copy of the session's migrated template) and,
-where PostgreSQL's server binaries and the psycopg2 driver are installed, a throwaway PostgreSQL cluster."""
+where PostgreSQL's server binaries and SQLAlchemy's driver for it are installed, a throwaway PostgreSQL
+cluster (run as the ``postgres`` system user when the tests run as root)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,15 @@ import glob
 import importlib.util
 import json
 import os
+import pwd
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mlflow import MlflowClient
@@ -31,36 +35,86 @@ def server_app_command(uri: str, *args: str, experiment: str = "server") -> list
 
 
 def postgres_binaries() -> Path | None:
-    """The folder holding initdb and pg_ctl: on PATH, else Debian's /usr/lib/postgresql/<version>/bin."""
+    """The folder holding initdb, pg_ctl and createdb: on PATH, else /usr/lib/postgresql/<version>/bin.
+
+    Symlinks are resolved: a PATH may link initdb and pg_ctl alone (Debian's /usr/local/bin), not createdb.
+    """
     initdb = shutil.which("initdb")
     if initdb and shutil.which("pg_ctl"):
-        return Path(initdb).parent
+        return Path(initdb).resolve().parent
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     return Path(found[-1]).parent if found else None
 
 
+def postgres_driver() -> str:
+    """The module SQLAlchemy imports for a plain postgresql:// URI: psycopg (v3) from SQLAlchemy 2.1 on,
+    psycopg2 before."""
+    from sqlalchemy.engine import make_url
+
+    return make_url("postgresql://").get_dialect().driver
+
+
+def postgres_account() -> dict[str, Any]:
+    """subprocess.run arguments that run PostgreSQL's tools as an unprivileged user.
+
+    PostgreSQL refuses to run as root (CI runs as root): there the tools run as the ``postgres`` system
+    user, with root's supplementary groups dropped. Other users run them as themselves.
+    """
+    if os.geteuid() != 0:
+        return {}
+    try:
+        account = pwd.getpwnam("postgres")
+    except KeyError:
+        pytest.skip("PostgreSQL refuses to run as root and there is no `postgres` system user to run it as")
+    return {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
+
+
+def run_postgres_tool(command: list[str | Path], account: dict[str, Any], cwd: Path) -> None:
+    """Run one of PostgreSQL's tools as account; a failure fails the test with the tool's own message."""
+    done = subprocess.run(command, capture_output=True, text=True, cwd=cwd, timeout=120, **account)
+    if done.returncode != 0:
+        pytest.fail(f"{Path(command[0]).name} failed ({done.returncode}): {done.stderr.strip()}")
+
+
 @pytest.fixture
-def postgres_uri(tmp_path: Path) -> Iterator[str]:
-    """A PostgreSQL cluster in tmp_path on a free port with an empty database; its SQLAlchemy URI."""
+def postgres_uri() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster on a free port with an empty database; its SQLAlchemy URI.
+
+    The cluster lives in a mkdtemp folder owned by the user the server runs as, not in tmp_path: pytest's
+    tmp_path is under a 0700 folder of the user running pytest, which the ``postgres`` user cannot enter.
+    """
     binaries = postgres_binaries()
     if binaries is None:
         pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
-    if importlib.util.find_spec("psycopg2") is None:
-        pytest.skip("the psycopg2 driver MLflow needs for postgresql:// stores is not installed")
-    if os.geteuid() == 0:
-        pytest.skip("PostgreSQL refuses to run as root")
-    data, port = tmp_path / "pgdata", free_port()
-    subprocess.run([binaries / "initdb", "-D", data, "-U", "postgres", "--auth=trust"], check=True,
-                   capture_output=True)
-    options = f"-p {port} -k {tmp_path} -c listen_addresses=127.0.0.1"
-    subprocess.run([binaries / "pg_ctl", "-D", data, "-l", tmp_path / "pg.log", "-w", "start", "-o", options],
-                   check=True, capture_output=True)
+    driver = postgres_driver()
+    if importlib.util.find_spec(driver) is None:
+        pytest.skip(f"{driver}, SQLAlchemy's driver for postgresql:// stores, is not installed")
+    account = postgres_account()
+    folder = Path(tempfile.mkdtemp(prefix="harness-pg-"))
+    if account:
+        os.chown(folder, account["user"], account["group"])
+    data, port = folder / "data", free_port()
     try:
-        subprocess.run([binaries / "createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
-                        "mlflow"], check=True, capture_output=True)
-        yield f"postgresql://postgres@127.0.0.1:{port}/mlflow"
+        run_postgres_tool([binaries / "initdb", "-D", data, "-U", "postgres", "--auth=trust"], account,
+                          folder)
+        # the unix socket goes into the same folder: the default /var/run/postgresql may not exist
+        options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1"
+        try:
+            run_postgres_tool([binaries / "pg_ctl", "-D", data, "-l", folder / "pg.log", "-w", "start",
+                               "-o", options], account, folder)
+            run_postgres_tool([binaries / "createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
+                               "mlflow"], account, folder)
+            yield f"postgresql://postgres@127.0.0.1:{port}/mlflow"
+        finally:
+            stop = [binaries / "pg_ctl", "-D", data, "-w", "stop", "-m"]
+            # fast rolls back open sessions and checkpoints; if it does not end within pg_ctl's wait (60 s),
+            # immediate kills the server, so no cluster outlives the test
+            for mode in ("fast", "immediate"):
+                if subprocess.run([*stop, mode], capture_output=True, cwd=folder, timeout=120,
+                                  **account).returncode == 0:
+                    break
     finally:
-        subprocess.run([binaries / "pg_ctl", "-D", data, "-m", "fast", "stop"], capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -169,6 +223,29 @@ def test_server_lost_mid_run_keeps_what_it_did_not_receive_in_the_job_folder(tmp
         received = {m.step for m in client.get_metric_history(run_id, "train/loss")}
         assert received and received | offline_steps == set(range(1, steps + 1))
         assert client.get_run(run_id).info.status == "RUNNING"  # its end never reached the server
+        # the replay sends the rest and ends the run; a second replay changes nothing
+        for _ in range(2):
+            done = subprocess.run([sys.executable, "-m", "harness.tracking.replay", str(record)],
+                                  capture_output=True, text=True, env=app_env(tmp_path), timeout=300)
+            assert done.returncode == 0, done.stderr[-3000:]
+            history = client.get_metric_history(run_id, "train/loss")
+            assert sorted(m.step for m in history) == list(range(1, steps + 1))
+        summary = done.stdout.strip().splitlines()[-1]  # MLflow prints a link to the run before it
+        assert summary.startswith(f"run {run_id} on {server.uri}: replayed ") and summary.endswith("FINISHED")
+        run = client.get_run(run_id)
+        assert run.info.status == "FINISHED" and run.data.metrics["diverged"] == 0.0
+        assert {"model.npz", "figures"} <= {item.path for item in client.list_artifacts(run_id)}
+
+
+def test_replay_refuses_a_file_that_is_no_offline_record(tmp_path: Path) -> None:
+    not_a_record = tmp_path / "notes.jsonl"
+    not_a_record.write_text('{"kind": "metric"}\n')
+    cases = ((not_a_record, "is not an offline run record"), (tmp_path / "gone.jsonl", "no such file"))
+    for path, reason in cases:
+        done = subprocess.run([sys.executable, "-m", "harness.tracking.replay", str(path)],
+                              capture_output=True, text=True, env=app_env(tmp_path), timeout=300)
+        assert done.returncode == 1
+        assert done.stderr.startswith("replay error: record: ") and reason in done.stderr
 
 
 def test_only_failures_to_reach_the_server_count_as_a_lost_server() -> None:

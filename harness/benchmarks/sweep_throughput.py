@@ -3,10 +3,13 @@
 1. A sweep of `--jobs` short runs of experiments/train.py (adding task, length 50, Elman H=16, `--steps`
    Adam steps, seeds 0..jobs-1), each launcher on a fresh empty SQLite store in a temp dir: the basic
    launcher (one process, jobs in turn) and the joblib launcher with 2 workers. Prints per launcher the wall
-   time of the whole command, the warm per-job time (the median gap between the run starts of consecutive
-   jobs of one worker, read from the MLflow runs), the training time (median over runs of the time from the
-   step-0 validation metric to the final ``diverged`` metric, from the metrics' timestamps) and the per-job
-   overhead = per-job time - training time (Hydra's job set-up, config validation, MLflow logging of params,
+   time of the whole command, the CPU time of all its processes (and CPU / wall, the cores kept busy: the
+   basic launcher already keeps more than one busy, since each process's metric writer runs beside its
+   training, which the ideal halving does not count), the warm per-job time (the median gap between the run
+   starts of consecutive jobs of one worker, read from the MLflow runs), the training time (median over runs
+   of the time from the step-0 validation metric to the final ``diverged`` metric, from the metrics'
+   timestamps) and the per-job overhead = per-job time - training time (Hydra's job set-up, config
+   validation, MLflow logging of params,
    dataset, figures, weights). Then the ratio joblib / (basic / 2): 1.0 is the ideal halving, once on the
    command's wall time (which includes the one-off start-up: interpreter, Hydra, the new store's schema
    migration, loky workers' imports) and once on the span of the jobs (first run start to last run end).
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -46,8 +50,9 @@ LENGTHS = (50, 100, 200, 400, 800)
 ONE_BLAS_THREAD = {name: "1" for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
 
 
-def run_sweep(name: str, jobs: int, steps: int, workdir: Path) -> float:
-    """Wall seconds of one sweep of `jobs` runs with launcher `name`, on a fresh store in workdir/name."""
+def run_sweep(name: str, jobs: int, steps: int, workdir: Path) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of all its processes) of one sweep of `jobs` runs with launcher `name`, on a
+    fresh store in workdir/name."""
     overrides, _ = LAUNCHERS[name]
     store = workdir / name
     command = [sys.executable, str(project_root() / "experiments" / "train.py"), "-m", *TRAIN,
@@ -58,12 +63,14 @@ def run_sweep(name: str, jobs: int, steps: int, workdir: Path) -> float:
     env = {key: value for key, value in os.environ.items()
            if key not in ("MLFLOW_TRACKING_URI", "HARNESS_PARENT_RUN_ID", "HYDRA_FULL_ERROR")}
     env.update(ONE_BLAS_THREAD, HARNESS_PROJECT_ROOT=str(workdir))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=workdir)
     seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise RuntimeError(f"{name} sweep failed:\n{done.stderr[-3000:]}")
-    return seconds
+    return seconds, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
 
 
 def job_times(name: str, workdir: Path) -> tuple[float, float, float]:
@@ -133,11 +140,11 @@ def main(argv: list[str] | None = None) -> None:
     spans: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in LAUNCHERS:
-            walls[name] = run_sweep(name, args.jobs, args.steps, Path(tmp))
+            walls[name], cpu = run_sweep(name, args.jobs, args.steps, Path(tmp))
             per_job, training, spans[name] = job_times(name, Path(tmp))
-            print(f"   {name:6s}: wall {walls[name]:5.1f} s, jobs' span {spans[name]:5.1f} s; per job "
-                  f"{per_job:.2f} s = training {training:.2f} s + overhead {per_job - training:.2f} s "
-                  f"(target < 0.5 s)")
+            print(f"   {name:6s}: wall {walls[name]:5.1f} s, jobs' span {spans[name]:5.1f} s, "
+                  f"CPU {cpu:5.1f} s ({cpu / walls[name]:.2f} cores busy); per job {per_job:.2f} s = "
+                  f"training {training:.2f} s + overhead {per_job - training:.2f} s (target < 0.5 s)")
     ratio = walls["joblib"] / (walls["basic"] / 2)
     span_ratio = spans["joblib"] / (spans["basic"] / 2)
     print(f"   joblib (2 workers) / (basic / 2): wall {ratio:.2f}, jobs' span {span_ratio:.2f} "
