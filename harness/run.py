@@ -21,7 +21,7 @@ from harness.config import ConfigError, ModelConfig, RunConfig, validate
 from harness.nn import GRU, LSTM, Bidirectional, Elman, Jordan
 from harness.optim import make_optimizer
 from harness.run_figures import gradient_flow_heatmap, gradient_norm_figure, loss_figure, step_norm_figure
-from harness.runtime import pin_blas_to_one_thread
+from harness.runtime import freeze_long_lived_objects, pin_blas_to_one_thread
 from harness.tasks import SequenceTask, fingerprint, make_task
 from harness.tracking import TrackingSettings, open_run
 from harness.training import FitResult, fit
@@ -138,4 +138,5 @@ def run(cfg: dict[str, Any], *, overrides: list[str] | tuple[str, ...] = (),
                             "solved": float(not result.diverged and bool(result.final.get("val/solved"))),
                             "objective": objective}, result.steps_done)
         _log_outputs(logger, model, result, Path(workdir))
+    freeze_long_lived_objects()
     return objective
