@@ -35,6 +35,8 @@ def freeze_long_lived_objects() -> None:
     live as long as it does; every full collection walked all of them again, about 0.2 s, and a joblib worker
     triggered one every second or third job. Frozen (gc.freeze), they are left out: collections then walk
     only what the later runs created. Called after a process's first run, when those modules are loaded.
+    Frozen objects are still freed when their last reference goes; only a reference cycle among them that
+    became garbage later would stay (gc.unfreeze() hands them back to the collector).
     """
     global _frozen
     if _frozen:

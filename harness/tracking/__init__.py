@@ -40,7 +40,12 @@ Tracking server (harness.tracking.server, imported on first use): an http(s) URI
 MLflow's HTTP retries are shortened to ~5 s unless MLFLOW_HTTP_REQUEST_* are set. A server lost during a run:
 the logger writes the rest to ``logger.offline`` (an ``OfflineRecord``: ``offline-run-<id>.jsonl`` in the
 Hydra job folder or ``mlruns/offline``) and open_run ends with ``ServerLost`` (SystemExit, one line naming
-the file). ``local_server(backend_store_uri, artifacts_destination)`` runs ``mlflow server`` for tests.
+the file). ``python -m harness.tracking.replay <record>`` (harness.tracking.replay) sends that record to
+the server once it answers again and ends the run there. ``local_server(backend_store_uri,
+artifacts_destination)`` runs ``mlflow server`` for tests.
+
+Metrics of an SQLite store are written by one forked child per process (harness.tracking.writer), which
+stores them with harness.tracking.sqlite_metrics.MetricTable: what log_batch stores, at a tenth of its cost.
 
 Hydra multirun parent run: add to the primary config (conf/config.yaml)::
 
