@@ -1,10 +1,14 @@
 """The training loop on real tasks, models and optimizers, reporting to a MemoryLogger; the run story with
-tracking off; the progress bar."""
+tracking off; the progress bar; the once-per-process freeze of long-lived objects."""
 
 from __future__ import annotations
 
 import io
 import math
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -124,3 +128,25 @@ def test_progress_bar_draws_only_when_enabled() -> None:
     assert silent.getvalue() == ""
     with pytest.raises(ValueError, match="total must be an integer >= 1"):
         ProgressBar(0)
+
+
+def test_a_process_freezes_its_long_lived_objects_once_after_its_first_run() -> None:
+    # in a fresh interpreter: this test process may have frozen its objects in an earlier test already
+    code = textwrap.dedent("""
+        import gc
+        from harness.run import run
+        from test_training import tiny_config
+        counts = [gc.get_freeze_count()]
+        run(tiny_config())
+        counts.append(gc.get_freeze_count())
+        kept = [[] for _ in range(50_000)]  # alive during the second run: a second freeze would take them
+        run(tiny_config())
+        counts.append(gc.get_freeze_count())
+        print(*counts)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).parent)
+    assert done.returncode == 0, done.stderr[-3000:]
+    before, first, second = map(int, done.stdout.split())
+    # frozen once: later runs add nothing (frozen objects still go when their last reference does)
+    assert before == 0 and first > 10_000 and second <= first
