@@ -260,6 +260,12 @@ def test_legacy_file_store_uri_is_refused(uri):
         TrackingSettings(uri=uri)
 
 
+@pytest.mark.parametrize("uri", ["postgresql://u@db:5432/mlflow", "postgresql+psycopg://u@db/mlflow",
+                                 "mysql+pymysql://u@db/mlflow", "https://tracking.example:5000"])
+def test_database_and_server_uris_are_accepted(uri):
+    assert TrackingSettings(uri=uri).tracking_uri == uri
+
+
 def test_relative_sqlite_uri_is_refused():
     with pytest.raises(ValueError, match="absolute SQLite path"):
         TrackingSettings(uri="sqlite:///mlruns/mlflow.db")

@@ -1,6 +1,6 @@
 """Tracking through a real ``mlflow server`` (subprocess, proxied artifacts): a parallel sweep, an unreachable
 server, a server that dies during a run. Backends: SQLite (a copy of the session's migrated template) and,
-where PostgreSQL's server binaries and SQLAlchemy's driver for it are installed, a throwaway PostgreSQL
+where PostgreSQL's server binaries and the psycopg driver are installed, a throwaway PostgreSQL
 cluster (run as the ``postgres`` system user when the tests run as root)."""
 
 from __future__ import annotations
@@ -46,14 +46,6 @@ def postgres_binaries() -> Path | None:
     return Path(found[-1]).parent if found else None
 
 
-def postgres_driver() -> str:
-    """The module SQLAlchemy imports for a plain postgresql:// URI: psycopg (v3) from SQLAlchemy 2.1 on,
-    psycopg2 before."""
-    from sqlalchemy.engine import make_url
-
-    return make_url("postgresql://").get_dialect().driver
-
-
 def postgres_account() -> dict[str, Any]:
     """subprocess.run arguments that run PostgreSQL's tools as an unprivileged user.
 
@@ -86,9 +78,8 @@ def postgres_uri() -> Iterator[str]:
     binaries = postgres_binaries()
     if binaries is None:
         pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
-    driver = postgres_driver()
-    if importlib.util.find_spec(driver) is None:
-        pytest.skip(f"{driver}, SQLAlchemy's driver for postgresql:// stores, is not installed")
+    if importlib.util.find_spec("psycopg") is None:
+        pytest.skip("psycopg, the driver of postgresql+psycopg:// stores, is not installed")
     account = postgres_account()
     folder = Path(tempfile.mkdtemp(prefix="harness-pg-"))
     if account:
@@ -104,7 +95,9 @@ def postgres_uri() -> Iterator[str]:
                                "-o", options], account, folder)
             run_postgres_tool([binaries / "createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
                                "mlflow"], account, folder)
-            yield f"postgresql://postgres@127.0.0.1:{port}/mlflow"
+            # the driver named as the README's team server does: what a bare postgresql:// loads depends on
+            # the SQLAlchemy version (psycopg2 before 2.1)
+            yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/mlflow"
         finally:
             stop = [binaries / "pg_ctl", "-D", data, "-w", "stop", "-m"]
             # fast rolls back open sessions and checkpoints; if it does not end within pg_ctl's wait (60 s),

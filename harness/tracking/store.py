@@ -37,7 +37,8 @@ def default_tracking_uri() -> str:
 
 def _refuse_file_store(uri: str) -> None:
     scheme = urlparse(uri).scheme
-    if scheme in _DB_SCHEMES or scheme in _SERVER_SCHEMES:
+    # SQLAlchemy names a driver after a plus: postgresql+psycopg://, mysql+pymysql://
+    if scheme.split("+", 1)[0] in _DB_SCHEMES or scheme in _SERVER_SCHEMES:
         return
     raise ValueError(
         f"tracking uri must be a database URI (sqlite:///abs/path/mlflow.db) or a server URI (http://...); "
