@@ -56,7 +56,10 @@ class BackgroundMetricWriter:
         self._conn, child_conn = multiprocessing.Pipe()
         self._pid: int | None = os.fork()
         if self._pid == 0:
-            _serve(tracking_uri, child_conn, self._conn)  # never returns
+            try:
+                _serve(tracking_uri, child_conn, self._conn)
+            finally:
+                os._exit(1)  # whatever happens, the child never runs on in its copy of the parent's code
         child_conn.close()
         atexit.register(self.close)
 
@@ -64,7 +67,10 @@ class BackgroundMetricWriter:
         """Whether the child still runs (a child that ended is reaped here)."""
         if self._pid is None:
             return False
-        ended, _ = os.waitpid(self._pid, os.WNOHANG)
+        try:
+            ended, _ = os.waitpid(self._pid, os.WNOHANG)
+        except ChildProcessError:  # reaped elsewhere (SIGCHLD ignored)
+            ended = self._pid
         if ended:
             self._pid = None
         return not ended
@@ -101,7 +107,8 @@ class BackgroundMetricWriter:
             time.sleep(0.01)
         if self.alive():
             os.kill(self._pid, signal.SIGKILL)
-            os.waitpid(self._pid, 0)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(self._pid, 0)
             self._pid = None
 
     def _send(self, message: tuple[str, list[MetricRow] | None] | None) -> None:
