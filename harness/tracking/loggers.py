@@ -59,6 +59,31 @@ def _tag_values(tags: Mapping[str, Any]) -> dict[str, str]:
     return {str(k): str(v)[:MAX_TAG_LENGTH] for k, v in tags.items()}
 
 
+def pair_batches(kind: str, values: Mapping[str, str]) -> Iterator[tuple[dict[str, str], dict[str, list]]]:
+    """kind "param" or "tag": (chunk of values, log_batch keyword arguments) in batches of at most 100
+    (MLflow's limit)."""
+    from mlflow.entities import Param, RunTag
+
+    entity = Param if kind == "param" else RunTag
+    items = list(values.items())
+    for start in range(0, len(items), MAX_PARAMS_TAGS_PER_BATCH):
+        chunk = dict(items[start:start + MAX_PARAMS_TAGS_PER_BATCH])
+        yield chunk, {f"{kind}s": [entity(k, v) for k, v in chunk.items()]}
+
+
+def dataset_input(name: str, fingerprint: str, context: str, *, source_type: str = "code", source: str = "{}",
+                  schema: str | None = None, profile: str | None = None) -> Any:
+    """The MLflow DatasetInput of a harness dataset: digest = fingerprint[:36] (MLflow's digest limit), the
+    whole fingerprint as the input tag ``fingerprint``, context in the standard ``mlflow.data.context``."""
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+    entity = Dataset(name=name, digest=fingerprint[:36], source_type=source_type, source=source,
+                     schema=schema, profile=profile)
+    tags = [InputTag(MLFLOW_DATASET_CONTEXT, context), InputTag("fingerprint", fingerprint)]
+    return DatasetInput(entity, tags)
+
+
 def _figure_name(name: str) -> str:
     return name if Path(name).suffix else f"{name}.png"
 
@@ -165,13 +190,7 @@ class MlflowLogger:
 
     def _log_pairs(self, kind: str, values: dict[str, str]) -> None:
         """kind "param" or "tag": values in batches of at most 100 (MLflow's limit)."""
-        from mlflow.entities import Param, RunTag
-
-        entity = Param if kind == "param" else RunTag
-        items = list(values.items())
-        for start in range(0, len(items), MAX_PARAMS_TAGS_PER_BATCH):
-            chunk = dict(items[start:start + MAX_PARAMS_TAGS_PER_BATCH])
-            batch = {f"{kind}s": [entity(k, v) for k, v in chunk.items()]}
+        for chunk, batch in pair_batches(kind, values):
             self._send(partial(self.client.log_batch, self.run_id, **batch), "pairs", kind, chunk)
 
     def log_params(self, params: Mapping[str, Any]) -> None:
@@ -240,20 +259,15 @@ class MlflowLogger:
         is the input tag ``fingerprint``; context goes in the standard ``mlflow.data.context`` input tag.
         """
         import mlflow.data
-        from mlflow.entities import Dataset, DatasetInput, InputTag
         from mlflow.exceptions import MlflowException
-        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
         numpy_dataset = mlflow.data.from_numpy(
             {k: np.asarray(v) for k, v in arrays.items()}, name=name, digest=fingerprint[:36]
         )
         info = numpy_dataset.to_dict()
-        entity = Dataset(
-            name=info["name"], digest=info["digest"], source_type=info["source_type"], source=info["source"],
-            schema=info.get("schema"), profile=info.get("profile"),
-        )
-        tags = [InputTag(MLFLOW_DATASET_CONTEXT, context), InputTag("fingerprint", fingerprint)]
-        request = partial(self.client.log_inputs, self.run_id, datasets=[DatasetInput(entity, tags)])
+        entry = dataset_input(name, fingerprint, context, source_type=info["source_type"],
+                              source=info["source"], schema=info.get("schema"), profile=info.get("profile"))
+        request = partial(self.client.log_inputs, self.run_id, datasets=[entry])
         try:
             self._send(request, "dataset", name, fingerprint, context)
         except MlflowException as exc:

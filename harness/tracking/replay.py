@@ -15,12 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.tracking.loggers import MAX_METRICS_PER_BATCH, MAX_PARAMS_TAGS_PER_BATCH
+from harness.tracking.loggers import MAX_METRICS_PER_BATCH, dataset_input, pair_batches
 
 REPLAYED = ("metric", "param", "tag", "dataset", "artifact")
 
@@ -53,11 +52,6 @@ def read_record(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     return lines[0], lines[1:]
 
 
-def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
-
-
 def _not_stored(client: Any, run_id: str, metrics: list[Any]) -> list[Any]:
     """The metrics (mlflow Metric) that run_id does not hold yet. Sending a stored value again is harmless
     but slow: the store answers it by looking up every value of the batch."""
@@ -69,8 +63,7 @@ def _not_stored(client: Any, run_id: str, metrics: list[Any]) -> list[Any]:
 def replay(path: Path, uri: str | None = None) -> Replayed:
     """Log the record at path to its run on uri (default: the server the record names); see the module."""
     from mlflow import MlflowClient
-    from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
-    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+    from mlflow.entities import Metric
 
     from harness.tracking.server import check_server, configure_http_retries
 
@@ -87,17 +80,15 @@ def replay(path: Path, uri: str | None = None) -> Replayed:
 
     metrics = [Metric(m["key"], m["value"], m["timestamp"], m["step"]) for m in by_kind.get("metric", [])]
     unsent = _not_stored(client, run_id, metrics)
-    for chunk in _chunks(unsent, MAX_METRICS_PER_BATCH):
-        client.log_batch(run_id, metrics=chunk)
-    for kind, entity in (("param", Param), ("tag", RunTag)):
-        pairs = [entity(line["key"], line["value"]) for line in by_kind.get(kind, [])]
-        for chunk in _chunks(pairs, MAX_PARAMS_TAGS_PER_BATCH):
-            client.log_batch(run_id, **{f"{kind}s": chunk})
+    for start in range(0, len(unsent), MAX_METRICS_PER_BATCH):
+        client.log_batch(run_id, metrics=unsent[start:start + MAX_METRICS_PER_BATCH])
+    for kind in ("param", "tag"):
+        values = {line["key"]: line["value"] for line in by_kind.get(kind, [])}
+        for _, batch in pair_batches(kind, values):
+            client.log_batch(run_id, **batch)
     for line in by_kind.get("dataset", []):
-        dataset = Dataset(name=line["name"], digest=line["fingerprint"][:36], source_type="code", source="{}")
-        tags = [InputTag(MLFLOW_DATASET_CONTEXT, line["context"]),
-                InputTag("fingerprint", line["fingerprint"])]
-        client.log_inputs(run_id, datasets=[DatasetInput(dataset, tags)])
+        entry = dataset_input(line["name"], line["fingerprint"], line["context"])
+        client.log_inputs(run_id, datasets=[entry])
     for line in by_kind.get("artifact", []):
         parent = str(Path(line["artifact_path"]).parent)
         client.log_artifact(run_id, line["path"], None if parent == "." else parent)
