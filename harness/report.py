@@ -8,6 +8,8 @@ import pandas as pd
 
 from harness.tracking import TrackingSettings, store_client
 
+SEARCH_PAGE = 1000  # runs per search request
+
 
 def _settings(settings: TrackingSettings | None) -> TrackingSettings:
     return settings or TrackingSettings()
@@ -19,15 +21,15 @@ def runs_frame(
     parent_run_id: str | None = None,
     filter: str | None = None,
 ) -> pd.DataFrame:
-    """One row per run of experiment (mlflow.search_runs columns: run_id, status, start_time, metrics.*,
-    params.*, tags.*), newest first.
+    """One row per run of experiment, newest first: columns run_id, experiment_id, status, artifact_uri,
+    start_time, end_time (UTC timestamps), then metrics.* (latest values, NaN where a run lacks one),
+    params.* and tags.* (None where missing) - the layout of mlflow.search_runs, read through an explicit
+    MlflowClient so no process-wide tracking state is touched.
 
     settings: which store (default: the project's local store; its experiment field is ignored).
     parent_run_id: only the runs nested under that run (a sweep's jobs). filter: an MLflow filter string,
     e.g. ``"metrics.objective > 0.9 and params.seed = '0'"``, combined with the parent filter by ``and``.
     """
-    import mlflow
-
     settings = _settings(settings)
     client = store_client(settings)
     found = client.get_experiment_by_name(experiment)
@@ -36,17 +38,40 @@ def runs_frame(
     clauses = [f"tags.mlflow.parentRunId = '{parent_run_id}'"] if parent_run_id else []
     if filter:
         clauses.append(filter)
-    previous = mlflow.get_tracking_uri()
-    # mlflow.search_runs reads the process-wide tracking URI; point it at our store only for this call.
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    try:
-        frame = mlflow.search_runs(
-            experiment_ids=[found.experiment_id], filter_string=" and ".join(clauses),
-            output_format="pandas",
-        )
-    finally:
-        mlflow.set_tracking_uri(previous)
-    return frame
+    runs, token = [], None
+    while True:
+        page = client.search_runs([found.experiment_id], filter_string=" and ".join(clauses),
+                                  max_results=SEARCH_PAGE, order_by=["attributes.start_time DESC"],
+                                  page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            break
+    return _frame_of(runs)
+
+
+
+def _frame_of(runs) -> pd.DataFrame:
+    """The search_runs layout of a list of mlflow Run objects (see runs_frame)."""
+    info = pd.DataFrame(
+        {
+            "run_id": [run.info.run_id for run in runs],
+            "experiment_id": [run.info.experiment_id for run in runs],
+            "status": [run.info.status for run in runs],
+            "artifact_uri": [run.info.artifact_uri for run in runs],
+            "start_time": pd.to_datetime([run.info.start_time for run in runs], unit="ms", utc=True),
+            "end_time": pd.to_datetime([run.info.end_time for run in runs], unit="ms", utc=True),
+        }
+    )
+    parts = [info]
+    for prefix in ("metrics", "params", "tags"):
+        values = pd.DataFrame([getattr(run.data, prefix) for run in runs], index=info.index)
+        if prefix == "metrics":
+            values = values.astype(float)
+        else:
+            values = values.astype(object).where(values.notna(), None)
+        parts.append(values.add_prefix(f"{prefix}.").sort_index(axis=1))
+    return pd.concat(parts, axis=1)
 
 
 def metric_history(run_id: str, key: str, settings: TrackingSettings | None = None) -> pd.DataFrame:

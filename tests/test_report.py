@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pandas as pd
 import pytest
 
@@ -57,3 +59,18 @@ def test_tables_render_as_markdown_and_csv(tmp_path):
     md_path, csv_path = write_table(frame, tmp_path / "tables" / "result")
     assert md_path.read_text() == markdown + "\n"
     pd.testing.assert_frame_equal(pd.read_csv(csv_path), frame)
+
+
+def test_reading_runs_leaves_no_process_wide_mlflow_state(tracking_settings, monkeypatch):
+    import mlflow
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    before = mlflow.get_tracking_uri()
+    _sweep(tracking_settings)
+    frame = runs_frame("test", tracking_settings)
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    assert mlflow.get_tracking_uri() == before
+    assert list(frame.columns[:6]) == ["run_id", "experiment_id", "status", "artifact_uri", "start_time",
+                                       "end_time"]
+    assert frame["start_time"].is_monotonic_decreasing  # newest first
+    assert frame["params.seed"].isna().sum() == 1 and frame["metrics.loss"].isna().sum() == 2

@@ -604,7 +604,7 @@ def rebuild_table(parent_run_id: str, settings) -> pd.DataFrame:
     """The summary table of a finished study, or of a sweep's parent, read back from the MLflow store alone.
 
     Cells are the runs of this study nested under parent_run_id in settings.experiment (harness.report's
-    runs_frame, i.e. mlflow.search_runs); rows follow the parent's logged grid order when it has one (a study
+    runs_frame, MlflowClient.search_runs); rows follow the parent's logged grid order when it has one (a study
     parent) and sorted names otherwise (a sweep's parent).
     """
     from harness.report import runs_frame

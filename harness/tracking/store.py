@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from harness.tracking.experiment_notes import experiment_tags
+
 MODES = ("local", "server", "off")
 _DB_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 _SERVER_SCHEMES = ("http", "https")
@@ -181,18 +183,27 @@ def ensure_store(settings: TrackingSettings):
     if experiment is None:
         try:
             experiment_id = client.create_experiment(
-                settings.experiment, artifact_location=settings.artifact_location
+                settings.experiment, artifact_location=settings.artifact_location,
+                tags=experiment_tags(settings.experiment),
             )
         except MlflowException:
             # another process created it between our read and our create
             experiment = client.get_experiment_by_name(settings.experiment)
             if experiment is None:
                 raise
-            experiment_id = experiment.experiment_id
-    else:
+    if experiment is not None:
         experiment_id = experiment.experiment_id
+        _add_missing_tags(client, experiment)
     _opened[key] = experiment_id
     return client, experiment_id
+
+
+def _add_missing_tags(client, experiment) -> None:
+    """Give an experiment made before the harness tagged its experiments (or by hand) its kind and
+    description; tags it already has, a description a user wrote included, stay as they are."""
+    for key, value in experiment_tags(experiment.name).items():
+        if key not in experiment.tags:
+            client.set_experiment_tag(experiment.experiment_id, key, value)
 
 
 def git_commit(root: Path | None = None) -> str | None:
