@@ -1,4 +1,5 @@
-"""harness.arma: ARMA fits, order search, convergence flags, one-step forecasts without look-ahead."""
+"""harness.forecast.arma: ARMA fits, order search, convergence flags, one-step forecasts without look-ahead.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 from statsmodels.tsa.arima_process import ArmaProcess, arma2ma
 
-from harness.arma import (
+from harness.forecast.arma import (
     fit_arma,
     linear_rnn_impulse_response,
     minimum_length,
@@ -15,8 +16,8 @@ from harness.arma import (
     psi_from_predictor_weights,
     select_arma,
 )
-from harness.forecast import ArmaForecaster
-from harness.forecast_metrics import evaluate_forecast
+from harness.forecast.metrics import evaluate_forecast
+from harness.forecast.models import ArmaForecaster
 
 PHI, THETA, MU = 0.6, 0.4, 2.0
 

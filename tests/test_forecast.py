@@ -1,5 +1,6 @@
-"""harness.forecast and harness.forecast_metrics: one interface for ARMA and RNN, no look-ahead, scores,
-DM test, and note 000's RNN-ARMA link (a linear recurrent predictor learns the ARMA(1,1) predictor)."""
+"""harness.forecast.models and harness.forecast.metrics: one interface for ARMA and RNN, no look-ahead,
+scores, DM test, and note 000's RNN-ARMA link (a linear recurrent predictor learns the ARMA(1,1)
+predictor)."""
 
 from __future__ import annotations
 
@@ -10,15 +11,15 @@ import pytest
 from scipy import stats
 from statsmodels.tsa.arima_process import ArmaProcess
 
-from harness.arma import fit_arma, predictor_weights, psi_from_predictor_weights
-from harness.forecast import (
+from harness.forecast.arma import fit_arma, predictor_weights, psi_from_predictor_weights
+from harness.forecast.metrics import aggregate_over_seeds, diebold_mariano, evaluate_forecast
+from harness.forecast.models import (
     ArmaForecaster,
     Forecaster,
     RnnForecaster,
     fit_linear_recurrent_predictor,
     lagged_inputs,
 )
-from harness.forecast_metrics import aggregate_over_seeds, diebold_mariano, evaluate_forecast
 from harness.tracking import MemoryLogger
 
 

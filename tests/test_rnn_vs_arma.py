@@ -18,8 +18,9 @@ from hydra import compose, initialize_config_dir
 from mlflow import MlflowClient
 from omegaconf import OmegaConf
 
+from harness.forecast.series import make_series
 from harness.studies import rnn_vs_arma
-from harness.tasks import fingerprint, make_series
+from harness.tasks import fingerprint
 from harness.tracking import TrackingSettings
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -25,12 +25,14 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 import pandas as pd
 
-from harness.arma import fit_arma, minimum_length, predictor_weights, psi_from_predictor_weights
-from harness.forecast import ArmaForecaster, RnnForecaster, fit_linear_recurrent_predictor
-from harness.forecast_metrics import aggregate_over_seeds, diebold_mariano, evaluate_forecast
+from harness.forecast.arma import fit_arma, minimum_length, predictor_weights, psi_from_predictor_weights
+from harness.forecast.metrics import aggregate_over_seeds, diebold_mariano, evaluate_forecast
+from harness.forecast.models import ArmaForecaster, RnnForecaster, fit_linear_recurrent_predictor
+from harness.forecast.series import SERIES_NAMES, make_series
+from harness.forecast.splits import split_series
 from harness.studies import figures
 from harness.studies.study_run import run_in_processes
-from harness.tasks import SERIES_NAMES, fingerprint, make_series, split_series
+from harness.tasks import fingerprint
 
 STUDY = "rnn_vs_arma"
 FORECASTERS: dict[str, Callable[..., Any]] = {"arma": ArmaForecaster, "rnn": RnnForecaster}

@@ -1,7 +1,7 @@
-"""Synthetic sequence tasks and time series (pure NumPy; statsmodels only inside the ARMA generator).
+"""Synthetic sequence tasks (pure NumPy); the time series live in harness.forecast.
 
-make_task(name, **params) builds a SequenceTask; make_series(name, n, seed, **params) a Series. A new task is
-one SequenceTask subclass registered in TASKS (plus its conf/task YAML).
+make_task(name, **params) builds a SequenceTask. A new task is one SequenceTask subclass registered in TASKS
+(plus its conf/task YAML).
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ from harness.tasks.base import HEADS, MODES, STREAM_NAMES, Batch, SequenceTask, 
 from harness.tasks.bits import BinaryAddition, BitSum, XorStream
 from harness.tasks.fingerprint import fingerprint
 from harness.tasks.long_range import Adding, Latch, TemporalOrder
-from harness.tasks.series import ARMA_PRESETS, SERIES_NAMES, Series, make_series, series_parameters
-from harness.tasks.splits import Normalizer, Split, make_windows, split_series
 from harness.tasks.symbols import Copy, Reversal
 
 TASKS: dict[str, type[SequenceTask]] = {
@@ -44,10 +42,8 @@ def make_task(name: str, **params: object) -> SequenceTask:
 
 
 __all__ = [
-    "ARMA_PRESETS",
     "HEADS",
     "MODES",
-    "SERIES_NAMES",
     "STREAM_NAMES",
     "TASKS",
     "TASK_NAMES",
@@ -57,19 +53,12 @@ __all__ = [
     "BitSum",
     "Copy",
     "Latch",
-    "Normalizer",
     "Reversal",
     "SequenceTask",
-    "Series",
-    "Split",
     "TemporalOrder",
     "XorStream",
     "fingerprint",
-    "make_series",
     "make_task",
-    "make_windows",
-    "series_parameters",
-    "split_series",
     "task_parameters",
     "task_streams",
 ]

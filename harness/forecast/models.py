@@ -5,12 +5,12 @@
                                                              prediction k using only series[:start + k]
     forecaster.summary() -> JSON-able dict of what was fitted
 
-ArmaForecaster: ARMA(p, q) with a constant (harness.arma), order fixed or chosen by AIC/BIC on the training
-part; the parameters are held fixed on later data (no refit). RnnForecaster: a recurrent network fed the last
-`lags` values (y_{t-1}, ..., y_{t-lags}) that predicts y_t, trained with teacher forcing (identity_mse,
-many_to_many) on the training part, early-stopped on the validation part; at prediction time it runs over the
-whole series so its state has seen everything before t. The RNN standardises with the training part's mean and
-std only and returns predictions in the series' units.
+ArmaForecaster: ARMA(p, q) with a constant (harness.forecast.arma), order fixed or chosen by AIC/BIC on the
+training part; the parameters are held fixed on later data (no refit). RnnForecaster: a recurrent network fed
+the last `lags` values (y_{t-1}, ..., y_{t-lags}) that predicts y_t, trained with teacher forcing
+(identity_mse, many_to_many) on the training part, early-stopped on the validation part; at prediction time it
+runs over the whole series so its state has seen everything before t. The RNN standardises with the training
+part's mean and std only and returns predictions in the series' units.
 
 fit_linear_recurrent_predictor is note 000's RNN-ARMA link: the optimal one-step predictor of an invertible
 ARMA(1, 1) x_t = phi x_{t-1} + e_t + theta e_{t-1} is x̂_{t+1} = phi x_t + theta e_t with e_t = x_t - x̂_t, i.e.
@@ -29,7 +29,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from harness.arma import (
+from harness.forecast.arma import (
     CRITERIA,
     ArmaFit,
     OrderSelection,
@@ -39,7 +39,7 @@ from harness.arma import (
     one_step_forecasts,
     select_arma,
 )
-from harness.tasks.splits import Normalizer
+from harness.forecast.splits import Normalizer
 
 RNN_MODELS = {"elman": "Elman", "jordan": "Jordan", "lstm": "LSTM", "gru": "GRU"}
 

@@ -8,15 +8,9 @@ import numpy as np
 import pytest
 from statsmodels.tsa.arima_process import ArmaProcess
 
-from harness.tasks import (
-    ARMA_PRESETS,
-    SERIES_NAMES,
-    Normalizer,
-    fingerprint,
-    make_series,
-    make_windows,
-    split_series,
-)
+from harness.forecast.series import ARMA_PRESETS, SERIES_NAMES, make_series
+from harness.forecast.splits import Normalizer, make_windows, split_series
+from harness.tasks import fingerprint
 
 
 @pytest.mark.parametrize("name", SERIES_NAMES)
