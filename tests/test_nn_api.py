@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import io
+import json
 import tracemalloc
+import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -327,3 +331,56 @@ def test_load_model_refuses_foreign_files(tmp_path) -> None:
     np.savez(path, a=np.zeros(3))
     with pytest.raises(ValueError, match=r"path must name a file written by RecurrentModel\.save"):
         load_model(str(path))
+
+
+def _with_config(source: Path, target: Path, **changes) -> None:
+    """A copy of the saved model source whose stored config has changes applied (arrays unchanged)."""
+    with np.load(source) as data:
+        arrays = {k: data[k] for k in data.files}
+    meta = json.loads(str(arrays.pop("__config__")))
+    meta["config"].update(changes)
+    np.savez(target, __config__=np.array(json.dumps(meta)), **arrays)
+
+
+@pytest.mark.parametrize("build", [lambda: Elman(2, 3, 1), lambda: LSTM(2, 3, 1, num_layers=2),
+                                   lambda: Bidirectional("gru", 2, 3, 1), lambda: Jordan(2, 3, 1)])
+def test_load_model_checks_shapes_against_the_config_before_allocating(tmp_path, build) -> None:
+    saved = tmp_path / "model.npz"
+    build().save(str(saved))
+    assert saved.stat().st_size < 8000
+    huge = tmp_path / "huge.npz"
+    _with_config(saved, huge, hidden_size=10**9)  # would need 8 EB for W_hh if it were allocated
+    with pytest.raises(ValueError, match="do not match its config"):
+        load_model(str(huge))
+    layers = tmp_path / "layers.npz"
+    _with_config(saved, layers, num_layers=10**9)
+    with pytest.raises(ValueError, match="num_layers"):
+        load_model(str(layers))
+    assert load_model(str(saved)).config == build().config
+
+
+def test_load_model_refuses_unknown_config_keys_in_one_line(tmp_path) -> None:
+    saved = tmp_path / "model.npz"
+    Elman(2, 3, 1).save(str(saved))
+    crafted = tmp_path / "crafted.npz"
+    _with_config(saved, crafted, wings=2)
+    with pytest.raises(ValueError, match=r"config keys \['wings'\] are not arguments of Elman") as caught:
+        load_model(str(crafted))
+    assert "\n" not in str(caught.value)
+
+
+def test_load_model_refuses_headers_claiming_more_data_than_stored(tmp_path) -> None:
+    saved = tmp_path / "model.npz"
+    Elman(2, 3, 1).save(str(saved))
+    with zipfile.ZipFile(saved) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    forged_header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(forged_header, {"descr": "<f8", "fortran_order": False,
+                                                         "shape": (9999999, 3)})
+    members["W_hh.npy"] = forged_header.getvalue() + np.zeros((3, 3)).tobytes()
+    forged = tmp_path / "forged.npz"
+    with zipfile.ZipFile(forged, "w") as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)
+    with pytest.raises(ValueError, match="claims more data than it holds"):
+        load_model(str(forged))

@@ -24,7 +24,7 @@ from mlflow import MlflowClient
 from test_train_app import ROOT, TINY, app_env
 
 from harness.nn import load_model
-from harness.tracking.server import free_port, local_server
+from harness.tracking.server import OfflineRecord, free_port, local_server
 
 TRAIN = str(ROOT / "experiments" / "train.py")
 
@@ -218,8 +218,9 @@ def test_server_lost_mid_run_keeps_what_it_did_not_receive_in_the_job_folder(tmp
         assert client.get_run(run_id).info.status == "RUNNING"  # its end never reached the server
         # the replay sends the rest and ends the run; a second replay changes nothing
         for _ in range(2):
-            done = subprocess.run([sys.executable, "-m", "harness.tracking.replay", str(record)],
-                                  capture_output=True, text=True, env=app_env(tmp_path), timeout=300)
+            done = subprocess.run([sys.executable, "-m", "harness.tracking.replay", str(record), "--uri",
+                                   server.uri], capture_output=True, text=True, env=app_env(tmp_path),
+                                  timeout=300)
             assert done.returncode == 0, done.stderr[-3000:]
             history = client.get_metric_history(run_id, "train/loss")
             assert sorted(m.step for m in history) == list(range(1, steps + 1))
@@ -251,3 +252,62 @@ def test_only_failures_to_reach_the_server_count_as_a_lost_server() -> None:
     # the server answered: a bad request is the caller's error, raised as usual
     assert not server_lost(RestException({"error_code": "INVALID_PARAMETER_VALUE", "message": "bad"}))
     assert not server_lost(ValueError("unrelated"))
+
+
+def replay_command(record: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "harness.tracking.replay", str(record), *args]
+
+
+def offline_record(folder: Path, run_id: str, uri: str, artifacts: dict[str, str]) -> OfflineRecord:
+    """A record as a run that lost its server leaves it: metric values 0..9 and the text artifacts given."""
+    record = OfflineRecord(run_id, uri, RuntimeError("connection refused"), directory=folder)
+    record.metrics([("loss", float(step), 1000 + step, step) for step in range(10)])
+    for name, text in artifacts.items():
+        record.text(text, name)
+    return record
+
+
+def test_replay_sends_only_the_records_own_artifacts_and_the_complete_lines(tmp_path: Path,
+                                                                             template_store: Path) -> None:
+    db = tmp_path / "server.db"
+    shutil.copyfile(template_store, db)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for the server")
+    with local_server(f"sqlite:///{db}", tmp_path / "server_artifacts") as server:
+        client = MlflowClient(tracking_uri=server.uri)
+        run_id = client.create_run(client.create_experiment("replay")).info.run_id
+        env = app_env(tmp_path)
+        # an artifact line pointing outside the record's folder (by path, by "..", by a symlink)
+        crafted = offline_record(tmp_path / "crafted", run_id, server.uri, {"ok.txt": "fine"})
+        crafted.write([{"kind": "artifact", "path": str(secret), "artifact_path": "../../secret.txt"}])
+        (crafted.artifact_dir / "link.txt").symlink_to(secret)
+        for line in ({"kind": "artifact", "path": str(secret), "artifact_path": "../../secret.txt"},
+                     {"kind": "artifact", "path": str(secret), "artifact_path": "link.txt"}):
+            crafted.path.write_text(crafted.path.read_text().splitlines()[0] + "\n" + json.dumps(line) + "\n")
+            done = subprocess.run(replay_command(crafted.path, "--uri", server.uri), capture_output=True,
+                                  text=True, env=env, timeout=300)
+            assert done.returncode == 1 and "which is not a file inside" in done.stderr, done.stderr[-2000:]
+        # a record renamed to another run, and a record replayed without naming the target
+        renamed = crafted.path.with_name("offline-run-0123456789abcdef.jsonl")
+        shutil.copyfile(crafted.path, renamed)
+        done = subprocess.run(replay_command(renamed, "--uri", server.uri), capture_output=True, text=True,
+                              env=env, timeout=300)
+        assert done.returncode == 1 and "not the run of its file name" in done.stderr
+        truncated = offline_record(tmp_path / "truncated", run_id, server.uri, {"notes.txt": "kept"})
+        truncated.close("FINISHED")
+        with truncated.path.open("a") as sink:
+            sink.write('{"kind": "metric", "key": "loss", "val')  # the process died writing this line
+        lines = len(truncated.path.read_text().splitlines())
+        done = subprocess.run(replay_command(truncated.path), capture_output=True, text=True, env=env,
+                              timeout=300)
+        assert done.returncode == 1 and "pass --uri" in done.stderr
+        assert client.get_metric_history(run_id, "loss") == []
+        assert client.list_artifacts(run_id) == []  # nothing of the refused records reached the server
+        done = subprocess.run(replay_command(truncated.path, "--uri", server.uri), capture_output=True,
+                              text=True, env=env, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        summary = done.stdout.strip().splitlines()[-1]
+        assert summary.endswith(f"ended FINISHED; skipped incomplete line {lines}")
+        assert sorted(m.step for m in client.get_metric_history(run_id, "loss")) == list(range(10))
+        assert [item.path for item in client.list_artifacts(run_id)] == ["notes.txt"]
+        assert client.get_run(run_id).info.status == "FINISHED"

@@ -34,7 +34,10 @@ dh (return_hidden_grads) and hidden_states() refer to the top layer of the netwo
 
 from __future__ import annotations
 
+import inspect
 import json
+import math
+import zipfile
 from typing import Any, ClassVar
 
 import numpy as np
@@ -354,19 +357,98 @@ class RecurrentModel:
             np.savez(handle, **{_CONFIG_KEY: np.array(meta)}, **self.params)
 
 
+# load_model sizes a probe model with these distinct primes to learn how each parameter dimension follows from
+# the config (a dimension is a small multiple of one size: 4 * hidden_size for LSTM gates, 2 * hidden_size
+# for a bidirectional layer's output) before the real model allocates anything.
+_PROBE_SIZES = {"input_size": 101, "hidden_size": 103, "output_size": 107}
+_MAX_CONFIG_BYTES = 1 << 20
+
+
+def _stored_headers(path: str) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """name -> (shape, dtype) of every array of the .npz file path, read from the headers alone (no data is
+    decompressed); ValueError for a file that is no .npz or whose headers claim more data than it holds."""
+    headers: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                with archive.open(info) as member:
+                    version = np.lib.format.read_magic(member)
+                    read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                            else np.lib.format.read_array_header_2_0)
+                    shape, _, dtype = read(member)
+                if math.prod(shape) * dtype.itemsize > info.file_size:
+                    raise ValueError(f"path {path!r}: array {info.filename!r} claims more data than it holds")
+                headers[info.filename.removesuffix(".npy")] = (tuple(shape), dtype)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ValueError(f"path must name a file written by RecurrentModel.save, got {path!r} ({exc})"
+                         ) from exc
+    return headers
+
+
+def _allowed_config_keys(cls: type[RecurrentModel]) -> set[str]:
+    """The constructor arguments of cls (with RecurrentModel's when cls passes **kwargs on to it)."""
+    keys: set[str] = set()
+    for klass in (cls, RecurrentModel):
+        parameters = inspect.signature(klass.__init__).parameters.values()
+        keys |= {p.name for p in parameters if p.name != "self" and p.kind not in (p.VAR_POSITIONAL,
+                                                                                    p.VAR_KEYWORD)}
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+            break
+    return keys
+
+
+def _expected_shapes(cls: type[RecurrentModel], config: dict[str, Any], num_arrays: int
+                     ) -> dict[str, tuple[int, ...]]:
+    """The parameter shapes cls(**config) allocates, found without allocating them (see _PROBE_SIZES)."""
+    sizes = {key: check_positive_int(key, config.get(key)) for key in _PROBE_SIZES}
+    layers = check_positive_int("num_layers", config.get("num_layers", 1))
+    if layers > num_arrays:  # every layer stores at least one array
+        raise ValueError(f"num_layers {layers} exceeds the {num_arrays} arrays stored")
+    probe = cls(**{**config, **_PROBE_SIZES})
+
+    def scaled(dim: int) -> int:
+        for key, prime in _PROBE_SIZES.items():
+            if dim % prime == 0:
+                return dim // prime * sizes[key]
+        return dim
+
+    return {name: tuple(scaled(dim) for dim in value.shape) for name, value in probe.params.items()}
+
+
 def load_model(path: str) -> RecurrentModel:
-    """Rebuild a model written by `RecurrentModel.save`, with bit-identical parameters."""
+    """Rebuild a model written by `RecurrentModel.save`, with bit-identical parameters.
+
+    Nothing is allocated before the stored arrays' shapes and dtypes are checked against the config: a
+    config that disagrees with its arrays, names a key the class does not take or a class that does not
+    exist is refused with one ValueError line.
+    """
     import harness.nn  # noqa: F401  (registers every model class, including gated/bidirectional ones)
 
+    headers = _stored_headers(path)
+    config_header = headers.pop(_CONFIG_KEY, None)
+    if config_header is None or config_header[1].kind != "U" or config_header[1].itemsize > _MAX_CONFIG_BYTES:
+        raise ValueError(f"path must name a file written by RecurrentModel.save, got {path!r}")
     with np.load(path, allow_pickle=False) as data:
-        if _CONFIG_KEY not in data.files:
-            raise ValueError(f"path must name a file written by RecurrentModel.save, got {path!r}")
         meta = json.loads(str(data[_CONFIG_KEY]))
-        if meta["class"] not in _REGISTRY:
-            raise ValueError(f"model class must be one of {sorted(_REGISTRY)}, got {meta['class']!r}")
-        model = _REGISTRY[meta["class"]](**meta["config"])
-        stored = {k: data[k] for k in data.files if k != _CONFIG_KEY}
-    if set(stored) != set(model.params) or any(stored[k].shape != v.shape for k, v in model.params.items()):
-        raise ValueError(f"path {path!r} holds parameters that do not match its config")
-    model.params = {k: stored[k] for k in model.params}
+        if not isinstance(meta, dict) or meta.get("class") not in _REGISTRY:
+            got = meta.get("class") if isinstance(meta, dict) else meta
+            raise ValueError(f"model class must be one of {sorted(_REGISTRY)}, got {got!r}")
+        cls, config = _REGISTRY[meta["class"]], meta.get("config")
+        if not isinstance(config, dict):
+            raise ValueError(f"path {path!r}: config must be a mapping, got {config!r}")
+        unknown = sorted(set(config) - _allowed_config_keys(cls))
+        if unknown:
+            raise ValueError(f"path {path!r}: config keys {unknown} are not arguments of {cls.__name__}; "
+                             f"allowed: {sorted(_allowed_config_keys(cls))}")
+        try:
+            expected = _expected_shapes(cls, config, len(headers))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"path {path!r}: config of {cls.__name__} is invalid: {exc}") from exc
+        dtype = np.dtype(config.get("dtype", "float64"))
+        found = {name: shape for name, (shape, _) in headers.items()}
+        if found != expected or any(stored_dtype != dtype for _, stored_dtype in headers.values()):
+            raise ValueError(f"path {path!r} holds parameters that do not match its config (stored "
+                             f"{found}, config {cls.__name__} needs {expected} of {dtype})")
+        model = cls(**config)
+        model.params = {k: data[k] for k in model.params}
     return model

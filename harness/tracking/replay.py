@@ -1,27 +1,39 @@
 """Send an offline record to the tracking server once it answers again, and end the run there.
 
-    python -m harness.tracking.replay mlruns/hydra/runs/<date>/offline-run-<run id>.jsonl [--uri URI]
+    python -m harness.tracking.replay mlruns/hydra/runs/<date>/offline-run-<run id>.jsonl --uri URI
 
 A run whose server stopped answering kept what the server did not receive in an OfflineRecord
 (harness.tracking.server); on the server that run is still RUNNING. Replaying the record logs its metrics,
-params, tags, dataset inputs and artifacts to the same run (by default on the server named in the record) and
-ends it with the status the run really ended with. Replaying twice changes nothing: metric values the server
-already holds are not sent again (the batch in flight when the server went away may have reached it), params
-and tags are set to the same values, artifacts are overwritten.
+params, tags, dataset inputs and artifacts to the same run and ends it with the status the run really ended
+with. Replaying twice changes nothing: metric values the server already holds are not sent again (the batch in
+flight when the server went away may have reached it), params and tags are set to the same values, artifacts
+are overwritten.
+
+A record is a plain file anyone may have edited, so it is checked before anything is sent: its run id must be
+the one in its file name, and every artifact it names must lie inside its own ``<stem>_artifacts/`` folder
+(resolved, so no ``..`` or symlink leads out). The target server is ``--uri``, else ``$MLFLOW_TRACKING_URI``
+when that is the server the record names; a record is never sent to a server only because it names it. A line
+cut short (the process died while writing it) is skipped and named; the complete lines are replayed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.tracking.loggers import MAX_METRICS_PER_BATCH, dataset_input, pair_batches
+from harness.tracking.redact import redact
 
 REPLAYED = ("metric", "param", "tag", "dataset", "artifact")
+FIELDS = {"lost": ("run_id", "uri"), "metric": ("key", "value", "timestamp", "step"),
+          "param": ("key", "value"), "tag": ("key", "value"), "dataset": ("name", "fingerprint", "context"),
+          "artifact": ("artifact_path",), "status": ("status", "error")}
+RECORD_PREFIX = "offline-run-"
 
 
 @dataclass
@@ -33,23 +45,79 @@ class Replayed:
     counts: dict[str, int] = field(default_factory=dict)
     already_stored: int = 0  # metric values of the record the server held before the replay
     status: str | None = None
+    skipped: list[int] = field(default_factory=list)  # numbers of the lines that were not complete
+
 
     def summary(self) -> str:
         sent = ", ".join(f"{count} {kind}{'s' if count != 1 else ''}" for kind, count in self.counts.items())
         held = f" ({self.already_stored} metric values were already there)" if self.already_stored else ""
         ended = f"ended {self.status}" if self.status else "left RUNNING (the record has no end status)"
-        return f"run {self.run_id} on {self.uri}: replayed {sent or 'nothing'}{held}; {ended}"
+        skipped = (f"; skipped incomplete line{'s' if len(self.skipped) > 1 else ''} "
+                   f"{', '.join(map(str, self.skipped))}" if self.skipped else "")
+        return f"run {self.run_id} on {self.uri}: replayed {sent or 'nothing'}{held}; {ended}{skipped}"
 
 
-def read_record(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """(the record's ``lost`` line, the other lines in order); ValueError naming the path if it is no
-    offline record."""
+@dataclass
+class Record:
+    """An offline record read and checked: its ``lost`` line, the complete lines after it in order (each
+    artifact line with ``source``, the resolved file to upload), and the numbers of incomplete lines."""
+
+    lost: dict[str, Any]
+    lines: list[dict[str, Any]]
+    skipped: list[int]
+
+
+def _complete(text: str) -> dict[str, Any] | None:
+    """The line's object if it parses and has every field of its kind, else None."""
+    try:
+        line = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(line, dict) or line.get("kind") not in FIELDS:
+        return None
+    return line if all(name in line for name in FIELDS[line["kind"]]) else None
+
+
+def read_record(path: Path) -> Record:
+    """The record at path, checked (see the module docstring); ValueError naming the path and the line if it
+    is no offline record, names another run or an artifact outside its folder."""
     if not path.is_file():
         raise ValueError(f"record: no such file {path}")
-    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    if not lines or lines[0].get("kind") != "lost":
+    lines: list[dict[str, Any]] = []
+    skipped: list[int] = []
+    for number, text in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+        if text.strip():
+            line = _complete(text)
+            if line is None:
+                skipped.append(number)
+            else:
+                lines.append(line)
+    if not lines or lines[0]["kind"] != "lost" or skipped[:1] == [1]:
         raise ValueError(f"record: {path} is not an offline run record (its first line must be kind 'lost')")
-    return lines[0], lines[1:]
+    lost = lines.pop(0)
+    if path.name != f"{RECORD_PREFIX}{lost['run_id']}.jsonl":
+        raise ValueError(f"record: {path} names run {lost['run_id']!r}, not the run of its file name")
+    folder = path.with_name(f"{path.stem}_artifacts").resolve()
+    for line in lines:
+        if line["kind"] == "artifact":
+            source = (folder / str(line["artifact_path"])).resolve()
+            if not source.is_relative_to(folder) or not source.is_file():
+                raise ValueError(f"record: {path} names artifact {line['artifact_path']!r}, which is not a "
+                                 f"file inside {folder}; nothing was sent")
+            line["source"] = source
+    return Record(lost, lines, skipped)
+
+
+def target_uri(record: Record, uri: str | None) -> str:
+    """uri, else ``$MLFLOW_TRACKING_URI`` if that is the record's server; ValueError asking for --uri."""
+    if uri:
+        return uri
+    configured = os.environ.get("MLFLOW_TRACKING_URI")
+    if configured and redact(configured) == record.lost["uri"]:
+        return configured
+    where = f"the configured server is {redact(configured)}" if configured else "no server is configured"
+    raise ValueError(f"uri: the record was sent to {record.lost['uri']} and {where}; pass --uri "
+                     f"<server> to choose where run {record.lost['run_id']} goes")
 
 
 def _not_stored(client: Any, run_id: str, metrics: list[Any]) -> list[Any]:
@@ -61,19 +129,20 @@ def _not_stored(client: Any, run_id: str, metrics: list[Any]) -> list[Any]:
 
 
 def replay(path: Path, uri: str | None = None) -> Replayed:
-    """Log the record at path to its run on uri (default: the server the record names); see the module."""
+    """Log the record at path to its run on uri (see target_uri); see the module docstring."""
     from mlflow import MlflowClient
     from mlflow.entities import Metric
 
     from harness.tracking.server import check_server, configure_http_retries
 
-    lost, lines = read_record(path)
-    uri = uri or lost["uri"]
+    record = read_record(path)
+    lost, lines = record.lost, record.lines
+    uri = target_uri(record, uri)
     check_server(uri)
     configure_http_retries()
     client = MlflowClient(tracking_uri=uri)
     run_id = lost["run_id"]
-    done = Replayed(run_id, uri)
+    done = Replayed(run_id, redact(uri), skipped=record.skipped)
     by_kind: dict[str, list[dict[str, Any]]] = {}
     for line in lines:
         by_kind.setdefault(line["kind"], []).append(line)
@@ -91,7 +160,7 @@ def replay(path: Path, uri: str | None = None) -> Replayed:
         client.log_inputs(run_id, datasets=[entry])
     for line in by_kind.get("artifact", []):
         parent = str(Path(line["artifact_path"]).parent)
-        client.log_artifact(run_id, line["path"], None if parent == "." else parent)
+        client.log_artifact(run_id, str(line["source"]), None if parent == "." else parent)
     done.counts = {kind: len(by_kind[kind]) for kind in REPLAYED if kind in by_kind}
     done.already_stored = len(metrics) - len(unsent)
     for line in by_kind.get("status", [])[-1:]:
@@ -105,7 +174,8 @@ def replay(path: Path, uri: str | None = None) -> Replayed:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("record", type=Path, help="an offline-run-<run id>.jsonl file")
-    parser.add_argument("--uri", help="the tracking server to send it to (default: the one in the record)")
+    parser.add_argument("--uri", help="the tracking server to send it to (default: $MLFLOW_TRACKING_URI when "
+                        "it is the server the record names)")
     args = parser.parse_args(argv)
     from harness.config import ConfigError
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import ConfigError
+from harness.tracking.redact import redact
 
 HEALTH_TIMEOUT_S = 3.0
 # MLflow's client defaults (7 retries, backoff factor 2, 120 s timeout) keep a run waiting ~4 minutes
@@ -123,8 +124,8 @@ class OfflineRecord:
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / f"offline-run-{run_id}.jsonl"
         self.artifact_dir = directory / f"offline-run-{run_id}_artifacts"
-        self.run_id, self.uri = run_id, uri
-        self.write([{"kind": "lost", "run_id": run_id, "uri": uri, "error": str(error)[:500],
+        self.run_id, self.uri = run_id, redact(uri)
+        self.write([{"kind": "lost", "run_id": run_id, "uri": self.uri, "error": redact(str(error))[:500],
                      "time": time.time()}])
 
     def write(self, records: list[dict[str, Any]]) -> None:
