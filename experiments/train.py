@@ -27,6 +27,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from harness.config import ConfigError, allowed_keys
 from harness.runtime import export_project_root
+from harness.search import register_optuna_sweeper
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,7 @@ def one_line(exc: BaseException) -> str:
 def main() -> None:
     """Run the app with Hydra's output folders under <project>/mlruns/hydra and one-line config errors."""
     export_project_root()
+    register_optuna_sweeper()
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
         train()
         return

@@ -1,0 +1,162 @@
+"""OptunaSweeper: a Hydra sweeper that drives an Optuna study through ask and tell.
+
+Each batch of ``n_jobs`` trials is asked from the study, turned into Hydra overrides and run by the
+configured launcher (basic, joblib, submitit); every returned value is told back. A job that raises, or
+returns NaN, infinity or no number (a diverged run), is told as a FAILED trial and the search goes on; a
+study whose every trial failed ends the command with one line. The study stops asking once it holds
+``n_trials`` trials, whichever processes ran them, so a second process (or a SLURM job) shares the work and an
+interrupted search resumes with what is left. Trials asked but not run when the sweep stops (a signal, a
+crash of the launcher) are told FAILED, so a resume never waits for them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.core.plugins import Plugins
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf
+
+from harness.search.space import SearchSpace, parse_search_space
+from harness.search.study import (
+    make_sampler,
+    objective_direction,
+    open_study,
+    remaining_trials,
+    resolve_storage,
+    storage_label,
+    storage_lock,
+)
+
+log = logging.getLogger(__name__)
+RESULTS_FILE = "optimization_results.yaml"
+
+
+def trial_value(job_return: Any) -> tuple[float | None, str]:
+    """(value, "") of a finished job, or (None, why it failed) for an exception, no number, NaN or inf."""
+    try:
+        value = job_return.return_value
+    except Exception as exc:  # the job's own exception, re-raised by JobReturn
+        return None, f"{type(exc).__name__}: {exc}".splitlines()[0]
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None, f"the job returned {value!r}, not a number"
+    if not math.isfinite(number):
+        return None, f"the job returned {number} (diverged)"
+    return number, ""
+
+
+class OptunaSweeper(Sweeper):
+    """``hydra/sweeper=optuna`` (conf/hydra/sweeper/optuna.yaml documents every argument)."""
+
+    def __init__(self, study_name: str, storage: str | None = None, direction: str = "auto",
+                 n_trials: int = 20, n_jobs: int = 1, sampler: str = "tpe", seed: int | None = 0,
+                 sampler_options: Any = None, params: Any = None, top_trials: int = 10) -> None:
+        for key, value in (("n_trials", n_trials), ("n_jobs", n_jobs), ("top_trials", top_trials)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"hydra.sweeper.{key} must be an integer >= 1, got {value!r}")
+        if not isinstance(study_name, str) or not study_name:
+            raise ValueError(f"hydra.sweeper.study_name must be a non-empty string, got {study_name!r}")
+        self.study_name, self.storage, self.direction = study_name, storage, direction
+        self.n_trials, self.n_jobs, self.top_trials = n_trials, n_jobs, top_trials
+        self.sampler, self.seed = sampler, seed
+        self.sampler_options = OmegaConf.to_container(sampler_options) if sampler_options else {}
+        self.params = OmegaConf.to_container(params) if params else {}
+        self.config: DictConfig | None = None
+        self.launcher: Any = None
+        self.job_idx = 0
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config, self.hydra_context = config, hydra_context
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config)
+
+    def sweep(self, arguments: list[str]) -> None:
+        try:
+            search = self._prepare(arguments)
+        except ValueError as exc:
+            # Hydra prints an exception from a sweeper with a traceback; SystemExit leaves with the one line
+            sys.exit(f"config error: {exc}")
+        study, space, recorder = search
+        log.info("study %s (%s, %s, sampler %s seed %s): %d trials wanted, %d to run", study.study_name,
+                 storage_label(self._storage), study.direction.name.lower(), self.sampler, self.seed,
+                 self.n_trials, remaining_trials(study, self.n_trials))
+        while trials := self._ask(study, space):
+            self._run_batch(study, space, recorder, trials)
+        self._finish(study, recorder)
+
+    def _ask(self, study: Any, space: SearchSpace) -> list[Any]:
+        """The next batch: up to n_jobs trials, fewer when the study is nearly full, none when it is."""
+        # Counting and asking under one lock: processes sharing an SQLite study never overshoot n_trials
+        # (other storages have no such lock; each process may then add up to n_jobs - 1 trials too many).
+        with storage_lock(self._storage):
+            todo = min(remaining_trials(study, self.n_trials), self.n_jobs)
+            return [study.ask(space.distributions) for _ in range(todo)]
+
+    def _prepare(self, arguments: list[str]) -> tuple[Any, SearchSpace, Any]:
+        from harness.search.record import TrialRecorder
+        from harness.tracking.callback import sweep_settings
+
+        assert self.config is not None
+        settings = sweep_settings(self.config)
+        app_config = OmegaConf.to_container(self.config, resolve=False)
+        app_config.pop("hydra", None)
+        direction = objective_direction(self.direction, app_config)
+        self._storage = resolve_storage(self.storage, settings)
+        space = parse_search_space(self.params, arguments)
+        if not space.distributions:
+            raise ValueError("hydra.sweeper.params: nothing to search; give at least one choice(), range() "
+                             "or interval() (a preset of conf/hparams_search, or key=choice(...) on the "
+                             "command line)")
+        sampler = make_sampler(self.sampler, self.seed, self.sampler_options)
+        study = open_study(self.study_name, self._storage, direction, sampler)
+        return study, space, TrialRecorder(settings, study, self.top_trials, self._storage)
+
+    def _run_batch(self, study: Any, space: SearchSpace, recorder: Any, trials: list[Any]) -> None:
+        from optuna.trial import TrialState
+
+        told: set[int] = set()
+        try:
+            returns = self.launcher.launch([space.overrides(t.params) for t in trials],
+                                           initial_job_idx=self.job_idx)
+            for job, (trial, job_return) in enumerate(zip(trials, returns, strict=True), start=self.job_idx):
+                value, error = trial_value(job_return)
+                recorder.link(trial, job, value, error)
+                if value is None:
+                    log.warning("trial %d failed: %s", trial.number, error)
+                    study.tell(trial, state=TrialState.FAIL)
+                else:
+                    study.tell(trial, value)
+                told.add(trial.number)
+            self.job_idx += len(returns)
+        finally:
+            for trial in trials:
+                if trial.number not in told:
+                    study.tell(trial, state=TrialState.FAIL)
+
+    def _finish(self, study: Any, recorder: Any) -> None:
+        from optuna.trial import TrialState
+
+        trials = study.get_trials(deepcopy=False)
+        complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        recorder.describe_parent()
+        if not complete:
+            sys.exit(f"search error: all {len(trials)} trials of study {study.study_name!r} failed (diverged "
+                     "or raised); see the failed child runs or the log above")
+        best = study.best_trial
+        assert self.config is not None
+        results = {"study": study.study_name, "storage": storage_label(self._storage),
+                   "direction": study.direction.name.lower(), "trials": len(trials),
+                   "complete": len(complete), "best_trial": best.number, "best_value": best.value,
+                   "best_params": dict(best.params)}
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(OmegaConf.create(results), sweep_dir / RESULTS_FILE)
+        log.info("best trial %d of %d (%d complete): value %.6g, %s", best.number, len(trials), len(complete),
+                 best.value, " ".join(f"{k}={v}" for k, v in best.params.items()))

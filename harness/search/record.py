@@ -1,0 +1,150 @@
+"""What a search writes to MLflow: each trial's child run is tagged with its study and trial number, and the
+sweep's parent run gets the best trial, a table of the top trials and Optuna's figures.
+
+Jobs open their own runs (nested under the sweep's parent by harness.tracking); the sweeper finds a job's
+runs by the ``job_num`` tag they carry and links both ways: the runs get ``optuna.*`` tags and a run name
+ending in ``-t<trial number>``, the trial gets the user attribute ``mlflow_run_ids``.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Any
+
+import pandas as pd
+
+from harness.search.study import storage_label
+from harness.tracking import TrackingSettings
+from harness.tracking.runs import resolve_parent_run_id
+
+log = logging.getLogger(__name__)
+NOTE_TAG = "mlflow.note.content"
+
+
+def trials_frame(study: Any) -> pd.DataFrame:
+    """One row per trial: number, state, value, duration_s, one column per sampled parameter, run ids."""
+    rows = []
+    for trial in study.get_trials(deepcopy=False):
+        duration = (trial.datetime_complete - trial.datetime_start).total_seconds() \
+            if trial.datetime_complete and trial.datetime_start else float("nan")
+        rows.append({"trial": trial.number, "state": trial.state.name, "value": trial.value,
+                     "duration_s": duration, **trial.params,
+                     "runs": " ".join(trial.user_attrs.get("mlflow_run_ids", []))})
+    return pd.DataFrame(rows)
+
+
+def top_trials(study: Any, count: int) -> pd.DataFrame:
+    """The count best complete trials, best first (ties keep the trial order)."""
+    frame = trials_frame(study)
+    if frame.empty:
+        return frame
+    frame = frame[frame["state"] == "COMPLETE"]
+    ascending = study.direction.name == "MINIMIZE"
+    return frame.sort_values(["value", "trial"], ascending=[ascending, True], kind="stable").head(count)
+
+
+def describe_study(study: Any, storage: str | None, count: int) -> str:
+    """Markdown for the parent run's page: counts, the best trial and a table of the top count trials."""
+    frame = trials_frame(study)
+    states = frame["state"].value_counts() if not frame.empty else pd.Series(dtype=int)
+    counts = ", ".join(f"{n} {state.lower()}" for state, n in states.items())
+    lines = [f"**Optuna study `{study.study_name}`** ({study.direction.name.lower()}, storage "
+             f"`{storage_label(storage)}`): {len(frame)} trials ({counts or 'none'})."]
+    top = top_trials(study, count)
+    if top.empty:
+        lines.append("\nNo trial completed.")
+        return "\n".join(lines)
+    best = top.iloc[0]
+    params = [c for c in top.columns if c not in ("trial", "state", "value", "duration_s", "runs")]
+    lines.append(f"\nBest trial **#{int(best['trial'])}**: value **{best['value']:.6g}** with "
+                 + ", ".join(f"`{p}={best[p]}`" for p in params) + ".")
+    shown = top[["trial", "value", *params, "duration_s", "runs"]]
+    lines.append(f"\nTop {len(shown)} trials:\n\n" + shown.to_markdown(index=False, floatfmt=".4g"))
+    return "\n".join(lines)
+
+
+class TrialRecorder:
+    """Links trials and runs, and describes the study on the sweep's parent run (nothing when untracked)."""
+
+    def __init__(self, settings: TrackingSettings, study: Any, top_count: int, storage: str | None) -> None:
+        self.study, self.top_count, self.storage = study, top_count, storage
+        self.parent_run_id = resolve_parent_run_id("auto") if settings.mode != "off" else None
+        self.client = None
+        if self.parent_run_id is not None:
+            from harness.tracking import store_client
+
+            self.client = store_client(settings)
+
+    def job_runs(self, job: int) -> list[Any]:
+        """The runs of Hydra job number job under the sweep's parent."""
+        assert self.client is not None
+        parent = self.client.get_run(self.parent_run_id)
+        return list(self.client.search_runs(
+            [parent.info.experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{self.parent_run_id}' and tags.job_num = '{job}'"))
+
+    def link(self, trial: Any, job: int, value: float | None, error: str) -> None:
+        """Tag job's runs with trial (study, number, state, value, sampled params) and name them after it."""
+        if self.client is None:
+            return
+        runs = self.job_runs(job)
+        tags = {"optuna.study": self.study.study_name, "optuna.trial": str(trial.number),
+                "optuna.state": "COMPLETE" if value is not None else "FAIL",
+                "optuna.params": " ".join(f"{k}={v}" for k, v in trial.params.items())}
+        if value is not None:
+            tags["optuna.value"] = repr(value)
+        if error:
+            tags["optuna.error"] = error[:5000]
+        for run in runs:
+            for key, text in {**tags, "mlflow.runName": f"{run.info.run_name}-t{trial.number}"}.items():
+                self.client.set_tag(run.info.run_id, key, text)
+        trial.set_user_attr("mlflow_run_ids", [run.info.run_id for run in runs])
+
+    def describe_parent(self) -> None:
+        """Best trial and top-trials table as the parent's description; its figures as artifacts."""
+        if self.client is None:
+            return
+        from mlflow.entities import Metric, RunTag
+
+        from harness.studies.study_run import pyplot
+        from harness.tracking.callback import _now_ms
+
+        frame = trials_frame(self.study)
+        now = _now_ms()
+        metrics = [Metric("trials", float(len(frame)), now, 0)]
+        complete = frame[frame["state"] == "COMPLETE"] if not frame.empty else frame
+        if not complete.empty:
+            metrics.append(Metric("best_value", float(self.study.best_value), now, 0))
+            metrics.append(Metric("best_trial", float(self.study.best_trial.number), now, 0))
+        tags = [RunTag(NOTE_TAG, describe_study(self.study, self.storage, self.top_count)),
+                RunTag("optuna.study", self.study.study_name),
+                RunTag("optuna.storage", storage_label(self.storage))]
+        self.client.log_batch(self.parent_run_id, metrics=metrics, tags=tags)
+        plt = pyplot()
+        for name, figure in study_figures(self.study).items():
+            self.client.log_figure(self.parent_run_id, figure, f"search/{name}")
+            plt.close(figure)
+
+
+def study_figures(study: Any) -> dict[str, Any]:
+    """Optuna's optimisation history and, with two or more complete trials, the parameter importances."""
+    from optuna.exceptions import ExperimentalWarning
+    from optuna.visualization import matplotlib as plots
+
+    from harness.studies.study_run import pyplot
+
+    pyplot()
+    figures = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        figures["optimization_history.png"] = plots.plot_optimization_history(study).figure
+        complete = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+        if len(complete) >= 2 and len({tuple(sorted(t.params.items())) for t in complete}) >= 2:
+            try:
+                figures["param_importances.png"] = plots.plot_param_importances(study).figure
+            except (RuntimeError, ValueError) as exc:  # e.g. every trial took the same value of each param
+                log.info("no parameter-importance figure: %s", exc)
+    for figure in figures.values():
+        figure.tight_layout()
+    return figures

@@ -1,0 +1,133 @@
+"""The Optuna side of a search: where the study lives, its sampler, its direction and its trial budget.
+
+Default storage: an SQLite file ``optuna.db`` beside the MLflow database (``mlruns/optuna.db`` for the
+embedded store, and for a tracking server the checkout's ``mlruns/``); in memory with ``tracking=off``. Any
+Optuna storage URL works instead (``postgresql+psycopg://...`` for a team), so several processes or SLURM
+jobs can share one study and an interrupted search resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import fcntl
+from collections.abc import Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from harness.tracking import TrackingSettings, project_root
+from harness.tracking.store import sqlite_path
+
+DIRECTIONS = ("auto", "minimize", "maximize")
+SAMPLERS = ("tpe", "random", "qmc")
+STORAGE_FILE = "optuna.db"
+# Writers of one SQLite study wait this long for each other's transactions (sqlite3's default is 5 s).
+SQLITE_TIMEOUT_S = 60
+
+
+def default_storage(settings: TrackingSettings) -> str | None:
+    """``sqlite:///<dir>/optuna.db`` beside the MLflow SQLite store (the checkout's mlruns/ for any other
+    store); None (in memory) when tracking is off."""
+    if settings.mode == "off":
+        return None
+    db = sqlite_path(settings.tracking_uri)
+    folder = db.parent if db is not None else project_root() / "mlruns"
+    return f"sqlite:///{folder / STORAGE_FILE}"
+
+
+def objective_direction(direction: str, config: Mapping[str, Any]) -> str:
+    """"minimize" or "maximize"; "auto" reads the task metric of a training config (``task.name``): accuracies
+    are maximised, losses and errors minimised."""
+    if direction not in DIRECTIONS:
+        raise ValueError(f"hydra.sweeper.direction must be one of {list(DIRECTIONS)}, got {direction!r}")
+    if direction != "auto":
+        return direction
+    from harness.tasks import TASKS
+
+    task = (config.get("task") or {}).get("name")
+    if task not in TASKS:
+        raise ValueError("hydra.sweeper.direction: auto needs a training config with task.name "
+                         f"(one of {sorted(TASKS)}); set minimize or maximize for this app")
+    return "maximize" if TASKS[task].higher_is_better else "minimize"
+
+
+def make_sampler(name: str, seed: int | None, options: Mapping[str, Any] | None = None):
+    """The Optuna sampler name (tpe, random, qmc) seeded with seed; options go to its constructor."""
+    import optuna
+
+    classes = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler,
+               "qmc": optuna.samplers.QMCSampler}
+    if name not in classes:
+        raise ValueError(f"hydra.sweeper.sampler must be one of {list(SAMPLERS)}, got {name!r}")
+    try:
+        return classes[name](seed=seed, **dict(options or {}))
+    except TypeError as exc:
+        raise ValueError(f"hydra.sweeper.sampler_options: {exc}") from None
+
+
+@contextmanager
+def storage_lock(storage: str | None):
+    """An flock on ``<db>.lock`` for an SQLite storage (nothing for others): two processes creating one fresh
+    study file would race in Optuna's table creation, and two asking at once could overshoot n_trials."""
+    db = sqlite_path(storage) if storage else None
+    if db is None:
+        yield
+        return
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".lock"), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def open_study(name: str, storage: str | None, direction: str, sampler):
+    """The study name in storage, created on first use and loaded after (resume, several processes).
+
+    Raises ValueError if the stored study optimises in the other direction.
+    """
+    import optuna
+
+    with storage_lock(storage):
+        backend: Any = storage
+        if storage is not None:
+            engine = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}} if sqlite_path(storage) else None
+            backend = optuna.storages.RDBStorage(storage, engine_kwargs=engine)
+        study = optuna.create_study(study_name=name, storage=backend, sampler=sampler, direction=direction,
+                                    load_if_exists=True)
+    stored = study.direction.name.lower()
+    if stored != direction:
+        raise ValueError(f"hydra.sweeper.direction: study {name!r} in {storage} was created to {stored}, "
+                         f"not {direction}; choose another study_name")
+    return study
+
+
+def remaining_trials(study, n_trials: int) -> int:
+    """Trials still to ask for so the study holds n_trials: finished ones (complete, failed, pruned) and
+    those other processes are running count."""
+    from optuna.trial import TrialState
+
+    taken = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED,
+                                                     TrialState.RUNNING))
+    return max(0, n_trials - len(taken))
+
+
+def storage_label(storage: str | None) -> str:
+    """storage for messages, without a password."""
+    if storage is None:
+        return "in memory"
+    from sqlalchemy.engine import make_url
+
+    return make_url(storage).render_as_string(hide_password=True)
+
+
+def resolve_storage(storage: str | None, settings: TrackingSettings) -> str | None:
+    """storage as given, or the default beside the MLflow store; a relative SQLite path is refused (it would
+    make a second study whenever the working directory differs)."""
+    if storage is None:
+        return default_storage(settings)
+    db = sqlite_path(storage)
+    if db is not None and not Path(db).is_absolute():
+        raise ValueError(f"hydra.sweeper.storage must name an absolute SQLite path "
+                         f"(sqlite:////abs/optuna.db), got {storage!r}")
+    return storage

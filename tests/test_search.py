@@ -1,0 +1,224 @@
+"""Optuna search (harness.search): the search space, the study's storage and direction, and
+``experiments/train.py -m hydra/sweeper=optuna`` end to end with real Hydra, real Optuna on SQLite and real
+MLflow (tests/conftest.py), on the embedded store and on a loopback tracking server."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import optuna
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.utils import JobReturn, JobStatus
+from mlflow import MlflowClient
+from omegaconf import OmegaConf
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from test_tracking_server import server_app_command
+from test_train_app import TINY, app, app_command, app_env, runs_of
+
+from harness.config import validate
+from harness.search.optuna_sweeper import trial_value
+from harness.search.space import parse_search_space
+from harness.search.study import default_storage, make_sampler, objective_direction, open_study
+from harness.tracking import TrackingSettings
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+LINEAR_REVERSAL = [*TINY, "task=reversal", "task.length=4", "model=linear", "optimizer=sgd"]
+
+
+def search(tmp_path: Path, settings, *args: str, storage: str | None = None) -> subprocess.CompletedProcess:
+    storage_args = [f"hydra.sweeper.storage={storage}"] if storage else []
+    return app(tmp_path, settings, "-m", "hydra/sweeper=optuna", "hydra.sweeper.study_name=s", *storage_args,
+               *LINEAR_REVERSAL, *args)
+
+
+def study_of(settings, name: str = "s") -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=default_storage(settings))
+
+
+def parent_and_children(settings) -> tuple[list, list]:
+    runs = runs_of(settings)
+    return ([r for r in runs if "mlflow.parentRunId" not in r.data.tags],
+            [r for r in runs if "mlflow.parentRunId" in r.data.tags])
+
+
+def test_hydra_sweep_syntax_becomes_optuna_distributions() -> None:
+    space = parse_search_space(
+        {"optimizer.lr": "tag(log, interval(1e-4, 0.1))", "model.hidden_size": "choice(16, 32)",
+         "trainer.steps": "range(10, 40, 10)", "model.init": "uniform"},
+        ["model.hidden_size=choice(8,64)", "x=int(interval(1, 5))", "seed=3"])
+    assert space.distributions == {
+        "optimizer.lr": FloatDistribution(1e-4, 0.1, log=True),
+        "model.hidden_size": CategoricalDistribution((8, 64)),   # the command line beats the preset
+        "trainer.steps": IntDistribution(10, 30, step=10),        # range's stop is excluded, as in Hydra
+        "x": IntDistribution(1, 5),
+    }
+    assert space.fixed == ("model.init=uniform", "seed=3")
+    assert space.overrides({"optimizer.lr": 0.1 + 2e-17, "model.hidden_size": 8}) == [
+        f"optimizer.lr={0.1 + 2e-17!r}", "model.hidden_size=8", "model.init=uniform", "seed=3"]
+    with pytest.raises(ValueError, match=r"search space a: range\(5, 1\) holds no value"):
+        parse_search_space({"a": "range(5, 1)"})
+
+
+@pytest.mark.parametrize("preset", sorted(p.stem for p in (CONF / "hparams_search").glob("*.yaml")))
+def test_every_search_preset_composes_and_searches_keys_of_its_config(preset: str) -> None:
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[f"hparams_search={preset}"], return_hydra_config=True)
+    sweeper = cfg.hydra.sweeper
+    assert sweeper._target_ == "hydra_plugins.harness_optuna_sweeper.OptunaSweeper"
+    app_config = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]),
+                                        resolve=True)
+    validate(app_config)
+    space = parse_search_space(OmegaConf.to_container(sweeper.params))
+    assert space.distributions and not space.fixed
+    for key in space.distributions:
+        assert OmegaConf.select(cfg, key, default="missing") != "missing", key
+    objective_direction(sweeper.direction, app_config)
+
+
+def test_direction_comes_from_the_task_metric() -> None:
+    assert objective_direction("auto", {"task": {"name": "adding"}}) == "minimize"        # mse
+    assert objective_direction("auto", {"task": {"name": "temporal_order"}}) == "maximize"  # accuracy
+    assert objective_direction("maximize", {}) == "maximize"
+    with pytest.raises(ValueError, match=r"hydra\.sweeper\.direction must be one of"):
+        objective_direction("up", {})
+    with pytest.raises(ValueError, match="auto needs a training config"):
+        objective_direction("auto", {"series": ["ar2"]})
+
+
+def test_the_study_lives_beside_the_mlflow_store(tracking_settings) -> None:
+    db = Path(tracking_settings.uri.removeprefix("sqlite:///"))
+    assert default_storage(tracking_settings) == f"sqlite:///{db.parent / 'optuna.db'}"
+    assert default_storage(TrackingSettings(mode="off")) is None
+
+
+def test_failed_diverged_and_non_numeric_jobs_are_failed_trials() -> None:
+    def returned(value, status=JobStatus.COMPLETED) -> JobReturn:
+        job = JobReturn()
+        job.status, job.return_value = status, value
+        return job
+
+    assert trial_value(returned(0.25)) == (0.25, "")
+    assert trial_value(returned(float("nan")))[1] == "the job returned nan (diverged)"
+    assert trial_value(returned(None))[1] == "the job returned None, not a number"
+    assert trial_value(returned(RuntimeError("boom"), JobStatus.FAILED)) == (None, "RuntimeError: boom")
+
+
+def test_a_seeded_sampler_asks_the_same_trials() -> None:
+    space = parse_search_space({"a": "interval(0, 1)", "b": "choice(x, y, z)"})
+
+    def asked(name: str) -> list[dict]:
+        study = open_study(name, None, "minimize", make_sampler("tpe", 3, {"n_startup_trials": 2}))
+        for _ in range(5):
+            trial = study.ask(space.distributions)
+            study.tell(trial, trial.params["a"] ** 2)
+        return [t.params for t in study.trials]
+
+    assert asked("one") == asked("two")
+
+
+def test_search_goes_on_past_diverging_trials_and_describes_the_best_on_the_parent(tmp_path: Path,
+                                                                                   tracking_settings) -> None:
+    done = search(tmp_path, tracking_settings, "optimizer.lr=choice(1e6,0.01)", "hydra.sweeper.n_trials=4",
+                  "hydra.sweeper.sampler=random", "hydra/launcher=joblib")
+    assert done.returncode == 0, done.stderr
+    study = study_of(tracking_settings)
+    states = [t.state.name for t in study.trials]
+    assert len(states) == 4 and "FAIL" in states and "COMPLETE" in states
+    for trial in study.trials:
+        assert (trial.params["optimizer.lr"] == 1e6) == (trial.state.name == "FAIL")
+    (parent,), children = parent_and_children(tracking_settings)
+    assert parent.info.status == "FINISHED" and parent.data.metrics["jobs"] == 4
+    by_trial = {int(run.data.tags["optuna.trial"]): run for run in children}
+    assert sorted(by_trial) == [0, 1, 2, 3]
+    for number, run in by_trial.items():
+        trial = study.trials[number]
+        assert run.info.run_name == f"reversal-linear-s0-t{number}"
+        assert run.data.tags["optuna.state"] == trial.state.name
+        assert float(run.data.params["optimizer.lr"]) == trial.params["optimizer.lr"]
+        assert trial.user_attrs["mlflow_run_ids"] == [run.info.run_id]
+        if trial.state.name == "COMPLETE":
+            assert float(run.data.tags["optuna.value"]) == trial.value == run.data.metrics["objective"]
+    note = parent.data.tags["mlflow.note.content"]
+    best = study.best_trial
+    assert f"Best trial **#{best.number}**" in note and "Top " in note
+    assert parent.data.metrics["best_value"] == best.value
+    artifacts = {a.path for a in MlflowClient(tracking_settings.tracking_uri).list_artifacts(
+        parent.info.run_id, "search")}
+    assert artifacts == {"search/optimization_history.png"}  # one distinct complete setting: no importances
+    results = next((tmp_path / "mlruns" / "hydra" / "multiruns").glob("*/optimization_results.yaml"))
+    assert f"best_trial: {best.number}" in results.read_text()
+
+
+def test_a_study_whose_every_trial_fails_ends_with_one_line(tmp_path: Path, tracking_settings) -> None:
+    done = search(tmp_path, tracking_settings, "optimizer.lr=choice(1e6,1e7)", "hydra.sweeper.n_trials=2")
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        "search error: all 2 trials of study 's' failed (diverged or raised); see the failed child runs or "
+        "the log above")
+    (parent,), children = parent_and_children(tracking_settings)
+    assert parent.info.status == "FAILED" and len(children) == 2
+    assert "No trial completed" in parent.data.tags["mlflow.note.content"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["hydra.sweeper.sampler=grid", "seed=choice(0,1)"],
+     "hydra.sweeper.sampler must be one of ['tpe', 'random', 'qmc'], got 'grid'"),
+    ([], "hydra.sweeper.params: nothing to search; give at least one choice(), range() or interval() "
+         "(a preset of conf/hparams_search, or key=choice(...) on the command line)"),
+])
+def test_bad_search_settings_stop_with_one_line(tmp_path: Path, tracking_settings, args: list[str],
+                                                message: str) -> None:
+    done = search(tmp_path, tracking_settings, *args)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == f"config error: {message}"
+    assert [run.info.status for run in runs_of(tracking_settings)] == ["FAILED"]  # the sweep's parent
+
+
+def test_two_processes_share_one_sqlite_study_and_a_resume_completes_it(tmp_path: Path,
+                                                                         tracking_settings) -> None:
+    storage = f"sqlite:///{tmp_path / 'shared' / 'study.db'}"
+    common = ["-m", "hydra/sweeper=optuna", "hydra.sweeper.study_name=shared",
+              f"hydra.sweeper.storage={storage}", "hydra.sweeper.n_jobs=1", *LINEAR_REVERSAL,
+              "optimizer.lr=tag(log,interval(1e-3,1e-1))"]
+    processes = [subprocess.Popen(app_command(tracking_settings, *common, "hydra.sweeper.n_trials=5",
+                                              f"hydra.sweep.dir={tmp_path / f'sweep{k}'}"),
+                                  env=app_env(tmp_path), cwd=tmp_path, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for k in range(2)]
+    for process in processes:
+        _, stderr = process.communicate(timeout=300)
+        assert process.returncode == 0, stderr
+    study = optuna.load_study(study_name="shared", storage=storage)
+    assert [t.number for t in study.trials] == [0, 1, 2, 3, 4]
+    parents, children = parent_and_children(tracking_settings)
+    assert len(parents) == 2 and len(children) == 5 and sum(p.data.metrics["jobs"] for p in parents) == 5
+    resumed = app(tmp_path, tracking_settings, *common, "hydra.sweeper.n_trials=7")
+    assert resumed.returncode == 0, resumed.stderr
+    study = optuna.load_study(study_name="shared", storage=storage)
+    assert len(study.trials) == 7 and all(t.state.name == "COMPLETE" for t in study.trials)
+    assert len(parent_and_children(tracking_settings)[1]) == 7
+
+
+@pytest.mark.slow
+def test_a_search_on_a_loopback_tracking_server(tmp_path: Path, template_store: Path) -> None:
+    import shutil
+
+    from harness.tracking.server import local_server
+
+    db = tmp_path / "server.db"
+    shutil.copyfile(template_store, db)
+    with local_server(f"sqlite:///{db}", tmp_path / "server-artifacts") as server:
+        settings = TrackingSettings(mode="server", uri=server.uri, experiment="test")
+        storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+        done = subprocess.run(
+            server_app_command(server.uri, "-m", "hydra/sweeper=optuna", f"hydra.sweeper.storage={storage}",
+                               "hydra.sweeper.n_trials=2", *LINEAR_REVERSAL, "optimizer.lr=choice(0.01,0.02)",
+                               experiment="test"),
+            capture_output=True, text=True, env=app_env(tmp_path), cwd=tmp_path, timeout=300)
+        assert done.returncode == 0, done.stderr
+        (parent,), children = parent_and_children(settings)
+        assert sorted(run.data.tags["optuna.trial"] for run in children) == ["0", "1"]
+        assert "Best trial" in parent.data.tags["mlflow.note.content"]
+        assert {a.path for a in MlflowClient(server.uri).list_artifacts(parent.info.run_id, "search")} >= {
+            "search/optimization_history.png"}
