@@ -40,7 +40,8 @@ def train(cfg: DictConfig) -> float:
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     try:
         objective = run(OmegaConf.to_container(cfg, resolve=True), overrides=list(hydra_cfg.overrides.task),
-                        job_num=hydra_cfg.job.num if multirun else None)
+                        job_num=hydra_cfg.job.num if multirun else None,
+                        output_dir=hydra_cfg.runtime.output_dir)
     except ConfigError as exc:
         if not multirun:
             # SystemExit passes through Hydra's job runner without its "Error executing job" report.

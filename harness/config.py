@@ -11,7 +11,7 @@ imports Hydra or MLflow: a notebook can validate a plain dict.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from harness.tasks import TASK_NAMES, task_parameters
@@ -71,6 +71,16 @@ class OptimizerConfig:
 
 
 @dataclass(frozen=True)
+class EarlyStoppingConfig:
+    """trainer.early_stopping: stop after `patience` validation checks without an improvement of the task
+    metric by more than min_delta (null patience: never stop early); keep_last also logs the last weights."""
+
+    patience: int | None = _field(None, kind=int, minimum=1, optional=True)
+    min_delta: float = _field(0.0, kind=float, minimum=0.0)
+    keep_last: bool = _field(False, kind=bool)
+
+
+@dataclass(frozen=True)
 class TrainerConfig:
     """conf/trainer/default.yaml."""
 
@@ -83,6 +93,9 @@ class TrainerConfig:
     truncation: int | None = _field(None, kind=int, minimum=1, optional=True)
     log_every: int = _field(1, kind=int, minimum=1)
     progress: bool = _field(True, kind=bool)
+    checkpoint_every: int = _field(500, kind=int, minimum=0)
+    resume: str | None = _field(None, kind=str, optional=True)
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
 
 
 @dataclass(frozen=True)
@@ -218,6 +231,13 @@ def _model(values: dict[str, Any]) -> ModelConfig:
     return model
 
 
+def _trainer(values: dict[str, Any]) -> TrainerConfig:
+    values = dict(values)
+    early_stopping = _section("trainer.early_stopping", values.pop("early_stopping", {}))
+    return replace(_build("trainer", TrainerConfig, values),
+                   early_stopping=_build("trainer.early_stopping", EarlyStoppingConfig, early_stopping))
+
+
 def validate(cfg: dict[str, Any]) -> RunConfig:
     """Check the composed config (plain nested dict) against the schema; ConfigError on the first issue."""
     cfg = _section("config", cfg)
@@ -233,7 +253,7 @@ def validate(cfg: dict[str, Any]) -> RunConfig:
         model=_model(_section("model", cfg["model"])),
         optimizer=_build("optimizer", OptimizerConfig, _section("optimizer", cfg["optimizer"]),
                          extra="options"),
-        trainer=_build("trainer", TrainerConfig, _section("trainer", cfg["trainer"])),
+        trainer=_trainer(_section("trainer", cfg["trainer"])),
         tracking=_build("tracking", TrackingConfig, _section("tracking", cfg["tracking"])),
         seed=seed,
     )

@@ -3,7 +3,13 @@ tracked run -> fit -> log the final metrics, figures, weights and config.
 
 `run(cfg)` takes the composed config as a plain nested dict (experiments/train.py passes the Hydra config
 converted with OmegaConf.to_container); nothing here imports Hydra. Every configuration problem raises
-ConfigError before a tracked run exists.
+ConfigError before a tracked run exists (or, on resume, before it is reopened).
+
+Checkpoints and resume (harness.resume): the run checkpoints every trainer.checkpoint_every steps, on a
+signal and at the end; `trainer.resume=<run id>` - or a checkpoint of an unfinished run in the job's output
+folder (a requeued submitit job) - reopens that run and continues it from its checkpoint: model, optimizer,
+every random stream, early-stopping state and curves are restored, so the run's history and weights equal
+those of an uninterrupted run. Early stopping (trainer.early_stopping.patience) logs the best weights.
 """
 
 from __future__ import annotations
@@ -18,8 +24,10 @@ import numpy as np
 import yaml
 
 from harness.config import ConfigError, ModelConfig, RunConfig, validate
+from harness.early_stopping import EarlyStopping
 from harness.nn import GRU, LSTM, Bidirectional, Elman, Jordan
 from harness.optim import make_optimizer
+from harness.resume import LOCAL_TAG, Checkpointer, restore, resume_point, snapshot
 from harness.run_figures import gradient_flow_heatmap, gradient_norm_figure, loss_figure, step_norm_figure
 from harness.runtime import freeze_long_lived_objects, pin_blas_to_one_thread
 from harness.tasks import SequenceTask, fingerprint, make_task
@@ -86,8 +94,10 @@ def run_name(config: RunConfig) -> str:
     return f"{config.task.name}-{model_label(config.model)}-s{config.seed}"
 
 
-def _log_outputs(logger, model, result: FitResult, workdir: Path) -> None:
-    """Figures and weights of a finished fit."""
+def _log_outputs(logger, model, result: FitResult, workdir: Path,
+                 early_stopping: EarlyStopping | None, *, keep_last: bool) -> None:
+    """Figures and weights of a finished fit: the best weights when early stopping kept some (model.npz;
+    the last ones too as model_last.npz when keep_last), else the last."""
     if result.train_steps:
         logger.log_figure(loss_figure(result), "figures/loss.png")
         logger.log_figure(gradient_norm_figure(result), "figures/grad_norm.png")
@@ -98,20 +108,33 @@ def _log_outputs(logger, model, result: FitResult, workdir: Path) -> None:
         heatmap = gradient_flow_heatmap(steps, np.array(result.lag_norms))
         logger.log_figure(heatmap, "figures/grad_flow_lags.png")
     weights = workdir / "model.npz"
+    if early_stopping is not None and early_stopping.best_params:
+        if keep_last:
+            model.save(str(workdir / "model_last.npz"))
+            logger.log_artifact(workdir / "model_last.npz")
+        model.params = {k: v.copy() for k, v in early_stopping.best_params.items()}
+        logger.set_tags({"weights": f"best: {early_stopping.best:.6g} at step {early_stopping.best_step}"})
+    else:
+        logger.set_tags({"weights": f"last: step {result.steps_done}"})
     model.save(str(weights))
     logger.log_artifact(weights)
 
 
 def run(cfg: dict[str, Any], *, overrides: list[str] | tuple[str, ...] = (),
-        job_num: int | None = None) -> float:
+        job_num: int | None = None, output_dir: str | Path | None = None) -> float:
     """Train and track one run of the composed config cfg; returns the final validation task metric (nan if
-    the run diverged). overrides and job_num (Hydra's) are recorded as tags and as overrides.yaml."""
+    the run diverged; the best one with early stopping). overrides and job_num (Hydra's) are recorded as
+    tags and as overrides.yaml. output_dir (the Hydra job folder) keeps the local copy of the checkpoint."""
     config = validate(cfg)
     pin_blas_to_one_thread()
     task = build_task(config)
     model = build_model(config.model, task, truncation=config.trainer.truncation, seed=config.seed)
     optimizer = build_optimizer(config)
     settings = tracking_settings(config)
+    output_dir = Path(output_dir).resolve() if output_dir is not None else None
+    patience = config.trainer.early_stopping.patience
+    early_stopping = None if patience is None else EarlyStopping(
+        patience, config.trainer.early_stopping.min_delta, task.higher_is_better)
 
     # Seeding: the model draws its weights from default_rng(seed); the data streams are independent children
     # of np.random.SeedSequence(seed). The validation set and the diagnostics batch are drawn once.
@@ -121,22 +144,48 @@ def run(cfg: dict[str, Any], *, overrides: list[str] | tuple[str, ...] = (),
     val_arrays = {name: array for name, array in
                   (("X", val_batch.X), ("Y", val_batch.Y), ("mask", val_batch.mask)) if array is not None}
     data_fingerprint = fingerprint(*val_arrays.values())
+    point = resume_point(config, cfg, settings, output_dir)
+    start = None if point is None else restore(point, model, optimizer, streams, early_stopping)
 
     tags = {"task": config.task.name, "model": model_label(config.model), "seed": config.seed,
             "overrides": " ".join(overrides), "job_num": "" if job_num is None else job_num,
             "dataset_fingerprint": data_fingerprint, "metric_name": task.metric_name}
-    with open_run(settings, run_name=run_name(config), tags=tags, parent_run_id="auto") as logger, \
+    with open_run(settings, run_name=run_name(config), tags=tags, parent_run_id="auto",
+                  resume_run_id=None if point is None else point.run_id) as logger, \
             tempfile.TemporaryDirectory() as workdir:
-        logger.log_params(cfg)
-        logger.log_text(yaml.safe_dump(cfg, sort_keys=False), "config.yaml")
-        logger.log_text(yaml.safe_dump(list(overrides)), "overrides.yaml")
-        logger.log_dataset(f"{config.task.name}-validation", data_fingerprint, val_arrays)
-        result = fit(model, task, optimizer, config.trainer, train_rng=streams["train"], val_batch=val_batch,
-                     diagnostics_batch=diagnostics_batch, logger=logger, description=run_name(config))
-        objective = math.nan if result.diverged else result.final[f"val/{task.metric_name}"]
-        logger.log_metrics({"steps_done": float(result.steps_done),
-                            "solved": float(not result.diverged and bool(result.final.get("val/solved"))),
-                            "objective": objective}, result.steps_done)
-        _log_outputs(logger, model, result, Path(workdir))
+        if point is None:
+            logger.log_params(cfg)
+            logger.log_text(yaml.safe_dump(cfg, sort_keys=False), "config.yaml")
+            logger.log_text(yaml.safe_dump(list(overrides)), "overrides.yaml")
+            logger.log_dataset(f"{config.task.name}-validation", data_fingerprint, val_arrays)
+        else:
+            logger.set_tags({"resumed_from_step": point.checkpoint.step,
+                             "trainer.steps": config.trainer.steps})
+        checkpointer = Checkpointer(logger, output_dir or Path(workdir))
+        if output_dir is not None:
+            logger.set_tags({LOCAL_TAG: checkpointer.path})
+
+        def save(result: FitResult) -> None:
+            checkpointer.save(snapshot(result, model, optimizer, streams, early_stopping, cfg, logger.run_id))
+
+        try:
+            result = fit(model, task, optimizer, config.trainer, train_rng=streams["train"],
+                         val_batch=val_batch, diagnostics_batch=diagnostics_batch, logger=logger,
+                         description=run_name(config), early_stopping=early_stopping, result=start, save=save)
+        finally:
+            logger.set_tags(checkpointer.cost_tags())
+        if result.stopped_reason:
+            logger.set_tags({"stopped_reason": result.stopped_reason})
+        metric = f"val/{task.metric_name}"
+        best = early_stopping is not None and early_stopping.best is not None
+        objective = math.nan if result.diverged else early_stopping.best if best else result.final[metric]
+        final = {"steps_done": float(result.steps_done),
+                 "solved": float(not result.diverged and bool(result.final.get("val/solved"))),
+                 "objective": objective}
+        if best:
+            final["best_step"] = float(early_stopping.best_step)
+        logger.log_metrics(final, result.steps_done)
+        _log_outputs(logger, model, result, Path(workdir), early_stopping,
+                     keep_last=config.trainer.early_stopping.keep_last)
     freeze_long_lived_objects()
     return objective

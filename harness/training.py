@@ -15,17 +15,27 @@ Metric keys (step = number of optimizer updates done):
   (step = time step t, 0-based) and grad_flow/lag_norm (step = lag T - k, Elman only); the full history of
   every check stays in FitResult (run.py draws it as heatmaps);
 - diverged (0/1) at the end; on divergence (non-finite loss or gradient) the loop stops and diverged = 1 and
-  diverged_step are logged at that step.
+  diverged_step are logged at that step;
+- with early stopping: stopped_step when it fires (FitResult.stopped_reason says why).
+
+Checkpoints: `save(result)` (run.py writes the checkpoint) is called every trainer.checkpoint_every steps,
+at the end, and - when a signal reaches open_run's guard (logger.interrupts) - at the end of the step it
+arrived in, after which the loop raises RunInterrupted. A fit resumed from a checkpoint gets the restored
+FitResult (steps_done > 0) and continues at the next step, so its history equals an uninterrupted fit's.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from harness.config import TrainerConfig
 from harness.diagnostics import GradientFlowReport, gradient_flow_report, step_gradient_norms
+from harness.early_stopping import EarlyStopping
 from harness.nn import Elman
 from harness.progress import ProgressBar
 from harness.tasks import Batch, SequenceTask
@@ -41,6 +51,8 @@ class FitResult:
     val_loss (m,), val_metric (m,): the validation curve (val_metric is the task's metric_name).
     grad_flow: (step, ||dL/dh_t|| (T,) averaged over the diagnostics batch) per check; lag_norms:
     ||dh_T/dh_k|| (L,) per check (one-layer Elman networks only). final: the last validation metrics.
+    stopped_step / stopped_reason: where and why early stopping ended the run. finished: the loop ended (all
+    steps, early stopping or divergence), as opposed to a checkpoint taken on the way.
     """
 
     steps_done: int = 0
@@ -54,10 +66,26 @@ class FitResult:
     grad_flow: list[tuple[int, np.ndarray]] = field(default_factory=list)
     lag_norms: list[np.ndarray] = field(default_factory=list)
     final: dict[str, float] = field(default_factory=dict)
+    stopped_step: int | None = None
+    stopped_reason: str | None = None
+    finished: bool = False
+
+    _CURVES = ("steps_done", "diverged_step", "train_steps", "train_loss", "grad_norm", "val_steps",
+               "val_loss", "val_metric", "final", "stopped_step", "stopped_reason", "finished")
 
     @property
     def diverged(self) -> bool:
         return self.diverged_step is not None
+
+    def curves(self) -> dict[str, Any]:
+        """Everything but the gradient-flow arrays, JSON-safe (for checkpoints)."""
+        return {name: getattr(self, name) for name in self._CURVES}
+
+    @classmethod
+    def restore(cls, curves: dict[str, Any], grad_flow: list[tuple[int, np.ndarray]],
+                lag_norms: list[np.ndarray]) -> FitResult:
+        """The FitResult whose curves() and arrays a checkpoint holds."""
+        return cls(**curves, grad_flow=list(grad_flow), lag_norms=list(lag_norms))
 
 
 def evaluate(model, task: SequenceTask, batch: Batch) -> dict[str, float]:
@@ -85,19 +113,30 @@ def _is_check(step: int, interval: int, steps: int) -> bool:
 
 
 def fit(model, task: SequenceTask, optimizer, trainer: TrainerConfig, *, train_rng: np.random.Generator,
-        val_batch: Batch, diagnostics_batch: Batch, logger: Logger, description: str = "") -> FitResult:
-    """Train model on task for trainer.steps updates; see the module docstring for what gets logged."""
-    result = FitResult()
-    steps = trainer.steps
+        val_batch: Batch, diagnostics_batch: Batch, logger: Logger, description: str = "",
+        early_stopping: EarlyStopping | None = None, result: FitResult | None = None,
+        save: Callable[[FitResult], None] | None = None) -> FitResult:
+    """Train model on task for trainer.steps updates; see the module docstring for what gets logged.
 
-    def check(step: int) -> None:
+    early_stopping: stop on the validation task metric (its best_params are the best weights). result: the
+    restored FitResult of a resumed run (model, optimizer, train_rng and early_stopping restored by the
+    caller). save: writes a checkpoint of the current state (see the module docstring).
+    """
+    result = result or FitResult()
+    steps = trainer.steps
+    metric = f"val/{task.metric_name}"
+
+    def check(step: int) -> bool:
+        """Validation and diagnostics due at step; True when early stopping ends the run."""
+        stop = False
         if _is_check(step, trainer.eval_interval, steps):
             metrics = evaluate(model, task, val_batch)
             logger.log_metrics(metrics, step)
             result.val_steps.append(step)
             result.val_loss.append(metrics["val/loss"])
-            result.val_metric.append(metrics[f"val/{task.metric_name}"])
+            result.val_metric.append(metrics[metric])
             result.final = metrics
+            stop = early_stopping is not None and early_stopping.update(metrics[metric], step, model.params)
         if _is_check(step, trainer.diagnostics_interval, steps):
             report = gradient_flow(model, diagnostics_batch)
             if isinstance(report, GradientFlowReport):
@@ -108,10 +147,16 @@ def fit(model, task: SequenceTask, optimizer, trainer: TrainerConfig, *, train_r
                 logger.log_metrics({"grad_flow/grad_norm_first_step": float(report[0]),
                                     "grad_flow/grad_norm_last_step": float(report[-1])}, step)
                 result.grad_flow.append((step, report))
+        return stop
 
-    check(0)
-    with ProgressBar(steps, description, enabled=None if trainer.progress else False) as bar:
-        for step in range(1, steps + 1):
+    interrupts = logger.interrupts
+    if result.steps_done == 0:
+        check(0)
+    # A resumed run that had already diverged or stopped early trains no further.
+    last = result.steps_done if result.diverged or result.stopped_step is not None else steps
+    with ProgressBar(steps, description, enabled=None if trainer.progress else False) as bar, \
+            (interrupts.deferred() if interrupts is not None else nullcontext()):
+        for step in range(result.steps_done + 1, last + 1):
             batch = task.sample(trainer.batch_size, train_rng)
             # Overflow is how a diverging run shows itself; it is detected below, not warned about.
             with np.errstate(over="ignore", invalid="ignore"):
@@ -129,8 +174,23 @@ def fit(model, task: SequenceTask, optimizer, trainer: TrainerConfig, *, train_r
                 result.train_steps.append(step)
                 result.train_loss.append(float(loss))
                 result.grad_norm.append(info.grad_norm)
-            check(step)
             bar.update(step, loss=float(loss))
+            if check(step):
+                result.stopped_step = step
+                result.stopped_reason = early_stopping.reason(metric, step)
+                logger.log_metrics({"stopped_step": float(step)}, step)
+                break
+            signalled = interrupts is not None and interrupts.pending is not None
+            if save is not None and (signalled or (trainer.checkpoint_every
+                                                   and step % trainer.checkpoint_every == 0)):
+                save(result)
+            if signalled:
+                interrupts.raise_pending()
+        result.finished = True
+        if save is not None:
+            save(result)
+        if interrupts is not None:
+            interrupts.raise_pending()
     logger.log_metrics({"diverged": float(result.diverged)}, result.diverged_step or result.steps_done)
     # The last check's curves, indexed by time step / lag through the metric step (one key each).
     if result.grad_flow:

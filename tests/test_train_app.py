@@ -148,6 +148,28 @@ def test_sweep_goes_on_past_failing_and_diverging_jobs(tmp_path: Path, tracking_
     assert by_lr["0.01"].data.metrics["diverged"] == 0.0
 
 
+def signal_when_training(process: subprocess.Popen, settings, stderr: Path, *, delay: float = 0.0,
+                         poll: float = 2.0, signum: int = signal.SIGTERM) -> None:
+    """Send signum to process delay seconds after its run's first train/loss reaches the store, wait for it
+    to end (kill it if it does not). Few reads (poll seconds apart): a reader can hold the SQLite lock a
+    writer waits for."""
+    client = MlflowClient(settings.tracking_uri)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            runs = runs_of(settings)
+            if runs and client.get_metric_history(runs[0].info.run_id, "train/loss"):
+                break
+            assert process.poll() is None, stderr.read_text()
+            time.sleep(poll)
+        time.sleep(delay)
+        process.send_signal(signum)
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
 def test_sigterm_leaves_the_run_killed_with_its_metrics(tmp_path: Path, tracking_settings) -> None:
     command = app_command(tracking_settings, *TINY, "trainer.steps=1000000", "trainer.eval_interval=1000",
                           "trainer.diagnostics_interval=0")
@@ -156,19 +178,7 @@ def test_sigterm_leaves_the_run_killed_with_its_metrics(tmp_path: Path, tracking
         process = subprocess.Popen(command, env=app_env(tmp_path), cwd=tmp_path, stdout=subprocess.DEVNULL,
                                    stderr=sink)
     client = MlflowClient(tracking_settings.tracking_uri)
-    try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            runs = runs_of(tracking_settings)
-            if runs and client.get_metric_history(runs[0].info.run_id, "train/loss"):
-                break
-            assert process.poll() is None, stderr.read_text()
-            time.sleep(2.0)  # few reads: a reader can hold the SQLite lock a writer waits for
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
+    signal_when_training(process, tracking_settings, stderr)
     assert process.returncode == 128 + signal.SIGTERM, stderr.read_text()[-3000:]
     (run,) = runs_of(tracking_settings)
     assert run.info.status == "KILLED"

@@ -14,6 +14,7 @@ import numpy as np
 from harness.tracking.writer import BackgroundMetricWriter
 
 if TYPE_CHECKING:
+    from harness.tracking.runs import Interrupts
     from harness.tracking.server import OfflineRecord
 
 # MLflow's limits (mlflow.utils.validation): values longer are truncated, batches larger are refused.
@@ -27,6 +28,7 @@ class Logger(Protocol):
     """What a training loop may call; every call is cheap enough for every step except artifacts."""
 
     run_id: str | None
+    interrupts: Interrupts | None  # open_run's signal guard (None outside open_run)
 
     def log_params(self, params: Mapping[str, Any]) -> None: ...
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None: ...
@@ -98,6 +100,7 @@ class MemoryLogger:
     """
 
     run_id: str | None = None
+    interrupts: Interrupts | None = None
 
     def __init__(self, run_name: str | None = None, tags: Mapping[str, Any] | None = None) -> None:
         self.run_name = run_name
@@ -172,6 +175,7 @@ class MlflowLogger:
         self.offline: OfflineRecord | None = None
         self.background = background
         self._writer: BackgroundMetricWriter | None = None
+        self.interrupts: Interrupts | None = None
 
     def _send(self, request: Callable[[], object], keep: str, *args: Any) -> None:
         """request() to the store; once the tracking server is lost, ``self.offline.<keep>(*args)``."""

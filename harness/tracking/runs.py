@@ -17,11 +17,15 @@ from harness.tracking.writer import fork_available
 
 PARENT_ENV = "HARNESS_PARENT_RUN_ID"
 PARENT_FILE = "parent_run_id"
-_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# SIGUSR1/SIGUSR2 are what cluster schedulers send before a time limit or a preemption (SLURM's --signal,
+# submitit's requeue signal): the run checkpoints and ends KILLED instead of dying RUNNING.
+_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
+_SCHEDULER_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)
 
 
 class RunInterrupted(SystemExit):
-    """Raised in the main thread when SIGTERM/SIGINT arrives during open_run; exits with 128 + signum.
+    """Raised in the main thread when SIGTERM/SIGINT/SIGUSR1/SIGUSR2 arrives during open_run; exits with
+    128 + signum.
 
     A SystemExit, so a training loop's ``except Exception`` cannot swallow it and an uncaught one ends the
     process with the shell's usual code for a signal (143 for SIGTERM, 130 for SIGINT).
@@ -65,32 +69,61 @@ def resolve_parent_run_id(parent_run_id: str | None) -> str | None:
     return None
 
 
-class _SignalGuard:
-    """Turns SIGTERM/SIGINT into RunInterrupted in the main thread until ``quiet()``; ``restore()`` undoes it.
+class Interrupts:
+    """open_run's signal guard: SIGTERM/SIGINT/SIGUSR1/SIGUSR2 become RunInterrupted in the main thread until
+    ``quiet()``; ``restore()`` undoes it.
 
-    Signal handlers can only be installed from the main thread; elsewhere (thread pools) nothing is installed
-    and the process's own handling applies.
+    The hook for loops that must stop at a clean point (the training loop checkpoints there): inside
+    ``with interrupts.deferred():`` a signal is only remembered (``pending``); the loop finishes its step,
+    saves what it needs, then calls ``raise_pending()``. Signal handlers can only be installed from the main
+    thread; elsewhere (thread pools) nothing is installed and the process's own handling applies.
     """
 
     def __init__(self) -> None:
         self._previous: dict[int, Any] = {}
         self._quiet = False
+        self._deferring = False
+        self.pending: int | None = None
         if threading.current_thread() is not threading.main_thread():
             return
         for signum in _SIGNALS:
             self._previous[signum] = signal.signal(signum, self._handle)
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if not self._quiet:
-            raise RunInterrupted(signum)
+        if self._quiet:
+            return
+        if self._deferring:
+            self.pending = self.pending or signum
+            return
+        self.pending = signum
+        raise RunInterrupted(signum)
+
+    @contextmanager
+    def deferred(self) -> Iterator[Interrupts]:
+        """Signals arriving inside are remembered in ``pending`` instead of raised."""
+        self._deferring = True
+        try:
+            yield self
+        finally:
+            self._deferring = False
+
+    def raise_pending(self) -> None:
+        """RunInterrupted for the signal that arrived while deferred, if one did."""
+        if self.pending is not None:
+            raise RunInterrupted(self.pending)
 
     def quiet(self) -> None:
         """Ignore further signals while the run is being closed (a second SIGTERM must not abort cleanup)."""
         self._quiet = True
 
     def restore(self) -> None:
+        """Put the previous handlers back; a scheduler's own handler of the signal that ended the run (e.g.
+        submitit's requeue on SIGUSR2) then runs, now that the run is closed."""
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
+        previous = self._previous.get(self.pending or 0)
+        if self.pending in _SCHEDULER_SIGNALS and callable(previous):
+            previous(self.pending, None)
 
 
 def _status_of(exc: BaseException | None) -> str:
@@ -113,6 +146,7 @@ def open_run(
     parent_run_id: str | None = None,
     *,
     flush_every: int = 1000,
+    resume_run_id: str | None = None,
 ) -> Iterator[MlflowLogger | MemoryLogger]:
     """Open one run and yield its logger; the run ends FINISHED, FAILED (tag ``error``) or KILLED.
 
@@ -125,6 +159,9 @@ def open_run(
     exception is re-raised. A tracking server that stops answering during the run: the logger records the
     rest offline (MlflowLogger.offline) and the run ends with ServerLost naming the file (printed instead
     when the run has an error of its own, which then propagates).
+    resume_run_id: reopen that existing run instead (status back to RUNNING, same params and tags; run_name,
+    tags and parent_run_id are then not applied) - the caller checks that it exists and may be continued.
+    The guard (``logger.interrupts``, an Interrupts) lets a loop defer signals to a clean point.
     """
     all_tags: dict[str, Any] = {}
     commit = git_commit()
@@ -138,17 +175,22 @@ def open_run(
         client = None
     else:
         client, experiment_id = ensure_store(settings)
-        parent = resolve_parent_run_id(parent_run_id)
-        if parent:
-            all_tags["mlflow.parentRunId"] = parent
-        str_tags = {k: str(v) for k, v in all_tags.items()}
-        run = client.create_run(experiment_id, run_name=run_name, tags=str_tags)
+        if resume_run_id is not None:
+            client.update_run(resume_run_id, status="RUNNING")
+            run = client.get_run(resume_run_id)
+        else:
+            parent = resolve_parent_run_id(parent_run_id)
+            if parent:
+                all_tags["mlflow.parentRunId"] = parent
+            str_tags = {k: str(v) for k, v in all_tags.items()}
+            run = client.create_run(experiment_id, run_name=run_name, tags=str_tags)
         # Storing a metric value in SQLite costs tens of microseconds: a forked writer takes that off the
         # training process (a server's HTTP batches are cheap to send and keep the offline fallback here).
         background = sqlite_path(settings.tracking_uri) is not None and fork_available()
         logger = MlflowLogger(client, run.info.run_id, flush_every=flush_every, background=background)
 
-    guard = _SignalGuard()
+    guard = Interrupts()
+    logger.interrupts = guard
     error: BaseException | None = None
     try:
         yield logger

@@ -207,13 +207,18 @@ def _add_missing_tags(client, experiment) -> None:
 
 
 def git_commit(root: Path | None = None) -> str | None:
-    """The HEAD commit of the project's git checkout, read from .git directly; None without one."""
+    """The HEAD commit of the project's git checkout (a linked worktree too), read from .git directly; None
+    without one."""
     git = (root or project_root()) / ".git"
     try:
+        if git.is_file():  # a linked worktree: "gitdir: <main>/.git/worktrees/<name>", refs in its commondir
+            git = Path(git.read_text().strip().removeprefix("gitdir: "))
         head = (git / "HEAD").read_text().strip()
         if not head.startswith("ref: "):
             return head or None
         ref = head[len("ref: "):]
+        if (git / "commondir").is_file():
+            git = (git / (git / "commondir").read_text().strip()).resolve()
         ref_file = git / ref
         if ref_file.is_file():
             return ref_file.read_text().strip() or None

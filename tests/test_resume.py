@@ -1,0 +1,117 @@
+"""trainer.resume end to end on a real SQLite store: refusals in one line before the run is reopened, budget
+extension, and a run stopped by SIGTERM at a random step then resumed whose every metric history and final
+weights equal those of an uninterrupted run (experiments/train.py subprocesses, basic launcher)."""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+from test_configs import composed
+from test_train_app import TINY, app, app_command, app_env, runs_of, signal_when_training
+
+from harness.config import ConfigError
+from harness.nn import load_model
+from harness.run import run
+
+
+def store_overrides(settings) -> tuple[str, ...]:
+    return (f"tracking.uri={settings.tracking_uri}", f"tracking.artifact_root={settings.artifact_root}",
+            "tracking.experiment=test")
+
+
+def histories(client: MlflowClient, run_id: str) -> dict[str, list[tuple[int, float]]]:
+    """Every metric of the run: key -> its (step, value) pairs in step order (duplicates kept)."""
+    keys = client.get_run(run_id).data.metrics
+    return {key: sorted((m.step, m.value) for m in client.get_metric_history(run_id, key)) for key in keys}
+
+
+def weights(client: MlflowClient, run_id: str, folder: Path) -> dict[str, np.ndarray]:
+    return load_model(client.download_artifacts(run_id, "model.npz", str(folder))).params
+
+
+def refusal(cfg: dict) -> str:
+    with pytest.raises(ConfigError) as caught:
+        run(cfg)
+    assert "\n" not in str(caught.value)
+    return str(caught.value)
+
+
+def test_resume_refusals_are_one_line_and_leave_the_run_alone(tmp_path: Path, tracking_settings) -> None:
+    overrides = (*TINY, *store_overrides(tracking_settings), "trainer.progress=false")
+    run(composed(*overrides))
+    (finished,) = runs_of(tracking_settings)
+    run_id = finished.info.run_id
+    client = MlflowClient(tracking_settings.tracking_uri)
+    again = (*overrides, f"trainer.resume={run_id}")
+
+    assert refusal(composed(*again, "model.hidden_size=5", "seed=3")) == (
+        f"trainer.resume: run {run_id} was trained with another config; keys that differ: model.hidden_size, "
+        "seed (only trainer.steps may change on resume)")
+    assert refusal(composed(*again)) == (
+        f"trainer.resume: run {run_id} has finished; nothing to continue (raise trainer.steps above 8)")
+    assert refusal(composed(*again, "trainer.steps=4")).startswith("trainer.steps must be >= 8")
+    assert refusal(composed(*overrides, "trainer.resume=0123abc")).startswith(
+        "trainer.resume: no run '0123abc'")
+    assert refusal(composed(*again, "tracking=off")).startswith("trainer.resume needs a tracking store")
+
+    artifact = Path(client.download_artifacts(run_id, "checkpoint/checkpoint.npz", str(tmp_path)))
+    stored = Path(tracking_settings.artifact_root).rglob("checkpoint.npz")
+    (stored,) = list(stored)
+    stored.write_bytes(artifact.read_bytes()[:1000])
+    assert refusal(composed(*again, "trainer.steps=12")).startswith(
+        f"trainer.resume: run {run_id} has no usable checkpoint: checkpoint ")
+    stored.unlink()
+    assert "no checkpoint artifact" in refusal(composed(*again, "trainer.steps=12"))
+    after = client.get_run(run_id)
+    assert (after.info.status, after.info.end_time) == ("FINISHED", finished.info.end_time)
+    assert after.data.metrics == finished.data.metrics
+
+
+def test_a_finished_run_trains_on_when_its_budget_grows(tmp_path: Path, tracking_settings) -> None:
+    overrides = (*TINY, *store_overrides(tracking_settings), "trainer.progress=false")
+    run(composed(*overrides))
+    (first,) = runs_of(tracking_settings)
+    run(composed(*overrides, "trainer.steps=12", f"trainer.resume={first.info.run_id}"))
+    (again,) = runs_of(tracking_settings)
+    assert again.info.status == "FINISHED" and again.data.metrics["steps_done"] == 12
+    assert again.data.tags["resumed_from_step"] == "8" and again.data.tags["trainer.steps"] == "12"
+    client = MlflowClient(tracking_settings.tracking_uri)
+    assert [m.step for m in client.get_metric_history(first.info.run_id, "train/loss")] == list(range(1, 13))
+
+
+def test_sigterm_at_a_random_step_then_resume_equals_an_uninterrupted_run(tmp_path: Path,
+                                                                        tracking_settings) -> None:
+    long = (*TINY, "trainer.steps=3000", "trainer.eval_interval=50", "trainer.diagnostics_interval=700")
+    reference = app(tmp_path, tracking_settings, *long, "seed=1", experiment="reference")
+    assert reference.returncode == 0, reference.stderr[-3000:]
+
+    delay = random.Random().uniform(0.0, 1.5)
+    stderr = tmp_path / "stderr.txt"
+    with stderr.open("w") as sink:
+        process = subprocess.Popen(app_command(tracking_settings, *long, "seed=1"), env=app_env(tmp_path),
+                                   cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=sink)
+    signal_when_training(process, tracking_settings, stderr, delay=delay, poll=0.5)
+    client = MlflowClient(tracking_settings.tracking_uri)
+    assert process.returncode == 128 + signal.SIGTERM, stderr.read_text()[-3000:]
+    (interrupted,) = runs_of(tracking_settings)
+    run_id = interrupted.info.run_id
+    assert interrupted.info.status == "KILLED"
+    stopped_at = max(m.step for m in client.get_metric_history(run_id, "train/loss"))
+    assert 0 < stopped_at < 3000, f"the signal (after {delay:.2f} s) missed the run"
+
+    resumed = app(tmp_path, tracking_settings, *long, "seed=1", f"trainer.resume={run_id}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    (reference_run,) = runs_of(tracking_settings, "reference")
+    (done,) = runs_of(tracking_settings)
+    assert done.info.run_id == run_id and done.info.status == "FINISHED"
+    assert done.data.tags["resumed_from_step"] == str(stopped_at), "the checkpoint is the signal's step"
+    assert histories(client, run_id) == histories(client, reference_run.info.run_id), stopped_at
+    ours, theirs = weights(client, run_id, tmp_path / "a"), weights(client, reference_run.info.run_id,
+                                                                       tmp_path / "b")
+    assert all(np.array_equal(ours[name], theirs[name]) for name in theirs)
