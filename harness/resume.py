@@ -7,8 +7,8 @@ counting the writes, bytes and seconds (tags ``checkpoint.count``, ``checkpoint.
 
 `resume_point` decides, before any run is reopened, which run continues from which checkpoint:
 - ``trainer.resume=<run id>``: that run, from the newer valid one of its artifact and its local copy;
-- else a checkpoint in the job's output folder whose run did not finish (a submitit job requeued after a
-  time limit or a preemption runs again in the same folder): that run;
+- else a checkpoint in the job's output folder whose run did not finish and has this config (a submitit job
+  requeued after a time limit or a preemption runs again in the same folder): that run;
 - else None (a fresh run).
 Every refusal is a ConfigError with one line: no such run, no usable checkpoint, a config that differs in
 more than the budget (trainer.steps), a budget below the steps already done, a run with nothing left to do.
@@ -145,8 +145,9 @@ def resume_point(config: RunConfig, cfg: dict[str, Any], settings: TrackingSetti
             run = client.get_run(checkpoint.run_id)
         except MlflowException:
             return None  # the checkpoint of a run in another store: this job starts its own run
-        if run.info.status == "FINISHED":
-            return None
+        differ = config_differences(checkpoint.config, cfg, ignore=RESUMABLE_KEYS)
+        if run.info.status == "FINISHED" or differ:
+            return None  # a finished run, or another job's (an earlier sweep in the same folder)
     else:
         try:
             run = client.get_run(run_id)
