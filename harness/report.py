@@ -99,3 +99,43 @@ def write_table(frame: pd.DataFrame, stem: str | Path, floatfmt: str = ".4g") ->
     markdown.write_text(to_markdown(frame, floatfmt) + "\n")
     frame.to_csv(csv, index=False)
     return markdown, csv
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m harness.report <sweep parent run id>``: the sweep's results over seeds
+    (harness.seed_report), printed and logged to the parent run."""
+    import argparse
+    import sys
+
+    from harness.seed_report import DEFAULT_CURVES, log_seed_report, seed_report
+    from harness.seed_stats import INTERVALS
+
+    parser = argparse.ArgumentParser(prog="python -m harness.report", description=main.__doc__)
+    parser.add_argument("parent_run_id", help="the sweep's parent run (id in <sweep dir>/parent_run_id)")
+    parser.add_argument("--interval", choices=INTERVALS, default="t",
+                        help="95%% interval of the mean: Student t (default) or percentile bootstrap")
+    parser.add_argument("--metrics", help="comma-separated final metrics (default: all but per-step ones)")
+    parser.add_argument("--curves", default=",".join(DEFAULT_CURVES),
+                        help="comma-separated metrics drawn as bands over seeds per step "
+                             "(default: %(default)s)")
+    parser.add_argument("--uri", help="tracking URI (default: $MLFLOW_TRACKING_URI, else the embedded store)")
+    parser.add_argument("--no-log", action="store_true", help="print only; log nothing to the parent run")
+    args = parser.parse_args(argv)
+    try:
+        settings = TrackingSettings(mode="server" if (args.uri or "").startswith("http") else "local",
+                                    uri=args.uri)
+        report = seed_report(args.parent_run_id, settings, kind=args.interval,
+                             metrics=args.metrics.split(",") if args.metrics else None)
+    except ValueError as exc:
+        sys.exit(f"error: {exc}")
+    print(report.markdown)
+    for name, status in report.skipped:
+        print(f"left out: {name} ({status.lower()})")
+    if not args.no_log:
+        curves = tuple(c for c in args.curves.split(",") if c)
+        written = log_seed_report(args.parent_run_id, report, settings, curves)
+        print(f"logged to run {args.parent_run_id}: {', '.join(written)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""python -m harness.report <sweep parent>: a real sweep (subprocess, real Hydra and MLflow) grouped over
+seeds, printed and logged to its parent run."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+from test_train_app import TINY, app, runs_of
+
+from harness.report import main
+from harness.seed_report import seed_report
+from harness.seed_stats import t_interval, wilson_interval
+from harness.tracking import TrackingSettings
+
+
+@pytest.fixture(scope="module")
+def store(template_store: Path, tmp_path_factory: pytest.TempPathFactory) -> TrackingSettings:
+    root = tmp_path_factory.mktemp("seed_report") / "mlruns"
+    root.mkdir()
+    shutil.copyfile(template_store, root / "mlflow.db")
+    return TrackingSettings(mode="local", uri=f"sqlite:///{root / 'mlflow.db'}", experiment="test",
+                            artifact_root=str(root / "artifacts"))
+
+
+@pytest.fixture(scope="module")
+def sweep(store: TrackingSettings):
+    """One 2 x 3 sweep (hidden size x seed) shared by the module's tests."""
+    workdir = Path(store.artifact_root).parents[1]
+    done = app(workdir, store, "-m", *TINY, "model.hidden_size=4,8", "seed=0,1,2")
+    assert done.returncode == 0, done.stderr
+    runs = runs_of(store)
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    return parent.info.run_id, [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+
+
+def test_runs_are_grouped_by_what_the_sweep_varies_except_the_seed(sweep, store) -> None:
+    parent_id, children = sweep
+    report = seed_report(parent_id, store)
+    assert report.groups == ["model.hidden_size"] and report.table["model.hidden_size"].tolist() == ["4", "8"]
+    assert report.table["seeds"].tolist() == [3, 3]
+    assert "objective" in report.metrics and not any(m.startswith("train/") for m in report.metrics)
+    for _, row in report.table.iterrows():
+        size = row["model.hidden_size"]
+        members = sorted((r for r in children if r.data.params["model.hidden_size"] == size),
+                         key=lambda r: int(r.data.params["seed"]))
+        objective = [r.data.metrics["objective"] for r in members]
+        assert row["objective_mean"] == np.mean(objective)
+        assert (row["objective_low"], row["objective_high"]) == t_interval(objective)
+        solved = sum(r.data.metrics["solved"] for r in members)
+        assert (row["solved_low"], row["solved_high"]) == wilson_interval(int(solved), 3)
+        assert report.runs[f"model.hidden_size={size}"] == [r.info.run_id for r in members]
+
+
+def test_the_command_prints_the_table_and_logs_it_with_band_plots(sweep, store, capsys,
+                                                                   tmp_path: Path) -> None:
+    parent_id, _ = sweep
+    main([parent_id, "--uri", store.tracking_uri, "--interval", "bootstrap"])
+    out = capsys.readouterr().out
+    assert "95% bootstrap percentile interval of the mean" in out and "solved [Wilson 95%]" in out
+    client = MlflowClient(store.tracking_uri)
+    logged = {a.path for a in client.list_artifacts(parent_id, "seeds")}
+    assert logged == {"seeds/table.md", "seeds/table.csv", "seeds/train_loss.png", "seeds/val_loss.png"}
+    table = Path(client.download_artifacts(parent_id, "seeds/table.md", str(tmp_path))).read_text()
+    assert table.strip() in out
+
+
+def test_a_run_that_is_no_sweep_parent_is_one_line(sweep, store) -> None:
+    _, children = sweep
+    with pytest.raises(SystemExit, match=f"error: run {children[0].info.run_id} has no child runs"):
+        main([children[0].info.run_id, "--uri", store.tracking_uri])
