@@ -15,7 +15,7 @@ from gradcheck import EPS, TOL, assert_grads_match, finite_difference, relative_
 
 from harness.nn import Elman, load_model
 from harness.nn.bidirectional import Bidirectional, BidirectionalLayer
-from harness.nn.gated import GRU, LSTM, GRULayer, LSTMLayer
+from harness.nn.gated import CHUNK, GRU, LSTM, GRULayer, LSTMLayer
 
 T, B, D, H, K, L = 5, 3, 2, 3, 2, 4
 make_data = partial(gradcheck.make_data, T=T, B=B, D=D, K=K, L=L)
@@ -366,6 +366,74 @@ def test_forward_follows_the_cell_equations(kind) -> None:
             h = z * h + (1.0 - z) * n
         np.testing.assert_allclose(Hs[t], h, rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(final[-1], c if kind == "lstm" else h, rtol=1e-12, atol=1e-15)
+
+
+# ------------------------------------------------------------------------------- chunks and the workspace
+LONG = 2 * CHUNK + 3  # the backward sweep crosses two chunk boundaries
+
+
+@pytest.mark.parametrize("network", ["lstm", "gru", "bi-gru"])
+def test_gradients_across_backward_chunks_match_finite_differences(network) -> None:
+    model = build(network, "many_to_many", num_layers=2)
+    X, Y, mask = gradcheck.make_data("many_to_many", "sigmoid_bce", True, T=LONG, B=3, D=D, K=K, L=L)
+    assert_grads_match(model, X, Y, mask)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_truncated_gradients_across_backward_chunks_match_their_definition(kind) -> None:
+    layer, params = make_layer(kind)
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((LONG, B, D))
+    R = rng.standard_normal((LONG, B, H))
+    _, _, cache = layer.forward(params, X, np.ones((LONG, B), dtype=bool))
+    _, grads, _, _ = layer.backward(params, R, cache, truncation=3)
+    reference = truncated_reference(layer, params, X, R, 3)
+    for name in params:
+        assert relative_error(grads[name], reference[name]) < TOL, name
+
+
+@pytest.mark.parametrize("network", ["lstm", "gru"])
+def test_a_reused_workspace_gives_the_numbers_of_a_fresh_model(network) -> None:
+    """Calls of other shapes in between (validation batches, shorter sequences) leave no trace."""
+    X, Y, mask = gradcheck.make_data("many_to_many", "softmax_ce", True, T=LONG, B=3, D=D, K=K, L=L)
+    used = build(network)
+    used.loss_and_grads(X[:, :2], Y[:, :2])
+    used.loss_and_grads(X[:7], Y[:7], mask[:7])
+    used.predict(np.concatenate([X, X], axis=1))
+    loss, grads, dh = used.loss_and_grads(X, Y, mask, return_hidden_grads=True)
+    fresh_loss, fresh_grads, fresh_dh = build(network).loss_and_grads(X, Y, mask, return_hidden_grads=True)
+    assert loss == fresh_loss
+    np.testing.assert_array_equal(dh, fresh_dh)
+    for name in grads:
+        np.testing.assert_array_equal(grads[name], fresh_grads[name])
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_backward_refuses_a_cache_that_a_later_forward_overwrote(kind) -> None:
+    layer, params = make_layer(kind)
+    X = np.random.default_rng(0).standard_normal((T, B, D))
+    valid = np.ones((T, B), dtype=bool)
+    H_first, final, first = layer.forward(params, X, valid)
+    kept = (H_first.copy(), tuple(s.copy() for s in final))
+    layer.forward(params, 2.0 * X, valid)
+    with pytest.raises(RuntimeError, match="earlier forward pass"):
+        layer.backward(params, np.ones((T, B, H)), first)
+    np.testing.assert_array_equal(H_first, kept[0])  # what forward returned is the caller's
+    for state, copy in zip(final, kept[1], strict=True):
+        np.testing.assert_array_equal(state, copy)
+
+
+@pytest.mark.parametrize("network", ["lstm", "gru"])
+def test_float32_gradients_across_chunks_match_float64(network) -> None:
+    X, Y, mask = gradcheck.make_data("many_to_many", "identity_mse", True, T=LONG, B=3, D=D, K=K, L=L)
+    single = build(network, "many_to_many", "identity_mse", dtype="float32", truncation=5)
+    double = build(network, "many_to_many", "identity_mse", truncation=5)
+    loss, grads = single.loss_and_grads(X, Y, mask)
+    ref_loss, ref_grads = double.loss_and_grads(X, Y, mask)
+    assert abs(loss - ref_loss) < 1e-5 * abs(ref_loss)
+    for name, g in grads.items():
+        assert g.dtype == np.float32
+        assert relative_error(g.astype(np.float64), ref_grads[name]) < 1e-4, name
 
 
 # ------------------------------------------------------------------------------------------- benchmark

@@ -56,14 +56,15 @@ class ElmanLayer(RecurrentLayer):
         padding = None if valid.all() else ~valid[:, :, None]
         recurrent = np.empty_like(h0)
         h = h0
-        for t in range(T):
-            a = Hs[t]
-            np.matmul(h, W_hh, out=recurrent)
-            a += recurrent
-            activate_(self.activation, a)
-            if padding is not None:
-                np.copyto(a, h, where=padding[t])
-            h = a
+        with np.errstate(over="ignore"):  # sigmoid's exp(-a) is inf for a << 0: 1 / (1 + inf) = 0 is right
+            for t in range(T):
+                a = Hs[t]
+                np.matmul(h, W_hh, out=recurrent)
+                a += recurrent
+                activate_(self.activation, a)
+                if padding is not None:
+                    np.copyto(a, h, where=padding[t])
+                h = a
         return Hs, (h,), (X, Hs, h0, padding)
 
     def backward(self, params: dict[str, np.ndarray], dH: np.ndarray | ReadoutGrad, cache: Any,

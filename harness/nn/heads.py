@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from .activations import activate_
+
 HEADS = ("identity_mse", "sigmoid_bce", "sigmoid_se", "softmax_ce")
 
 
 def _sigmoid(o: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * o))
+    with np.errstate(over="ignore"):  # exp(-o) is inf for o << 0: 1 / (1 + inf) = 0 is right
+        return activate_("sigmoid", o.copy())
 
 
 def _log_softmax(o: np.ndarray) -> np.ndarray:

@@ -58,17 +58,18 @@ class Jordan(RecurrentModel):
         padding = None if valid.all() else ~valid[:, :, None]
         h = np.zeros((B, self.hidden_size), dtype=Hs.dtype)
         y = np.zeros((B, self.output_size), dtype=Hs.dtype)
-        for t in range(T):
-            a = Hs[t]
-            a += y @ W_yh
-            activate_(self.activation, a)
-            if padding is not None:
-                np.copyto(a, h, where=padding[t])
-            h = a
-            np.matmul(h, W_hy, out=Os[t])
-            if self.bias:
-                Os[t] += params["b_y"]
-            y = Ys[t] = head_output(self.head, Os[t])
+        with np.errstate(over="ignore"):  # sigmoid's exp(-a) is inf for a << 0: 1 / (1 + inf) = 0 is right
+            for t in range(T):
+                a = Hs[t]
+                a += y @ W_yh
+                activate_(self.activation, a)
+                if padding is not None:
+                    np.copyto(a, h, where=padding[t])
+                h = a
+                np.matmul(h, W_hy, out=Os[t])
+                if self.bias:
+                    Os[t] += params["b_y"]
+                y = Ys[t] = head_output(self.head, Os[t])
         return (Os[-1:] if self.mode == "many_to_one" else Os), (X, Hs, Ys, padding)
 
     def _network_backward(self, params: dict[str, np.ndarray], dO: np.ndarray, cache: Any,

@@ -40,7 +40,9 @@ Additions to the contract (documented here for the gated/bidirectional layers):
   the state); `layer.readout_grad(d_readout, final_state) -> d_final_state` is its gradient. Bidirectional
   layers override both (h_fwd at the last valid step and h_bwd after reading back to step 0).
 - A cache serves one backward: backward may overwrite it, including the H its forward returned (Elman keeps
-  dL/da_t in the slots of h_t once they are no longer needed), so the model reads H before backward.
+  dL/da_t in the slots of h_t once they are no longer needed), so the model reads H before backward. A layer
+  may also reuse its cache's buffers in its next forward (the gated layers keep them as a workspace), so a
+  cache is valid only until the layer's next forward; their backward raises on an older one.
 """
 
 from __future__ import annotations
