@@ -41,6 +41,7 @@ with a single band that is never dropped, so both share one code path.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -204,6 +205,20 @@ class _GatedLayer(RecurrentLayer):
         if self.clip_hidden_delta is not None:
             np.clip(delta, -self.clip_hidden_delta, self.clip_hidden_delta, out=delta)
 
+    @staticmethod
+    def _chunks_back(dH: np.ndarray | ReadoutGrad, T: int) -> Iterator[tuple[int, int, np.ndarray]]:
+        """(start, stop, dL/dH of the steps start..stop-1 (stop - start, B, H)) per chunk, last first."""
+        for stop in range(T, 0, -CHUNK):
+            start = max(0, stop - CHUNK)
+            yield start, stop, grad_rows(dH, start, stop)
+
+    @staticmethod
+    def _arrive(dh_bands: np.ndarray, dH_t: np.ndarray, dh: np.ndarray | None, t: int) -> None:
+        """Add dL/dH_t from above to band 0; record the total dL/dh_t in dh[t] unless dh is None."""
+        dh_bands[0] += dH_t
+        if dh is not None:
+            dh_bands.sum(axis=0, out=dh[t])
+
     def _initial_bands(self, shape: tuple[int, int, int], dtype: np.dtype,
                        d_final_state: tuple[np.ndarray, ...] | None, truncation: int | None
                        ) -> tuple[tuple[np.ndarray, ...], bool]:
@@ -319,15 +334,11 @@ class LSTMLayer(_GatedLayer):
         delta_rows = ws.get("delta_rows", (n, B, 4 * Hn), G.dtype)  # the deltas as rows for the fused W_h^T
         delta_blocks = delta_rows.reshape(n, B, 4, Hn).transpose(2, 0, 1, 3)
         band_deltas = np.empty((4, n, B, Hn), dtype=G.dtype) if truncated else None
-        for stop in range(T, 0, -CHUNK):
-            start = max(0, stop - CHUNK)
+        for start, stop, dH_chunk in self._chunks_back(dH, T):
             F, h_to_c = self._chunk_factors(G[:, start:stop], C, c0, start, padding)
-            dH_chunk = grad_rows(dH, start, stop)
             for j in range(stop - start - 1, -1, -1):
                 t = start + j
-                dh_bands[0] += dH_chunk[j]
-                if dh is not None:
-                    dh_bands.sum(axis=0, out=dh[t])
+                self._arrive(dh_bands, dH_chunk[j], dh, t)
                 np.multiply(dh_bands, h_to_c[j], out=dc_total)
                 dc_total += dc_bands
                 dc_previous = dc_total * G[1, t]  # read f_t before dL/da_t overwrites it
@@ -431,15 +442,11 @@ class GRULayer(_GatedLayer):
         delta_blocks = delta_rows.reshape(n_bands, B, 2, Hn).transpose(2, 0, 1, 3)
         band_deltas = np.empty((3, n_bands, B, Hn), dtype=G.dtype) if truncated else None
         dW_n = np.zeros((Hn, Hn), dtype=G.dtype)
-        for stop in range(T, 0, -CHUNK):
-            start = max(0, stop - CHUNK)
+        for start, stop, dH_chunk in self._chunks_back(dH, T):
             F, reset_h = self._chunk_factors(G[:, start:stop], Hs, h0, start, padding)
-            dH_chunk = grad_rows(dH, start, stop)
             for j in range(stop - start - 1, -1, -1):
                 t = start + j
-                dh_bands[0] += dH_chunk[j]
-                if dh is not None:
-                    dh_bands.sum(axis=0, out=dh[t])
+                self._arrive(dh_bands, dH_chunk[j], dh, t)
                 previous = dh_bands * G[0, t]  # z_t, read before dL/da_t overwrites it
                 deltas = G[:, t, None] if band_deltas is None else band_deltas
                 np.multiply(dh_bands, F[0, j], out=deltas[0])
