@@ -320,6 +320,32 @@ def test_background_writer_writes_every_chunk_and_reports_failure(tracking_setti
     assert BackgroundMetricWriter.shared(tracking_settings.tracking_uri) is not writer
 
 
+def test_background_writer_builds_its_own_engine_after_the_fork(tracking_settings) -> None:
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    from harness.tracking.writer import BackgroundMetricWriter
+
+    client, experiment_id = ensure_store(tracking_settings)
+    run_id = client.create_run(experiment_id).info.run_id
+    engine = SqlAlchemyStore._engine_map[tracking_settings.tracking_uri]  # the one MLflow caches per URI
+    held = []
+    try:
+        # every connection of the parent's pool is checked out when the writer forks: a child that reused
+        # the inherited pool would wait for one (30 s) and fail
+        while engine.pool.checkedout() < engine.pool.size() + engine.pool._max_overflow:
+            held.append(engine.connect())
+        writer = BackgroundMetricWriter(tracking_settings.tracking_uri)
+    finally:
+        for connection in held:
+            connection.close()
+    try:
+        writer.submit(run_id, [("loss", 1.0, 0, 0)])
+        writer.sync(run_id)
+    finally:
+        writer.close()
+    assert [m.value for m in client.get_metric_history(run_id, "loss")] == [1.0]
+
+
 def _stored(client: MlflowClient, run_id: str, keys: list[str]) -> tuple[dict, dict]:
     """(key -> sorted (step, timestamp, value) history, key -> latest value) of run_id; NaN as the string."""
     def plain(value: float) -> float | str:

@@ -35,13 +35,17 @@ Additions to the contract:
     logger.flush(); open_run(..., flush_every=1000); RunInterrupted; resolve_parent_run_id(...)
     PARENT_ENV = "HARNESS_PARENT_RUN_ID"
 
-Tracking server (harness.tracking.server, imported on first use): an http(s) URI is checked with
-``check_server(uri)`` (GET /health, 3 s) before any run: ``ServerUnreachable`` (a ConfigError, one line).
-MLflow's HTTP retries are shortened to ~5 s unless MLFLOW_HTTP_REQUEST_* are set. A server lost during a run:
-the logger writes the rest to ``logger.offline`` (an ``OfflineRecord``: ``offline-run-<id>.jsonl`` in the
-Hydra job folder or ``mlruns/offline``) and open_run ends with ``ServerLost`` (SystemExit, one line naming
-the file). ``python -m harness.tracking.replay <record>`` (harness.tracking.replay) sends that record to
-the server once it answers again and ends the run there. ``local_server(backend_store_uri,
+Store checks (harness.tracking.health) before any run: an http(s) URI with ``check_server(uri)`` (GET
+/health and /version, 3 s each): ``ServerUnreachable`` (a ConfigError, one line); a database URI's driver and
+connection, an SQLite or artifact folder's write access: ``StoreUnusable``. No message holds a password
+(harness.tracking.redact).
+
+Tracking server (harness.tracking.server, imported on first use): MLflow's HTTP retries are shortened to ~5 s
+unless MLFLOW_HTTP_REQUEST_* are set. A server lost during a run: the logger writes the rest to
+``logger.offline`` (an ``OfflineRecord``: ``offline-run-<id>.jsonl`` in the Hydra job folder or
+``mlruns/offline``) and open_run ends with ``ServerLost`` (SystemExit, one line naming the file).
+``python -m harness.tracking.replay <record> --uri URI`` (harness.tracking.replay) sends that record to the
+server once it answers again and ends the run there. ``local_server(backend_store_uri,
 artifacts_destination)`` runs ``mlflow server`` for tests.
 
 Metrics of an SQLite store are written by one forked child per process (harness.tracking.writer), which
@@ -96,7 +100,7 @@ __all__ = [
 ]
 
 
-_SERVER_NAMES = ("OfflineRecord", "ServerLost", "ServerUnreachable", "check_server", "local_server")
+_SERVER_NAMES = ("OfflineRecord", "ServerLost", "local_server")
 
 
 def __getattr__(name: str) -> Any:
@@ -105,6 +109,10 @@ def __getattr__(name: str) -> Any:
         from harness.tracking.callback import SweepCallback
 
         return SweepCallback
+    if name in ("ServerUnreachable", "check_server"):
+        from harness.tracking import health
+
+        return getattr(health, name)
     if name in _SERVER_NAMES:
         # server.py imports harness.config: load it when a server feature is asked for
         from harness.tracking import server

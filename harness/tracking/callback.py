@@ -13,8 +13,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from harness.tracking.health import ServerUnreachable
 from harness.tracking.runs import PARENT_ENV, PARENT_FILE
-from harness.tracking.server import ServerUnreachable
 from harness.tracking.store import TrackingSettings, ensure_store, git_commit
 
 CHILD_STATUSES = ("FINISHED", "FAILED", "KILLED", "RUNNING", "SCHEDULED")

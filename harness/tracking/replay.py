@@ -133,7 +133,7 @@ def replay(path: Path, uri: str | None = None) -> Replayed:
     from mlflow import MlflowClient
     from mlflow.entities import Metric
 
-    from harness.tracking.server import check_server, configure_http_retries
+    from harness.tracking.health import check_server, configure_http_retries
 
     record = read_record(path)
     lost, lines = record.lost, record.lines

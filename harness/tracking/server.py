@@ -1,9 +1,9 @@
 """Tracking through an MLflow tracking server: reachability check, short HTTP retries, the offline record a
 run falls back to when the server goes away, and a local server for tests and laptops.
 
-A server URI (``http(s)://host:port``, from ``tracking.uri`` or ``$MLFLOW_TRACKING_URI``) is checked with a
-short GET of ``<uri>/health`` before any run is created: no server is one ``ServerUnreachable`` line, not
-minutes of MLflow's client retrying. When the server stops answering during a run, the run's logger goes
+A server URI (``http(s)://host:port``, from ``tracking.uri`` or ``$MLFLOW_TRACKING_URI``) is checked before
+any run is created (harness.tracking.health: no server is one ``ServerUnreachable`` line, not minutes of
+MLflow's client retrying). When the server stops answering during a run, the run's logger goes
 offline: everything not yet sent (buffered metrics, params, tags, artifacts) is written to an
 ``OfflineRecord`` (a JSON-lines file in the Hydra job's output folder, else
 ``<project_root>/mlruns/offline/``) and the run ends with ``ServerLost`` naming that file.
@@ -19,29 +19,15 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.config import ConfigError
+from harness.tracking.health import ServerUnreachable, check_server
 from harness.tracking.redact import redact
-
-HEALTH_TIMEOUT_S = 3.0
-# MLflow's client defaults (7 retries, backoff factor 2, 120 s timeout) keep a run waiting ~4 minutes
-# before a dead server is noticed; a short window still rides out a server restart of a few seconds.
-HTTP_RETRY_DEFAULTS = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
-}
-
-
-class ServerUnreachable(ConfigError):
-    """No MLflow tracking server answers at the configured URI (raised before any run exists)."""
+from harness.tracking.store import project_root
 
 
 class ServerLost(SystemExit):
@@ -54,30 +40,6 @@ class ServerLost(SystemExit):
     def __init__(self, message: str, path: Path) -> None:
         super().__init__(message)
         self.path = path
-
-
-def check_server(uri: str, timeout: float = HEALTH_TIMEOUT_S) -> None:
-    """Raise ServerUnreachable unless ``GET <uri>/health`` answers 200 within timeout seconds."""
-    url = f"{uri.rstrip('/')}/health"
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            if response.status == 200:
-                return
-            reason = f"HTTP {response.status}"
-    except urllib.error.HTTPError as exc:
-        reason = f"HTTP {exc.code}"
-    except (urllib.error.URLError, OSError) as exc:
-        reason = str(getattr(exc, "reason", exc))
-    raise ServerUnreachable(
-        f"tracking.uri: no MLflow tracking server answers at {uri} (GET /health: {reason}); start it "
-        f"(mlflow server ...) or use tracking=local"
-    )
-
-
-def configure_http_retries() -> None:
-    """Shorten MLflow's HTTP retries for this process unless the user set them (read at every request)."""
-    for name, value in HTTP_RETRY_DEFAULTS.items():
-        os.environ.setdefault(name, value)
 
 
 def server_lost(exc: BaseException) -> bool:
@@ -105,8 +67,6 @@ def offline_dir() -> Path:
             return Path(HydraConfig.get().runtime.output_dir)
     except ImportError:
         pass
-    from harness.tracking.store import project_root
-
     return project_root() / "mlruns" / "offline"
 
 

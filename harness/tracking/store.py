@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from functools import cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
+from urllib.request import url2pathname
 
 from harness.tracking.experiment_notes import experiment_tags
+from harness.tracking.health import (
+    StoreUnusable,
+    check_database,
+    check_server,
+    check_writable,
+    configure_http_retries,
+)
+from harness.tracking.redact import redact
 
 MODES = ("local", "server", "off")
 _DB_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
@@ -44,7 +55,7 @@ def _refuse_file_store(uri: str) -> None:
         return
     raise ValueError(
         f"tracking uri must be a database URI (sqlite:///abs/path/mlflow.db) or a server URI (http://...); "
-        f"MLflow 3 refuses the legacy file store, got {uri!r}"
+        f"MLflow 3 refuses the legacy file store, got {redact(uri)!r}"
     )
 
 
@@ -85,9 +96,11 @@ class TrackingSettings:
         db = sqlite_path(uri)
         if db is not None and not db.is_absolute():
             # a relative database path silently makes a second store whenever the working directory differs
-            raise ValueError(f"uri must name an absolute SQLite path (sqlite:////abs/mlflow.db), got {uri!r}")
+            raise ValueError(f"uri must name an absolute SQLite path (sqlite:////abs/mlflow.db), got "
+                             f"{redact(uri)!r}")
         if self.mode == "server" and urlparse(uri).scheme not in _SERVER_SCHEMES:
-            raise ValueError(f"uri must be an http(s):// tracking server URI in mode 'server', got {uri!r}")
+            raise ValueError(f"uri must be an http(s):// tracking server URI in mode 'server', got "
+                             f"{redact(uri)!r}")
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any], **overrides: Any) -> TrackingSettings:
@@ -132,29 +145,87 @@ def _client(uri: str):
     return MlflowClient(tracking_uri=uri)
 
 
-def _open_schema(uri: str):
-    """The client of uri after MLflow has created/migrated its schema, serialised across processes.
+STORE_DIR_MODE = 0o700  # a new store folder is the user's alone: the database holds every run's params
+STORE_FILE_MODE = 0o600
+_OPEN_RETRY_S = 60.0
 
-    MLflow's SQLite store migrates an empty database without a lock: parallel first openers die with
-    ``duplicate column name``. An flock on ``<db>.lock`` lets one process migrate while the others wait.
+
+def _create_private_dir(folder: Path) -> None:
+    """Create folder (and missing parents) readable by the user only; an existing folder keeps its mode, so
+    ``chmod g+rx`` shares a store on purpose."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for path in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            path.mkdir(mode=STORE_DIR_MODE)
+
+
+def _create_sqlite_store(db: Path) -> None:
+    """Create and migrate a new SQLite store at db where nobody can see it half-made: the schema is built in a
+    private temporary file beside it, which is then linked into place (atomically; a store that another
+    process created meanwhile is kept and used)."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    temporary = db.with_name(f".{db.name}.{os.getpid()}.creating")
+    temporary.unlink(missing_ok=True)
+    os.close(os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY, STORE_FILE_MODE))
+    uri = f"sqlite:///{temporary}"
+    try:
+        SqlAlchemyStore(uri, default_artifact_root=(db.parent / "artifacts").as_uri())
+        SqlAlchemyStore._engine_map.pop(uri).dispose()  # no connection to the temporary file stays open
+        with contextlib.suppress(FileExistsError):
+            os.link(temporary, db)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _open_sqlite(uri: str, db: Path):
+    """The client of an SQLite store, created complete if missing (see _create_sqlite_store).
+
+    Serialised across the harness's processes by an flock on ``<db>.lock``. A store that an outside MLflow
+    process (the UI, a notebook) is creating itself at this moment can fail to open while its migration
+    runs: it is retried until that migration is done.
     """
-    db = sqlite_path(uri)
-    if db is None:
-        if urlparse(uri).scheme in _SERVER_SCHEMES:
-            from harness.tracking.server import check_server, configure_http_retries
+    from sqlalchemy.exc import OperationalError
 
-            check_server(uri)  # one line now instead of minutes of the client's retries
-            configure_http_retries()
-        return _client(uri)
-    db.parent.mkdir(parents=True, exist_ok=True)
+    check_writable("tracking.uri", db.parent)
+    if db.exists() and not os.access(db, os.R_OK | os.W_OK):
+        raise StoreUnusable(f"tracking.uri: cannot write to the store {db} (permission denied)")
+    _create_private_dir(db.parent)
     with open(db.with_name(db.name + ".lock"), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            client = _client(uri)  # MlflowClient opens (and migrates) the store when constructed
-            client.search_experiments(max_results=1)
+            if not db.exists():
+                _create_sqlite_store(db)
+            deadline = time.monotonic() + _OPEN_RETRY_S
+            while True:
+                try:
+                    client = _client(uri)  # MlflowClient opens (and migrates) the store when constructed
+                    client.search_experiments(max_results=1)
+                    return client
+                except OperationalError:
+                    if time.monotonic() > deadline:
+                        raise
+                    _client.cache_clear()
+                    time.sleep(0.5)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
-    return client
+
+
+def _open_schema(uri: str):
+    """The client of uri after checking that its store can work (harness.tracking.health) and, for SQLite,
+    creating it complete if missing."""
+    db = sqlite_path(uri)
+    if db is not None:
+        return _open_sqlite(uri, db)
+    if urlparse(uri).scheme in _SERVER_SCHEMES:
+        check_server(uri)  # one line now instead of minutes of the client's retries
+        configure_http_retries()
+    else:
+        check_database(uri)
+    return _client(uri)
 
 
 def store_client(settings: TrackingSettings):
@@ -171,13 +242,22 @@ def ensure_store(settings: TrackingSettings):
     """Create the store schema and the experiment if missing; returns ``(MlflowClient, experiment_id)``.
 
     Safe to call from many processes at once: schema creation is serialised by a file lock and an experiment
-    created concurrently by another process is re-read instead of failing. Memoised per process.
+    created concurrently by another process is re-read instead of failing. Memoised per process. A store
+    or an artifact folder that cannot be written raises StoreUnusable (one line) before anything is created;
+    folders the harness creates are private to the user (0700), a new SQLite database too (0600).
     """
     from mlflow.exceptions import MlflowException
 
     key = (settings.tracking_uri, settings.experiment)
     if key in _opened:
         return _client(key[0]), _opened[key]
+    db = sqlite_path(settings.tracking_uri)
+    if db is not None:
+        check_writable("tracking.uri", db.parent)  # named before the artifact root that defaults beside it
+    if settings.artifact_location is not None:
+        artifacts = Path(url2pathname(urlparse(settings.artifact_location).path))
+        check_writable("tracking.artifact_root", artifacts)
+        _create_private_dir(artifacts)
     client = store_client(settings)
     experiment = client.get_experiment_by_name(settings.experiment)
     if experiment is None:

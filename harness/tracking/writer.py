@@ -3,8 +3,10 @@
 Storing a metric value costs tens of microseconds of Python and SQLite (harness.tracking.sqlite_metrics); at
 ten values per training step that is a large part of a small network's step. A thread would not help (the
 work holds the GIL); a child process on the second core does. The child is forked, not spawned, so it starts
-in milliseconds with MLflow already imported; it opens its own database connections (a fork never reuses the
-parent's SQLite connections).
+in milliseconds with MLflow already imported. It opens its own database connections: MLflow caches one
+SQLAlchemy engine per URI at class level, which the child inherits with the parent's pool and the SQLite
+connections open at fork time; SQLAlchemy forbids using those across a fork, so the child drops every
+inherited engine (without closing the parent's connections) before its store builds a new one.
 
 One child serves every run a process opens on one store (``BackgroundMetricWriter.shared``): a sweep's worker
 forks it and opens the store's engine once, for its first run, not once per job. The parent sends
@@ -24,6 +26,8 @@ import contextlib
 import multiprocessing
 import os
 import signal
+import sys
+import threading
 import time
 from typing import Any, ClassVar
 
@@ -121,12 +125,28 @@ class BackgroundMetricWriter:
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
+def _forget_inherited_engines() -> None:
+    """Child process: drop the SQLAlchemy engines MLflow cached in the parent (``SqlAlchemyStore``'s
+    ``_engine_map``) as SQLAlchemy prescribes after a fork: ``dispose(close=False)`` leaves the parent's
+    connections alone, and the next store of any URI builds an engine (and pool) of its own. The map's lock
+    is replaced too, in case a thread of the parent held it at the fork."""
+    store_module = sys.modules.get("mlflow.store.tracking.sqlalchemy_store")
+    if store_module is None:
+        return
+    store_class = store_module.SqlAlchemyStore
+    store_class._engine_map_lock = threading.Lock()
+    for engine in store_class._engine_map.values():
+        engine.dispose(close=False)
+    store_class._engine_map.clear()
+
+
 def _serve(tracking_uri: str, conn: Any, parent_end: Any) -> None:
     """Child process: write (run id, rows) chunks until None; answer (run id, None) with that run's first
     error, or None when all its rows are stored."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     parent_end.close()
+    _forget_inherited_engines()
     table, opening_error = None, None
     try:
         table = MetricTable(tracking_uri)
