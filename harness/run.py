@@ -25,13 +25,14 @@ import yaml
 
 from harness.config import ConfigError, ModelConfig, RunConfig, validate
 from harness.early_stopping import EarlyStopping
+from harness.environment import DIFF_ARTIFACT, environment_tags
 from harness.nn import GRU, LSTM, Bidirectional, Elman, Jordan
 from harness.optim import make_optimizer
 from harness.resume import LOCAL_TAG, Checkpointer, restore, resume_point, snapshot
 from harness.run_figures import gradient_flow_heatmap, gradient_norm_figure, loss_figure, step_norm_figure
 from harness.runtime import freeze_long_lived_objects, pin_blas_to_one_thread
 from harness.tasks import SequenceTask, fingerprint, make_task
-from harness.tracking import TrackingSettings, open_run
+from harness.tracking import TrackingSettings, open_run, project_root
 from harness.training import FitResult, fit
 
 MODEL_CLASSES = {"elman": Elman, "linear": Elman, "irnn": Elman, "jordan": Jordan, "lstm": LSTM, "gru": GRU}
@@ -94,10 +95,11 @@ def run_name(config: RunConfig) -> str:
     return f"{config.task.name}-{model_label(config.model)}-s{config.seed}"
 
 
-def _log_outputs(logger, model, result: FitResult, workdir: Path,
-                 early_stopping: EarlyStopping | None, *, keep_last: bool) -> None:
+def _log_outputs(logger, model, result: FitResult, workdir: Path, early_stopping: EarlyStopping | None,
+                 X_example: np.ndarray, *, keep_last: bool) -> None:
     """Figures and weights of a finished fit: the best weights when early stopping kept some (model.npz;
-    the last ones too as model_last.npz when keep_last), else the last."""
+    the last ones too as model_last.npz when keep_last), else the last; the same weights as the MLflow
+    pyfunc model ``model/`` (tracked runs; X_example (T, B, D) is its input example)."""
     if result.train_steps:
         logger.log_figure(loss_figure(result), "figures/loss.png")
         logger.log_figure(gradient_norm_figure(result), "figures/grad_norm.png")
@@ -118,6 +120,14 @@ def _log_outputs(logger, model, result: FitResult, workdir: Path,
         logger.set_tags({"weights": f"last: step {result.steps_done}"})
     model.save(str(weights))
     logger.log_artifact(weights)
+    if logger.run_id is not None:
+        from harness.pyfunc import save_pyfunc
+
+        folder = workdir / "mlflow_model"
+        logger.set_tags({"model.description": save_pyfunc(model, folder, X_example)})
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            parent = path.parent.relative_to(folder)
+            logger.log_artifact(path, str(Path("model") / parent) if parent.parts else "model")
 
 
 def run(cfg: dict[str, Any], *, overrides: list[str] | tuple[str, ...] = (),
@@ -153,6 +163,10 @@ def run(cfg: dict[str, Any], *, overrides: list[str] | tuple[str, ...] = (),
     with open_run(settings, run_name=run_name(config), tags=tags, parent_run_id="auto",
                   resume_run_id=None if point is None else point.run_id) as logger, \
             tempfile.TemporaryDirectory() as workdir:
+        environment, patch = environment_tags(project_root())
+        logger.set_tags(environment)
+        if patch is not None:
+            logger.log_text(patch, DIFF_ARTIFACT)
         if point is None:
             logger.log_params(cfg)
             logger.log_text(yaml.safe_dump(cfg, sort_keys=False), "config.yaml")
@@ -185,7 +199,7 @@ def run(cfg: dict[str, Any], *, overrides: list[str] | tuple[str, ...] = (),
         if best:
             final["best_step"] = float(early_stopping.best_step)
         logger.log_metrics(final, result.steps_done)
-        _log_outputs(logger, model, result, Path(workdir), early_stopping,
+        _log_outputs(logger, model, result, Path(workdir), early_stopping, val_batch.X[:, :2],
                      keep_last=config.trainer.early_stopping.keep_last)
     freeze_long_lived_objects()
     return objective
