@@ -9,12 +9,11 @@ python experiments/gradient_flow.py study=remedies rebuild=<parent run id>   # t
 
 from __future__ import annotations
 
-import sys
-
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from harness.runtime import export_project_root
+from harness.app import config_errors_exit, run_app
+from harness.studies.gradient_flow import allowed_keys
 
 
 @hydra.main(version_base=None, config_path="../conf", config_name="gradient_flow")
@@ -22,14 +21,11 @@ def main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from harness.studies.gradient_flow import StudyInputError, run
+    from harness.studies.gradient_flow import run
 
-    try:
+    with config_errors_exit():
         run(OmegaConf.to_container(cfg, resolve=True), sweep=HydraConfig.get().mode == RunMode.MULTIRUN)
-    except StudyInputError as error:
-        sys.exit(f"error: {error}")
 
 
 if __name__ == "__main__":
-    export_project_root()
-    main()
+    run_app(main, allowed_keys)

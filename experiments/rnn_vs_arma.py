@@ -7,17 +7,17 @@
 
 The config lives in its own search root (conf/comparison, with conf/tracking and conf/hydra linked in) because
 conf/ has a `model` config group: there, `model=arma` would select a group option instead of setting the list.
-Bad input exits non-zero with one line `error: ...` before any run is created.
+Bad input (Hydra's errors and the study's checks) exits with status 1 and one line `config error: ...`
+before any run is created; a -m sweep is checked job by job before it starts (harness.app).
 """
 
 from __future__ import annotations
 
-import sys
-
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from harness.runtime import export_project_root
+from harness.app import config_errors_exit, run_app
+from harness.studies.rnn_vs_arma import allowed_keys
 
 
 @hydra.main(version_base=None, config_path="../conf/comparison", config_name="rnn_vs_arma")
@@ -27,14 +27,10 @@ def main(cfg: DictConfig) -> None:
 
     from harness.studies import rnn_vs_arma
 
-    try:
-        rnn_vs_arma.main(
-            OmegaConf.to_container(cfg, resolve=True), sweep=HydraConfig.get().mode == RunMode.MULTIRUN
-        )
-    except rnn_vs_arma.StudyInputError as error:
-        sys.exit(f"error: {error}")
+    sweep = HydraConfig.get().mode == RunMode.MULTIRUN
+    with config_errors_exit():
+        rnn_vs_arma.main(OmegaConf.to_container(cfg, resolve=True), sweep=sweep)
 
 
 if __name__ == "__main__":
-    export_project_root()
-    main()
+    run_app(main, allowed_keys)

@@ -6,11 +6,17 @@ key and what is allowed. It checks keys, types and ranges of the sections the sc
 trainer, tracking, seed); task parameters are checked against the task's own signature, then by the task
 (`harness.run.build_*` turn the numeric core's ValueErrors into ConfigErrors the same way). Nothing here
 imports Hydra or MLflow: a notebook can validate a plain dict.
+
+The same pieces serve the two study apps (harness.studies): `check_value` for one value, `check_keys` for
+the keys of a section, `require_memory` with `network_bytes` for what a run would allocate against the
+memory this machine has available, all raising ConfigError.
 """
 
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -28,6 +34,25 @@ REDUCTIONS = ("mean", "sum")
 
 class ConfigError(ValueError):
     """A configuration value is not allowed; the message is one line naming the key."""
+
+
+def check_value(key: str, value: Any, *, kind: type, minimum: float | None = None, strict: bool = False,
+                choices: tuple[str, ...] | None = None, optional: bool = False) -> Any:
+    """value if it is of kind (int, float, bool or str; floats finite) and within minimum (strict: above
+    it) or choices, None if optional; ints widened to float for kind float; else ConfigError naming key."""
+    return _check_value(key, value, _spec(kind=kind, minimum=minimum, strict=strict, choices=choices,
+                                          optional=optional))
+
+
+def check_keys(section: str, values: Any, allowed: Iterable[str]) -> dict[str, Any]:
+    """values (a mapping) if all its keys are allowed, else ConfigError naming the first unknown key of
+    section ("" for the top level) and the allowed ones."""
+    values = _section(section or "config", values)
+    allowed = list(allowed)
+    for key in values:
+        if key not in allowed:
+            raise _unknown_key(f"{section}.{key}" if section else key, allowed)
+    return values
 
 
 def _spec(*, kind: type, minimum: float | None = None, strict: bool = False,
@@ -128,20 +153,24 @@ class RunConfig:
     seed: int
 
 
+TRACKING_KEYS = tuple(f.name for f in fields(TrackingConfig))
 ROOT_KEYS = ("task", "model", "optimizer", "trainer", "tracking", "seed")
 SECTIONS = {"model": ModelConfig, "optimizer": OptimizerConfig, "trainer": TrainerConfig,
             "tracking": TrackingConfig}
 
 
-def allowed_keys(key: str) -> list[str] | None:
-    """The keys the schema allows beside dotted key (e.g. 'trainer.stesp' -> TrainerConfig's fields); None
-    where they depend on a choice (task parameters, an optimizer's own options)."""
-    section, _, rest = key.partition(".")
-    if not rest:
-        return list(ROOT_KEYS)
-    if section in SECTIONS and "." not in rest and section != "optimizer":
-        return [f.name for f in fields(SECTIONS[section])]
-    return None
+RUN_KEYS: dict[str, tuple[str, ...] | None] = {
+    "": ROOT_KEYS, **{name: tuple(f.name for f in fields(cls)) for name, cls in SECTIONS.items()},
+    "optimizer": None, "task": None,
+}
+
+
+def allowed_keys(key: str, sections: Mapping[str, Sequence[str] | None] = RUN_KEYS) -> list[str] | None:
+    """The keys a schema allows beside dotted key (e.g. 'trainer.stesp' -> TrainerConfig's fields): sections
+    maps a section ("" the top level) to its keys, None where they depend on a choice (task parameters, an
+    optimizer's own options) or on the section's entries, and for sections it does not list."""
+    keys = sections.get(key.rpartition(".")[0])
+    return None if keys is None else list(keys)
 
 
 def _describe(spec: dict[str, Any]) -> str:
@@ -206,6 +235,11 @@ def _build(section: str, cls: type, values: dict[str, Any], *, extra: str | None
     return cls(**checked)
 
 
+def tracking_config(values: Any) -> TrackingConfig:
+    """The tracking section of any app's config, keys and values checked."""
+    return _build("tracking", TrackingConfig, _section("tracking", values))
+
+
 def _task(values: dict[str, Any]) -> TaskConfig:
     name = values.get("name")
     if name not in TASK_NAMES:
@@ -254,7 +288,61 @@ def validate(cfg: dict[str, Any]) -> RunConfig:
         optimizer=_build("optimizer", OptimizerConfig, _section("optimizer", cfg["optimizer"]),
                          extra="options"),
         trainer=_trainer(_section("trainer", cfg["trainer"])),
-        tracking=_build("tracking", TrackingConfig, _section("tracking", cfg["tracking"])),
+        tracking=tracking_config(cfg["tracking"]),
         seed=seed,
     )
 
+
+
+# -------------------------------------------------------------------------------------------------- memory
+
+# Gate blocks of a cell: arrays of shape (T, B, H) its forward pass computes per step besides the state.
+CELL_GATES = {"elman": 1, "linear": 1, "irnn": 1, "jordan": 1, "gru": 3, "lstm": 4}
+
+
+def available_memory() -> int:
+    """Bytes a new allocation can get without swapping: MemAvailable of /proc/meminfo, else free pages."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def network_bytes(cell: str, input_size: int, hidden_size: int, output_size: int, *, length: int,
+                  batch_size: int, num_layers: int = 1, directions: int = 1, itemsize: int = 8,
+                  parameter_copies: int = 2) -> int:
+    """A lower bound of the bytes a recurrent network allocates for one BPTT step on a (length, batch_size)
+    batch: parameter_copies arrays per parameter (weights, gradients, optimizer buffers), the inputs and
+    targets, and per layer and direction the gates plus the state of every step (what BPTT keeps)."""
+    gates, H = CELL_GATES[cell], hidden_size
+    parameters = 0
+    # Jordan feeds the previous output back instead of the previous state
+    layer_input = input_size + (output_size if cell == "jordan" else 0)
+    recurrent = 0 if cell == "jordan" else H
+    for _ in range(num_layers):
+        parameters += directions * gates * H * (layer_input + recurrent + 1)
+        layer_input = directions * H
+    parameters += directions * H * output_size + output_size
+    per_step = (gates + 1) * H * num_layers * directions + input_size + output_size
+    return itemsize * (parameter_copies * parameters + length * batch_size * per_step)
+
+
+def format_bytes(count: float) -> str:
+    """1536 -> '1.5 KiB'."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if count < 1024 or unit == "PiB":
+            return f"{count:.1f} {unit}" if unit != "B" else f"{int(count)} B"
+        count /= 1024
+    raise AssertionError("unreachable")
+
+
+def require_memory(needed: int, sizes: str) -> None:
+    """ConfigError (one line naming the sizes that drive it) when needed bytes exceed the available memory."""
+    available = available_memory()
+    if needed > available:
+        raise ConfigError(f"{sizes}: needs at least {format_bytes(needed)} of memory, more than the "
+                          f"{format_bytes(available)} this machine has available; lower them")

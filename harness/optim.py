@@ -136,6 +136,13 @@ class Optimizer:
         self._work: dict[str, dict[str, np.ndarray]] = {}
         self._grad_buf: dict[str, np.ndarray] = {}  # the clipped gradient, when clipping is on
 
+    def buffers_per_parameter(self) -> int:
+        """Arrays of a parameter's shape this optimizer allocates per parameter: its state, its scratch
+        buffers and, with clipping on, the clipped gradient (what a memory estimate must count)."""
+        probe = np.zeros(1)
+        clipping = self.clip_norm is not None or self.clip_value is not None
+        return len(self._new_state(probe)) + 1 + len(self._new_work(probe)) + int(clipping)
+
     def hyperparameters(self) -> dict[str, Any]:
         """Constructor arguments, so that `make_optimizer(opt.name, **opt.hyperparameters())` rebuilds it."""
         return {k: getattr(self, k) for k in inspect.signature(type(self)).parameters}

@@ -3,7 +3,9 @@ tracked run -> fit -> log the final metrics, figures, weights and config.
 
 `run(cfg)` takes the composed config as a plain nested dict (experiments/train.py passes the Hydra config
 converted with OmegaConf.to_container); nothing here imports Hydra. Every configuration problem raises
-ConfigError before a tracked run exists (or, on resume, before it is reopened).
+ConfigError before a tracked run exists (or, on resume, before it is reopened): `prepare(cfg)` checks
+the whole config (schema, task, memory estimate, model, optimizer, tracking) and builds the pieces; a
+sweep checks each job's config with it before its parent run opens (harness.app.SweepCheck).
 
 Checkpoints and resume (harness.resume): the run checkpoints every trainer.checkpoint_every steps, on a
 signal and at the end; `trainer.resume=<run id>` - or a checkpoint of an unfinished run in the job's output
@@ -16,14 +18,22 @@ from __future__ import annotations
 
 import math
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
 
-from harness.config import ConfigError, ModelConfig, RunConfig, validate
+from harness.config import (
+    ConfigError,
+    ModelConfig,
+    RunConfig,
+    TrackingConfig,
+    network_bytes,
+    require_memory,
+    validate,
+)
 from harness.early_stopping import EarlyStopping
 from harness.environment import DIFF_ARTIFACT, environment_tags
 from harness.nn import GRU, LSTM, Bidirectional, Elman, Jordan
@@ -79,9 +89,25 @@ def build_optimizer(config: RunConfig):
         raise ConfigError(f"optimizer: {exc}") from exc
 
 
-def tracking_settings(config: RunConfig) -> TrackingSettings:
+def require_run_memory(config: RunConfig, task: SequenceTask, optimizer) -> None:
+    """ConfigError when the run's arrays (network_bytes at the largest batch) exceed the available memory."""
+    model, trainer = config.model, config.trainer
+    cell = model.cell if model.name == "bidirectional" else model.name
+    length = task.length + (task.output_length or 0)
+    batch = max(trainer.batch_size, trainer.eval_batch_size, trainer.diagnostics_batch_size)
+    needed = network_bytes(cell, task.input_size, model.hidden_size, task.output_size, length=length,
+                           batch_size=batch, num_layers=model.num_layers,
+                           directions=2 if model.name == "bidirectional" else 1,
+                           itemsize=8 if model.dtype == "float64" else 4,
+                           parameter_copies=2 + optimizer.buffers_per_parameter())
+    require_memory(needed, f"model.hidden_size={model.hidden_size}, model.num_layers={model.num_layers}, "
+                           f"sequence length {length} and batches of up to {batch} sequences "
+                           f"(trainer.batch_size, trainer.eval_batch_size, trainer.diagnostics_batch_size)")
+
+
+def tracking_settings(tracking: TrackingConfig) -> TrackingSettings:
     try:
-        return TrackingSettings(**asdict(config.tracking))
+        return TrackingSettings(**asdict(tracking))
     except ValueError as exc:
         raise ConfigError(f"tracking.{exc}") from exc
 
@@ -130,17 +156,37 @@ def _log_outputs(logger, model, result: FitResult, workdir: Path, early_stopping
             logger.log_artifact(path, str(Path("model") / parent) if parent.parts else "model")
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A checked run: its validated config and the task, model, optimizer and tracking settings it uses."""
+
+    config: RunConfig
+    task: SequenceTask
+    model: Any
+    optimizer: Any
+    settings: TrackingSettings
+
+
+def prepare(cfg: dict[str, Any]) -> Prepared:
+    """Check the composed config cfg and build what its run needs; ConfigError (one line) on bad input, with
+    nothing allocated beyond what the memory estimate allowed and nothing tracked."""
+    config = validate(cfg)
+    task = build_task(config)
+    optimizer = build_optimizer(config)
+    require_run_memory(config, task, optimizer)
+    model = build_model(config.model, task, truncation=config.trainer.truncation, seed=config.seed)
+    return Prepared(config, task, model, optimizer, tracking_settings(config.tracking))
+
+
 def run(cfg: dict[str, Any], *, overrides: list[str] | tuple[str, ...] = (),
         job_num: int | None = None, output_dir: str | Path | None = None) -> float:
     """Train and track one run of the composed config cfg; returns the final validation task metric (nan if
     the run diverged; the best one with early stopping). overrides and job_num (Hydra's) are recorded as
     tags and as overrides.yaml. output_dir (the Hydra job folder) keeps the local copy of the checkpoint."""
-    config = validate(cfg)
     pin_blas_to_one_thread()
-    task = build_task(config)
-    model = build_model(config.model, task, truncation=config.trainer.truncation, seed=config.seed)
-    optimizer = build_optimizer(config)
-    settings = tracking_settings(config)
+    prepared = prepare(cfg)
+    config, task, model, optimizer, settings = (prepared.config, prepared.task, prepared.model,
+                                                prepared.optimizer, prepared.settings)
     output_dir = Path(output_dir).resolve() if output_dir is not None else None
     patience = config.trainer.early_stopping.patience
     early_stopping = None if patience is None else EarlyStopping(

@@ -206,7 +206,7 @@ def test_cli_bad_input_exits_non_zero_with_one_line(tracking_settings, tmp_path)
     done = run_app([*TINY, "series=[ar2,nope]", *tracking_overrides(tracking_settings)], tmp_path)
     assert done.returncode != 0
     assert done.stderr.strip().splitlines() == [
-        f"error: series must be among {sorted(rnn_vs_arma.SERIES_NAMES)}, got 'nope'"
+        f"config error: series must be among {sorted(rnn_vs_arma.SERIES_NAMES)}, got 'nope'"
     ]
     client = MlflowClient(tracking_settings.tracking_uri)
     assert client.search_runs([e.experiment_id for e in client.search_experiments()]) == []

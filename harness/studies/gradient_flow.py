@@ -22,16 +22,19 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import partial
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from harness.config import TRACKING_KEYS, ConfigError, check_keys, network_bytes, require_memory
+from harness.config import allowed_keys as config_allowed_keys
 from harness.diagnostics import DERIVATIVE_BOUND, fit_decay_rate, jacobian_product_norms, spectral_radius
 from harness.nn import Elman
 from harness.nn.activations import ACTIVATIONS, derivative_from_output
+from harness.studies.remedies import REMEDIES_KEYS
 from harness.studies.study_run import (
     CellRun,
     Curve,
@@ -45,6 +48,7 @@ from harness.studies.study_run import (
     rebuild,
     run_study,
     run_sweep_cells,
+    study_settings,
 )
 from harness.tasks import make_task
 
@@ -79,6 +83,13 @@ class ClosedFormConfig:
 
     def cells(self) -> list[tuple[float, int]]:
         return [(v_f, T) for v_f in self.v_f for T in self.T]
+
+    def largest_cell_bytes(self) -> int:
+        """A lower bound of the bytes the longest cell allocates (one scalar unit, batch_size sequences)."""
+        return network_bytes("linear", 1, 1, 1, length=max(self.T), batch_size=self.batch_size)
+
+    def sizes(self) -> str:
+        return f"closed_form.T up to {max(self.T)} with closed_form.batch_size={self.batch_size}"
 
 
 def scalar_linear_rnn(v_f: float, v_x: float) -> Elman:
@@ -218,6 +229,18 @@ class SpectralConfig:
 
     def cells(self) -> list[tuple[str, float]]:
         return [(activation, sigma) for activation in self.activation for sigma in self.sigma_max]
+
+    def largest_cell_bytes(self) -> int:
+        """A lower bound of the bytes a cell allocates: the network's states on one batch and the batch of
+        (hidden_size, hidden_size) Jacobian products with their matmul result and SVD workspace."""
+        H, B = self.hidden_size, self.batch_size
+        states = network_bytes("elman", self.input_size, H, 1, length=self.T, batch_size=B,
+                               parameter_copies=1)
+        return states + 8 * 3 * B * H * H
+
+    def sizes(self) -> str:
+        return (f"spectral.T={self.T}, spectral.hidden_size={self.hidden_size}, "
+                f"spectral.batch_size={self.batch_size}")
 
 
 def spectral_cell(config: SpectralConfig, activation: str, sigma_max: float) -> CellRun:
@@ -376,8 +399,47 @@ def lag_norm_figure(cells: pd.DataFrame, curves: Mapping[str, Mapping[str, Curve
 STUDIES = ("closed_form", "spectral", "remedies")
 
 
-class StudyInputError(ValueError):
+class StudyInputError(ConfigError):
     """Bad study configuration (one line naming the key); raised before any run is created."""
+
+
+# The keys of conf/gradient_flow.yaml, per section (None: free-form entries, checked where they are used).
+KEYS: dict[str, tuple[str, ...] | None] = {
+    "": ("study", "n_jobs", "rebuild", *STUDIES, "tracking"),
+    "closed_form": tuple(f.name for f in fields(ClosedFormConfig)),
+    "spectral": tuple(f.name for f in fields(SpectralConfig)),
+    "remedies": REMEDIES_KEYS,
+    "remedies.methods": None,
+    "remedies.task_params": None,
+    "tracking": TRACKING_KEYS,
+}
+
+
+def allowed_keys(key: str) -> list[str] | None:
+    """The keys allowed beside dotted key in this app's config (for Hydra's misspelt-key errors)."""
+    return config_allowed_keys(key, KEYS)
+
+
+def check(cfg: Mapping[str, Any]) -> tuple[Any, Study, int]:
+    """(tracking settings, study, n_jobs) of the composed config cfg, everything checked before any cell is
+    computed or any run exists: keys, values, the tracking store or server, the memory n_jobs cells need."""
+    try:
+        check_keys("", cfg, KEYS[""])
+        for section in (*STUDIES, "tracking"):
+            check_keys(section, cfg.get(section), KEYS[section])
+        n_jobs = check_int("n_jobs", cfg.get("n_jobs", 1), 1)
+        settings = study_settings(cfg["tracking"])
+    except ConfigError as error:
+        raise StudyInputError(str(error)) from None
+    study = make_study(cfg)
+    if not cfg.get("rebuild"):
+        processes = min(n_jobs, len(study.config.cells()))
+        try:
+            require_memory(processes * study.config.largest_cell_bytes(),
+                           f"{study.config.sizes()} in {processes} processes (n_jobs)")
+        except ValueError as error:
+            raise StudyInputError(str(error)) from None
+    return settings, study, n_jobs
 
 
 @dataclass(frozen=True)
@@ -426,14 +488,9 @@ def run(cfg: Mapping[str, Any], sweep: bool = False, echo: Callable[[str], Any] 
     frame. Otherwise the whole study under one parent run; returns the StudyResult.
     """
     from harness.runtime import pin_blas_to_one_thread
-    from harness.tracking import TrackingSettings
 
     pin_blas_to_one_thread()
-    try:
-        settings = TrackingSettings.from_mapping(cfg["tracking"])
-    except ValueError as error:
-        raise StudyInputError(f"tracking: {error}") from None
-    study = make_study(cfg)
+    settings, study, n_jobs = check(cfg)
     if cfg.get("rebuild"):
         try:
             return rebuild(settings, str(cfg["rebuild"]), study.name, study.summarize, study.curve_names,
@@ -442,7 +499,6 @@ def run(cfg: Mapping[str, Any], sweep: bool = False, echo: Callable[[str], Any] 
             raise StudyInputError(f"rebuild: {error}") from None
     if sweep:
         return run_sweep_cells(settings, study.name, compute_cells(study.cell, study.arguments()))
-    n_jobs = check_int("n_jobs", cfg.get("n_jobs", 1), 1)
     started = time.perf_counter()
     cells = compute_cells(study.cell, study.arguments(), n_jobs)
     seconds = time.perf_counter() - started

@@ -15,13 +15,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from harness.config import ModelConfig, TrainerConfig
+from harness.config import CELL_GATES, ModelConfig, TrainerConfig, network_bytes, require_memory
 from harness.optim import StepInfo, make_optimizer
 from harness.studies.study_run import CellRun, Curve, StudyOutputs, as_tuple, check_int, pyplot
 from harness.tasks import make_task
@@ -93,10 +93,43 @@ class RemediesConfig:
                 raise ValueError(f"remedies.methods.{name} accepts keys {list(METHOD_KEYS)}, "
                                  f"got unknown {unknown}")
             for T in self.T:
+                require_memory(self.cell_bytes(name, T), f"remedies.hidden_size={self.hidden_size}, "
+                               f"T={T} and batches of up to {self.largest_batch(name)} sequences "
+                               f"(remedies.batch_size, remedies.eval_batch_size) for method {name!r}")
                 build(self, name, T, seed=0)
+
+    def largest_batch(self, method: str) -> int:
+        spec = method_spec(self.methods, method)
+        return max(int(spec["batch_size"] or self.batch_size), self.eval_batch_size)
+
+    def cell_bytes(self, method: str, T: int) -> int:
+        """A lower bound of the bytes one cell of method at length T allocates (harness.config.network_bytes);
+        ConfigError on a bad task or optimizer setting."""
+        spec = method_spec(self.methods, method)
+        try:
+            task = make_study_task(self, T)
+            optimizer = make_optimizer(spec["optimizer"], lr=spec["lr"], clip_norm=spec["clip_norm"],
+                                       **dict(spec["options"] or {}))
+        except ValueError as error:
+            raise ValueError(f"remedies.methods.{method}: {error}") from None
+        cell = spec["model"] if spec["model"] in CELL_GATES else "elman"
+        return network_bytes(cell, task.input_size, self.hidden_size, task.output_size,
+                             length=task.length + (task.output_length or 0),
+                             batch_size=self.largest_batch(method),
+                             parameter_copies=2 + optimizer.buffers_per_parameter())
+
+    def largest_cell_bytes(self) -> int:
+        return max(self.cell_bytes(method, T) for method in self.method for T in self.T)
+
+    def sizes(self) -> str:
+        return (f"remedies.hidden_size={self.hidden_size}, remedies.T up to {max(self.T)}, "
+                f"remedies.batch_size={self.batch_size}, remedies.eval_batch_size={self.eval_batch_size}")
 
     def cells(self) -> list[tuple[str, int, int]]:
         return [(method, T, seed) for method in self.method for T in self.T for seed in self.seed]
+
+
+REMEDIES_KEYS = tuple(f.name for f in fields(RemediesConfig))
 
 
 def make_study_task(config: RemediesConfig, T: int):

@@ -25,13 +25,23 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 import pandas as pd
 
+from harness.config import (
+    CELL_GATES,
+    TRACKING_KEYS,
+    ConfigError,
+    check_keys,
+    check_value,
+    network_bytes,
+    require_memory,
+)
+from harness.config import allowed_keys as config_allowed_keys
 from harness.forecast.arma import fit_arma, minimum_length, predictor_weights, psi_from_predictor_weights
 from harness.forecast.metrics import aggregate_over_seeds, diebold_mariano, evaluate_forecast
 from harness.forecast.models import ArmaForecaster, RnnForecaster, fit_linear_recurrent_predictor
 from harness.forecast.series import SERIES_NAMES, make_series
 from harness.forecast.splits import split_series
 from harness.studies import figures
-from harness.studies.study_run import run_in_processes
+from harness.studies.study_run import check_int, run_in_processes, study_settings
 from harness.tasks import fingerprint
 
 STUDY = "rnn_vs_arma"
@@ -41,8 +51,28 @@ TABLE_METRICS = (*SCORES, "dm_stat", "dm_pvalue")
 DM_LEVEL = 0.05
 
 
-class StudyInputError(ValueError):
+class StudyInputError(ConfigError):
     """Bad study input (grid, series parameters, model keywords, part lengths), one line naming it."""
+
+
+# The keys of conf/comparison/rnn_vs_arma.yaml, per section (None: free-form entries, each checked by the
+# function it is passed to: make_series, the forecasters' constructors).
+LINK_KEYS = ("enabled", "series", "seed", "steps", "lags")
+KEYS: dict[str, tuple[str, ...] | None] = {
+    "": ("series", "model", "seed", "length", "split", "series_params", "reference", "models", "rnn", "link",
+         "figure_window", "n_jobs", "rebuild", "tracking"),
+    "split": ("train", "val", "test"),
+    "link": LINK_KEYS,
+    "tracking": TRACKING_KEYS,
+    "series_params": None,
+    "models": None,
+    "rnn": None,
+}
+
+
+def allowed_keys(key: str) -> list[str] | None:
+    """The keys allowed beside dotted key in this app's config (for Hydra's misspelt-key errors)."""
+    return config_allowed_keys(key, KEYS)
 
 
 @dataclass(frozen=True)
@@ -110,13 +140,21 @@ class StudyConfig:
 
 def validate(config: StudyConfig) -> None:
     """Check the whole grid before any run exists; the first problem raises StudyInputError (one line)."""
+    try:
+        _validate(config)
+    except StudyInputError:
+        raise
+    except ConfigError as error:
+        raise StudyInputError(str(error)) from None
+
+
+def _validate(config: StudyConfig) -> None:
     for key, value, minimum in (
         ("length", config.length, 2),
         ("figure_window", config.figure_window, 1),
         ("n_jobs", config.n_jobs, 1),
     ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise StudyInputError(f"{key} must be an integer >= {minimum}, got {value!r}")
+        check_int(key, value, minimum)
     for axis, values in (("series", config.series), ("model", config.models), ("seed", config.seeds)):
         if not values:
             raise StudyInputError(f"{axis} must list at least one value, got none")
@@ -136,6 +174,11 @@ def validate(config: StudyConfig) -> None:
     for seed in config.seeds:
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise StudyInputError(f"seed must be non-negative integers, got {seed!r}")
+    processes = min(config.n_jobs, len(config.series) * len(config.seeds))
+    hidden = {model: config.spec(model)["hidden_size"] for model in config.fitted_models
+              if config.kind(model) == "rnn" and "hidden_size" in config.spec(model)}
+    require_memory(processes * _unit_bytes(config), f"length={config.length} with models "
+                   f"{config.fitted_models} (hidden_size {hidden}) in {processes} processes (n_jobs)")
     # building every forecaster checks its keywords here rather than mid-study
     forecasters = {model: _build_forecaster(config, model, seed=0) for model in config.fitted_models}
     for name in config.series:
@@ -143,8 +186,33 @@ def validate(config: StudyConfig) -> None:
             split = _split(config, _make_series(config, name, seed).values)
             for model, forecaster in forecasters.items():
                 _check_part_lengths(config, model, forecaster, name, split)
+    check_value("link.enabled", config.link.get("enabled", False), kind=bool)
     if config.link.get("enabled"):
         _check_link(config)
+
+
+def _unit_bytes(config: StudyConfig) -> int:
+    """A lower bound of the bytes one (series, seed) unit allocates: the series and the arrays derived from
+    it (parts, normalised copies, lagged inputs, predictions: 8 per point), the ARMA fits' Kalman filter
+    (predicted and filtered state covariances, k x k per point for k = max(p, q + 1) states) and an RNN run
+    over the whole series as one sequence (its validation and test forecasts)."""
+
+    def size(value: Any, default: int) -> int:  # a bad value is refused by its forecaster, later
+        return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else default
+
+    n = config.length
+    needed = 8 * 8 * n
+    for model in config.fitted_models:
+        spec = config.spec(model)
+        if config.kind(model) == "arma":
+            p, q = spec.get("order") or (spec.get("max_p", 3), spec.get("max_q", 3))
+            states = max(size(p, 0), size(q, 0) + 1)
+            needed += 8 * 2 * states * states * n
+        else:
+            cell = spec.get("model", "elman")
+            needed += network_bytes(cell if cell in CELL_GATES else "elman", size(spec.get("lags"), 1),
+                                    size(spec.get("hidden_size"), 16), 1, length=n, batch_size=1)
+    return needed
 
 
 def _check_part_lengths(config: StudyConfig, model: str, forecaster, name: str, split) -> None:
@@ -165,6 +233,9 @@ def _check_part_lengths(config: StudyConfig, model: str, forecaster, name: str, 
 
 def _check_link(config: StudyConfig) -> None:
     name, seed = config.link.get("series"), config.link.get("seed", 0)
+    for key, minimum in (("seed", 0), ("steps", 1), ("lags", 1)):
+        if key in config.link:
+            check_int(f"link.{key}", config.link[key], minimum)
     if name not in SERIES_NAMES:
         raise StudyInputError(f"link.series must be among {sorted(SERIES_NAMES)}, got {name!r}")
     series = _make_series(config, name, seed)
@@ -662,6 +733,24 @@ def ui_command(settings) -> str:
     )
 
 
+def check(cfg: Mapping[str, Any]) -> tuple[Any, StudyConfig | None]:
+    """(tracking settings, the validated study config; None for rebuild=<run id>) of the composed config cfg:
+    keys, values, grid, part lengths, memory and the tracking store or server checked before any run exists;
+    the first problem raises StudyInputError (one line naming the key)."""
+    try:
+        check_keys("", cfg, KEYS[""])
+        for section in ("split", "link", "tracking"):
+            check_keys(section, cfg.get(section), KEYS[section])
+        settings = study_settings(cfg["tracking"])
+    except ConfigError as error:
+        raise StudyInputError(str(error)) from None
+    if cfg.get("rebuild"):
+        return settings, None
+    config = StudyConfig.from_mapping(cfg)
+    validate(config)
+    return settings, config
+
+
 def main(cfg: Mapping[str, Any], sweep: bool = False, echo: Callable[[str], Any] = print) -> pd.DataFrame:
     """What experiments/rnn_vs_arma.py runs, given the composed config as a plain dict.
 
@@ -670,18 +759,13 @@ def main(cfg: Mapping[str, Any], sweep: bool = False, echo: Callable[[str], Any]
     (the cells frame for a sweep job). Bad input raises StudyInputError before any run is created.
     """
     from harness.runtime import pin_blas_to_one_thread
-    from harness.tracking import TrackingSettings
 
     pin_blas_to_one_thread()
-    try:
-        settings = TrackingSettings.from_mapping(cfg["tracking"])
-    except ValueError as error:
-        raise StudyInputError(f"tracking: {error}") from None
-    if cfg.get("rebuild"):
+    settings, config = check(cfg)
+    if config is None:
         table = rebuild_table(str(cfg["rebuild"]), settings)
         echo(format_table(table))
         return table
-    config = StudyConfig.from_mapping(cfg)
     if sweep:
         return run_cells(config, settings)
     result = run_study(config, settings, echo)

@@ -9,13 +9,14 @@ MLflow is reached only through harness.tracking, imported lazily.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from harness.config import check_value, tracking_config
 
 Curve = tuple[np.ndarray, np.ndarray]  # (steps (n,) int, values (n,) float)
 
@@ -68,15 +69,26 @@ def as_tuple(value: Any) -> tuple:
 
 
 def check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
+    """value if it is an integer >= minimum, else ConfigError naming it."""
+    value = int(value) if isinstance(value, np.integer) else value
+    return check_value(name, value, kind=int, minimum=minimum)
 
 
 def check_positive(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(value)
+    """value as a float if it is a finite number > 0, else ConfigError naming it."""
+    return check_value(name, value, kind=float, minimum=0.0, strict=True)
+
+
+def study_settings(values: Any):
+    """The TrackingSettings of a study config's tracking section, keys and values checked and, for a
+    tracking server, its health: ConfigError before any cell is computed."""
+    from harness.run import tracking_settings
+    from harness.tracking import check_server
+
+    settings = tracking_settings(tracking_config(values))
+    if settings.mode == "server":
+        check_server(settings.tracking_uri)
+    return settings
 
 
 def pyplot():

@@ -101,7 +101,8 @@ class SequenceTask(ABC):
     """Base class of the synthetic sequence tasks.
 
     A subclass sets the class attributes name, mode, metric_name, higher_is_better, fills input_size,
-    output_size, head, output_length and params in __init__, and implements sample, evaluate, solved, chance.
+    output_size, head, length (the steps of X; for encoder_decoder the input's, without an end marker),
+    output_length and params in __init__, and implements sample, evaluate, solved, chance.
     """
 
     name: ClassVar[str]
@@ -112,6 +113,7 @@ class SequenceTask(ABC):
     input_size: int
     output_size: int
     head: str
+    length: int
     output_length: int | None = None
 
     def __init__(self, **params: object) -> None:

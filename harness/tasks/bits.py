@@ -36,6 +36,7 @@ class BinaryAddition(SequenceTask):
 
     def __init__(self, bits: int = 8, head: str = "sigmoid_bce") -> None:
         self.bits = check_int("bits", bits, minimum=1, maximum=self.MAX_BITS)
+        self.length = self.bits
         self.head = check_choice("head", head, ("sigmoid_bce", "sigmoid_se"))
         super().__init__(bits=self.bits, head=self.head)
         self.input_size, self.output_size = 2, 1

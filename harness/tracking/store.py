@@ -25,6 +25,7 @@ from harness.tracking.health import (
 from harness.tracking.redact import redact
 
 MODES = ("local", "server", "off")
+MAX_EXPERIMENT_NAME = 500  # mlflow.utils.validation.MAX_EXPERIMENT_NAME_LENGTH
 _DB_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 _SERVER_SCHEMES = ("http", "https")
 
@@ -89,6 +90,9 @@ class TrackingSettings:
             raise ValueError(f"mode must be one of {list(MODES)}, got {self.mode!r}")
         if not isinstance(self.experiment, str) or not self.experiment:
             raise ValueError(f"experiment must be a non-empty string, got {self.experiment!r}")
+        if len(self.experiment) > MAX_EXPERIMENT_NAME:
+            raise ValueError(f"experiment must be a name of at most {MAX_EXPERIMENT_NAME} characters "
+                             f"(MLflow's limit), got {len(self.experiment)} characters")
         if self.mode == "off":
             return
         uri = self.tracking_uri

@@ -1,0 +1,138 @@
+"""What the three experiment apps (experiments/*.py) share: one-line configuration errors, and sweeps checked
+whole before they start.
+
+`run_app(main, allowed_keys)` runs a `@hydra.main` function so that Hydra's own errors (a misspelt key, an
+unknown group option, an unparsable override) and the harness's ConfigError end the program with one line
+`config error: ...` on stderr and exit status 1; HYDRA_FULL_ERROR=1 shows Hydra's full report instead.
+
+`SweepCheck` is a Hydra callback listed before the tracking callback (`hydra.callbacks`): at the start of a
+multirun it composes every job of the basic sweeper's grid and passes each job's config to the app's check
+function, so a sweep with one bad job is refused, naming the job, before its parent run or the store exists.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from hydra.errors import HydraException
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
+
+from harness.config import ConfigError
+from harness.runtime import export_project_root
+
+AllowedKeys = Callable[[str], "list[str] | None"]
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+
+
+def one_line(exc: BaseException, allowed_keys: AllowedKeys) -> str:
+    """A Hydra or OmegaConf error (and its cause) folded into one line; listed options joined by commas.
+
+    A key Hydra refuses to override becomes "unknown key ..." with the keys allowed_keys(key) lists, or, when
+    the schema knows the key, the fact that the chosen config group option does not set it.
+    """
+    text = "\n".join(str(part) for part in (exc, exc.__cause__) if part is not None)
+    text = text.split("Config search path")[0]
+    misspelt = re.search(r"Could not override '([^']+)'", text)
+    if misspelt and "not in struct" in text:
+        key = misspelt.group(1)
+        allowed = allowed_keys(key)
+        section, _, leaf = key.rpartition(".")
+        if allowed and leaf in allowed and section:
+            return (f"key {key!r} does not apply to the chosen {section} option (its conf/{section}/ YAML "
+                    f"does not set {leaf!r})")
+        what = f"allowed: {allowed}" if allowed else "see the keys of its conf/ YAML"
+        return f"unknown key {key!r}; {what}"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    lines = [line for line in lines if not line.startswith(("full_key:", "object_type=", "reference_type="))]
+    folded: list[str] = []
+    listing = False
+    for line in lines:
+        # Hydra lists choices one per line under a heading ending in ':'; keep them on the heading's line.
+        if listing and " " not in line:
+            folded[-1] += (" " if folded[-1].endswith(":") else ", ") + line
+        else:
+            folded.append(line)
+            listing = line.endswith(":")
+    return "; ".join(folded)
+
+
+def run_app(main: Callable[[], Any], allowed_keys: AllowedKeys) -> None:
+    """Run the @hydra.main function main with Hydra's folders under <project>/mlruns/hydra and one-line
+    configuration errors (exit status 1)."""
+    export_project_root()
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        main()
+        return
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra then raises its errors here instead of printing a report
+    try:
+        main()
+    except (HydraException, OmegaConfBaseException) as exc:
+        sys.exit(f"config error: {one_line(exc, allowed_keys)}")
+    except ConfigError as exc:
+        sys.exit(f"config error: {exc}")
+
+
+@contextmanager
+def config_errors_exit() -> Iterator[None]:
+    """Inside a Hydra task function: a ConfigError ends the program with its one line and exit status 1
+    (SystemExit passes through Hydra's job runner without its "Error executing job" report)."""
+    try:
+        yield
+    except ConfigError as exc:
+        sys.exit(f"config error: {exc}")
+
+
+def sweep_jobs(config: DictConfig, loader: Any) -> list[list[str]]:
+    """The override lists of every job of the basic sweeper's grid (hydra.sweeper.params, then the command
+    line), in the order the sweeper launches them."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = config.hydra.sweeper.get("params") or {}
+    arguments = [f"{key}={value}" for key, value in params.items()]
+    arguments += list(OmegaConf.to_container(config.hydra.overrides.task, resolve=False))
+    overrides = OverridesParser.create(config_loader=loader).parse_overrides(arguments)
+    return [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
+
+
+class SweepCheck(Callback):
+    """Hydra callback: compose and check every job of a basic sweep before the sweep starts.
+
+    check: dotted path of the app's check function, called with each job's composed config as a plain dict
+    (what the job's own run would receive); it raises ConfigError on bad input. allowed_keys: dotted path of
+    the app's allowed-keys function for Hydra's misspelt-key errors. The first refused job ends the program
+    with one line `config error: job N (<its swept values>): ...`. Other sweepers (e.g. Optuna) choose
+    their jobs as they go; their jobs are checked one by one as they start.
+    """
+
+    def __init__(self, check: str, allowed_keys: str) -> None:
+        self.check, self.allowed_keys = check, allowed_keys
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if config.hydra.sweeper.get("_target_") != BASIC_SWEEPER:
+            return
+        from hydra.core.global_hydra import GlobalHydra
+        from hydra.utils import get_method
+
+        check, allowed_keys = get_method(self.check), get_method(self.allowed_keys)
+        loader = GlobalHydra.instance().config_loader()
+        jobs = sweep_jobs(config, loader)
+        swept = [k for k, values in enumerate(zip(*jobs, strict=True)) if len(set(values)) > 1]
+        for number, overrides in enumerate(jobs):
+            job_name = f"job {number} ({' '.join(overrides[k] for k in swept)})"
+            try:
+                job = loader.load_sweep_config(config, list(overrides))
+                with open_dict(job):
+                    del job["hydra"]
+                check(OmegaConf.to_container(job, resolve=True))
+            except (HydraException, OmegaConfBaseException) as exc:
+                sys.exit(f"config error: {job_name}: {one_line(exc, allowed_keys)}")
+            except ConfigError as exc:
+                sys.exit(f"config error: {job_name}: {exc}")
