@@ -172,17 +172,37 @@ def test_evaluate_forecast_by_hand():
 
 def test_diebold_mariano_by_hand():
     e1, e2 = np.array([1.0, 2.0, 3.0, 4.0]), np.ones(4)
-    # d = e1^2 - e2^2 = 0, 3, 8, 15: mean 6.5, gamma_0 = 129/16, gamma_1 = 30.25/4; HLN factor sqrt((n-1)/n)
+    # d = e1^2 - e2^2 = 0, 3, 8, 15: mean 6.5; centred -6.5, -3.5, 1.5, 8.5: gamma_0 = 129 / 4 = 32.25,
+    # gamma_1 = (22.75 - 5.25 + 12.75) / 4 = 30.25 / 4; HLN factor sqrt((n + 1 - 2h + h(h - 1)/n) / n)
     statistic, p_value = diebold_mariano(e1, e2)
-    assert statistic == pytest.approx(6.5 / np.sqrt(32.25 / 4) * np.sqrt(3 / 4), rel=1e-12)
+    expected = 6.5 / np.sqrt(32.25 / 4) * np.sqrt(3 / 4)
+    assert statistic == pytest.approx(expected, rel=1e-12)
+    assert p_value == pytest.approx(2 * stats.t.sf(expected, df=3), rel=1e-12)
     assert p_value == pytest.approx(0.14171516342257268, rel=1e-9)
+    # h = 2: Newey-West weight 1 - 1/2 on gamma_1, V = 32.25 + 2 * 0.5 * 30.25 / 4
     statistic, p_value = diebold_mariano(e1, e2, h=2)
-    assert statistic == pytest.approx(6.5 / np.sqrt((32.25 + 2 * 7.5625) / 4) * np.sqrt(0.375), rel=1e-12)
-    assert p_value == pytest.approx(0.3311717374386678, rel=1e-9)
+    expected = 6.5 / np.sqrt((32.25 + 30.25 / 4) / 4) * np.sqrt(0.375)
+    assert statistic == pytest.approx(expected, rel=1e-12)
+    assert p_value == pytest.approx(2 * stats.t.sf(expected, df=3), rel=1e-12)
     assert diebold_mariano(e2, e1)[0] == pytest.approx(-diebold_mariano(e1, e2)[0])
     # absolute loss: d = 0, 1, 2, 3
     assert diebold_mariano(e1, e2, loss="absolute")[0] == pytest.approx(
         1.5 / np.sqrt(1.25 / 4) * np.sqrt(3 / 4), rel=1e-12)
+
+
+def test_diebold_mariano_is_finite_where_the_truncated_long_run_variance_is_negative():
+    # two equally good forecasts (the example): gamma_0 + 2 gamma_1 < 0 at h = 2
+    e1, e2 = np.array([1.5, 0, 1.5, 0, 1.6, 0.1]), np.array([0, 1.5, 0, 1.5, 0, 1.4])
+    d = e1**2 - e2**2
+    n, centred = len(d), d - d.mean()
+    gamma = [float(centred[k:] @ centred[: n - k]) / n for k in (0, 1)]
+    assert gamma[0] + 2 * gamma[1] < 0  # what returned (inf, p = 0) before
+    statistic, p_value = diebold_mariano(e1, e2, h=2)
+    variance = gamma[0] + gamma[1]  # Bartlett weight 1/2
+    expected = d.mean() / np.sqrt(variance / n) * np.sqrt((n + 1 - 4 + 2 / n) / n)
+    assert statistic == pytest.approx(expected, rel=1e-12)
+    assert p_value == pytest.approx(2 * stats.t.sf(abs(expected), df=n - 1), rel=1e-12)
+    assert p_value > 0.5
 
 
 def test_diebold_mariano_degenerate_cases_and_validation():

@@ -1,13 +1,21 @@
 """Scores of one-step-ahead forecasts: error measures, the Diebold-Mariano test, mean and std over seeds.
 
 Diebold-Mariano (Diebold & Mariano 1995) with the small-sample correction of Harvey, Leybourne & Newbold
-(1997): for loss differentials d_t = L(e1_t) - L(e2_t), t = 1..n, and forecast horizon h,
+(1997), computed by statsmodels' `diebold_mariano_test(harvey_adj=True, lags=h - 1, horizon=h)`: for loss
+differentials d_t = L(e1_t) - L(e2_t), t = 1..n, and forecast horizon h,
 
-    DM   = mean(d) / sqrt(V / n),   V = gamma_0 + 2 sum_{k=1}^{h-1} gamma_k   (gamma_k: autocovariance, /n)
+    DM   = mean(d) / sqrt(V / n),   V = gamma_0 + 2 sum_{k=1}^{h-1} (1 - k / h) gamma_k   (gamma_k: /n)
     DM*  = DM * sqrt((n + 1 - 2h + h(h - 1) / n) / n)
 
 and DM* is compared with Student's t with n - 1 degrees of freedom, two-sided. DM* < 0 means forecast 1 has
 the lower expected loss.
+
+The long-run variance V uses Newey-West (Bartlett) weights 1 - k/h, as R's forecast::dm.test does with
+varestimator = "bartlett". The 1995 paper's truncated sum gamma_0 + 2 sum gamma_k (R's default "acf") can be
+negative for h >= 2 on ordinary data, e.g. e1 = [1.5, 0, 1.5, 0, 1.6, 0.1], e2 = [0, 1.5, 0, 1.5, 0, 1.4],
+h = 2, where it gave "significant at any level" for two equally good forecasts; R then falls back to h = 1.
+The Bartlett weights make V a sum of squares, so it is never negative and is zero only when d is constant:
+no fallback is needed. At h = 1 both estimators are gamma_0 and the test is the classic one.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from typing import Any
 import numpy as np
 
 LOSSES = ("squared", "absolute")
+_CRITERIA = {"squared": "mse", "absolute": "mae"}  # statsmodels' names of the losses
 
 
 def _pair(y_true: Any, y_pred: Any, names: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
@@ -62,10 +71,11 @@ def evaluate_forecast(y_true: np.ndarray, y_pred: np.ndarray, innovation_varianc
 def diebold_mariano(e1: np.ndarray, e2: np.ndarray, h: int = 1, loss: str = "squared") -> tuple[float, float]:
     """Two-sided Diebold-Mariano test (HLN-corrected, t_{n-1}) of equal accuracy of two (N,) forecast errors.
 
-    Returns (statistic, p_value). Identical losses everywhere give (0.0, 1.0); a constant non-zero loss
-    differential (zero variance) gives (+-inf, 0.0).
+    Returns (statistic, p_value) of statsmodels' diebold_mariano_test (see the module docstring). A constant
+    loss differential has no variance to scale by: identical losses everywhere give (0.0, 1.0), a constant
+    non-zero differential gives (+-inf, 0.0), the limit of the statistic as its variance goes to zero.
     """
-    from scipy import stats
+    from statsmodels.tsa.stattools import diebold_mariano_test
 
     e1, e2 = _pair(e1, e2, ("e1", "e2"))
     if loss not in LOSSES:
@@ -74,18 +84,13 @@ def diebold_mariano(e1: np.ndarray, e2: np.ndarray, h: int = 1, loss: str = "squ
     if isinstance(h, bool) or not isinstance(h, int | np.integer) or not 1 <= h < n:
         raise ValueError(f"h must be an integer in [1, {n - 1}] (N = {n} errors), got {h!r}")
     d = e1**2 - e2**2 if loss == "squared" else np.abs(e1) - np.abs(e2)
-    mean = float(np.mean(d))
-    centred = d - mean
-    long_run = float(centred @ centred) / n
-    for k in range(1, h):
-        long_run += 2.0 * float(centred[k:] @ centred[:-k]) / n
-    if long_run <= 0.0 or not np.isfinite(long_run):
-        if mean == 0.0:
-            return 0.0, 1.0
-        return float(np.copysign(np.inf, mean)), 0.0
-    statistic = mean / np.sqrt(long_run / n) * np.sqrt((n + 1 - 2 * h + h * (h - 1) / n) / n)
-    p_value = 2.0 * float(stats.t.sf(abs(statistic), df=n - 1))
-    return float(statistic), p_value
+    if np.all(d == d[0]):
+        return (0.0, 1.0) if d[0] == 0.0 else (float(np.copysign(np.inf, d[0])), 0.0)
+    # statsmodels scores forecasts of y; with y = 0 and forecasts -e the forecast errors are e themselves
+    zero = np.zeros(n)
+    result = diebold_mariano_test(zero, -e1, -e2, lags=int(h) - 1, criterion=_CRITERIA[loss], harvey_adj=True,
+                                  horizon=int(h))
+    return float(result.statistic), float(result.pvalue)
 
 
 def aggregate_over_seeds(rows: Iterable[Mapping[str, float | None]]) -> dict[str, dict[str, float]]:
