@@ -4,6 +4,7 @@ MLflow (tests/conftest.py), on the embedded store and on a loopback tracking ser
 
 from __future__ import annotations
 
+import signal
 import subprocess
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from mlflow import MlflowClient
 from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from test_tracking_server import server_app_command
-from test_train_app import TINY, app, app_command, app_env, runs_of
+from test_train_app import TINY, app, app_command, app_env, runs_of, signal_when_training
 
 from harness.config import validate
 from harness.search.optuna_sweeper import trial_value
@@ -198,6 +199,29 @@ def test_two_processes_share_one_sqlite_study_and_a_resume_completes_it(tmp_path
     study = optuna.load_study(study_name="shared", storage=storage)
     assert len(study.trials) == 7 and all(t.state.name == "COMPLETE" for t in study.trials)
     assert len(parent_and_children(tracking_settings)[1]) == 7
+
+
+def test_an_interrupted_search_resumes_with_the_cut_trial_first(tmp_path: Path, tracking_settings) -> None:
+    common = ["-m", "hydra/sweeper=optuna", "hydra.sweeper.study_name=s", "hydra.sweeper.n_trials=2",
+              "hydra.sweeper.n_jobs=1", *LINEAR_REVERSAL, "optimizer.lr=tag(log,interval(1e-3,1e-1))"]
+    stderr = tmp_path / "stderr.txt"
+    with stderr.open("w") as sink:
+        process = subprocess.Popen(
+            app_command(tracking_settings, *common, "trainer.steps=1000000", "trainer.eval_interval=1000",
+                        "trainer.diagnostics_interval=0"),
+            env=app_env(tmp_path), cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=sink)
+    signal_when_training(process, tracking_settings, stderr, signum=signal.SIGINT)
+    assert process.returncode != 0
+    cut, queued = study_of(tracking_settings).trials
+    assert cut.state.name == "FAIL" and cut.user_attrs["interrupted"] is True
+    assert queued.state.name == "WAITING" and queued.user_attrs["retry_of"] == 0
+    (parent,), (child,) = parent_and_children(tracking_settings)
+    assert (parent.info.status, child.info.status) == ("KILLED", "KILLED")
+    resumed = app(tmp_path, tracking_settings, *common)
+    assert resumed.returncode == 0, resumed.stderr
+    cut, retried, new = study_of(tracking_settings).trials
+    assert retried.params == cut.params and retried.user_attrs["retry_of"] == 0
+    assert (retried.state.name, new.state.name) == ("COMPLETE", "COMPLETE")
 
 
 @pytest.mark.slow

@@ -36,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -51,10 +52,11 @@ LENGTHS = (50, 100, 200, 400, 800)
 ONE_BLAS_THREAD = {name: "1" for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
 
 
-def run_sweep(name: str, jobs: int, steps: int, workdir: Path) -> tuple[float, float]:
+def run_sweep(name: str, jobs: int, steps: int, workdir: Path,
+              overrides: Sequence[str] | None = None) -> tuple[float, float]:
     """(wall seconds, CPU seconds of all its processes) of one sweep of `jobs` runs with launcher `name`, on a
-    fresh store in workdir/name."""
-    overrides, _ = LAUNCHERS[name]
+    fresh store in workdir/name; overrides replace the launcher's (LAUNCHERS[name])."""
+    overrides = LAUNCHERS[name][0] if overrides is None else overrides
     store = workdir / name
     command = [sys.executable, str(project_root() / "experiments" / "train.py"), "-m", *TRAIN,
                f"trainer.steps={steps}", f"seed=range(0,{jobs})", *overrides,
@@ -74,9 +76,10 @@ def run_sweep(name: str, jobs: int, steps: int, workdir: Path) -> tuple[float, f
     return seconds, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
 
 
-def job_times(name: str, workdir: Path) -> tuple[float, float, float]:
-    """(median warm per-job seconds, median training seconds, span seconds) of the child runs of sweep `name`;
-    span: from the first run's start to the last run's end.
+def job_times(name: str, workdir: Path, workers: int | None = None) -> tuple[float, float, float]:
+    """(median warm per-job seconds, median training seconds, span seconds) of the child runs of sweep `name`
+    (run by `workers` processes, default the launcher's); span: from the first run's start to the last run's
+    end.
 
     Per-job time: the gap start[i + w] - start[i] between sorted run starts, w = the launcher's workers; with
     w workers taking jobs in turn and jobs of equal length, runs i and i + w are consecutive jobs of one
@@ -84,7 +87,7 @@ def job_times(name: str, workdir: Path) -> tuple[float, float, float]:
     """
     from mlflow import MlflowClient
 
-    _, workers = LAUNCHERS[name]
+    workers = LAUNCHERS[name][1] if workers is None else workers
     client = MlflowClient(f"sqlite:///{workdir / name / 'mlflow.db'}")
     experiment = client.get_experiment_by_name(name)
     runs = [run for run in client.search_runs([experiment.experiment_id])

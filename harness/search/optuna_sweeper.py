@@ -5,8 +5,9 @@ configured launcher (basic, joblib, submitit); every returned value is told back
 returns NaN, infinity or no number (a diverged run), is told as a FAILED trial and the search goes on; a
 study whose every trial failed ends the command with one line. The study stops asking once it holds
 ``n_trials`` trials, whichever processes ran them, so a second process (or a SLURM job) shares the work and an
-interrupted search resumes with what is left. Trials asked but not run when the sweep stops (a signal, a
-crash of the launcher) are told FAILED, so a resume never waits for them.
+interrupted search resumes with what is left. A trial cut short when the sweep stops (a signal, a crash of
+the launcher) is told FAILED with the user attribute ``interrupted``, does not count towards n_trials, and
+its parameters are queued, so the resumed search runs it first.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness.search.space import SearchSpace, parse_search_space
 from harness.search.study import (
+    INTERRUPTED,
     make_sampler,
     objective_direction,
     open_study,
@@ -50,6 +52,15 @@ def trial_value(job_return: Any) -> tuple[float | None, str]:
     if not math.isfinite(number):
         return None, f"the job returned {number} (diverged)"
     return number, ""
+
+
+def abandon(study: Any, trial: Any) -> None:
+    """End a trial its sweep could not finish: FAILED and marked interrupted, its parameters queued again."""
+    from optuna.trial import TrialState
+
+    trial.set_user_attr(INTERRUPTED, True)
+    study.tell(trial, state=TrialState.FAIL)
+    study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
 
 
 class OptunaSweeper(Sweeper):
@@ -138,7 +149,7 @@ class OptunaSweeper(Sweeper):
         finally:
             for trial in trials:
                 if trial.number not in told:
-                    study.tell(trial, state=TrialState.FAIL)
+                    abandon(study, trial)
 
     def _finish(self, study: Any, recorder: Any) -> None:
         from optuna.trial import TrialState

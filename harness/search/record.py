@@ -96,9 +96,11 @@ class TrialRecorder:
             tags["optuna.value"] = repr(value)
         if error:
             tags["optuna.error"] = error[:5000]
+        from mlflow.entities import RunTag
+
         for run in runs:
-            for key, text in {**tags, "mlflow.runName": f"{run.info.run_name}-t{trial.number}"}.items():
-                self.client.set_tag(run.info.run_id, key, text)
+            named = {**tags, "mlflow.runName": f"{run.info.run_name}-t{trial.number}"}
+            self.client.log_batch(run.info.run_id, tags=[RunTag(k, v) for k, v in named.items()])
         trial.set_user_attr("mlflow_run_ids", [run.info.run_id for run in runs])
 
     def describe_parent(self) -> None:

@@ -20,6 +20,7 @@ from harness.tracking.store import sqlite_path
 DIRECTIONS = ("auto", "minimize", "maximize")
 SAMPLERS = ("tpe", "random", "qmc")
 STORAGE_FILE = "optuna.db"
+INTERRUPTED = "interrupted"  # user attribute of a trial cut short by its sweep's end (signal, crash)
 # Writers of one SQLite study wait this long for each other's transactions (sqlite3's default is 5 s).
 SQLITE_TIMEOUT_S = 60
 
@@ -104,12 +105,13 @@ def open_study(name: str, storage: str | None, direction: str, sampler):
 
 def remaining_trials(study, n_trials: int) -> int:
     """Trials still to ask for so the study holds n_trials: finished ones (complete, failed, pruned) and
-    those other processes are running count."""
+    those other processes are running count; a trial its sweep abandoned (user attribute INTERRUPTED) does
+    not."""
     from optuna.trial import TrialState
 
     taken = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED,
                                                      TrialState.RUNNING))
-    return max(0, n_trials - len(taken))
+    return max(0, n_trials - sum(not t.user_attrs.get(INTERRUPTED) for t in taken))
 
 
 def storage_label(storage: str | None) -> str:
