@@ -42,6 +42,7 @@ TINY = [
     "rnn.batch_size=4",
     "link.steps=60",
     "figure_window=30",
+    "backtest=one_step",
 ]
 
 
@@ -66,6 +67,16 @@ def cell_runs(settings: TrackingSettings, parent_run_id: str) -> list:
     client = MlflowClient(settings.tracking_uri)
     experiment = client.get_experiment_by_name("rnn_vs_arma")
     return client.search_runs([experiment.experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}'")
+
+
+def swept_table(grid: list[str], overrides: list[str], store: TrackingSettings, tmp_path: Path
+                ) -> pd.DataFrame:
+    """The table rebuilt from the parent of a `-m` sweep over grid (joblib launcher), other overrides kept."""
+    kept = [o for o in overrides if not o.startswith(("series=", "model="))]
+    done = run_app(["-m", *grid, "hydra/launcher=joblib", *kept, *tracking_overrides(store)], tmp_path)
+    assert done.returncode == 0, done.stderr
+    sweep_parent = (tmp_path / "sweep" / "parent_run_id").read_text().strip()
+    return rnn_vs_arma.rebuild_table(sweep_parent, store)
 
 
 @pytest.fixture(scope="module")
@@ -167,18 +178,8 @@ def test_cli_rebuild_prints_the_same_table(study, store, tmp_path):
 
 def test_joblib_sweep_gives_the_numbers_of_the_sequential_run(study, store, tmp_path):
     result, _ = study
-    args = [
-        "-m",
-        "series=ar2,setar",
-        "model=arma,lstm",
-        "hydra/launcher=joblib",
-        *[o for o in TINY if not o.startswith(("series=", "model="))],
-        *tracking_overrides(store),
-    ]
-    done = run_app(args, tmp_path)
-    assert done.returncode == 0, done.stderr
-    sweep_parent = (tmp_path / "sweep" / "parent_run_id").read_text().strip()
-    swept = rnn_vs_arma.rebuild_table(sweep_parent, store).set_index(["series", "model"])
+    swept = swept_table(["series=ar2,setar", "model=arma,lstm"], TINY, store, tmp_path)
+    swept = swept.set_index(["series", "model"])
     sequential = result.table.set_index(["series", "model"]).loc[swept.index]
     assert len(swept) == 4
     pd.testing.assert_frame_equal(swept, sequential, check_exact=True)
@@ -190,7 +191,15 @@ def test_joblib_sweep_gives_the_numbers_of_the_sequential_run(study, store, tmp_
         (["series=[ar2,sinus]"], "series must be among"),
         (["model=[arma,transformer]"], "model must be among"),
         (["series=[ar2,arma]", "+series_params.arma.ar=[1.2]"], "series 'arma': ar=[1.2] is not stationary"),
-        (["length=60"], "test part of series 'ar2' has 12 points (length=60, "),
+        (["length=40"], "train part of series 'ar2' has 24 points (length=40, "),
+        (["length=80"], "link: the training part of series 'arma11' has 48 points, needs >= 100"),
+        (["series=[sunspots]", "split.train=[1700,1920]", "split.val=null", "split.test=[1922,1987]"],
+         "split of series 'sunspots': split.test must start right after split.train ends, at label 1921"),
+        (["series=[sunspots]", "+windows.early=[1700,1710]"],
+         "windows.early=[1700, 1710] must select points"),
+        (["backtest.horizon=0"], "backtest.horizon must be an integer >= 1, got 0"),
+        (["intervals.levels=[0.8,1.5]"], "intervals.levels must be numbers in (0, 1), got 1.5"),
+        (["series=[csv]"], "series 'csv': csv.path must name a CSV file, got None"),
     ],
 )
 def test_bad_input_fails_with_one_line_before_any_run(overrides, message, tracking_settings):
@@ -206,7 +215,7 @@ def test_cli_bad_input_exits_non_zero_with_one_line(tracking_settings, tmp_path)
     done = run_app([*TINY, "series=[ar2,nope]", *tracking_overrides(tracking_settings)], tmp_path)
     assert done.returncode != 0
     assert done.stderr.strip().splitlines() == [
-        f"config error: series must be among {sorted(rnn_vs_arma.SERIES_NAMES)}, got 'nope'"
+        f"config error: series must be among {sorted(rnn_vs_arma.ALL_SERIES_NAMES)}, got 'nope'"
     ]
     client = MlflowClient(tracking_settings.tracking_uri)
     assert client.search_runs([e.experiment_id for e in client.search_experiments()]) == []

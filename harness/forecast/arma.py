@@ -10,6 +10,8 @@ lag-polynomial sign convention: ar polynomial [1, -phi_1, ...], ma polynomial [1
   is E[x_t | x_0 .. x_{t-1}], so the test part is forecast with the training and validation parts as history
   and no look-ahead. (`append` would give the same numbers when the series starts with the training data;
   `apply` does not need that assumption.)
+- h_step_forecasts gives the h = 1..H forecasts and their variances from many origins at once, from one
+  Kalman filter pass (no look-ahead either), equal to statsmodels' get_forecast at each origin.
 - Psi-weights (MA(inf) impulse response) come from arma2ma; pi-weights of the one-step predictor from arma2ar.
 
 statsmodels is imported lazily (about 2 s); its warnings are captured per fit and returned as text, never
@@ -222,6 +224,54 @@ def one_step_forecasts(fit: ArmaFit, series: np.ndarray, start: int) -> np.ndarr
         warnings.simplefilter("ignore")  # the fit's warnings were captured already; filtering adds no news
         applied = fit.results.apply(series, refit=False)
     return np.asarray(applied.fittedvalues, dtype=np.float64)[start:]
+
+
+def _matrix(array: np.ndarray, name: str) -> np.ndarray:
+    """The time-invariant system matrix `array[..., 0]` (ARMA with a constant has no time-varying one)."""
+    if array.shape[-1] != 1 and not np.all(array == array[..., :1]):
+        raise ValueError(f"the ARMA state-space {name} must not vary with time")
+    return array[..., 0]
+
+
+def h_step_forecasts(fit: ArmaFit, series: np.ndarray, origins: np.ndarray, horizon: int
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Forecasts (M, H) of series[o + h - 1], h = 1..H, from each origin o in (M,) origins, and their
+    variances (M, H), with fit's parameters held fixed and only series[:o] known at origin o.
+
+    One Kalman filter over the whole (N,) series (statsmodels' `apply`, no refit) gives the predicted state
+    a_o = E[s_o | x_0..x_{o-1}] and its covariance P_o at every origin; then, for j = 0..H-1,
+    x̂_{o+j} = d + Z a_{o+j}, Var = Z P_{o+j} Z' + H_obs, a_{o+j+1} = c + T a_{o+j},
+    P_{o+j+1} = T P_{o+j} T' + R Q R' -- what statsmodels' get_forecast computes origin by origin (the tests
+    hold the two equal to 1e-8). The filter is causal, so nothing after an origin enters its forecasts.
+    """
+    series = _check_series("series", series)
+    origins = np.asarray(origins)
+    if origins.ndim != 1 or not np.issubdtype(origins.dtype, np.integer) or (
+        len(origins) and (origins.min() < 1 or origins.max() > len(series))
+    ):
+        raise ValueError(f"origins must be a 1-D integer array with values in [1, {len(series)}]")
+    if isinstance(horizon, bool) or not isinstance(horizon, int | np.integer) or horizon < 1:
+        raise ValueError(f"horizon must be a positive integer, got {horizon!r}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the fit's warnings were captured already
+        filtered = fit.results.apply(series, refit=False).filter_results
+    Z = _matrix(filtered.design, "design")  # (1, k)
+    T = _matrix(filtered.transition, "transition")  # (k, k)
+    R = _matrix(filtered.selection, "selection")  # (k, r)
+    RQR = R @ _matrix(filtered.state_cov, "state_cov") @ R.T
+    c = _matrix(filtered.state_intercept, "state_intercept")  # (k,)
+    d = _matrix(filtered.obs_intercept, "obs_intercept")  # (1,)
+    h_obs = _matrix(filtered.obs_cov, "obs_cov")  # (1, 1)
+    a = filtered.predicted_state[:, origins].T  # (M, k)
+    P = np.moveaxis(filtered.predicted_state_cov[:, :, origins], -1, 0)  # (M, k, k)
+    mean = np.empty((len(origins), horizon))
+    variance = np.empty((len(origins), horizon))
+    for j in range(horizon):
+        mean[:, j] = d[0] + a @ Z[0]
+        variance[:, j] = np.einsum("i,mij,j->m", Z[0], P, Z[0]) + h_obs[0, 0]
+        a = c + a @ T.T
+        P = T @ P @ T.T + RQR
+    return mean, variance
 
 
 def predictor_weights(ar: np.ndarray, ma: np.ndarray, lags: int = 20) -> np.ndarray:

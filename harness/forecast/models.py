@@ -3,6 +3,9 @@
     forecaster.fit(train (N_tr,), val (N_va,)) -> forecaster
     forecaster.predict(series (N,), start) -> (N - start,)   one-step-ahead predictions of series[start:],
                                                              prediction k using only series[:start + k]
+    forecaster.forecast(series (N,), origins (M,), H) -> (mean (M, H), variance (M, H) or None)
+                                                 mean[m, h - 1] forecasts series[origins[m] + h - 1]
+                                                 from series[:origins[m]] alone
     forecaster.summary() -> JSON-able dict of what was fitted
 
 ArmaForecaster: ARMA(p, q) with a constant (harness.forecast.arma), order fixed or chosen by AIC/BIC on the
@@ -34,6 +37,7 @@ from harness.forecast.arma import (
     ArmaFit,
     OrderSelection,
     fit_arma,
+    h_step_forecasts,
     linear_rnn_impulse_response,
     minimum_length,
     one_step_forecasts,
@@ -42,6 +46,7 @@ from harness.forecast.arma import (
 from harness.forecast.splits import Normalizer
 
 RNN_MODELS = {"elman": "Elman", "jordan": "Jordan", "lstm": "LSTM", "gru": "GRU"}
+FORECAST_BATCH = 64  # origins forecast side by side; bounds the (T, B, 4H) activations an LSTM keeps
 
 
 @runtime_checkable
@@ -51,6 +56,9 @@ class Forecaster(Protocol):
     def fit(self, train: np.ndarray, val: np.ndarray) -> Forecaster: ...
 
     def predict(self, series: np.ndarray, start: int) -> np.ndarray: ...
+
+    def forecast(self, series: np.ndarray, origins: np.ndarray, horizon: int
+                 ) -> tuple[np.ndarray, np.ndarray | None]: ...
 
     def summary(self) -> dict[str, Any]: ...
 
@@ -69,6 +77,16 @@ def _start(start: Any, n: int) -> int:
     if isinstance(start, bool) or not isinstance(start, int | np.integer) or not 0 <= start < n:
         raise ValueError(f"start must be an integer in [0, {n - 1}] (series has N={n} points), got {start!r}")
     return int(start)
+
+
+def _origins(origins: Any, n: int) -> np.ndarray:
+    origins = np.asarray(origins)
+    if origins.ndim != 1 or not np.issubdtype(origins.dtype, np.integer) or (
+        len(origins) and (origins.min() < 1 or origins.max() > n)
+    ):
+        raise ValueError(f"origins must be a 1-D integer array with values in [1, {n}] (series has N={n} "
+                         f"points)")
+    return origins.astype(np.int64)
 
 
 def _positive_int(argument: str, value: Any, *, allow_none: bool = False, minimum: int = 1) -> int | None:
@@ -135,6 +153,15 @@ class ArmaForecaster:
                              f"ARMA({p},{q}): needs at least {needed}")
         return one_step_forecasts(self.fit_, series, start)
 
+    def forecast(self, series: np.ndarray, origins: np.ndarray, horizon: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """h = 1..H forecasts (M, H) from each origin and their model variances (M, H) (h_step_forecasts)."""
+        if self.fit_ is None:
+            raise ValueError("ArmaForecaster must be fit before forecast")
+        series = _series("series", series)
+        origins = _origins(origins, len(series))
+        return h_step_forecasts(self.fit_, series, origins, _positive_int("horizon", horizon))
+
     def summary(self) -> dict[str, Any]:
         """The fit (order, params, bse, psi, criteria, converged, warnings) and the order-search trials."""
         if self.fit_ is None:
@@ -151,10 +178,10 @@ class ArmaForecaster:
 
 
 def lagged_inputs(z: np.ndarray, lags: int) -> np.ndarray:
-    """(N, lags) inputs from (N,) z: row t is (z_{t-1}, ..., z_{t-lags}), zeros before the series starts."""
-    X = np.zeros((len(z), lags), dtype=np.float64)
+    """(N, ..., lags) inputs from (N, ...) z: X[t, ..., i] = z[t - 1 - i], zeros before the series starts."""
+    X = np.zeros((*np.shape(z), lags), dtype=np.float64)
     for lag in range(1, lags + 1):
-        X[lag:, lag - 1] = z[:-lag]
+        X[lag:, ..., lag - 1] = z[:-lag]
     return X
 
 
@@ -310,6 +337,38 @@ class RnnForecaster:
         start = _start(start, len(series))
         X = lagged_inputs(self.normalizer_.transform(series), self.lags)[:, None, :]
         return self.normalizer_.inverse_transform(self.model_.predict(X)[start:, 0, 0])
+
+    def forecast(self, series: np.ndarray, origins: np.ndarray, horizon: int) -> tuple[np.ndarray, None]:
+        """Recursive h = 1..H forecasts (M, H) from each origin (no model variance: None).
+
+        From origin o the network reads series[:o], then is fed its own forecasts in place of the unknown
+        values o, o+1, ... The origins run side by side as a batch of sequences that all start at t = 0, so
+        each state has seen the whole past, as in predict. Pass j over the batch makes the step-j forecasts
+        exact (they only read steps before j), so H passes give all of them; h = 1 is predict's own pass.
+        """
+        if self.model_ is None or self.normalizer_ is None:
+            raise ValueError("RnnForecaster must be fit before forecast")
+        series = _series("series", series)
+        origins = _origins(origins, len(series))
+        horizon = _positive_int("horizon", horizon)
+        z = np.append(self.normalizer_.transform(series), 0.0)  # a slot for origin N's unused input
+        one_step = self.model_.predict(lagged_inputs(z, self.lags)[:, None, :])[:, 0, 0]  # (N + 1,)
+        out = np.empty((len(origins), horizon))
+        out[:, 0] = one_step[origins]
+        for first in range(0, len(origins) if horizon > 1 else 0, FORECAST_BATCH):
+            chunk = origins[first : first + FORECAST_BATCH]
+            steps = np.arange(chunk.max() + horizon)[:, None]  # (L, 1)
+            known = steps < chunk[None, :]  # (L, B): values the origin has seen
+            padded = np.zeros(len(steps))
+            padded[: min(len(steps), len(z) - 1)] = z[: min(len(steps), len(z) - 1)]
+            values = np.where(known, padded[:, None], 0.0)
+            values[chunk, np.arange(len(chunk))] = one_step[chunk]
+            for _ in range(1, horizon):
+                predicted = self.model_.predict(lagged_inputs(values, self.lags))[:, :, 0]  # (L, B)
+                values = np.where(known, values, predicted)
+            rows = chunk[:, None] + np.arange(horizon)[None, :]  # (B, H)
+            out[first : first + len(chunk), 1:] = values[rows[:, 1:], np.arange(len(chunk))[:, None]]
+        return self.normalizer_.inverse_transform(out), None
 
     def summary(self) -> dict[str, Any]:
         """Model name, sizes, training settings and the early-stopping outcome."""

@@ -31,7 +31,9 @@ class Series:
     values: (N,) float64. innovation_variance: optimal one-step MSE or None (see the module docstring).
     true_params: the generating parameters in the form a fitted model reports them (ARMA: ar, ma, sigma2),
     or None. params: the arguments of make_series (with n and seed). exog: (N,) float64 driving input aligned
-    with values (NARMA-10's u; values[t + 1] depends on exog[: t + 1]), else None.
+    with values (NARMA-10's u; values[t + 1] depends on exog[: t + 1]), else None. index: (N,) increasing
+    labels of the points (years as int64, dates as datetime64) for real data, None for a generated series
+    (its labels are the positions 0..N-1). source: where real data came from (a file path), else None.
     """
 
     values: np.ndarray
@@ -40,6 +42,28 @@ class Series:
     true_params: dict[str, object] | None
     params: dict[str, object] = field(default_factory=dict)
     exog: np.ndarray | None = None
+    index: np.ndarray | None = None
+    source: str | None = None
+
+    @property
+    def labels(self) -> np.ndarray:
+        """(N,) point labels: index, or the positions 0..N-1 of a generated series."""
+        return np.arange(len(self.values)) if self.index is None else self.index
+
+    def oracle_mse(self, horizon: int) -> list[float | None]:
+        """The best achievable h-step MSE for h = 1..horizon, None where it is not known.
+
+        ARMA (true ar, ma, sigma2): sigma2 * sum_{j<h} psi_j^2, the error variance of the conditional mean h
+        steps ahead; other series: innovation_variance at h = 1 (see the module docstring), None beyond.
+        """
+        from statsmodels.tsa.arima_process import arma2ma
+
+        true = self.true_params or {}
+        if {"ar", "ma", "sigma2"} <= set(true):
+            psi = arma2ma(np.r_[1.0, -np.asarray(true["ar"], dtype=float)],
+                          np.r_[1.0, np.asarray(true["ma"], dtype=float)], lags=horizon)
+            return [float(v) for v in float(true["sigma2"]) * np.cumsum(psi**2)]
+        return [self.innovation_variance, *([None] * (horizon - 1))]
 
 
 def _coefficients(name: str, values: Sequence[float]) -> list[float]:

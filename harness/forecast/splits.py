@@ -1,4 +1,5 @@
-"""Time-ordered train/validation/test splits, one-step-ahead windows and training-only normalisation.
+"""Time-ordered train/validation/test splits (by fraction or by label: date or index), one-step-ahead windows
+and training-only normalisation.
 
 No leakage: the split keeps time order (train before validation before test), windows whose targets lie in
 a later part only look back into earlier parts, and Normalizer statistics come from the training part alone.
@@ -6,6 +7,7 @@ a later part only look back into earlier parts, and Normalizer statistics come f
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -114,3 +116,80 @@ class Normalizer:
         """values * std + mean, any shape: predictions back in the series' units."""
         mean, std = self._fitted()
         return np.asarray(values, dtype=np.float64) * std + mean
+
+
+def as_label(labels: np.ndarray, value: object, field: str) -> np.generic:
+    """value as a label comparable with labels (a date for datetime64 labels, else a number); field names
+    the bound in the error."""
+    try:
+        if np.issubdtype(labels.dtype, np.datetime64):
+            return np.datetime64(str(value)).astype(labels.dtype)
+        if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+            raise TypeError
+        return np.asarray(value, dtype=labels.dtype if np.issubdtype(labels.dtype, np.integer) else None)[()]
+    except (TypeError, ValueError):
+        kind = "a date" if np.issubdtype(labels.dtype, np.datetime64) else "a number (index label)"
+        raise ValueError(f"{field} bounds must be {kind}, got {value!r}") from None
+
+
+def split_by_labels(values: np.ndarray, labels: np.ndarray, train: Sequence[object],
+                    val: Sequence[object] | None, test: Sequence[object]) -> tuple[int, int, Split]:
+    """Split (N,) values by inclusive label ranges [first, last] of its (N,) increasing labels.
+
+    Parts must follow each other without a gap (val, if given, starts right after train; test right after
+    val or train). Returns (lo, hi, split): the points used are values[lo:hi] (before train's first label and
+    after test's last label nothing is used) and split indexes values[lo:hi].
+    """
+    values, labels = _as_series(values), np.asarray(labels)
+    if labels.shape != values.shape:
+        raise ValueError(f"labels must have the shape of values {values.shape}, got {labels.shape}")
+    bounds = {}
+    for part, pair in (("train", train), ("val", val), ("test", test)):
+        if pair is None:
+            continue
+        if not isinstance(pair, Sequence) or isinstance(pair, str) or len(pair) != 2:
+            raise ValueError(f"split.{part} must be a pair [first, last] of labels or a fraction, "
+                             f"got {pair!r}")
+        first, last = (as_label(labels, bound, f"split.{part}") for bound in pair)
+        lo, hi = int(np.searchsorted(labels, first, "left")), int(np.searchsorted(labels, last, "right"))
+        if hi <= lo:
+            raise ValueError(f"split.{part}={list(pair)} selects no point: the labels run from "
+                             f"{labels[0]} to {labels[-1]}")
+        bounds[part] = (lo, hi)
+    previous = "train"
+    for part in ("val", "test"):
+        if part in bounds:
+            if bounds[part][0] != bounds[previous][1]:
+                expected = labels[bounds[previous][1]] if bounds[previous][1] < len(labels) else "(none left)"
+                raise ValueError(f"split.{part} must start right after split.{previous} ends, at label "
+                                 f"{expected}, got {labels[bounds[part][0]]}")
+            previous = part
+    lo, train_end = bounds["train"]
+    val_end = bounds.get("val", (train_end, train_end))[1]
+    hi = bounds["test"][1]
+    used = values[lo:hi]
+    split = Split(used[: train_end - lo].copy(), used[train_end - lo : val_end - lo].copy(),
+                  used[val_end - lo :].copy(), train_end - lo, val_end - lo)
+    return lo, hi, split
+
+
+def split_from_spec(values: np.ndarray, labels: np.ndarray, spec: Mapping[str, object]
+                    ) -> tuple[int, int, Split]:
+    """The split a config asks for: fractions {train, val, test} (split_series, all points used) or label
+    ranges {train: [first, last], val: [first, last] | None, test: [first, last]} (split_by_labels).
+
+    Returns (lo, hi, split) as split_by_labels does.
+    """
+    unknown = sorted(set(spec) - {"train", "val", "test"})
+    if unknown:
+        raise ValueError(f"unknown split key(s) {unknown}; allowed: ['train', 'val', 'test']")
+    if "train" not in spec or "test" not in spec:
+        raise ValueError(f"split must give train and test, got {dict(spec)}")
+    ranges = [isinstance(v, Sequence) and not isinstance(v, str) for v in spec.values() if v is not None]
+    if all(ranges):
+        return split_by_labels(values, labels, spec["train"], spec.get("val"), spec["test"])
+    if any(ranges):
+        raise ValueError(f"split parts must all be fractions or all be label ranges [first, last], "
+                         f"got {dict(spec)}")
+    fractions = {part: (0.0 if spec.get(part) is None else spec[part]) for part in ("train", "val", "test")}
+    return 0, len(values), split_series(values, **fractions)

@@ -7,6 +7,7 @@ backend is forced because the study runs headless (terminal, CI, joblib workers)
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -14,25 +15,40 @@ import pandas as pd
 from harness.studies.study_run import pyplot
 
 
-def forecast_figure(windows: Mapping[str, Mapping[str, np.ndarray]], start: Mapping[str, int]):
-    """One panel per series: the truth and every model's one-step forecasts on a window of the test part.
+@dataclass(frozen=True)
+class ForecastPanel:
+    """One series in the forecast figure.
 
-    windows: series name -> {"truth": (W,), <model name>: (W,) one-step predictions of the same points}.
-    start: series name -> index in the full series of the window's first point (for the x axis).
+    x (W,): labels of the window's points (positions, years or dates); truth (W,): their values.
+    forecasts: model -> (labels (V,), one-step forecasts (V,)) of the window's forecast points (every point,
+    or the backtest's origins). bands: model -> level -> (lower (V,), upper (V,)) one-step intervals.
     """
+
+    x: np.ndarray
+    truth: np.ndarray
+    forecasts: Mapping[str, tuple[np.ndarray, np.ndarray]]
+    bands: Mapping[str, Mapping[float, tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)
+
+
+def forecast_figure(panels: Mapping[str, ForecastPanel]):
+    """One panel per series: the truth, every model's one-step forecasts on a window of the test part and
+    their prediction intervals as shaded bands (lighter for the wider level)."""
     plt = pyplot()
-    names = list(windows)
-    fig, axes = plt.subplots(len(names), 1, figsize=(10, 2.2 * len(names)), squeeze=False)
+    names = list(panels)
+    fig, axes = plt.subplots(len(names), 1, figsize=(10, 2.4 * len(names)), squeeze=False)
     for ax, name in zip(axes[:, 0], names, strict=True):
-        curves = windows[name]
-        steps = start[name] + np.arange(len(curves["truth"]))
-        ax.plot(steps, curves["truth"], color="black", linewidth=1.6, label="truth")
-        for model, prediction in curves.items():
-            if model != "truth":
-                ax.plot(steps, prediction, linewidth=1.0, alpha=0.85, label=model)
-        ax.set_title(f"{name}: one-step forecasts on the test part", fontsize=9)
+        panel = panels[name]
+        ax.plot(panel.x, panel.truth, color="black", linewidth=1.6, label="truth")
+        for model, (x, prediction) in panel.forecasts.items():
+            (line,) = ax.plot(x, prediction, linewidth=1.0, alpha=0.85, label=model)
+            levels = sorted(panel.bands.get(model, {}), reverse=True)
+            for k, level in enumerate(levels):
+                lower, upper = panel.bands[model][level]
+                ax.fill_between(x, lower, upper, color=line.get_color(), alpha=0.08 + 0.08 * k, linewidth=0,
+                                label=f"{model} {100 * level:g}%")
+        ax.set_title(f"{name}: one-step forecasts and prediction intervals on the test part", fontsize=9)
         ax.tick_params(labelsize=8)
-    axes[0, 0].legend(fontsize=7, ncol=len(windows[names[0]]), loc="upper right")
+    axes[0, 0].legend(fontsize=6, ncol=4, loc="upper right")
     axes[-1, 0].set_xlabel("t")
     fig.tight_layout()
     return fig
@@ -76,6 +92,33 @@ def score_figure(table: pd.DataFrame, series_order: Sequence[str], model_order: 
             "test MSE / innovation variance" if metric == "oracle_ratio" else "test NMSE", fontsize=8
         )
         ax.set_title("oracle ratio" if metric == "oracle_ratio" else "NMSE (no known oracle)", fontsize=9)
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def horizon_figure(table: pd.DataFrame, series_order: Sequence[str], model_order: Sequence[str]):
+    """One panel per series: test MSE against the horizon h for every model (mean over seeds, std as error
+    bars), with the optimal h-step MSE dashed where the series knows it (oracle ratio = MSE / optimum).
+
+    table: summary rows of the whole test part (`series`, `model`, `h`, `mse_mean`, `mse_std`, ...).
+    """
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(series_order), figsize=(3.6 * len(series_order), 3.2), squeeze=False)
+    for ax, series in zip(axes[0], series_order, strict=True):
+        for model in model_order:
+            rows = table[(table["series"] == series) & (table["model"] == model)].sort_values("h")
+            ax.errorbar(rows["h"], rows["mse_mean"], yerr=rows["mse_std"].fillna(0.0), marker="o",
+                        markersize=3, capsize=2, linewidth=1.0, label=model)
+            known = rows["oracle_ratio_mean"].notna()
+            if model == model_order[0] and known.any():
+                optimum = rows.loc[known, "mse_mean"] / rows.loc[known, "oracle_ratio_mean"]
+                ax.plot(rows.loc[known, "h"], optimum, color="black", linestyle="--", linewidth=0.8,
+                        label="optimum")
+        ax.set_title(series, fontsize=9)
+        ax.set_xlabel("horizon h", fontsize=8)
+        ax.tick_params(labelsize=8)
+    axes[0, 0].set_ylabel("test MSE", fontsize=8)
     axes[0, 0].legend(fontsize=7)
     fig.tight_layout()
     return fig

@@ -16,6 +16,7 @@ plus figures on the parent). rebuild_table reads the table back from the store a
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,19 +37,38 @@ from harness.config import (
 )
 from harness.config import allowed_keys as config_allowed_keys
 from harness.forecast.arma import fit_arma, minimum_length, predictor_weights, psi_from_predictor_weights
-from harness.forecast.metrics import aggregate_over_seeds, diebold_mariano, evaluate_forecast
+from harness.forecast.backtest import (
+    PLAN_KEYS,
+    SCORES,
+    Backtest,
+    BacktestPlan,
+    dm_by_horizon,
+    run_backtest,
+    score_backtest,
+    score_key,
+)
+from harness.forecast.datasets import ALL_SERIES_NAMES, CSV_FIELDS, load_series
+from harness.forecast.intervals import DEFAULT_LEVELS, level_name
+from harness.forecast.metrics import aggregate_over_seeds
 from harness.forecast.models import ArmaForecaster, RnnForecaster, fit_linear_recurrent_predictor
-from harness.forecast.series import SERIES_NAMES, make_series
-from harness.forecast.splits import split_series
+from harness.forecast.series import Series
+from harness.forecast.splits import Split, as_label, split_from_spec
 from harness.studies import figures
 from harness.studies.study_run import check_int, run_in_processes, study_settings
 from harness.tasks import fingerprint
 
 STUDY = "rnn_vs_arma"
 FORECASTERS: dict[str, Callable[..., Any]] = {"arma": ArmaForecaster, "rnn": RnnForecaster}
-SCORES = ("mse", "mae", "nmse", "oracle_ratio")
 TABLE_METRICS = (*SCORES, "dm_stat", "dm_pvalue")
 DM_LEVEL = 0.05
+LINK_SEQUENCE_LENGTH = 100  # compute_link trains on chunks of this many points
+ROW_KEYS = ("series", "window", "h", "model", "seed")  # the key columns of the cells frame
+WHOLE_TEST = "test"  # the window name of the whole test part
+WINDOW_NAME = re.compile(r"[A-Za-z0-9_-]+")
+INTERVAL_SCORE = re.compile(r"(coverage|winkler)\d+(?:_\d+)?")
+SCORE_KEY = re.compile(  # backtest.score_key's names: score[.h<h>][.<window>]
+    r"(?P<score>[a-z_]+(?:\d+(?:_\d+)?)?)(?:\.h(?P<h>\d+))?(?:\.(?P<window>[A-Za-z0-9_-]+))?"
+)
 
 
 class StudyInputError(ConfigError):
@@ -60,10 +80,14 @@ class StudyInputError(ConfigError):
 LINK_KEYS = ("enabled", "series", "seed", "steps", "lags")
 KEYS: dict[str, tuple[str, ...] | None] = {
     "": ("series", "model", "seed", "length", "split", "series_params", "reference", "models", "rnn", "link",
-         "figure_window", "n_jobs", "rebuild", "tracking"),
+         "figure_window", "n_jobs", "rebuild", "tracking", "backtest", "intervals", "windows", "csv"),
     "split": ("train", "val", "test"),
     "link": LINK_KEYS,
     "tracking": TRACKING_KEYS,
+    "backtest": PLAN_KEYS,
+    "intervals": ("levels",),
+    "csv": CSV_FIELDS,
+    "windows": None,
     "series_params": None,
     "models": None,
     "rnn": None,
@@ -79,11 +103,15 @@ def allowed_keys(key: str) -> list[str] | None:
 class StudyConfig:
     """Everything a cell's numbers depend on, plus how the grid is run.
 
-    series, models, seeds: the grid. length: points per series. split: train/val/test fractions.
-    series_params: series name -> make_series keywords. catalog: model name -> {"kind": "arma" | "rnn", ...
-    constructor keywords of ArmaForecaster | RnnForecaster}; rnn: RnnForecaster keywords shared by every rnn
-    entry (the entry's own win). reference: the arma model every RNN is tested against. link: note 000's
-    section (enabled, series, seed, steps, lags). figure_window: test points plotted. n_jobs: processes.
+    series, models, seeds: the grid. length: points per generated series (a real or CSV series has its own).
+    split: train/val/test fractions, or label ranges [first, last] (dates or index labels; val may be None).
+    series_params: series name -> load_series keywords (csv: path, value, date). catalog: model name ->
+    {"kind": "arma" | "rnn", ... constructor keywords of ArmaForecaster | RnnForecaster}; rnn: RnnForecaster
+    keywords shared by every rnn entry (the entry's own win). reference: the arma model every RNN is tested
+    against. link: note 000's section (enabled, series, seed, steps, lags). figure_window: test points
+    plotted. n_jobs: processes. backtest: horizon, step, refit_every (BacktestPlan). levels: interval
+    probabilities. windows: name -> label range [first, last] inside the test part, scored on its own (e.g.
+    the classic sunspot windows).
     """
 
     series: tuple[str, ...]
@@ -98,6 +126,9 @@ class StudyConfig:
     link: Mapping[str, Any] = field(default_factory=lambda: {"enabled": False})
     figure_window: int = 120
     n_jobs: int = 1
+    backtest: Mapping[str, Any] = field(default_factory=dict)
+    levels: tuple[float, ...] = DEFAULT_LEVELS
+    windows: Mapping[str, Sequence[Any]] = field(default_factory=dict)
 
     @classmethod
     def from_mapping(cls, cfg: Mapping[str, Any]) -> StudyConfig:
@@ -106,19 +137,26 @@ class StudyConfig:
         def as_tuple(value: Any) -> tuple[Any, ...]:
             return tuple(value) if isinstance(value, list | tuple) else (value,)
 
+        series_params = {name: dict(params) for name, params in (cfg.get("series_params") or {}).items()}
+        if cfg.get("csv") is not None:
+            series_params["csv"] = {**dict(cfg["csv"]), **series_params.get("csv", {})}
+        intervals = dict(cfg.get("intervals") or {})
         return cls(
             series=as_tuple(cfg["series"]),
             models=as_tuple(cfg["model"]),
             seeds=as_tuple(cfg["seed"]),
             length=cfg["length"],
             split=dict(cfg["split"]),
-            series_params={name: dict(params) for name, params in (cfg.get("series_params") or {}).items()},
+            series_params=series_params,
             catalog={name: dict(entry) for name, entry in cfg["models"].items()},
             rnn=dict(cfg.get("rnn") or {}),
             reference=cfg.get("reference", "arma"),
             link=dict(cfg.get("link") or {"enabled": False}),
             figure_window=cfg.get("figure_window", 120),
             n_jobs=cfg.get("n_jobs", 1),
+            backtest=dict(cfg.get("backtest") or {}),
+            levels=tuple(intervals.get("levels", DEFAULT_LEVELS)),
+            windows={name: list(bounds) for name, bounds in (cfg.get("windows") or {}).items()},
         )
 
     def kind(self, model: str) -> str:
@@ -128,6 +166,14 @@ class StudyConfig:
         """Constructor keywords of model's forecaster (the shared rnn keywords under an rnn entry's own)."""
         entry = {key: value for key, value in self.catalog[model].items() if key != "kind"}
         return {**self.rnn, **entry} if self.kind(model) == "rnn" else entry
+
+    @property
+    def plan(self) -> BacktestPlan:
+        """The backtest plan (origins, horizons, refits, interval levels)."""
+        try:
+            return BacktestPlan.from_mapping(self.backtest, self.levels)
+        except (TypeError, ValueError) as error:
+            raise StudyInputError(str(error)) from None
 
     @property
     def fitted_models(self) -> list[str]:
@@ -159,8 +205,13 @@ def _validate(config: StudyConfig) -> None:
         if not values:
             raise StudyInputError(f"{axis} must list at least one value, got none")
     for name in (*config.series, *config.series_params):
-        if name not in SERIES_NAMES:
-            raise StudyInputError(f"series must be among {sorted(SERIES_NAMES)}, got {name!r}")
+        if name not in ALL_SERIES_NAMES:
+            raise StudyInputError(f"series must be among {sorted(ALL_SERIES_NAMES)}, got {name!r}")
+    config.plan  # noqa: B018 -- building the plan checks backtest.* and intervals.levels
+    for name in config.windows:
+        if not WINDOW_NAME.fullmatch(str(name)) or name == WHOLE_TEST or re.fullmatch(r"h\d+", str(name)):
+            raise StudyInputError(f"windows: a name must use letters, digits, '-' or '_' and not be "
+                                  f"{WHOLE_TEST!r} or h<number>, got {name!r}")
     for name in (*config.models, config.reference):
         if name not in config.catalog:
             raise StudyInputError(f"model must be among {sorted(config.catalog)}, got {name!r}")
@@ -183,7 +234,8 @@ def _validate(config: StudyConfig) -> None:
     forecasters = {model: _build_forecaster(config, model, seed=0) for model in config.fitted_models}
     for name in config.series:
         for seed in config.seeds:
-            split = _split(config, _make_series(config, name, seed).values)
+            values, labels, split = _prepare(config, _make_series(config, name, seed))
+            _windows(config, name, labels, split)
             for model, forecaster in forecasters.items():
                 _check_part_lengths(config, model, forecaster, name, split)
     check_value("link.enabled", config.link.get("enabled", False), kind=bool)
@@ -215,20 +267,19 @@ def _unit_bytes(config: StudyConfig) -> int:
     return needed
 
 
-def _check_part_lengths(config: StudyConfig, model: str, forecaster, name: str, split) -> None:
-    """Train and test parts must hold enough points for the largest ARMA order the model may fit."""
-    if config.kind(model) != "arma":
-        return
-    p, q = forecaster.order or (forecaster.max_p, forecaster.max_q)
-    needed = minimum_length(p, q)
-    for part in ("train", "test"):
-        got = len(getattr(split, part))
-        if got < needed:
-            raise StudyInputError(
-                f"{part} part of series {name!r} has {got} points (length={config.length}, "
-                f"split={dict(config.split)}), too short for model {model!r} up to ARMA({p},{q}): "
-                f"needs >= {needed}"
-            )
+def _check_part_lengths(config: StudyConfig, model: str, forecaster, name: str, split: Split) -> None:
+    """The training part must hold enough points for the largest ARMA order the model may fit, or more
+    points than an RNN's lags."""
+    if config.kind(model) == "arma":
+        p, q = forecaster.order or (forecaster.max_p, forecaster.max_q)
+        needed, what = minimum_length(p, q), f"up to ARMA({p},{q})"
+    else:
+        needed, what = forecaster.lags + 1, f"with lags={forecaster.lags}"
+    if len(split.train) < needed:
+        raise StudyInputError(
+            f"train part of series {name!r} has {len(split.train)} points (length={config.length}, "
+            f"split={dict(config.split)}), too short for model {model!r} {what}: needs >= {needed}"
+        )
 
 
 def _check_link(config: StudyConfig) -> None:
@@ -236,29 +287,57 @@ def _check_link(config: StudyConfig) -> None:
     for key, minimum in (("seed", 0), ("steps", 1), ("lags", 1)):
         if key in config.link:
             check_int(f"link.{key}", config.link[key], minimum)
-    if name not in SERIES_NAMES:
-        raise StudyInputError(f"link.series must be among {sorted(SERIES_NAMES)}, got {name!r}")
+    if name not in ALL_SERIES_NAMES:
+        raise StudyInputError(f"link.series must be among {sorted(ALL_SERIES_NAMES)}, got {name!r}")
     series = _make_series(config, name, seed)
     true = series.true_params or {}
     if len(true.get("ar", ())) != 1 or len(true.get("ma", ())) != 1:
         raise StudyInputError(
             f"link.series must be an ARMA(1,1) series (one ar and one ma coefficient), got {name!r}"
         )
-    _split(config, series.values)
+    train = _prepare(config, series)[2].train
+    if len(train) < LINK_SEQUENCE_LENGTH:
+        raise StudyInputError(
+            f"link: the training part of series {name!r} has {len(train)} points, needs >= "
+            f"{LINK_SEQUENCE_LENGTH} (one chunk of the linear RNN's sequence_length)"
+        )
 
 
-def _make_series(config: StudyConfig, name: str, seed: int):
+def _make_series(config: StudyConfig, name: str, seed: int) -> Series:
     try:
-        return make_series(name, n=config.length, seed=seed, **config.series_params.get(name, {}))
-    except ValueError as error:
+        return load_series(name, n=config.length, seed=seed, **config.series_params.get(name, {}))
+    except (TypeError, ValueError) as error:
         raise StudyInputError(f"series {name!r}: {error}") from None
 
 
-def _split(config: StudyConfig, values: np.ndarray):
+def _prepare(config: StudyConfig, series: Series) -> tuple[np.ndarray, np.ndarray, Split]:
+    """The values (N,) and labels (N,) the study uses (the split's label ranges may leave out both ends)
+    and the split of them."""
     try:
-        return split_series(values, **config.split)
+        lo, hi, split = split_from_spec(series.values, series.labels, config.split)
     except (TypeError, ValueError) as error:
-        raise StudyInputError(f"split: {error}") from None
+        raise StudyInputError(f"split of series {series.name!r}: {error}") from None
+    return series.values[lo:hi], series.labels[lo:hi], split
+
+
+def _windows(config: StudyConfig, name: str, labels: np.ndarray, split: Split) -> dict[str, tuple[int, int]]:
+    """Window name -> positions [lo, hi) of its label range, each inside the test part."""
+    out = {}
+    for window, bounds in config.windows.items():
+        if isinstance(bounds, str) or not isinstance(bounds, Sequence) or len(bounds) != 2:
+            raise StudyInputError(f"windows.{window} must be a label range [first, last], got {bounds!r}")
+        try:
+            first, last = (as_label(labels, bound, f"windows.{window}") for bound in bounds)
+        except ValueError as error:
+            raise StudyInputError(str(error)) from None
+        lo, hi = int(np.searchsorted(labels, first, "left")), int(np.searchsorted(labels, last, "right"))
+        if not split.val_end <= lo < hi:
+            raise StudyInputError(
+                f"windows.{window}={list(bounds)} must select points of the test part of series {name!r} "
+                f"(labels {labels[split.val_end]} to {labels[-1]})"
+            )
+        out[window] = (lo, hi)
+    return out
 
 
 def _build_forecaster(config: StudyConfig, model: str, seed: int):
@@ -277,10 +356,12 @@ def _build_forecaster(config: StudyConfig, model: str, seed: int):
 class Cell:
     """One (series, model, seed) result: everything its child run logs.
 
-    metrics: test scores (plus DM against the reference for RNNs; order, coefficients, standard errors and
-    the warning count for ARMA). params: forecaster keywords. tags: string facts (ARMA convergence).
+    metrics: backtest scores under score_key names (per horizon and window, with interval coverage and
+    Winkler scores; DM against the reference for RNNs; order, coefficients, standard errors and the warning
+    count for ARMA). params: forecaster keywords. tags: string facts (ARMA convergence, interval method).
     texts: artifact file name -> text. curve: metric name -> (E,) values at curve_steps (E,) (RNN training).
-    window: (W,) one-step predictions of the first figure_window test points.
+    points (W,): positions of the one-step targets among the first figure_window test points; window (W,):
+    their one-step forecasts; bands: level -> (lower (W,), upper (W,)) one-step intervals.
     """
 
     series: str
@@ -292,59 +373,96 @@ class Cell:
     texts: dict[str, str]
     curve_steps: np.ndarray
     curve: dict[str, np.ndarray]
+    points: np.ndarray
     window: np.ndarray
+    bands: dict[float, tuple[np.ndarray, np.ndarray]]
 
 
 @dataclass
 class Unit:
-    """The cells of one (series, seed) with the series values (N,), their fingerprint and the test start."""
+    """The cells of one (series, seed) with the values (N,) used, their labels (N,), fingerprint, source
+    (file of real data, else None) and the test start."""
 
     series: str
     seed: int
     values: np.ndarray
+    labels: np.ndarray
     fingerprint: str
+    source: str | None
     test_start: int
     cells: list[Cell]
 
 
 def compute_unit(config: StudyConfig, name: str, seed: int) -> Unit:
-    """Fit and score every model of the grid on series name drawn with seed (pure: no tracking, no globals).
+    """Backtest and score every model of the grid on series name drawn with seed (pure: no tracking, no
+    globals).
 
-    The reference ARMA is fitted even when it is not in the grid, because every RNN is tested against it.
+    The reference ARMA is backtested even when it is not in the grid, because every RNN is tested against it.
     """
     series = _make_series(config, name, seed)
-    split = _split(config, series.values)
-    truth = split.test
-    fitted = {}
-    for model in config.fitted_models:
-        forecaster = _build_forecaster(config, model, seed).fit(split.train, split.val)
-        fitted[model] = (forecaster, np.asarray(forecaster.predict(series.values, split.val_end)))
-    reference_errors = truth - fitted[config.reference][1]
+    values, labels, split = _prepare(config, series)
+    plan = config.plan
+    windows = {None: None, **_windows(config, name, labels, split)}
+    oracle = series.oracle_mse(plan.horizon)
+    backtests = {
+        model: run_backtest(lambda model=model: _build_forecaster(config, model, seed), values, split, plan)
+        for model in config.fitted_models
+    }
     cells = []
     for model in config.models:
-        forecaster, prediction = fitted[model]
-        scores = evaluate_forecast(truth, prediction, series.innovation_variance)
-        summary = forecaster.summary()
+        bt = backtests[model]
+        metrics: dict[str, float] = {"refits": float(len(bt.refits))}
+        for window, bounds in windows.items():
+            by_horizon = score_backtest(bt, plan, oracle, bounds)
+            if config.kind(model) == "rnn":
+                for h, dm in dm_by_horizon(bt, backtests[config.reference], plan, bounds).items():
+                    by_horizon.setdefault(h, {}).update(dm)
+            for h, scores in by_horizon.items():
+                metrics.update({score_key(key, h, window): value for key, value in scores.items()})
+        shown = bt.origins < split.val_end + config.figure_window
         cell = Cell(
             series=name,
             model=model,
             seed=seed,
-            metrics={key: float(scores[key]) for key in SCORES if scores[key] is not None},
+            metrics=metrics,
             params=config.spec(model),
-            tags={},
-            texts={},
+            tags={"interval": bt.interval},
+            texts={"forecasts.csv": _forecasts_csv(bt, labels, plan)},
             curve_steps=np.zeros(0, dtype=int),
             curve={},
-            window=prediction[: config.figure_window],
+            points=bt.origins[shown],
+            window=bt.forecasts[shown, 0],
+            bands={
+                level: (bt.lower[i, shown, 0], bt.upper[i, shown, 0]) for i, level in enumerate(plan.levels)
+            },
         )
+        summary = bt.first.summary()
         if config.kind(model) == "arma":
             _describe_arma(cell, summary)
         else:
-            stat, pvalue = diebold_mariano(truth - prediction, reference_errors)
-            cell.metrics.update(dm_stat=stat, dm_pvalue=pvalue)
-            _describe_rnn(cell, summary, forecaster.history_)
+            _describe_rnn(cell, summary, bt.first.history_)
         cells.append(cell)
-    return Unit(name, seed, series.values, fingerprint(series.values), split.val_end, cells)
+    return Unit(name, seed, values, labels, fingerprint(values), series.source, split.val_end, cells)
+
+
+def _forecasts_csv(bt: Backtest, labels: np.ndarray, plan: BacktestPlan) -> str:
+    """Every forecast of the backtest, one row per (origin, h): origin, target label, truth, forecast and
+    the interval bounds per level (the cell's scores can be recomputed from it)."""
+    M, H = bt.forecasts.shape
+    target_at = np.minimum(bt.origins[:, None] + np.arange(H)[None, :], len(labels) - 1)
+    frame = pd.DataFrame({
+        "origin": np.repeat(labels[bt.origins].astype(str), H),
+        "h": np.tile(np.arange(1, H + 1), M),
+        "target": labels[target_at].astype(str).reshape(-1),
+        "truth": bt.targets.reshape(-1),
+        "forecast": bt.forecasts.reshape(-1),
+        **{
+            f"{side}{level_name(level)}": bounds[i].reshape(-1)
+            for i, level in enumerate(plan.levels)
+            for side, bounds in (("lower", bt.lower), ("upper", bt.upper))
+        },
+    })
+    return frame[frame["truth"].notna()].to_csv(index=False)
 
 
 def _describe_arma(cell: Cell, summary: dict[str, Any]) -> None:
@@ -405,9 +523,10 @@ def compute_link(config: StudyConfig) -> Link:
     """Train the 1-unit linear RNN with output feedback and fit ARMA(1,1) on the same training part (pure)."""
     name, seed, lags = config.link["series"], config.link.get("seed", 0), config.link.get("lags", 12)
     series = _make_series(config, name, seed)
-    train = _split(config, series.values).train
+    train = _prepare(config, series)[2].train
     rnn = fit_linear_recurrent_predictor(
-        train, steps=config.link.get("steps", 1500), impulse_lags=lags, seed=seed
+        train, steps=config.link.get("steps", 1500), sequence_length=LINK_SEQUENCE_LENGTH, impulse_lags=lags,
+        seed=seed,
     )
     arma = fit_arma(train, (1, 1), psi_lags=lags)
     (phi,), (theta,) = arma.ar, arma.ma
@@ -445,73 +564,112 @@ def _compute(config: StudyConfig, n_jobs: int, with_link: bool) -> tuple[list[Un
 # ---------------------------------------------------------------------------------------------------- table
 
 
+def long_rows(metrics: Mapping[str, float]) -> dict[tuple[str, int], dict[str, float]]:
+    """(window, h) -> {table metric: value} from one cell's metric names (backtest.score_key)."""
+    out: dict[tuple[str, int], dict[str, float]] = {}
+    for key, value in metrics.items():
+        match = SCORE_KEY.fullmatch(key)
+        if match and (match["score"] in TABLE_METRICS or INTERVAL_SCORE.fullmatch(match["score"])):
+            where = (match["window"] or WHOLE_TEST, int(match["h"] or 1))
+            out.setdefault(where, {})[match["score"]] = float(value)
+    return out
+
+
+def _cells(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """The cells frame of rows: the ROW_KEYS, then TABLE_METRICS, then interval scores by level."""
+    metrics = {key for row in rows for key in row} - set(ROW_KEYS)
+    intervals = sorted(metrics - set(TABLE_METRICS),
+                       key=lambda m: (float(re.sub(r"^[a-z]+", "", m).replace("_", ".")), m))
+    return pd.DataFrame(rows, columns=[*ROW_KEYS, *TABLE_METRICS, *intervals])
+
+
 def cells_frame(units: Sequence[Unit]) -> pd.DataFrame:
-    """One row per cell: series, model, seed and the table metrics (NaN where a metric does not apply)."""
-    rows = [
-        {
-            "series": c.series,
-            "model": c.model,
-            "seed": c.seed,
-            **{m: c.metrics.get(m, np.nan) for m in TABLE_METRICS},
-        }
+    """One row per cell, window and horizon: series, window ("test": the whole test part), h, model, seed
+    and the table metrics (NaN where a metric does not apply)."""
+    return _cells([
+        {"series": c.series, "window": window, "h": h, "model": c.model, "seed": c.seed, **scores}
         for unit in units
         for c in unit.cells
-    ]
-    return pd.DataFrame(rows, columns=["series", "model", "seed", *TABLE_METRICS])
+        for (window, h), scores in long_rows(c.metrics).items()
+    ])
 
 
 def summarize(cells: pd.DataFrame, series_order: Sequence[str], model_order: Sequence[str]) -> pd.DataFrame:
-    """Mean and std over seeds per (series, model), rows in the given orders.
+    """Mean and std over seeds per (series, window, h, model), rows in the given orders (the whole test part
+    first, then the windows as they appear; horizons ascending).
 
-    cells: rows as made by cells_frame. Columns: series, model, seeds, <metric>_mean, <metric>_std for each
-    metric of TABLE_METRICS (NaN where it does not apply), dm_rnn_better (seeds where the RNN beat the
+    cells: rows as made by cells_frame. Columns: series, window, h, model, seeds, <metric>_mean, <metric>_std
+    for each metric column of cells (NaN where it does not apply), dm_rnn_better (seeds where the RNN beat the
     reference at the 5 % level: DM statistic < 0 and p < 0.05).
     """
+    metrics = [c for c in cells.columns if c not in ROW_KEYS]
+    windows = list(dict.fromkeys([WHOLE_TEST, *cells["window"]]))
     rows = []
     for series in series_order:
-        for model in model_order:
-            # seed order fixes the order of the float sums, so the table does not depend on how rows arrived
-            group = cells[(cells["series"] == series) & (cells["model"] == model)].sort_values("seed")
-            if group.empty:
-                continue
-            stats = aggregate_over_seeds(group[list(TABLE_METRICS)].to_dict("records"))
-            row: dict[str, Any] = {"series": series, "model": model, "seeds": len(group)}
-            for metric in TABLE_METRICS:
-                row[f"{metric}_mean"] = stats.get(metric, {}).get("mean", np.nan)
-                row[f"{metric}_std"] = stats.get(metric, {}).get("std", np.nan)
-            row["dm_rnn_better"] = int(((group["dm_stat"] < 0) & (group["dm_pvalue"] < DM_LEVEL)).sum())
-            rows.append(row)
+        for window in windows:
+            for h in sorted(cells["h"].unique()):
+                for model in model_order:
+                    # seed order fixes the order of the float sums, so the table does not depend on how rows
+                    # arrived
+                    chosen = (cells["series"] == series) & (cells["window"] == window) & (cells["h"] == h)
+                    group = cells[chosen & (cells["model"] == model)].sort_values("seed")
+                    if group.empty:
+                        continue
+                    stats = aggregate_over_seeds(group[metrics].to_dict("records"))
+                    row: dict[str, Any] = {"series": series, "window": window, "h": int(h), "model": model,
+                                           "seeds": len(group)}
+                    for metric in metrics:
+                        row[f"{metric}_mean"] = stats.get(metric, {}).get("mean", np.nan)
+                        row[f"{metric}_std"] = stats.get(metric, {}).get("std", np.nan)
+                    better = (group["dm_stat"] < 0) & (group["dm_pvalue"] < DM_LEVEL)
+                    row["dm_rnn_better"] = int(better.sum())
+                    rows.append(row)
     return pd.DataFrame(rows)
 
 
 def format_table(table: pd.DataFrame) -> str:
-    """The summary table as Markdown: mean ± std over seeds; DM against the reference ARMA for RNN rows."""
+    """The summary table as Markdown: mean ± std over seeds; DM against the reference ARMA for RNN rows;
+    interval coverage and Winkler score per level; window and h columns when the study has them."""
 
     def mean_std(metric: str, digits: int) -> list[str]:
+        if f"{metric}_mean" not in table:
+            return [""] * len(table)
         pairs = zip(table[f"{metric}_mean"], table[f"{metric}_std"], strict=True)
         return ["" if np.isnan(m) else f"{m:.{digits}f} ± {s:.{digits}f}" for m, s in pairs]
 
     has_dm = table["dm_pvalue_mean"].notna()
-    shown = pd.DataFrame(
-        {
-            "series": table["series"],
-            "model": table["model"],
-            "seeds": table["seeds"],
-            "MSE": mean_std("mse", 4),
-            "MAE": mean_std("mae", 4),
-            "NMSE": mean_std("nmse", 4),
-            "oracle ratio": mean_std("oracle_ratio", 3),
-            "DM stat vs ARMA": mean_std("dm_stat", 2),
-            "DM p (mean)": [
-                f"{p:.3g}" if ok else "" for p, ok in zip(table["dm_pvalue_mean"], has_dm, strict=True)
-            ],
-            "RNN better (p<0.05)": [
-                f"{k}/{n}" if ok else ""
-                for k, n, ok in zip(table["dm_rnn_better"], table["seeds"], has_dm, strict=True)
-            ],
-        }
-    )
-    return shown.to_markdown(index=False)
+    columns: dict[str, Any] = {"series": table["series"]}
+    if (table["window"] != WHOLE_TEST).any():
+        columns["window"] = table["window"]
+    if (table["h"] > 1).any():
+        columns["h"] = table["h"]
+    columns.update({
+        "model": table["model"],
+        "seeds": table["seeds"],
+        "MSE": mean_std("mse", 4),
+        "MAE": mean_std("mae", 4),
+        "NMSE": mean_std("nmse", 4),
+        "oracle ratio": mean_std("oracle_ratio", 3),
+        "DM stat vs ARMA": mean_std("dm_stat", 2),
+        "DM p (mean)": [
+            f"{p:.3g}" if ok else "" for p, ok in zip(table["dm_pvalue_mean"], has_dm, strict=True)
+        ],
+        "RNN better (p<0.05)": [
+            f"{k}/{n}" if ok else ""
+            for k, n, ok in zip(table["dm_rnn_better"], table["seeds"], has_dm, strict=True)
+        ],
+    })
+    for column in table.columns:
+        match = re.fullmatch(r"coverage(\d+(?:_\d+)?)_mean", column)
+        if match:
+            level = match[1]
+            columns[f"cover {level.replace('_', '.')}%"] = mean_std(f"coverage{level}", 3)
+            columns[f"Winkler {level.replace('_', '.')}%"] = mean_std(f"winkler{level}", 3)
+    markdown = pd.DataFrame(columns).to_markdown(index=False)
+    if table["oracle_ratio_mean"].isna().any():
+        markdown += ("\n\nBlank oracle ratio: no known optimum (real or CSV data, NARMA-10; beyond h = 1 "
+                     "only ARMA series have one).")
+    return markdown
 
 
 # ------------------------------------------------------------------------------------------------- tracking
@@ -552,9 +710,14 @@ def _log_cell(settings, parent_run_id: str | None, unit: Unit, cell: Cell, confi
                 "split": dict(config.split),
                 "series_params": dict(config.series_params.get(cell.series, {})),
                 "forecaster": cell.params,
+                "backtest": dict(config.backtest),
+                "intervals": {"levels": list(config.levels)},
             }
         )
-        log.log_dataset(f"{cell.series}-s{cell.seed}", unit.fingerprint, {"values": unit.values})
+        if unit.source is None:
+            log.log_dataset(f"{cell.series}-s{cell.seed}", unit.fingerprint, {"values": unit.values})
+        else:  # real data does not depend on the seed
+            log.log_dataset(cell.series, unit.fingerprint, {"values": unit.values}, source=unit.source)
         log.log_metrics(cell.metrics, step=0)
         for k, step in enumerate(cell.curve_steps):
             log.log_metrics({key: float(values[k]) for key, values in cell.curve.items()}, step=int(step))
@@ -633,7 +796,12 @@ def run_study(config: StudyConfig, settings, echo: Callable[[str], Any] = print)
         parent.log_text(table.to_csv(index=False), "table.csv")
         parent.log_text(cells.to_csv(index=False), "cells.csv")
         parent.log_figure(_forecast_figure(config, units), "forecast_vs_truth.png")
-        parent.log_figure(figures.score_figure(table, config.series, config.models), "oracle_ratio.png")
+        one_step = table[(table["window"] == WHOLE_TEST) & (table["h"] == 1)]
+        parent.log_figure(figures.score_figure(one_step, config.series, config.models), "oracle_ratio.png")
+        if config.plan.horizon > 1:
+            whole = table[table["window"] == WHOLE_TEST]
+            horizons = figures.horizon_figure(whole, config.series, config.models)
+            parent.log_figure(horizons, "mse_by_horizon.png")
         if link is not None:
             _log_link(settings, parent, link, config)
         echo(markdown)
@@ -656,18 +824,27 @@ def _study_params(config: StudyConfig) -> dict[str, Any]:
             name: json.dumps(params, sort_keys=True) for name, params in config.series_params.items()
         },
         "link": dict(config.link),
+        "backtest": dict(config.backtest),
+        "intervals": {"levels": list(config.levels)},
+        "windows": {name: list(bounds) for name, bounds in config.windows.items()},
     }
 
 
 def _forecast_figure(config: StudyConfig, units: Sequence[Unit]):
-    """Forecasts vs truth on the first figure_window test points of each series, for the grid's first seed."""
-    windows, starts = {}, {}
+    """One-step forecasts and interval bands vs truth on the first figure_window test points of each series,
+    for the grid's first seed."""
+    panels = {}
     for unit in units:
         if unit.seed == config.seeds[0]:
-            truth = unit.values[unit.test_start : unit.test_start + config.figure_window]
-            windows[unit.series] = {"truth": truth, **{cell.model: cell.window for cell in unit.cells}}
-            starts[unit.series] = unit.test_start
-    return figures.forecast_figure(windows, starts)
+            end = unit.test_start + config.figure_window
+            panels[unit.series] = figures.ForecastPanel(
+                x=unit.labels[unit.test_start : end],
+                truth=unit.values[unit.test_start : end],
+                forecasts={cell.model: (unit.labels[cell.points], cell.window) for cell in unit.cells},
+                bands={cell.model: {level: bounds for level, bounds in cell.bands.items()
+                                    if np.all(np.isfinite(bounds[0]))} for cell in unit.cells},
+            )
+    return figures.forecast_figure(panels)
 
 
 # -------------------------------------------------------------------------------------------------- rebuild
@@ -696,15 +873,15 @@ def rebuild_table(parent_run_id: str, settings) -> pd.DataFrame:
             f"rebuild: run {parent_run_id!r} has no {STUDY} cell runs in experiment {settings.experiment!r} "
             f"of {settings.tracking_uri}"
         )
-    missing = pd.Series(np.nan, index=runs.index)
-    cells = pd.DataFrame(
-        {
-            "series": runs["tags.series"],
-            "model": runs["tags.model"],
-            "seed": runs["tags.seed"].astype(int),
-            **{m: runs.get(f"metrics.{m}", missing).astype(float) for m in TABLE_METRICS},
-        }
-    ).reset_index(drop=True)
+    metric_columns = [c for c in runs.columns if c.startswith("metrics.")]
+    cells = _cells([
+        {"series": run["tags.series"], "window": window, "h": h, "model": run["tags.model"],
+         "seed": int(run["tags.seed"]), **scores}
+        for _, run in runs.iterrows()
+        for (window, h), scores in long_rows(
+            {c[len("metrics."):]: run[c] for c in metric_columns if pd.notna(run[c])}
+        ).items()
+    ])
     series_order = _logged_list(parent, "series") or sorted(cells["series"].unique())
     model_order = _logged_list(parent, "model") or sorted(cells["model"].unique())
     return summarize(cells, series_order, model_order)
@@ -739,7 +916,7 @@ def check(cfg: Mapping[str, Any]) -> tuple[Any, StudyConfig | None]:
     the first problem raises StudyInputError (one line naming the key)."""
     try:
         check_keys("", cfg, KEYS[""])
-        for section in ("split", "link", "tracking"):
+        for section in ("split", "link", "tracking", "backtest", "intervals", "csv"):
             check_keys(section, cfg.get(section), KEYS[section])
         settings = study_settings(cfg["tracking"])
     except ConfigError as error:

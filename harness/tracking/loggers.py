@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -36,7 +37,8 @@ class Logger(Protocol):
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None: ...
     def log_figure(self, fig: Any, name: str) -> None: ...
     def log_text(self, text: str, name: str) -> None: ...
-    def log_dataset(self, name: str, fingerprint: str, arrays: Mapping[str, np.ndarray]) -> None: ...
+    def log_dataset(self, name: str, fingerprint: str, arrays: Mapping[str, np.ndarray],
+                    source: str | None = None) -> None: ...
     def flush(self) -> None: ...
 
 
@@ -95,7 +97,7 @@ class MemoryLogger:
 
     params: flattened, stringified; metrics: key -> list of (step, value); tags: str -> str;
     artifacts: list of (path, artifact_path); figures: names (``.png`` added when missing);
-    texts: name -> text; datasets: name -> {"fingerprint", "shapes"};
+    texts: name -> text; datasets: name -> {"fingerprint", "shapes"} (+ "source" for real data);
     status: set by open_run at exit ("FINISHED"/"FAILED"/"KILLED").
     """
 
@@ -132,9 +134,12 @@ class MemoryLogger:
     def log_text(self, text: str, name: str) -> None:
         self.texts[name] = text
 
-    def log_dataset(self, name: str, fingerprint: str, arrays: Mapping[str, np.ndarray]) -> None:
+    def log_dataset(self, name: str, fingerprint: str, arrays: Mapping[str, np.ndarray],
+                    source: str | None = None) -> None:
         shapes = {k: np.shape(v) for k, v in arrays.items()}
         self.datasets[name] = {"fingerprint": fingerprint, "shapes": shapes}
+        if source is not None:
+            self.datasets[name]["source"] = source
 
     def history(self, key: str) -> tuple[np.ndarray, np.ndarray]:
         """(steps (n,), values (n,)) of metric key in logging order."""
@@ -255,12 +260,14 @@ class MlflowLogger:
         self._send(partial(self.client.log_text, self.run_id, text, name), "text", text, name)
 
     def log_dataset(
-        self, name: str, fingerprint: str, arrays: Mapping[str, np.ndarray], context: str = "training"
+        self, name: str, fingerprint: str, arrays: Mapping[str, np.ndarray], context: str = "training",
+        source: str | None = None,
     ) -> None:
         """Log arrays as an MLflow dataset input (schema + profile, not the data).
 
         The digest is the first 36 characters of fingerprint (MLflow's digest limit); the whole fingerprint
         is the input tag ``fingerprint``; context goes in the standard ``mlflow.data.context`` input tag.
+        source: the local file real data was read from (source type "local"); None: generated in code.
         """
         import mlflow.data
         from mlflow.exceptions import MlflowException
@@ -269,6 +276,8 @@ class MlflowLogger:
             {k: np.asarray(v) for k, v in arrays.items()}, name=name, digest=fingerprint[:36]
         )
         info = numpy_dataset.to_dict()
+        if source is not None:  # what MLflow records for a local file, without its ambiguous-URI warning
+            info.update(source_type="local", source=json.dumps({"uri": str(source)}))
         entry = dataset_input(name, fingerprint, context, source_type=info["source_type"],
                               source=info["source"], schema=info.get("schema"), profile=info.get("profile"))
         request = partial(self.client.log_inputs, self.run_id, datasets=[entry])

@@ -1,0 +1,143 @@
+"""The comparison on real and CSV series with a rolling-origin backtest, horizons and intervals: per-horizon
+metrics on the children, dataset name and source, figures on the parent, rebuild from the store, a `-m`
+sweep, and the classic sunspot preset against statsmodels' own AR(9)."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+from statsmodels.tsa.arima.model import ARIMA
+from test_rnn_vs_arma import cell_runs, composed, store, swept_table, tracking_overrides
+
+from harness.forecast.datasets import real_series
+from harness.studies import rnn_vs_arma
+
+REAL = [
+    "series=[sunspots,csv]",
+    "model=[arma,linear]",
+    "seed=[0]",
+    "models.arma.max_p=2",
+    "models.arma.max_q=1",
+    "rnn.hidden_size=4",
+    "rnn.steps=20",
+    "rnn.sequence_length=16",
+    "rnn.batch_size=4",
+    "rnn.burn_in=2",
+    "link.enabled=false",
+    "figure_window=20",
+    "backtest.horizon=2",
+    "backtest.step=2",
+    "backtest.refit_every=10",
+]
+
+
+@pytest.fixture(scope="module")
+def nile_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    nile = real_series("nile")
+    file = tmp_path_factory.mktemp("data") / "nile.csv"
+    pd.DataFrame({"year": [f"{y}-01-01" for y in nile.index], "flow": nile.values}).to_csv(file, index=False)
+    return file
+
+
+__all__ = ["store"]  # the module-scoped store fixture of test_rnn_vs_arma, a fresh copy for this module
+
+
+def real_overrides(nile_csv: Path) -> list[str]:
+    return [*REAL, f"csv.path={nile_csv}", "csv.value=flow", "csv.date=year"]
+
+
+@pytest.fixture(scope="module")
+def study(store, nile_csv) -> rnn_vs_arma.StudyResult:
+    config = rnn_vs_arma.StudyConfig.from_mapping(
+        composed([*real_overrides(nile_csv), *tracking_overrides(store)])
+    )
+    return rnn_vs_arma.run_study(config, store, echo=lambda _: None)
+
+
+def test_children_hold_per_horizon_scores_intervals_and_the_data_source(study, store, nile_csv):
+    client = MlflowClient(store.tracking_uri)
+    runs = cell_runs(store, study.parent_run_id)
+    assert sorted((r.data.tags["series"], r.data.tags["model"]) for r in runs) == [
+        ("csv", "arma"),
+        ("csv", "linear"),
+        ("sunspots", "arma"),
+        ("sunspots", "linear"),
+    ]
+    for run in runs:
+        tags, metrics = run.data.tags, run.data.metrics
+        for h in ("", ".h2"):
+            assert {
+                f"{s}{h}"
+                for s in ("mse", "mae", "nmse", "coverage80", "winkler80", "coverage95", "winkler95")
+            } <= set(metrics)
+        assert "oracle_ratio" not in metrics  # real data: no known optimum
+        test_points = {"sunspots": 309 - 247, "csv": 100 - 80}[tags["series"]]
+        assert metrics["refits"] == math.ceil(
+            math.ceil(test_points / 2) / 10
+        )  # origins 2 apart, refit every 10
+        assert tags["interval"] == ("model" if tags["kind"] == "arma" else "conformal")
+        if tags["kind"] == "rnn":
+            assert {"dm_stat", "dm_pvalue", "dm_stat.h2", "dm_pvalue.h2"} <= set(metrics)
+        [dataset] = run.inputs.dataset_inputs
+        assert dataset.dataset.name == tags["series"] and dataset.dataset.source_type == "local"
+        source = str(nile_csv.resolve()) if tags["series"] == "csv" else real_series("sunspots").source
+        assert source in dataset.dataset.source
+        forecasts = pd.read_csv(client.download_artifacts(run.info.run_id, "forecasts.csv"))
+        assert set(forecasts["h"]) == {1, 2} and {"lower80", "upper95"} <= set(forecasts.columns)
+        one_step = forecasts[forecasts["h"] == 1]
+        assert metrics["mse"] == pytest.approx(
+            np.mean((one_step["truth"] - one_step["forecast"]) ** 2), rel=1e-12
+        )
+    parent_artifacts = {a.path for a in client.list_artifacts(study.parent_run_id)}
+    assert {
+        "table.md",
+        "table.csv",
+        "cells.csv",
+        "forecast_vs_truth.png",
+        "mse_by_horizon.png",
+    } <= parent_artifacts
+    assert "Blank oracle ratio" in study.markdown and "| h " in study.markdown.replace("|   h", "| h ")
+
+
+def test_rebuilt_table_equals_the_study_table(study, store):
+    rebuilt = rnn_vs_arma.rebuild_table(study.parent_run_id, store)
+    pd.testing.assert_frame_equal(rebuilt, study.table, check_exact=True)
+    assert list(zip(rebuilt["series"], rebuilt["h"], rebuilt["model"], strict=True)) == [
+        (s, h, m) for s in ("sunspots", "csv") for h in (1, 2) for m in ("arma", "linear")
+    ]
+
+
+def test_sweep_on_real_and_csv_series_gives_the_sequential_numbers(study, store, nile_csv, tmp_path):
+    keys = ["series", "window", "h", "model"]
+    grid = ["series=sunspots,csv", "model=arma,linear"]
+    swept = swept_table(grid, real_overrides(nile_csv), store, tmp_path).set_index(keys)
+    sequential = study.table.set_index(keys).loc[swept.index]
+    assert len(swept) == 8
+    pd.testing.assert_frame_equal(swept, sequential, check_exact=True)
+
+
+def test_sunspot_preset_is_the_classic_split_with_statsmodels_ar9():
+    cfg = composed(["preset=sunspots", "model=[ar9]", "seed=[0]", "tracking=off"])
+    config = rnn_vs_arma.StudyConfig.from_mapping(cfg)
+    assert config.reference == "ar9" and config.plan.horizon == 1
+    rnn_vs_arma.validate(config)
+    unit = rnn_vs_arma.compute_unit(config, "sunspots", 0)
+    [cell] = unit.cells
+    sunspots = real_series("sunspots")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fitted = ARIMA(sunspots.values[:221], order=(9, 0, 0), trend="c").fit()
+        predicted = fitted.apply(sunspots.values[:288], refit=False).fittedvalues[221:]
+    errors = sunspots.values[221:288] - predicted
+    assert (unit.test_start, len(unit.values)) == (221, 288) and cell.metrics["p"] == 9
+    assert cell.metrics["mse"] == pytest.approx(np.mean(errors**2), rel=1e-9)
+    assert cell.metrics["mse.h1.1921-1955"] == pytest.approx(np.mean(errors[:35] ** 2), rel=1e-9)
+    assert cell.metrics["mae.h1.1921-1955"] == pytest.approx(np.mean(np.abs(errors[:35])), rel=1e-9)
+    table = rnn_vs_arma.summarize(rnn_vs_arma.cells_frame([unit]), ["sunspots"], ["ar9"])
+    assert list(table["window"]) == ["test", "1921-1955"]
