@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from mlflow import MlflowClient
 from test_resume import histories, weights
 from test_train_app import TINY, app, app_command, app_env, runs_of
@@ -42,21 +43,33 @@ def descendants(pid: int) -> list[tuple[int, str, int]]:
     return found
 
 
-def signal_job(process: subprocess.Popen, settings, marker: str, signum: int, stderr: Path) -> None:
-    """Once the sweep's child run has logged train/loss, wait a random moment and send signum to the job's
-    process: the busiest descendant whose command line contains marker (idle pool workers use no CPU)."""
+def sweep_with_signal(tmp_path: Path, settings, args: tuple[str, ...], marker: str, signum: int
+                      ) -> tuple[int, str]:
+    """Start a sweep; once its child run has logged train/loss, wait a random moment and send signum to the
+    job's process (the busiest descendant whose command line contains marker: idle pool workers use no
+    CPU); returns the sweep's exit code and stderr."""
+    stderr = tmp_path / "stderr.txt"
+    with stderr.open("w") as sink:
+        process = subprocess.Popen(app_command(settings, "-m", *LONG, "seed=1", *args), env=app_env(tmp_path),
+                                   cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=sink)
     client = MlflowClient(settings.tracking_uri)
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        runs = [run for run in runs_of(settings) if "mlflow.parentRunId" in run.data.tags]
-        if runs and client.get_metric_history(runs[0].info.run_id, "train/loss"):
-            break
-        assert process.poll() is None, stderr.read_text()[-3000:]
-        time.sleep(0.5)
-    time.sleep(random.Random().uniform(0.0, 1.0))
-    jobs = [(ticks, pid) for pid, command, ticks in descendants(process.pid) if marker in command]
-    assert jobs, descendants(process.pid)
-    os.kill(max(jobs)[1], signum)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            runs = [run for run in runs_of(settings) if "mlflow.parentRunId" in run.data.tags]
+            if runs and client.get_metric_history(runs[0].info.run_id, "train/loss"):
+                break
+            assert process.poll() is None, stderr.read_text()[-3000:]
+            time.sleep(0.5)
+        time.sleep(random.Random().uniform(0.0, 1.0))
+        jobs = [(ticks, pid) for pid, command, ticks in descendants(process.pid) if marker in command]
+        assert jobs, descendants(process.pid)
+        os.kill(max(jobs)[1], signum)
+        process.wait(timeout=300)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    return process.returncode, stderr.read_text()
 
 
 def reference_history(tmp_path: Path, settings) -> tuple[dict, dict]:
@@ -73,22 +86,13 @@ def assert_same_run(client: MlflowClient, run_id: str, expected: tuple[dict, dic
     assert all(np.array_equal(ours[name], value) for name, value in expected[1].items())
 
 
+@pytest.mark.slow  # ~1.5 min on 2 loaded cores: three app processes and a loky pool
 def test_joblib_job_stopped_by_sigterm_resumes_bit_identically(tmp_path: Path, tracking_settings) -> None:
     expected = reference_history(tmp_path, tracking_settings)
-    stderr = tmp_path / "stderr.txt"
-    command = app_command(tracking_settings, "-m", *LONG, "seed=1", "hydra/launcher=joblib",
-                          "hydra.launcher.n_jobs=2")
-    with stderr.open("w") as sink:
-        process = subprocess.Popen(command, env=app_env(tmp_path), cwd=tmp_path, stdout=subprocess.DEVNULL,
-                                   stderr=sink)
-    try:
-        signal_job(process, tracking_settings, "loky", signal.SIGTERM, stderr)
-        process.wait(timeout=120)
-    finally:
-        if process.poll() is None:
-            process.kill()
+    joblib = ("hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
+    _, stderr = sweep_with_signal(tmp_path, tracking_settings, joblib, "loky", signal.SIGTERM)
     (child,) = [run for run in runs_of(tracking_settings) if "mlflow.parentRunId" in run.data.tags]
-    assert child.info.status == "KILLED", stderr.read_text()[-3000:]
+    assert child.info.status == "KILLED", stderr[-3000:]
     client = MlflowClient(tracking_settings.tracking_uri)
     stopped_at = max(m.step for m in client.get_metric_history(child.info.run_id, "train/loss"))
     assert 0 < stopped_at < 3000
@@ -101,23 +105,15 @@ def test_joblib_job_stopped_by_sigterm_resumes_bit_identically(tmp_path: Path, t
     assert_same_run(client, child.info.run_id, expected, tmp_path / "ours")
 
 
+@pytest.mark.slow  # ~1.5 min: a reference run, a submitit job and its requeued attempt
 def test_submitit_local_job_requeued_after_its_signal_resumes_into_the_same_run(tmp_path: Path,
                                                                                tracking_settings) -> None:
     expected = reference_history(tmp_path, tracking_settings)
-    stderr = tmp_path / "stderr.txt"
     sweep_dir = tmp_path / "sweep"
-    command = app_command(tracking_settings, "-m", *LONG, "seed=1", "hydra/launcher=submitit_local",
-                          f"hydra.sweep.dir={sweep_dir}")
-    with stderr.open("w") as sink:
-        process = subprocess.Popen(command, env=app_env(tmp_path), cwd=tmp_path, stdout=subprocess.DEVNULL,
-                                   stderr=sink)
-    try:
-        signal_job(process, tracking_settings, "submitit.core._submit", signal.SIGUSR2, stderr)
-        process.wait(timeout=300)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 0, stderr.read_text()[-3000:]
+    code, stderr = sweep_with_signal(tmp_path, tracking_settings, ("hydra/launcher=submitit_local",
+                                                                   f"hydra.sweep.dir={sweep_dir}"),
+                                     "submitit.core._submit", signal.SIGUSR2)
+    assert code == 0, stderr[-3000:]
     runs = runs_of(tracking_settings)
     (child,) = [run for run in runs if "mlflow.parentRunId" in run.data.tags]
     (parent,) = [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
