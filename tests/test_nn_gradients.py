@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from gradcheck import TOL, assert_grads_match, finite_difference, relative_error
 
-from harness.nn import Elman, Jordan, elman
+from harness.nn import GRU, LSTM, Elman, Jordan, elman
 from harness.nn.activations import activate_
 
 T, B, D, H, K, L = 5, 3, 2, 4, 3, 4
@@ -213,6 +213,32 @@ def test_clip_hidden_delta_bounds_the_backpropagated_delta() -> None:
     # identity activation: dL/da_t = dL/dh_t clipped, so the bias gradient is the sum of clipped deltas
     assert np.all(np.abs(g_clip["b_h"]) <= T * B * 1e-3 + 1e-15)
     assert not np.allclose(g_clip["b_h"], g_free["b_h"])
+
+
+def step_deltas(cell: str, clip: float | None, truncation: int | None) -> np.ndarray:
+    """dL/da_t (T, gates * H) reaching the weights at every step of one sequence: with input x_t = e_t (a
+    one-hot of the step), row t of the input weights' gradient is exactly step t's delta."""
+    steps, hidden = 12, 6
+    X = np.eye(steps)[:, None, :]
+    Y = np.random.default_rng(1).standard_normal((steps, 1, 2)) * 3.0
+    model = {"elman": Elman, "jordan": Jordan, "lstm": LSTM, "gru": GRU}[cell](
+        steps, hidden, 2, head="identity_mse", reduction="sum", truncation=truncation, clip_hidden_delta=clip,
+        seed=0)
+    grads = model.loss_and_grads(X, Y)[1]
+    return grads["W_x" if cell in ("lstm", "gru") else "W_xh"]
+
+
+@pytest.mark.parametrize("cell", ["elman", "jordan", "lstm", "gru"])
+@pytest.mark.parametrize("truncation", [None, 3, 7])
+def test_clip_hidden_delta_bounds_the_summed_delta_of_every_step(cell: str, truncation: int | None) -> None:
+    free = step_deltas(cell, None, truncation)
+    clip = 0.25 * float(np.abs(free).max())
+    clipped = step_deltas(cell, clip, truncation)
+    assert np.abs(clipped).max() <= clip * (1 + 1e-12)  # what reaches the weights stays in [-c, c]
+    assert np.abs(clipped).max() >= 0.99 * clip  # and the clip is active
+    # a clip above every step's summed delta changes nothing, whatever the bands carry one by one
+    loose = step_deltas(cell, 1.0001 * float(np.abs(free).max()), truncation)
+    np.testing.assert_allclose(loose, free, rtol=1e-12, atol=1e-15)
 
 
 # ------------------------------------------------------------- Elman's chunked backward sweep (elman.CHUNK)

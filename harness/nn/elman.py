@@ -22,7 +22,7 @@ import numpy as np
 
 from .activations import activate_, derivative_from_output
 from .init import input_matrix, recurrent_matrix
-from .layers import ReadoutGrad, RecurrentLayer, grad_rows
+from .layers import ReadoutGrad, RecurrentLayer, clip_band_sum, grad_rows
 from .model import RecurrentModel
 
 CHUNK = 16  # steps per backward chunk: enough rows for efficient matmuls, few next to T * B * H
@@ -150,7 +150,7 @@ class ElmanLayer(RecurrentLayer):
                 bands.sum(axis=0, out=dh[t])
             deltas = bands * dA[t]
             if clip is not None:
-                np.clip(deltas, -clip, clip, out=deltas)
+                clip_band_sum(deltas, clip)
             deltas.sum(axis=0, out=dA[t])
             shifted = np.empty_like(bands)
             shifted[0] = 0.0

@@ -9,7 +9,8 @@ GRU (Cho et al. 2014: the reset gate acts on h_{t-1} before the recurrent matmul
     n = act(x_t W_x[:, n] + (r * h_{t-1}) W_h[:, n] + b[n])              W_x (D, 3H), W_h (H, 3H), b (3H,)
     h_t = z * h_{t-1} + (1 - z) * n                                       state (h,)
 `act` is the model's `activation` (tanh by default). Padding steps (valid False) carry the whole state.
-`clip_hidden_delta` clips every gate's pre-activation delta dL/da element-wise at each step.
+`clip_hidden_delta` clips every gate's pre-activation delta dL/da element-wise at each step (with truncation:
+the sum over loss positions, layers.clip_band_sum).
 
 BPTT, the deltas dL/da of each gate block at step t (dh_t = dL/dh_t, dc_t = dL/dc_t, s' = s (1 - s)):
     LSTM  dc_t = dc_{t+1} f_{t+1} + dh_t o act'(act(c_t))
@@ -48,7 +49,7 @@ import numpy as np
 
 from .activations import activate_, derivative_from_output
 from .init import input_matrix, recurrent_matrix
-from .layers import ReadoutGrad, RecurrentLayer, grad_rows
+from .layers import ReadoutGrad, RecurrentLayer, clip_band_sum, grad_rows
 from .model import RecurrentModel
 
 CHUNK = 16  # steps per backward chunk: the chunk's factors are computed at once, in buffers of CHUNK steps
@@ -202,8 +203,9 @@ class _GatedLayer(RecurrentLayer):
         return tuple(state0)
 
     def _clip(self, delta: np.ndarray) -> None:
+        """delta (..., n_bands, B, H): the bands' sum clipped (layers.clip_band_sum)."""
         if self.clip_hidden_delta is not None:
-            np.clip(delta, -self.clip_hidden_delta, self.clip_hidden_delta, out=delta)
+            clip_band_sum(delta, self.clip_hidden_delta)
 
     @staticmethod
     def _chunks_back(dH: np.ndarray | ReadoutGrad, T: int) -> Iterator[tuple[int, int, np.ndarray]]:

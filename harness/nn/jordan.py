@@ -18,6 +18,7 @@ import numpy as np
 from .activations import activate_, derivative_from_output
 from .heads import head_output, head_output_vjp
 from .init import input_matrix, recurrent_matrix
+from .layers import clip_band_sum
 from .model import RecurrentModel
 
 
@@ -149,7 +150,7 @@ class Jordan(RecurrentModel):
                 bands.sum(axis=0, out=dh[t])
             deltas = bands * dA[t]
             if clip is not None:
-                np.clip(deltas, -clip, clip, out=deltas)
+                clip_band_sum(deltas, clip)
             deltas.sum(axis=0, out=dA[t])
             dy_bands = deltas[:-1] @ W_yh_T
             if padding is not None:  # padding steps do not count as a step of recurrence

@@ -20,8 +20,11 @@ Additions to the contract (documented here for the gated/bidirectional layers):
   A layer whose constructor differs overrides nothing here; its model class overrides `make_layer`.
 - `clip_hidden_delta`: instance attribute (default None), set by the model after construction. When a float,
   backward clips the backpropagated pre-activation delta dL/da_t element-wise to [-c, c] at every step
-  (note 000's exercise). Layers that cannot honour it should raise in `make_layer`; a wrapping layer
-  (bidirectional) passes it on to the layers it wraps.
+  (note 000's exercise), so the delta reaching the weights never leaves [-c, c]. With truncation, dL/da_t is
+  the sum of the shares of the loss positions whose window reaches step t (the bands): `clip_band_sum` clips
+  that sum and scales every share by the same factor, and the scaled shares travel on. Layers that cannot
+  honour it should raise in `make_layer`; a wrapping layer (bidirectional) passes it on to the layers it
+  wraps.
 - Truncation (truncation=k): the gradient of the loss at position t flows back through at most k time steps
   (t, t-1, ..., t-k+1) of the layer's own recurrence; k=1 is the no-recurrence gradient. Padding steps do not
   consume a step. `d_final_state` enters as if it were a loss at the last step. In a stack, each layer
@@ -52,6 +55,22 @@ from typing import Any
 import numpy as np
 
 DTYPES = ("float32", "float64")
+
+
+def clip_band_sum(deltas: np.ndarray, clip: float) -> None:
+    """Clip the sum over axis -3 of deltas (..., n_bands, B, H) element-wise to [-clip, clip], in place.
+
+    The bands are the shares of dL/da_t by loss position under truncated BPTT; each band's elements are
+    scaled by the factor that takes their sum to its clipped value, so the bands sum to clip(sum) and keep
+    their signs and proportions. One band is plainly clipped (full BPTT: bit for bit np.clip).
+    """
+    if deltas.shape[-3] == 1:
+        np.clip(deltas, -clip, clip, out=deltas)
+        return
+    total = np.abs(deltas.sum(axis=-3, keepdims=True))
+    over = total > clip
+    if over.any():
+        deltas *= np.where(over, clip / np.where(over, total, 1.0), 1.0)
 
 
 def check_choice(argument: str, value: Any, allowed: tuple[str, ...]) -> str:
