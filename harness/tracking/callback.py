@@ -3,21 +3,32 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
+import multiprocessing
 import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from harness.tracking.health import ServerUnreachable
-from harness.tracking.runs import PARENT_ENV, PARENT_FILE
+from harness.config import ConfigError
+from harness.tracking.reap import all_pages, end_orphans, orphaned, process_gone
+from harness.tracking.runs import (
+    PARENT_ENV,
+    PARENT_FILE,
+    RunInterrupted,
+    note_stop,
+    raise_if_stop_requested,
+)
 from harness.tracking.store import TrackingSettings, ensure_store, git_commit
 
 CHILD_STATUSES = ("FINISHED", "FAILED", "KILLED", "RUNNING", "SCHEDULED")
+WORKER_CLOSE_TIMEOUT_S = 20.0
 
 
 def sweep_settings(config: DictConfig, **overrides: Any) -> TrackingSettings:
@@ -39,9 +50,14 @@ class SweepCallback(Callback):
     ``running`` on the parent, prints the failed jobs with their error and ends the parent FINISHED (a sweep
     continues past failed jobs and reports them at the end).
     Jobs that fail before opening their run are not counted (they never reach the store).
-    A sweep that stops before on_multirun_end (Hydra rejecting a job's overrides, a crash, SIGTERM/SIGINT to
-    the launching process) still ends its parent at exit: KILLED after a signal, else FAILED, with the reason
-    in its ``error`` tag.
+    SIGTERM/SIGINT to the launching process stop the sweep: the signal is passed on to the launcher's worker
+    processes (joblib's loky workers), whose runs end KILLED with their metrics flushed, before the launcher
+    tears the workers down (up to WORKER_CLOSE_TIMEOUT_S). A signal whose exception Python drops (raised
+    inside a finaliser) still stops the sweep at the next job's start (runs.stop_requested).
+    A sweep that stops before on_multirun_end (a signal, Hydra rejecting a job's overrides, a crash, a dead
+    worker) still ends its parent at exit: KILLED after a signal, else FAILED, with the reason in its
+    ``error`` tag; every child run still RUNNING whose process is gone ends KILLED after a signal, else
+    FAILED.
     Arguments (all optional) override the config's ``tracking`` node: experiment, mode, uri, artifact_root.
     """
 
@@ -59,6 +75,7 @@ class SweepCallback(Callback):
         self._previous_sigterm: Any = None
         self._previous_sigint: Any = None
         self._killed = False
+        self._stopping_workers = False
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         settings = sweep_settings(config, **self.overrides)
@@ -66,7 +83,7 @@ class SweepCallback(Callback):
             return
         try:
             client, experiment_id = ensure_store(settings)
-        except ServerUnreachable as exc:
+        except ConfigError as exc:
             # Hydra reports a callback's exception with a traceback; SystemExit leaves with the one line.
             sys.exit(f"config error: {exc}")
         sweep_dir = Path(config.hydra.sweep.dir).resolve()
@@ -87,8 +104,45 @@ class SweepCallback(Callback):
             self._previous_sigint = signal.signal(signal.SIGINT, self._exit_on_sigterm)
 
     def _exit_on_sigterm(self, signum: int, frame: Any) -> None:
+        note_stop(signum)
         self._killed = True
-        raise SystemExit(128 + signum)
+        if self._stopping_workers:
+            return  # a second signal while the workers close their runs
+        self._stopping_workers = True
+        try:
+            self._stop_workers(signum)
+        finally:
+            self._stopping_workers = False
+        raise RunInterrupted(signum)
+
+    def _stop_workers(self, signum: int) -> None:
+        """Pass signum on to the launcher's worker processes and wait until the runs they hold are closed.
+
+        The joblib launcher kills its loky workers (SIGKILL) as soon as the signal's exception reaches it; a
+        worker told first ends its run KILLED with its metrics flushed. Only the parent of a sweep with
+        worker processes waits here: the basic launcher's jobs run in this process, under their own guard.
+        """
+        workers = multiprocessing.active_children()
+        if not workers or self.settings is None or self.parent_run_id is None:
+            return
+        for worker in workers:
+            with contextlib.suppress(ProcessLookupError, TypeError):
+                os.kill(worker.pid, signum)
+        client, _ = ensure_store(self.settings)
+        deadline = time.monotonic() + WORKER_CLOSE_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if not [run for run in self._running_children(client) if not process_gone(run.data.tags)]:
+                return
+            time.sleep(0.1)
+
+    def _running_children(self, client: Any) -> list[Any]:
+        parent = client.get_run(self.parent_run_id)
+        return all_pages(client.search_runs, [parent.info.experiment_id],
+                         filter_string=f"tags.mlflow.parentRunId = '{self.parent_run_id}' and "
+                                       f"attributes.status = 'RUNNING'")
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        raise_if_stop_requested()  # the basic launcher: a signal lost between jobs stops the sweep here
 
     def _end_abandoned_parent(self) -> None:
         """Ends a parent that on_multirun_end never reached, so no sweep is left RUNNING."""
@@ -98,6 +152,17 @@ class SweepCallback(Callback):
         # A job's own run catches a signal first (open_run ends it KILLED), so the children tell too.
         killed = self._killed or bool(summarize_children(client, self.parent_run_id)["KILLED"])
         status = "KILLED" if killed else "FAILED"
+        # Runs whose worker was torn down (or died) before closing them; a process still running (a worker
+        # being torn down) is given a few seconds, another host's (a cluster job) is never touched.
+        reason = ("the sweep was stopped before this job could end its run" if killed
+                  else "the job's worker process died before it could end its run (killed, or out of memory)")
+        deadline = time.monotonic() + WORKER_CLOSE_TIMEOUT_S
+        while True:
+            running = self._running_children(client)
+            end_orphans(client, running, reason, status=status)
+            if len(orphaned(running)) == len(running) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         client.set_tag(self.parent_run_id, "error", "the sweep stopped before its end (signal, rejected "
                        "overrides or a crash in the launcher); see the launching terminal")
         client.set_terminated(self.parent_run_id, status)
@@ -117,6 +182,7 @@ class SweepCallback(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if self.settings is None or self.parent_run_id is None:
             return
+        raise_if_stop_requested()  # lost after the last job: the parent ends KILLED at exit, not FINISHED
         self._restore_process_state()
         client, _ = ensure_store(self.settings)
         counts = summarize_children(client, self.parent_run_id)

@@ -23,6 +23,9 @@ MAX_PARAM_LENGTH = 6000
 MAX_TAG_LENGTH = 8000
 MAX_METRICS_PER_BATCH = 1000
 MAX_PARAMS_TAGS_PER_BATCH = 100
+# A process killed without warning (SIGKILL, out of memory, a power cut) loses what its logger still buffers:
+# the buffer is written once it holds flush_every values or is this old, whichever comes first.
+FLUSH_INTERVAL_S = 2.0
 
 
 class Logger(Protocol):
@@ -154,9 +157,9 @@ class MlflowLogger:
     """Writes one MLflow run through an explicit MlflowClient (no fluent active-run state).
 
     Metrics are buffered and written with ``log_batch`` in batches of at most flush_every (<= 1000, MLflow's
-    per-batch limit) values; one log_batch costs about 0.15 ms per value where one log_metric call costs
-    ~10 ms. NaN is stored as NaN; ±inf are stored by MLflow's SQL store as ±1.797e308 (SQL has no infinity).
-    Open it through ``open_run``, which flushes and ends the run.
+    per-batch limit) values, and at least every FLUSH_INTERVAL_S seconds; one log_batch costs about 0.15 ms
+    per value where one log_metric call costs ~10 ms. NaN is stored as NaN; ±inf are stored by MLflow's SQL
+    store as ±1.797e308 (SQL has no infinity). Open it through ``open_run``, which flushes and ends the run.
 
     When a tracking server stops answering (connection refused, timeout, retries exhausted), the logger goes
     offline: that call and every later one is written to ``self.offline``, an OfflineRecord (JSON lines and
@@ -177,6 +180,7 @@ class MlflowLogger:
         self.run_id = run_id
         self.flush_every = flush_every
         self._buffer: list[tuple[str, float, int, int]] = []  # (key, value, timestamp ms, step)
+        self._written_at_ms = int(time.time() * 1000)
         self.offline: OfflineRecord | None = None
         self.background = background
         self._writer: BackgroundMetricWriter | None = None
@@ -212,7 +216,8 @@ class MlflowLogger:
         timestamp = int(time.time() * 1000)
         step = int(step)
         self._buffer.extend((key, float(value), timestamp, step) for key, value in metrics.items())
-        if len(self._buffer) >= self.flush_every:
+        stale = timestamp - self._written_at_ms >= FLUSH_INTERVAL_S * 1000
+        if len(self._buffer) >= self.flush_every or stale:
             self._write_buffer()
 
     def flush(self) -> None:
@@ -226,6 +231,7 @@ class MlflowLogger:
         """Hand the buffer to the background writer, or write it here."""
         from mlflow.entities import Metric
 
+        self._written_at_ms = int(time.time() * 1000)
         while self._buffer:
             chunk, self._buffer = self._buffer[:self.flush_every], self._buffer[self.flush_every:]
             if self.background:

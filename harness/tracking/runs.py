@@ -1,4 +1,11 @@
-"""``open_run``: one tracked run that always ends FINISHED, FAILED or KILLED, never left RUNNING."""
+"""``open_run``: one tracked run that ends FINISHED, FAILED or KILLED, whatever stops it short of SIGKILL.
+
+An exception, SIGTERM/SIGINT (also when Python drops the handler's exception: see stop_requested) or a lost
+tracking server all end the run. Only a process killed without warning (SIGKILL, the out-of-memory killer, a
+power cut) leaves its run RUNNING, with at most the last FLUSH_INTERVAL_S seconds of metric values unsent;
+``python -m harness.tracking.reap`` finds such runs (their ``harness.host`` / ``harness.pid`` tags name a
+process that is gone) and ends them KILLED.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from harness.tracking.loggers import MAX_TAG_LENGTH, MemoryLogger, MlflowLogger
+from harness.tracking.loggers import MAX_TAG_LENGTH, MemoryLogger, MlflowLogger, pair_batches
+from harness.tracking.reap import process_tags
 from harness.tracking.store import TrackingSettings, ensure_store, git_commit, sqlite_path
 from harness.tracking.writer import fork_available
 
@@ -69,6 +77,33 @@ def resolve_parent_run_id(parent_run_id: str | None) -> str | None:
     return None
 
 
+_stop_signal: int | None = None
+
+
+def stop_requested() -> int | None:
+    """The stop signal (SIGTERM/SIGINT/...) this process received whose RunInterrupted may have been lost.
+
+    A handler's exception raised while Python runs a finaliser or a weakref callback (garbage collection can
+    start anywhere) is printed as "Exception ignored" and dropped; the signal stays recorded here, and the
+    next boundary (open_run's entry and exit, a sweep's next job) raises it again.
+    """
+    return _stop_signal
+
+
+def note_stop(signum: int | None) -> None:
+    """Record (signum) or forget (None) the stop signal of stop_requested()."""
+    global _stop_signal
+    _stop_signal = signum
+
+
+def raise_if_stop_requested() -> None:
+    """RunInterrupted for a stop signal whose exception was lost; ordinary code raises it reliably."""
+    signum = _stop_signal
+    if signum is not None:
+        note_stop(None)
+        raise RunInterrupted(signum)
+
+
 class Interrupts:
     """open_run's signal guard: SIGTERM/SIGINT/SIGUSR1/SIGUSR2 become RunInterrupted in the main thread until
     ``quiet()``; ``restore()`` undoes it.
@@ -90,6 +125,7 @@ class Interrupts:
             self._previous[signum] = signal.signal(signum, self._handle)
 
     def _handle(self, signum: int, frame: Any) -> None:
+        note_stop(signum)
         if self._quiet:
             return
         if self._deferring:
@@ -163,7 +199,8 @@ def open_run(
     tags and parent_run_id are then not applied) - the caller checks that it exists and may be continued.
     The guard (``logger.interrupts``, an Interrupts) lets a loop defer signals to a clean point.
     """
-    all_tags: dict[str, Any] = {}
+    raise_if_stop_requested()  # a sweep whose signal was lost between jobs starts no new run
+    all_tags: dict[str, Any] = process_tags()
     commit = git_commit()
     if commit:
         all_tags["mlflow.source.git.commit"] = commit
@@ -177,6 +214,8 @@ def open_run(
         client, experiment_id = ensure_store(settings)
         if resume_run_id is not None:
             client.update_run(resume_run_id, status="RUNNING")
+            for _, batch in pair_batches("tag", process_tags()):  # the run's process is this one now
+                client.log_batch(resume_run_id, **batch)
             run = client.get_run(resume_run_id)
         else:
             parent = resolve_parent_run_id(parent_run_id)
@@ -198,6 +237,9 @@ def open_run(
         error = exc
         raise
     finally:
+        lost_signal = error is None and stop_requested() is not None
+        if lost_signal:
+            error = RunInterrupted(stop_requested())  # its raise was lost (see stop_requested)
         guard.quiet()
         try:
             flush_error: Exception | None = None
@@ -222,3 +264,9 @@ def open_run(
                 raise flush_error
         finally:
             guard.restore()
+            if isinstance(error, RunInterrupted):
+                note_stop(None)  # it propagates from here
+            if lost_signal:
+                raise error
+            if error is None:
+                raise_if_stop_requested()  # a signal during the close: the run is closed, now stop

@@ -1,0 +1,177 @@
+"""Signals and dead processes: every run ends, whatever stops it. Real processes, real signals, real Hydra
+(basic and joblib launchers) and real MLflow on a temporary SQLite store."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+from omegaconf import OmegaConf
+from test_train_app import ROOT, TINY, app_command, app_env, runs_of
+
+from harness.tracking import RunInterrupted, SweepCallback, ensure_store, open_run
+from harness.tracking.reap import process_tags
+from harness.tracking.runs import stop_requested
+
+LONG = ["trainer.steps=1000000", "trainer.eval_interval=1000", "trainer.diagnostics_interval=0"]
+
+
+def children_of(settings) -> tuple[list, list]:
+    """(parents, children) among the runs of the store."""
+    runs = runs_of(settings)
+    return ([run for run in runs if "mlflow.parentRunId" not in run.data.tags],
+            [run for run in runs if "mlflow.parentRunId" in run.data.tags])
+
+
+def wait_until(predicate, process: subprocess.Popen, stderr: Path, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert process.poll() is None, stderr.read_text()[-3000:]
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(1.0)
+
+
+def start(command: list[str], tmp_path: Path) -> tuple[subprocess.Popen, Path]:
+    stderr = tmp_path / "stderr.txt"
+    with stderr.open("w") as sink:
+        process = subprocess.Popen(command, env=app_env(tmp_path), cwd=tmp_path, stdout=subprocess.DEVNULL,
+                                   stderr=sink, start_new_session=True)  # its own group, for killpg
+    return process, stderr
+
+
+@pytest.mark.parametrize(("signum", "target"), [(signal.SIGTERM, "parent"), (signal.SIGINT, "group")])
+def test_a_signalled_joblib_sweep_ends_every_run_killed(tmp_path: Path, tracking_settings, signum: int,
+                                                        target: str) -> None:
+    command = app_command(tracking_settings, "-m", *TINY, *LONG, "seed=0,1", "hydra/launcher=joblib",
+                          "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={tmp_path}/sweep")
+    process, stderr = start(command, tmp_path)
+    client = MlflowClient(tracking_settings.tracking_uri)
+    try:
+        def both_training() -> bool:
+            _, children = children_of(tracking_settings)
+            return len(children) == 2 and all(client.get_metric_history(run.info.run_id, "train/loss")
+                                              for run in children)
+        wait_until(both_training, process, stderr)
+        if target == "parent":
+            process.send_signal(signum)
+        else:
+            os.killpg(process.pid, signum)
+        process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 128 + signum, stderr.read_text()[-3000:]
+    (parent,), children = children_of(tracking_settings)
+    assert parent.info.status == "KILLED"
+    errors = [run.data.tags.get("error") for run in children]
+    assert [run.info.status for run in children] == ["KILLED", "KILLED"], errors
+    for run in children:  # each job closed its own run: its metrics were flushed, its error is the signal
+        assert run.data.tags["error"] == f"RunInterrupted: interrupted by {signal.Signals(signum).name}"
+        assert client.get_metric_history(run.info.run_id, "train/loss")
+
+
+def test_a_signalled_basic_sweep_stops_and_ends_its_runs(tmp_path: Path, tracking_settings) -> None:
+    command = app_command(tracking_settings, "-m", *TINY, "seed=range(0,40)", f"hydra.sweep.dir={tmp_path}/s")
+    process, stderr = start(command, tmp_path)
+    try:
+        wait_until(lambda: len(children_of(tracking_settings)[1]) >= 2, process, stderr)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 128 + signal.SIGTERM, stderr.read_text()[-3000:]
+    (parent,), children = children_of(tracking_settings)
+    assert parent.info.status == "KILLED" and len(children) < 40
+    assert {run.info.status for run in children} <= {"FINISHED", "KILLED"}
+
+
+class _SignalInFinalizer:
+    """An object whose finaliser receives the signal: Python drops an exception raised there."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+
+    def __del__(self) -> None:
+        signal.raise_signal(self.signum)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_signal_whose_exception_python_drops_still_ends_the_run_killed(tracking_settings) -> None:
+    went_on = []
+    with pytest.raises(RunInterrupted), open_run(tracking_settings, run_name="r") as log:
+        log.log_metrics({"loss": 1.0}, 0)
+        _SignalInFinalizer(signal.SIGTERM)  # dropped at once: "Exception ignored in ... __del__"
+        went_on.append(True)
+    assert went_on  # the handler's exception never reached the run's code
+    run = MlflowClient(tracking_settings.tracking_uri).get_run(log.run_id)
+    assert run.info.status == "KILLED" and run.data.tags["error"] == "RunInterrupted: interrupted by SIGTERM"
+    assert stop_requested() is None
+    with open_run(tracking_settings, run_name="next") as log:  # this process may go on with other runs
+        pass
+    assert MlflowClient(tracking_settings.tracking_uri).get_run(log.run_id).info.status == "FINISHED"
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_dropped_signal_between_sweep_jobs_stops_the_next_job(tracking_settings, tmp_path, monkeypatch):
+    monkeypatch.delenv("HARNESS_PARENT_RUN_ID", raising=False)
+    tracking = {"mode": "local", "uri": tracking_settings.tracking_uri, "experiment": "test",
+                "artifact_root": tracking_settings.artifact_root}
+    config = OmegaConf.create({"tracking": tracking, "hydra": {"sweep": {"dir": str(tmp_path / "sweep")}}})
+    callback = SweepCallback()
+    callback.on_multirun_start(config)
+    try:
+        _SignalInFinalizer(signal.SIGINT)
+        with pytest.raises(RunInterrupted):
+            callback.on_job_start(config)
+    finally:
+        callback._end_abandoned_parent()
+        callback._restore_process_state()
+    (parent,) = runs_of(tracking_settings)
+    assert parent.info.status == "KILLED"
+
+
+_SLOW_LOGGER = textwrap.dedent("""
+    import sys, time
+    from harness.tracking import TrackingSettings, open_run
+    settings = TrackingSettings(uri=sys.argv[1], experiment="test", artifact_root=sys.argv[2])
+    with open_run(settings, run_name="victim") as log:
+        print(log.run_id, flush=True)
+        for step in range(10**9):
+            log.log_metrics({"loss": 1.0 / (step + 1)}, step)
+            time.sleep(0.005)
+""")
+
+
+def test_sigkill_loses_seconds_at_most_and_reap_ends_the_run(tracking_settings) -> None:
+    process = subprocess.Popen([sys.executable, "-c", _SLOW_LOGGER, tracking_settings.tracking_uri,
+                                tracking_settings.artifact_root], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        run_id = process.stdout.readline().strip()
+        time.sleep(6.0)  # ~1000 values: fewer than one count-based flush (1000)
+        process.kill()
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    client, experiment_id = ensure_store(tracking_settings)
+    time.sleep(1.0)  # the metric writer finishes what the dead process had sent it
+    steps = sorted(m.step for m in client.get_metric_history(run_id, "loss"))
+    assert len(steps) >= 100 and steps == list(range(len(steps)))  # all but the last seconds
+    assert client.get_run(run_id).info.status == "RUNNING"
+    alive = client.create_run(experiment_id, tags=process_tags()).info.run_id  # this process: not orphaned
+    reap = [sys.executable, "-m", "harness.tracking.reap", "--uri", tracking_settings.tracking_uri]
+    done = subprocess.run(reap, capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"ended KILLED: {run_id} victim" in done.stdout
+    assert done.stdout.strip().splitlines()[-1] == "1 of 2 RUNNING runs had lost their process on this host"
+    run = client.get_run(run_id)
+    assert run.info.status == "KILLED" and "ended without closing it" in run.data.tags["error"]
+    assert client.get_run(alive).info.status == "RUNNING"
