@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
 
 def pin_blas_to_one_thread() -> None:
-    """Limit NumPy's BLAS to one thread for the rest of the process.
+    """Limit every BLAS of the process to one thread, the ones loaded already and the ones loaded later.
 
     The recurrent loop multiplies small matrices, where BLAS threads cost more in synchronisation than they
     give; on a shared 2-core machine a threaded small matmul or SVD was measured 20-1000x slower than a
     single-threaded one. Parallelism comes from running jobs side by side instead (joblib launcher).
+    NumPy and SciPy ship separate OpenBLAS libraries, and SciPy's loads only when statsmodels or scipy.linalg
+    is first imported: threadpoolctl limits the libraries loaded now, and the thread variables (set to 1)
+    make every library loaded later, in this process and in its child processes, start with one thread.
     """
+    import os
+
     from threadpoolctl import threadpool_limits
 
+    for name in BLAS_THREAD_VARIABLES:
+        os.environ[name] = "1"
     threadpool_limits(limits=1, user_api="blas")
 
 
