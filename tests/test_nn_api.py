@@ -208,6 +208,17 @@ def test_bptt_peak_memory_stays_within_one_and_a_half_hidden_state_arrays() -> N
     assert with_dh <= 2.5 * hidden_states
 
 
+@pytest.mark.parametrize(("cell", "bound"), [(LSTM, 7.0), (GRU, 5.0)])
+def test_gated_bptt_keeps_only_gates_and_states(cell, bound) -> None:
+    """LSTM keeps 4 gates, h and c per step (6x the hidden states), GRU 3 gates and h (4x); the issue's bounds
+    7x and 5x leave room for the chunk buffers. Measured on a fresh model, whose workspace is allocated inside
+    the call (reusing it, later calls allocate less)."""
+    steps, batch, width, io = 200, 16, 64, 8
+    X = RNG.standard_normal((steps, batch, io))
+    Y = RNG.standard_normal((steps, batch, io))
+    assert peak_bptt_bytes(cell(io, width, io), X, Y) <= bound * steps * batch * width * 8
+
+
 BAD_CONSTRUCTOR_ARGS = [
     ({"activation": "tahn"}, "activation must be one of"),
     ({"head": "mse"}, "head must be one of"),

@@ -448,6 +448,17 @@ def test_benchmark_runs_end_to_end_on_tiny_sizes() -> None:
     result = main(["--quick"])
     assert {r["cell"] for r in result["train_step"]} == {"elman", "lstm", "gru"}
     assert result["binary_addition"]["speedup"] > 0 and set(result["memory"]) == {"elman", "lstm", "gru"}
+    assert all(r["float64"]["harness_ms"] > 0 and r["float32_speedup"] > 0 for r in result["train_step"])
+    assert all(o["ratio"] > 0 for o in result["fit_overhead"].values())
+
+
+@pytest.mark.slow
+def test_arma_benchmark_runs_end_to_end_on_a_short_series() -> None:
+    from harness.benchmarks.arma_selection import main
+
+    (row,) = main(["--series", "1", "--length", "400", "--repeats", "1"])
+    assert row["seconds"]["harness"] > 0
+    assert row["test_mse"]["harness"] > 0 and len(row["order"]["harness"]) == 2
 
 
 @pytest.mark.parametrize(("network", "mode"),

@@ -2,43 +2,62 @@
 
 1. Train-step time (forward + backward + plain SGD update p -= lr * g) of harness Elman (tanh, identity_mse,
    many_to_many), LSTM and GRU against torch.nn.RNN / LSTM / GRU + nn.Linear head + MSELoss + torch.optim.SGD
-   on CPU in float64, at (T, B, H) = (8, 1, 16), (50, 32, 32), (100, 64, 64), (200, 128, 128), D = O = 8.
-   Both engines run on one thread: torch.set_num_threads(1), NumPy's BLAS through threadpoolctl. The torch
-   column is skipped when torch is not installed. torch's GRU applies the reset gate after the recurrent
-   matmul (a different variant with the same cost).
+   on CPU, in float64 and in float32, at (T, B, H) = (8, 1, 16), (50, 32, 32), (100, 64, 64), (200, 128, 128),
+   (500, 64, 256), D = O = 8. Both engines run on one thread: torch.set_num_threads(1), every BLAS of the
+   process through harness.runtime. The torch columns are skipped when torch is not installed. torch's GRU
+   applies the reset gate after the recurrent matmul (a different variant with the same cost). Printed per
+   row: the medians, harness/torch, the share of the one-thread matmul peak each engine reaches (the matrix
+   products of the step counted at 2 FLOP per multiply-add, the peak measured on a 2000x2000 matmul in the
+   same run) and harness's float64/float32 time.
 2. Samples per second on binary addition (8 bits, Elman H=16, sigmoid, note 000's squared error on a sigmoid
    output, no biases): harness trained on batches of 64 against note 000's way of training, one sample at a
    time with a Python loop over the bits (written here from the notes' equations).
 3. Peak memory of one loss_and_grads (BPTT) at T=1000, B=64, H=128 measured by tracemalloc (NumPy reports its
-   allocations to it), divided by the T*B*H*8 bytes the hidden states alone need.
+   allocations to it) on a fresh model, divided by the T*B*H*8 bytes the hidden states alone need.
+4. harness.training.fit against a bare loop over the same batches, loss_and_grads and optimizer steps
+   (adding, T=50, B=32, Elman H=64, Adam, 2,000 steps, tracking off): with every per-step metric, the
+   validation every 100 steps and the gradient-flow diagnostics every 500 steps of the default trainer, and
+   with the diagnostics off.
 
-Times are medians over repeated measurements, ratios medians of per-measurement ratios, the engines measured
-in turn so that load from other processes hits both alike; only ratios are meant to carry over.
+Times are CPU seconds of this process (time.process_time; every engine runs on one thread), so that time
+spent waiting for a core on a shared machine is not counted; medians over repeated measurements, ratios
+medians of per-measurement ratios, the engines measured in turn so that load from other processes (which
+still competes for caches and memory bandwidth) hits both alike. Only ratios are meant to carry over. The
+load average is printed at the start and at the end.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import statistics
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from harness.config import TrainerConfig
 from harness.nn import Elman
 from harness.nn.gated import GRU, LSTM
 from harness.nn.model import RecurrentModel
+from harness.optim import make_optimizer
 from harness.runtime import pin_blas_to_one_thread
 from harness.tasks import make_task
+from harness.tracking import MemoryLogger
+from harness.training import fit
 
-SIZES = ((8, 1, 16), (50, 32, 32), (100, 64, 64), (200, 128, 128))
+SIZES = ((8, 1, 16), (50, 32, 32), (100, 64, 64), (200, 128, 128), (500, 64, 256))
 QUICK_SIZES = ((8, 1, 16), (20, 8, 16))
+DTYPES = ("float64", "float32")
 IO_SIZE = 8
 LR = 1e-3
 CELLS: dict[str, type[RecurrentModel]] = {"elman": Elman, "lstm": LSTM, "gru": GRU}
+GATE_BLOCKS = {"elman": 1, "lstm": 4, "gru": 3}
+PEAK_SIZE = 2000
 
 
 @contextlib.contextmanager
@@ -64,21 +83,22 @@ def _torch() -> Any:
 
 def interleaved_seconds(fns: list[Callable[[], object]], repeats: int, min_time: float = 0.05
                         ) -> list[list[float]]:
-    """Per-call times of each fn, `repeats` measurements each, taken in turn (fn0, fn1, fn0, ...) so that
-    load from other processes hits all of them alike; each measurement loops for at least min_time."""
+    """Per-call CPU seconds of each fn (time.process_time), `repeats` measurements each, taken in turn (fn0,
+    fn1, fn0, ...) so that load from other processes hits all of them alike; each measurement loops for at
+    least min_time."""
     loops = []
     for fn in fns:
         fn()
-        start = time.perf_counter()
+        start = time.process_time()
         fn()
-        loops.append(max(1, int(min_time / max(time.perf_counter() - start, 1e-7))))
+        loops.append(max(1, int(min_time / max(time.process_time() - start, 1e-7))))
     samples: list[list[float]] = [[] for _ in fns]
     for _ in range(repeats):
         for fn, n, out in zip(fns, loops, samples, strict=True):
-            start = time.perf_counter()
+            start = time.process_time()
             for _ in range(n):
                 fn()
-            out.append((time.perf_counter() - start) / n)
+            out.append((time.process_time() - start) / n)
     return samples
 
 
@@ -93,10 +113,12 @@ def sgd_(params: dict[str, np.ndarray], grads: dict[str, np.ndarray], lr: float)
 
 
 # --------------------------------------------------------------------------------------- 1. train step
-def harness_train_step(cell: str, T: int, B: int, H: int, rng: np.random.Generator) -> Callable[[], None]:
-    model = CELLS[cell](IO_SIZE, H, IO_SIZE, activation="tanh", head="identity_mse", mode="many_to_many")
-    X = rng.standard_normal((T, B, IO_SIZE))
-    Y = rng.standard_normal((T, B, IO_SIZE))
+def harness_train_step(cell: str, T: int, B: int, H: int, rng: np.random.Generator, dtype: str = "float64"
+                       ) -> Callable[[], None]:
+    model = CELLS[cell](IO_SIZE, H, IO_SIZE, activation="tanh", head="identity_mse", mode="many_to_many",
+                        dtype=dtype)
+    X = rng.standard_normal((T, B, IO_SIZE)).astype(dtype)
+    Y = rng.standard_normal((T, B, IO_SIZE)).astype(dtype)
 
     def step() -> None:
         _, grads = model.loss_and_grads(X, Y)
@@ -105,18 +127,19 @@ def harness_train_step(cell: str, T: int, B: int, H: int, rng: np.random.Generat
     return step
 
 
-def torch_train_step(cell: str, T: int, B: int, H: int, rng: np.random.Generator
+def torch_train_step(cell: str, T: int, B: int, H: int, rng: np.random.Generator, dtype: str = "float64"
                      ) -> Callable[[], None] | None:
     torch = _torch()
     if torch is None:
         return None
+    torch_dtype = {"float64": torch.float64, "float32": torch.float32}[dtype]
     recurrent = {"elman": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell]
-    net = recurrent(IO_SIZE, H).double()
-    head = torch.nn.Linear(H, IO_SIZE).double()
+    net = recurrent(IO_SIZE, H).to(torch_dtype)
+    head = torch.nn.Linear(H, IO_SIZE).to(torch_dtype)
     optimizer = torch.optim.SGD([*net.parameters(), *head.parameters()], lr=LR)
     loss_fn = torch.nn.MSELoss()
-    X = torch.from_numpy(rng.standard_normal((T, B, IO_SIZE)))
-    Y = torch.from_numpy(rng.standard_normal((T, B, IO_SIZE)))
+    X = torch.from_numpy(rng.standard_normal((T, B, IO_SIZE)).astype(dtype))
+    Y = torch.from_numpy(rng.standard_normal((T, B, IO_SIZE)).astype(dtype))
 
     def step() -> None:
         optimizer.zero_grad()
@@ -128,20 +151,54 @@ def torch_train_step(cell: str, T: int, B: int, H: int, rng: np.random.Generator
     return step
 
 
-def train_step_table(sizes: tuple[tuple[int, int, int], ...], repeats: int) -> list[dict[str, Any]]:
+def step_flops(cell: str, T: int, B: int, H: int) -> float:
+    """FLOPs (2 per multiply-add) of the matrix products of one train step, D = O = IO_SIZE: forward input
+    and recurrent products and head; backward recurrent product, W_h, W_x, head weights and head-to-H."""
+    G = GATE_BLOCKS[cell] * H
+    forward = IO_SIZE * G + H * G + H * IO_SIZE
+    backward = H * G + H * G + IO_SIZE * G + 2 * H * IO_SIZE
+    return 2.0 * T * B * (forward + backward)
+
+
+def matmul_peak(dtype: str, repeats: int, size: int = PEAK_SIZE) -> float:
+    """FLOP/s of a (size, size) @ (size, size) matmul on the current BLAS threads (median of repeats)."""
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((size, size)).astype(dtype) for _ in range(2))
+    (seconds,) = interleaved_seconds([lambda: a @ b], repeats)
+    return 2.0 * size ** 3 / statistics.median(seconds)
+
+
+def train_step_table(sizes: tuple[tuple[int, int, int], ...], repeats: int, peaks: dict[str, float]
+                     ) -> list[dict[str, Any]]:
+    """One row per cell and size; harness and torch in both dtypes are measured in turn (interleaved)."""
     rows = []
     for cell in CELLS:
         for T, B, H in sizes:
-            rng = np.random.default_rng(0)
-            steps = [harness_train_step(cell, T, B, H, rng)]
-            torch_step = torch_train_step(cell, T, B, H, rng)
-            if torch_step is not None:
-                steps.append(torch_step)
-            times = interleaved_seconds(steps, repeats)
-            rows.append({"cell": cell, "T": T, "B": B, "H": H,
-                         "harness_ms": 1e3 * statistics.median(times[0]),
-                         "torch_ms": None if torch_step is None else 1e3 * statistics.median(times[1]),
-                         "ratio": None if torch_step is None else median_ratio(times[0], times[1])})
+            steps, names = [], []
+            for dtype in DTYPES:
+                rng = np.random.default_rng(0)
+                steps.append(harness_train_step(cell, T, B, H, rng, dtype))
+                names.append(("harness", dtype))
+                torch_step = torch_train_step(cell, T, B, H, rng, dtype)
+                if torch_step is not None:
+                    steps.append(torch_step)
+                    names.append(("torch", dtype))
+            times = dict(zip(names, interleaved_seconds(steps, repeats), strict=True))
+            flops = step_flops(cell, T, B, H)
+            row: dict[str, Any] = {"cell": cell, "T": T, "B": B, "H": H}
+            for dtype in DTYPES:
+                ours, theirs = times[("harness", dtype)], times.get(("torch", dtype))
+                theirs_s = None if theirs is None else statistics.median(theirs)
+                row[dtype] = {
+                    "harness_ms": 1e3 * statistics.median(ours),
+                    "torch_ms": None if theirs is None else 1e3 * theirs_s,
+                    "ratio": None if theirs is None else median_ratio(ours, theirs),
+                    "harness_peak": flops / statistics.median(ours) / peaks[dtype],
+                    "torch_peak": None if theirs is None else flops / theirs_s / peaks[dtype],
+                }
+            row["float32_speedup"] = median_ratio(times[("harness", "float64")],
+                                                  times[("harness", "float32")])
+            rows.append(row)
     return rows
 
 
@@ -221,9 +278,80 @@ def peak_memory_ratio(cell: str, T: int, B: int, H: int) -> float:
     return (peak - baseline) / (T * B * H * 8)
 
 
+# ------------------------------------------------------------------------------------ 4. fit overhead
+def fit_against_bare_loop(steps: int, repeats: int, diagnostics_interval: int) -> dict[str, float]:
+    """Seconds of harness.training.fit (MemoryLogger, every metric every step) and of a bare loop over the
+    same batches, loss_and_grads and Adam steps, measured in turn; adding T=50, B=32, Elman H=64."""
+    task = make_task("adding", length=50)
+    trainer = TrainerConfig(steps=steps, progress=False, checkpoint_every=0,
+                            diagnostics_interval=diagnostics_interval)
+
+    def setup() -> tuple[dict[str, np.random.Generator], RecurrentModel, Any]:
+        streams = task.streams(0)
+        model = Elman(task.input_size, 64, task.output_size, head=task.head, mode=task.mode, seed=0)
+        return streams, model, make_optimizer("adam", lr=1e-3, clip_norm=1.0)
+
+    def with_fit() -> None:
+        streams, model, optimizer = setup()
+        fit(model, task, optimizer, trainer, train_rng=streams["train"],
+            val_batch=task.sample(trainer.eval_batch_size, streams["val"]),
+            diagnostics_batch=task.sample(trainer.diagnostics_batch_size, streams["val"]),
+            logger=MemoryLogger())
+
+    def bare() -> None:
+        streams, model, optimizer = setup()
+        for _ in range(steps):
+            batch = task.sample(trainer.batch_size, streams["train"])
+            loss, grads = model.loss_and_grads(batch.X, batch.Y, batch.mask)
+            optimizer.step(model.params, grads, loss=loss)
+
+    fit_times, bare_times = interleaved_seconds([with_fit, bare], repeats, min_time=0.0)
+    return {"fit_s": statistics.median(fit_times), "bare_s": statistics.median(bare_times),
+            "ratio": median_ratio(fit_times, bare_times)}
+
+
 # ------------------------------------------------------------------------------------------- report
 def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
+
+
+def load_average() -> str:
+    return "load average " + " / ".join(f"{x:.2f}" for x in os.getloadavg()) + " (1 / 5 / 15 min)"
+
+
+def blas_report() -> list[str]:
+    """One line per BLAS library loaded, after statsmodels has loaded SciPy's own: path, kernel, threads."""
+    import statsmodels.tsa.arima.model  # noqa: F401  (loads SciPy's OpenBLAS, as the ARMA side does)
+    from threadpoolctl import threadpool_info
+
+    lines = []
+    for info in threadpool_info():
+        if info["user_api"] == "blas":
+            lines.append(f"  {Path(info['filepath']).name}: {info['internal_api']} "
+                         f"{info.get('architecture', '?')} kernel, {info['num_threads']} thread(s)")
+    core = os.environ.get("OPENBLAS_CORETYPE")
+    lines.append(f"  OPENBLAS_CORETYPE {'unset' if core is None else '= ' + core}")
+    return lines
+
+
+def print_train_steps(rows: list[dict[str, Any]], peaks: dict[str, float]) -> None:
+    print(f"one-thread matmul peak ({PEAK_SIZE}x{PEAK_SIZE}): "
+          + ", ".join(f"{d} {peaks[d] / 1e9:.1f} GFLOP/s" for d in DTYPES))
+    header = f"{'cell':<6}{'T':>5}{'B':>5}{'H':>5}"
+    for dtype in DTYPES:
+        header += f" | {dtype + ' harness ms':>19}{'torch ms':>10}{'h/torch':>9}{'peak h/t':>12}"
+    print(header + f" | {'f64/f32':>8}")
+    for r in rows:
+        line = f"{r['cell']:<6}{r['T']:>5}{r['B']:>5}{r['H']:>5}"
+        for dtype in DTYPES:
+            d = r[dtype]
+            torch_share = None if d["torch_peak"] is None else 100 * d["torch_peak"]
+            shares = f"{100 * d['harness_peak']:.0f}%/{_fmt(torch_share, '.0f')}%"
+            line += (f" | {d['harness_ms']:>19.3f}{_fmt(d['torch_ms'], '.3f'):>10}"
+                     f"{_fmt(d['ratio'], '.2f'):>9}{shares:>12}")
+        print(line + f" | {r['float32_speedup']:>8.2f}")
+    print("targets: harness/torch <= 0.8 (LSTM, GRU), <= 0.7 (Elman) at every size; >= 50% of the peak "
+          "at the two largest sizes; float64/float32 >= 1.7 at the two largest sizes")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -234,16 +362,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     repeats = 3 if args.quick else args.repeats
     sizes = QUICK_SIZES if args.quick else SIZES
     memory_size = (50, 8, 16) if args.quick else (1000, 64, 128)
+    fit_steps = 20 if args.quick else 2000
     with single_thread():
         torch = _torch()
-        print(f"NumPy {np.__version__}: BLAS pinned to 1 thread; torch "
-              f"{'not installed (column skipped)' if torch is None else torch.__version__ + ', 1 thread'}")
-        print(f"\n1. Train step (forward + backward + SGD), float64, D = O = {IO_SIZE}, median of {repeats}")
-        print(f"{'cell':<6}{'T':>5}{'B':>5}{'H':>5}{'harness ms':>12}{'torch ms':>10}{'harness/torch':>15}")
-        steps = train_step_table(sizes, repeats)
-        for r in steps:
-            print(f"{r['cell']:<6}{r['T']:>5}{r['B']:>5}{r['H']:>5}{r['harness_ms']:>12.3f}"
-                  f"{_fmt(r['torch_ms'], '.3f'):>10}{_fmt(r['ratio'], '.2f'):>15}")
+        print(f"NumPy {np.__version__}: every BLAS pinned to 1 thread; torch "
+              f"{'not installed (columns skipped)' if torch is None else torch.__version__ + ', 1 thread'}; "
+              f"{load_average()}")
+        print("\n".join(blas_report()))
+        peaks = {dtype: matmul_peak(dtype, repeats, 200 if args.quick else PEAK_SIZE) for dtype in DTYPES}
+        print(f"\n1. Train step (forward + backward + SGD), D = O = {IO_SIZE}, median of {repeats}")
+        steps = train_step_table(sizes, repeats, peaks)
+        print_train_steps(steps, peaks)
         rates = binary_addition_rates(repeats, samples=64 if args.quick else 256)
         print("\n2. Binary addition, 8 bits, Elman H=16 sigmoid, samples/s (median)")
         print(f"harness, batches of 64: {rates['harness_samples_per_s']:,.0f}   one sample at a time "
@@ -251,10 +380,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               f"(target >= 20x)")
         T, B, H = memory_size
         print(f"\n3. Peak memory of loss_and_grads at T={T}, B={B}, H={H} / hidden-state storage T*B*H*8 "
-              f"(target <= 1.5x for Elman)")
+              f"(targets: Elman <= 1.5x, LSTM <= 7x, GRU <= 5x)")
         memory = {cell: peak_memory_ratio(cell, T, B, H) for cell in CELLS}
         print("   ".join(f"{cell}: {ratio:.2f}x" for cell, ratio in memory.items()))
-    return {"train_step": steps, "binary_addition": rates, "memory": memory}
+        fit_repeats = 1 if args.quick else 3
+        print(f"\n4. training.fit vs a bare loop, adding T=50, B=32, Elman H=64, Adam, {fit_steps} steps, "
+              f"tracking off, median of {fit_repeats} (target <= 1.10)")
+        overhead = {}
+        for label, interval in (("default trainer (validation every 100, diagnostics every 500)", 500),
+                                ("diagnostics off", 0)):
+            overhead[label] = fit_against_bare_loop(fit_steps, fit_repeats, interval)
+            o = overhead[label]
+            print(f"{label}: fit {o['fit_s']:.2f} s, bare loop {o['bare_s']:.2f} s, ratio {o['ratio']:.3f}")
+        print(f"\n{load_average()}")
+    return {"train_step": steps, "binary_addition": rates, "memory": memory, "fit_overhead": overhead,
+            "peaks": peaks}
 
 
 if __name__ == "__main__":
