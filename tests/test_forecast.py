@@ -12,7 +12,7 @@ from scipy import stats
 from statsmodels.tsa.arima_process import ArmaProcess
 
 from harness.forecast.arma import fit_arma, predictor_weights, psi_from_predictor_weights
-from harness.forecast.metrics import aggregate_over_seeds, diebold_mariano, evaluate_forecast
+from harness.forecast.metrics import diebold_mariano, evaluate_forecast
 from harness.forecast.models import (
     ArmaForecaster,
     Forecaster,
@@ -227,10 +227,3 @@ def test_diebold_mariano_p_values_are_uniform_under_the_null():
     statistic, p_value = diebold_mariano(0.5 * e[0], e[1])
     assert statistic < 0 and p_value < 1e-6
 
-
-def test_aggregate_over_seeds():
-    rows = [{"mse": 1.0, "oracle_ratio": None, "model": "arma"}, {"mse": 3.0, "oracle_ratio": 2.0}]
-    assert aggregate_over_seeds(rows) == {
-        "mse": {"mean": 2.0, "std": pytest.approx(np.sqrt(2.0)), "n": 2},
-        "oracle_ratio": {"mean": 2.0, "std": 0.0, "n": 1},
-    }

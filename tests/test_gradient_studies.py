@@ -17,6 +17,7 @@ from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
+from harness.seed_stats import wilson_interval
 from harness.studies.gradient_flow import (
     ClosedFormConfig,
     SpectralConfig,
@@ -147,6 +148,8 @@ def test_remedies_cells_log_gradient_norms_and_clipping(tracking_settings) -> No
     table = result.outputs.table
     assert set(table.columns) >= {"method", "T", "success_rate", "clip_fraction_mean", "grad_norm_median"}
     assert table["seeds"].tolist() == [2, 2]
+    for _, row in table.iterrows():  # the success rate's interval is the shared aggregation's Wilson interval
+        assert (row["success_low"], row["success_high"]) == wilson_interval(int(row["solved"]), 2)
 
 
 def test_bad_input_fails_before_any_run(tracking_settings) -> None:

@@ -12,7 +12,7 @@ Pure NumPy / statsmodels (imported lazily): no Hydra, no MLflow.
 from __future__ import annotations
 
 from harness.forecast.arma import ArmaFit, OrderSelection, fit_arma, one_step_forecasts, select_arma
-from harness.forecast.metrics import aggregate_over_seeds, diebold_mariano, evaluate_forecast
+from harness.forecast.metrics import diebold_mariano, evaluate_forecast
 from harness.forecast.models import (
     ArmaForecaster,
     Forecaster,
@@ -35,7 +35,6 @@ __all__ = [
     "RnnForecaster",
     "Series",
     "Split",
-    "aggregate_over_seeds",
     "diebold_mariano",
     "evaluate_forecast",
     "fit_arma",

@@ -1,4 +1,5 @@
-"""Scores of one-step-ahead forecasts: error measures, the Diebold-Mariano test, mean and std over seeds.
+"""Scores of one-step-ahead forecasts: error measures and the Diebold-Mariano test (statistics over seeds:
+harness.seed_stats).
 
 Diebold-Mariano (Diebold & Mariano 1995) with the small-sample correction of Harvey, Leybourne & Newbold
 (1997), computed by statsmodels' `diebold_mariano_test(harvey_adj=True, lags=h - 1, horizon=h)`: for loss
@@ -20,7 +21,6 @@ no fallback is needed. At h = 1 both estimators are gamma_0 and the test is the 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -92,19 +92,3 @@ def diebold_mariano(e1: np.ndarray, e2: np.ndarray, h: int = 1, loss: str = "squ
                                   horizon=int(h))
     return float(result.statistic), float(result.pvalue)
 
-
-def aggregate_over_seeds(rows: Iterable[Mapping[str, float | None]]) -> dict[str, dict[str, float]]:
-    """Mean and sample std (ddof 1; 0 for one row) over rows of each numeric key, ignoring None / NaN.
-
-    Returns key -> {"mean", "std", "n"}; keys never numeric in any row are left out.
-    """
-    values: dict[str, list[float]] = {}
-    for row in rows:
-        for key, value in row.items():
-            numeric = isinstance(value, int | float | np.number) and not isinstance(value, bool)
-            if numeric and np.isfinite(value):
-                values.setdefault(key, []).append(float(value))
-    return {
-        key: {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, "n": len(v)}
-        for key, v in values.items()
-    }

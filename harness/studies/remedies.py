@@ -23,6 +23,7 @@ import pandas as pd
 
 from harness.config import CELL_GATES, ModelConfig, TrainerConfig, network_bytes, require_memory
 from harness.optim import StepInfo, make_optimizer
+from harness.seed_stats import summarize_over_seeds
 from harness.studies.study_run import CellRun, Curve, StudyOutputs, as_tuple, check_int, pyplot
 from harness.tasks import make_task
 
@@ -216,15 +217,18 @@ def remedies_cell(config: RemediesConfig, method: str, T: int, seed: int) -> Cel
 
 def summarize_remedies(cells: pd.DataFrame, curves: Mapping[str, Mapping[str, Curve]],
                        methods: Mapping[str, Mapping[str, Any]] | None = None) -> StudyOutputs:
-    """Success rate per (method, T) over seeds, with the median final metric, clipping and gradient norms."""
+    """Success rate per (method, T) over seeds with its Wilson 95% interval (harness.seed_stats, the
+    aggregation of every sweep), the median final metric, clipping and gradient norms."""
     rows = []
     present = set(cells["method"])
     method_order = [m for m in methods if m in present] if methods else sorted(present)
     for method in method_order:
         for T in sorted(set(cells.loc[cells["method"] == method, "T"])):
             group = cells[(cells["method"] == method) & (cells["T"] == T)].sort_values("seed")
+            (rate,) = summarize_over_seeds(group, [], [], solved="solved").to_dict("records")
             rows.append({"method": method, "T": int(T), "seeds": len(group),
-                         "solved": int(group["solved"].sum()), "success_rate": float(group["solved"].mean()),
+                         "solved": rate["solved"], "success_rate": rate["solved_rate"],
+                         "success_low": rate["solved_low"], "success_high": rate["solved_high"],
                          "final_metric_median": float(group["final_metric"].median()),
                          "chance_metric": float(group["chance_metric"].iloc[0]),
                          "diverged": int(group["diverged"].sum()),
@@ -234,7 +238,9 @@ def summarize_remedies(cells: pd.DataFrame, curves: Mapping[str, Mapping[str, Cu
     table = pd.DataFrame(rows)
     shown = pd.DataFrame({
         "method": table["method"], "T": table["T"],
-        "solved": [f"{k}/{n}" for k, n in zip(table["solved"], table["seeds"], strict=True)],
+        "solved [Wilson 95%]": [
+            f"{k}/{n} [{a:.2f}, {b:.2f}]" for k, n, a, b in
+            zip(table["solved"], table["seeds"], table["success_low"], table["success_high"], strict=True)],
         "final metric (median)": [f"{v:.4g}" for v in table["final_metric_median"]],
         "chance": [f"{v:.4g}" for v in table["chance_metric"]],
         "diverged": table["diverged"],
@@ -276,19 +282,20 @@ def remedies_sentences(table: pd.DataFrame) -> list[str]:
 
 
 def success_figure(table: pd.DataFrame):
-    """Success rate (fraction of seeds solving the task) against T per method."""
+    """Success rate (fraction of seeds solving the task) against T per method; bars: Wilson 95% intervals."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     markers = "osD^vx*"
     for k, (method, rows) in enumerate(table.groupby("method", sort=False)):
         offset = (k - (table["method"].nunique() - 1) / 2) * 0.012  # keep coinciding points visible
-        ax.plot(rows["T"], rows["success_rate"] + offset, marker=markers[k % len(markers)], color=f"C{k}",
-                lw=1.2, label=method)
+        below, above = rows["success_rate"] - rows["success_low"], rows["success_high"] - rows["success_rate"]
+        ax.errorbar(rows["T"], rows["success_rate"] + offset, yerr=[below, above], capsize=2, elinewidth=0.8,
+                    marker=markers[k % len(markers)], color=f"C{k}", lw=1.2, label=method)
     ax.set_xscale("log", base=2)
     ax.set_xticks(sorted(set(table["T"])), [str(t) for t in sorted(set(table["T"]))])
     ax.set_ylim(-0.06, 1.06)
     ax.set_xlabel("sequence length T")
-    ax.set_ylabel("success rate over seeds")
+    ax.set_ylabel("success rate over seeds (Wilson 95% interval)")
     ax.set_title("Remedies for vanishing/exploding gradients: who solves the task at which T", fontsize=10)
     ax.legend(fontsize=7)
     fig.tight_layout()

@@ -49,10 +49,10 @@ from harness.forecast.backtest import (
 )
 from harness.forecast.datasets import ALL_SERIES_NAMES, CSV_FIELDS, load_series
 from harness.forecast.intervals import DEFAULT_LEVELS, level_name
-from harness.forecast.metrics import aggregate_over_seeds
 from harness.forecast.models import ArmaForecaster, RnnForecaster, fit_linear_recurrent_predictor
 from harness.forecast.series import Series
 from harness.forecast.splits import Split, as_label, split_from_spec
+from harness.seed_stats import summarize_over_seeds
 from harness.studies import figures
 from harness.studies.study_run import check_int, run_in_processes, study_settings
 from harness.tasks import fingerprint
@@ -595,47 +595,49 @@ def cells_frame(units: Sequence[Unit]) -> pd.DataFrame:
 
 
 def summarize(cells: pd.DataFrame, series_order: Sequence[str], model_order: Sequence[str]) -> pd.DataFrame:
-    """Mean and std over seeds per (series, window, h, model), rows in the given orders (the whole test part
-    first, then the windows as they appear; horizons ascending).
+    """Statistics over seeds per (series, window, h, model), rows in the given orders (the whole test part
+    first, then the windows as they appear; horizons ascending): harness.seed_stats' summarize_over_seeds, the
+    aggregation of every sweep (``python -m harness.report``).
 
-    cells: rows as made by cells_frame. Columns: series, window, h, model, seeds, <metric>_mean, <metric>_std
-    for each metric column of cells (NaN where it does not apply), dm_rnn_better (seeds where the RNN beat the
-    reference at the 5 % level: DM statistic < 0 and p < 0.05).
+    cells: rows as made by cells_frame. Columns: series, window, h, model, seeds, and for each metric column
+    of cells <metric>_n, _mean, _std (ddof 1, NaN for one seed), _low, _high (95% t interval of the mean; NaN
+    where the metric does not apply), then dm_rnn_better (seeds where the RNN beat the reference at the 5 %
+    level: DM statistic < 0 and p < 0.05).
     """
     metrics = [c for c in cells.columns if c not in ROW_KEYS]
     windows = list(dict.fromkeys([WHOLE_TEST, *cells["window"]]))
-    rows = []
-    for series in series_order:
-        for window in windows:
-            for h in sorted(cells["h"].unique()):
-                for model in model_order:
-                    # seed order fixes the order of the float sums, so the table does not depend on how rows
-                    # arrived
-                    chosen = (cells["series"] == series) & (cells["window"] == window) & (cells["h"] == h)
-                    group = cells[chosen & (cells["model"] == model)].sort_values("seed")
-                    if group.empty:
-                        continue
-                    stats = aggregate_over_seeds(group[metrics].to_dict("records"))
-                    row: dict[str, Any] = {"series": series, "window": window, "h": int(h), "model": model,
-                                           "seeds": len(group)}
-                    for metric in metrics:
-                        row[f"{metric}_mean"] = stats.get(metric, {}).get("mean", np.nan)
-                        row[f"{metric}_std"] = stats.get(metric, {}).get("std", np.nan)
-                    better = (group["dm_stat"] < 0) & (group["dm_pvalue"] < DM_LEVEL)
-                    row["dm_rnn_better"] = int(better.sum())
-                    rows.append(row)
-    return pd.DataFrame(rows)
+    keys = ["series", "window", "h", "model"]
+    # seed order fixes the order of the float sums, so the table does not depend on how rows arrived
+    ordered = cells[cells["series"].isin(series_order) & cells["model"].isin(model_order)].assign(
+        _series=lambda f: f["series"].map({s: k for k, s in enumerate(series_order)}),
+        _window=lambda f: f["window"].map({w: k for k, w in enumerate(windows)}),
+        _model=lambda f: f["model"].map({m: k for k, m in enumerate(model_order)}),
+    ).sort_values(["_series", "_window", "h", "_model", "seed"], kind="stable")
+    table = summarize_over_seeds(ordered, keys, metrics)
+    table["h"] = table["h"].astype(int)
+    better = ((ordered["dm_stat"] < 0) & (ordered["dm_pvalue"] < DM_LEVEL)).groupby(
+        [ordered[k] for k in keys], sort=False).sum()
+    table["dm_rnn_better"] = [int(better[key]) for key in zip(*(table[k] for k in keys), strict=True)]
+    return table
 
 
 def format_table(table: pd.DataFrame) -> str:
-    """The summary table as Markdown: mean ± std over seeds; DM against the reference ARMA for RNN rows;
-    interval coverage and Winkler score per level; window and h columns when the study has them."""
+    """The summary table as Markdown: mean ± std over seeds (and the MSE's 95% t interval of the mean); DM
+    against the reference ARMA for RNN rows; interval coverage and Winkler score per level; window and h
+    columns when the study has them."""
 
     def mean_std(metric: str, digits: int) -> list[str]:
         if f"{metric}_mean" not in table:
             return [""] * len(table)
         pairs = zip(table[f"{metric}_mean"], table[f"{metric}_std"], strict=True)
-        return ["" if np.isnan(m) else f"{m:.{digits}f} ± {s:.{digits}f}" for m, s in pairs]
+        return ["" if np.isnan(m) else f"{m:.{digits}f}" + ("" if np.isnan(s) else f" ± {s:.{digits}f}")
+                for m, s in pairs]
+
+    def interval(metric: str, digits: int) -> list[str]:
+        if f"{metric}_low" not in table:
+            return [""] * len(table)
+        pairs = zip(table[f"{metric}_low"], table[f"{metric}_high"], strict=True)
+        return ["" if np.isnan(a) else f"[{a:.{digits}f}, {b:.{digits}f}]" for a, b in pairs]
 
     has_dm = table["dm_pvalue_mean"].notna()
     columns: dict[str, Any] = {"series": table["series"]}
@@ -647,6 +649,7 @@ def format_table(table: pd.DataFrame) -> str:
         "model": table["model"],
         "seeds": table["seeds"],
         "MSE": mean_std("mse", 4),
+        "MSE 95% t interval": interval("mse", 4),
         "MAE": mean_std("mae", 4),
         "NMSE": mean_std("nmse", 4),
         "oracle ratio": mean_std("oracle_ratio", 3),
