@@ -146,7 +146,9 @@ def test_parallel_sweep_sends_every_run_metric_and_artifact_to_the_server(tmp_pa
         weights = client.download_artifacts(children[0].info.run_id, "model.npz", str(tmp_path))
         assert load_model(weights).hidden_size == 4
     # the server wrote every run's files into its artifacts destination
-    assert len(list(artifacts.rglob("model.npz"))) == 4
+    # <experiment>/<run>/artifacts/: the weights, and the pyfunc model's own copy under model/
+    assert len(list(artifacts.glob("*/*/artifacts/model.npz"))) == 4
+    assert len(list(artifacts.glob("*/*/artifacts/model/artifacts/model.npz"))) == 4
     assert len(list(artifacts.rglob("loss.png"))) == 4
 
 
