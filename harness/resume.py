@@ -46,7 +46,8 @@ RESUMABLE_KEYS = ("trainer.steps", "trainer.resume", "trainer.progress")
 
 
 class Checkpointer:
-    """Writes checkpoints of one run: local_dir/checkpoint.npz, then the run's artifact (logger)."""
+    """Writes checkpoints of one run: local_dir/checkpoint.npz, then the run's artifact (logger); counts
+their number, bytes and seconds (the metric flush before each included)."""
 
     def __init__(self, logger: Any, local_dir: Path) -> None:
         self.logger = logger
@@ -56,7 +57,10 @@ class Checkpointer:
         self.seconds = 0.0
 
     def save(self, checkpoint: Checkpoint) -> None:
+        """Flush the run's metrics, then write the checkpoint: the store then always holds every metric up
+        to the newest checkpoint's step (a run killed outright loses none that its resumption skips)."""
         start = time.perf_counter()
+        self.logger.flush()
         self.bytes += save_checkpoint(checkpoint, self.path)
         self.logger.log_artifact(self.path, ARTIFACT_DIR)
         self.seconds += time.perf_counter() - start
@@ -187,3 +191,29 @@ def restore(point: ResumePoint, model: Any, optimizer: Any, streams: dict[str, n
     if early_stopping is not None:
         early_stopping.restore(checkpoint.early_stopping, checkpoint.best_params)
     return FitResult.restore(checkpoint.curves, checkpoint.grad_flow, checkpoint.lag_norms)
+
+
+def _value_key(key: str, step: int, value: float) -> tuple[str, int, str]:
+    return key, int(step), repr(float(value))  # repr: NaN equals NaN, and every float keeps its bits
+
+
+class SkipLogged:
+    """The logger of a resumed run, minus the metric values the store already holds.
+
+    A run killed without a signal (SIGKILL, a node lost) has logged the steps after its last checkpoint; the
+    resumed run computes them again, bit for bit, and would log every one twice. Values with the same key,
+    step and value as a stored one are left out; everything else goes to the wrapped logger.
+    """
+
+    def __init__(self, logger: Any, client: Any, run_id: str) -> None:
+        self.logger = logger
+        self.logged = {_value_key(key, m.step, m.value) for key in client.get_run(run_id).data.metrics
+                       for m in client.get_metric_history(run_id, key)}
+
+    def log_metrics(self, metrics: Any, step: int) -> None:
+        fresh = {k: v for k, v in metrics.items() if _value_key(k, step, v) not in self.logged}
+        if fresh:
+            self.logger.log_metrics(fresh, step)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.logger, name)

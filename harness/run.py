@@ -38,7 +38,7 @@ from harness.early_stopping import EarlyStopping
 from harness.environment import DIFF_ARTIFACT, environment_tags
 from harness.nn import GRU, LSTM, Bidirectional, Elman, Jordan
 from harness.optim import make_optimizer
-from harness.resume import LOCAL_TAG, Checkpointer, restore, resume_point, snapshot
+from harness.resume import LOCAL_TAG, Checkpointer, SkipLogged, restore, resume_point, snapshot
 from harness.run_figures import gradient_flow_heatmap, gradient_norm_figure, loss_figure, step_norm_figure
 from harness.runtime import freeze_long_lived_objects, pin_blas_to_one_thread
 from harness.tasks import SequenceTask, fingerprint, make_task
@@ -221,6 +221,7 @@ def run(cfg: dict[str, Any], *, overrides: list[str] | tuple[str, ...] = (),
         else:
             logger.set_tags({"resumed_from_step": point.checkpoint.step,
                              "trainer.steps": config.trainer.steps})
+            logger = SkipLogged(logger, logger.client, point.run_id)
         checkpointer = Checkpointer(logger, output_dir or Path(workdir))
         if output_dir is not None:
             logger.set_tags({LOCAL_TAG: checkpointer.path})

@@ -85,33 +85,42 @@ def test_a_finished_run_trains_on_when_its_budget_grows(tmp_path: Path, tracking
     assert [m.step for m in client.get_metric_history(first.info.run_id, "train/loss")] == list(range(1, 13))
 
 
-def test_sigterm_at_a_random_step_then_resume_equals_an_uninterrupted_run(tmp_path: Path,
-                                                                        tracking_settings) -> None:
-    long = (*TINY, "trainer.steps=3000", "trainer.eval_interval=50", "trainer.diagnostics_interval=700")
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
+def test_a_run_stopped_at_a_random_step_then_resumed_equals_an_uninterrupted_run(tmp_path: Path,
+                                                                                tracking_settings,
+                                                                                signum: int) -> None:
+    long = (*TINY, "trainer.steps=3000", "trainer.eval_interval=50", "trainer.diagnostics_interval=700",
+            "trainer.checkpoint_every=100")
     reference = app(tmp_path, tracking_settings, *long, "seed=1", experiment="reference")
     assert reference.returncode == 0, reference.stderr[-3000:]
 
-    delay = random.Random().uniform(0.0, 1.5)
+    delay = random.Random().uniform(0.0, 1.5) + (0.5 if signum == signal.SIGKILL else 0.0)
     stderr = tmp_path / "stderr.txt"
     with stderr.open("w") as sink:
         process = subprocess.Popen(app_command(tracking_settings, *long, "seed=1"), env=app_env(tmp_path),
                                    cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=sink)
-    signal_when_training(process, tracking_settings, stderr, delay=delay, poll=0.5)
+    signal_when_training(process, tracking_settings, stderr, delay=delay, poll=0.5, signum=signum)
     client = MlflowClient(tracking_settings.tracking_uri)
-    assert process.returncode == 128 + signal.SIGTERM, stderr.read_text()[-3000:]
     (interrupted,) = runs_of(tracking_settings)
     run_id = interrupted.info.run_id
-    assert interrupted.info.status == "KILLED"
     stopped_at = max(m.step for m in client.get_metric_history(run_id, "train/loss"))
     assert 0 < stopped_at < 3000, f"the signal (after {delay:.2f} s) missed the run"
+    if signum == signal.SIGTERM:  # a checkpoint at the signal's step, the run ended KILLED
+        assert process.returncode == 128 + signum and interrupted.info.status == "KILLED", stderr.read_text()
+    else:  # no chance to react: RUNNING, steps after the last periodic checkpoint already logged
+        assert process.returncode == -signum and interrupted.info.status == "RUNNING"
 
     resumed = app(tmp_path, tracking_settings, *long, "seed=1", f"trainer.resume={run_id}")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     (reference_run,) = runs_of(tracking_settings, "reference")
     (done,) = runs_of(tracking_settings)
     assert done.info.run_id == run_id and done.info.status == "FINISHED"
-    assert done.data.tags["resumed_from_step"] == str(stopped_at), "the checkpoint is the signal's step"
-    assert histories(client, run_id) == histories(client, reference_run.info.run_id), stopped_at
+    resumed_from = int(done.data.tags["resumed_from_step"])
+    if signum == signal.SIGTERM:
+        assert resumed_from == stopped_at, "the checkpoint is the signal's step"
+    else:
+        assert resumed_from % 100 == 0 and resumed_from <= stopped_at
+    assert histories(client, run_id) == histories(client, reference_run.info.run_id), resumed_from
     ours, theirs = weights(client, run_id, tmp_path / "a"), weights(client, reference_run.info.run_id,
                                                                        tmp_path / "b")
     assert all(np.array_equal(ours[name], theirs[name]) for name in theirs)
