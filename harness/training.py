@@ -181,8 +181,8 @@ def fit(model, task: SequenceTask, optimizer, trainer: TrainerConfig, *, train_r
                 logger.log_metrics({"stopped_step": float(step)}, step)
                 break
             signalled = interrupts is not None and interrupts.pending is not None
-            if save is not None and (signalled or (trainer.checkpoint_every
-                                                   and step % trainer.checkpoint_every == 0)):
+            periodic = trainer.checkpoint_every and step % trainer.checkpoint_every == 0 and step < steps
+            if save is not None and (signalled or periodic):  # the last step's checkpoint follows the loop
                 save(result)
             if signalled:
                 interrupts.raise_pending()
