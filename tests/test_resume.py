@@ -78,7 +78,8 @@ def test_a_finished_run_trains_on_when_its_budget_grows(tmp_path: Path, tracking
     run(composed(*overrides, "trainer.checkpoint_every=4"))
     (first,) = runs_of(tracking_settings)
     assert first.data.tags["checkpoint.count"] == "2"  # step 4, then the end (step 8) once
-    run(composed(*overrides, "trainer.checkpoint_every=4", "trainer.steps=12", f"trainer.resume={first.info.run_id}"))
+    run(composed(*overrides, "trainer.checkpoint_every=4", "trainer.steps=12",
+                 f"trainer.resume={first.info.run_id}"))
     (again,) = runs_of(tracking_settings)
     assert again.info.status == "FINISHED" and again.data.metrics["steps_done"] == 12
     assert again.data.tags["resumed_from_step"] == "8" and again.data.tags["trainer.steps"] == "12"
