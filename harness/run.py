@@ -195,8 +195,8 @@ def run(cfg: dict[str, Any], *, overrides: list[str] | tuple[str, ...] = (),
     # Seeding: the model draws its weights from default_rng(seed); the data streams are independent children
     # of np.random.SeedSequence(seed). The validation set and the diagnostics batch are drawn once.
     streams = task.streams(config.seed)
-    val_batch = task.sample(config.trainer.eval_batch_size, streams["val"])
-    diagnostics_batch = task.sample(config.trainer.diagnostics_batch_size, streams["val"])
+    val_batch = task.validation_set(config.trainer.eval_batch_size, streams["val"])
+    diagnostics_batch = task.validation_set(config.trainer.diagnostics_batch_size, streams["val"])
     val_arrays = {name: array for name, array in
                   (("X", val_batch.X), ("Y", val_batch.Y), ("mask", val_batch.mask)) if array is not None}
     data_fingerprint = fingerprint(*val_arrays.values())

@@ -161,3 +161,16 @@ def test_linear_rnn_impulse_response_matches_running_the_network():
     np.testing.assert_allclose(scalar, predictor_weights([PHI], [THETA], lags=8), rtol=1e-12)
     with pytest.raises(ValueError, match="W_xh, W_hh, W_hy must have shapes"):
         linear_rnn_impulse_response(W_xh, W_hh, np.ones((H, 2)))
+
+
+def test_const_is_the_process_mean_not_the_intercept():
+    # x_t - 5 = 0.5 (x_{t-1} - 5) + e_t: mean 5, intercept c = 5 (1 - 0.5) = 2.5
+    rng = np.random.default_rng(0)
+    e = rng.standard_normal(3000)
+    x = np.empty(3000)
+    x[0] = 5.0
+    for t in range(1, 3000):
+        x[t] = 5.0 + 0.5 * (x[t - 1] - 5.0) + e[t]
+    fit = fit_arma(x, (1, 0))
+    assert fit.const == pytest.approx(x.mean(), abs=0.01)
+    assert abs(fit.const - 2.5) > 2.0

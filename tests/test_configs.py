@@ -72,7 +72,7 @@ def test_every_experiment_preset_composes_validates_and_builds(preset: str) -> N
 
 def test_note000_preset_is_the_exercise() -> None:
     config = built(composed("experiment=binary_addition_note000"))
-    assert config.task.params == {"bits": 8, "head": "sigmoid_se"}
+    assert config.task.params == {"bits": 8, "head": "sigmoid_se", "held_out": 0.2}
     assert (config.model.name, config.model.hidden_size, config.model.activation) == ("elman", 16, "sigmoid")
     assert (config.model.init, config.model.clip_hidden_delta) == ("uniform", 5.0)
     assert (config.model.bias, config.model.reduction) == (False, "sum")

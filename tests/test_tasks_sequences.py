@@ -91,7 +91,7 @@ def from_bits(bits: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("bits", [1, 4, 8, 40])
 def test_binary_addition_sums_are_correct_and_never_overflow(bits):
-    task = make_task("binary_addition", bits=bits)
+    task = make_task("binary_addition", bits=bits, held_out=0.2 if bits > 1 else 0.0)
     batch = task.sample(500, np.random.default_rng(2))
     a, b = from_bits(batch.X[:, :, 0]), from_bits(batch.X[:, :, 1])
     c = from_bits(batch.Y[:, :, 0])
@@ -101,11 +101,34 @@ def test_binary_addition_sums_are_correct_and_never_overflow(bits):
 
 def test_binary_addition_pairs_are_uniform_among_those_that_fit():
     # bits=1 allows (0,0), (0,1), (1,0), each with probability 1/3.
-    batch = make_task("binary_addition", bits=1).sample(6000, np.random.default_rng(3))
+    batch = make_task("binary_addition", bits=1, held_out=0.0).sample(6000, np.random.default_rng(3))
     pairs = batch.X[0, :, 0] * 2 + batch.X[0, :, 1]
     for code in (0, 1, 2):
         assert within_standard_errors((pairs == code).astype(float), 1 / 3)
     assert not np.any(pairs == 3)
+
+
+def test_binary_addition_validates_on_held_out_sums_only():
+    task = make_task("binary_addition", bits=8)
+    weights = 2 ** np.arange(8)
+
+    def pairs(batch) -> set[tuple[int, int]]:
+        a, b = (weights @ batch.X[:, :, k] for k in (0, 1))
+        return set(zip(a.astype(int).tolist(), b.astype(int).tolist(), strict=True))
+
+    trained = pairs(task.sample(20_000, np.random.default_rng(0)))
+    validated = pairs(task.validation_set(2_000, np.random.default_rng(1)))
+    assert len(trained) > 13_000 and len(validated) > 1_500 and not trained & validated
+    # a fixed fifth of all 32,896 sums, the same whatever the seed
+    a, b = np.divmod(np.arange(256 * 256), 256)
+    fits = a + b < 256
+    held = task._is_held_out(a[fits], b[fits])
+    assert held.sum() == 6593
+    assert validated <= set(zip(a[fits][held].tolist(), b[fits][held].tolist(), strict=True))
+    everything = make_task("binary_addition", bits=8, held_out=0.0)
+    assert pairs(everything.validation_set(20_000, np.random.default_rng(0))) & trained
+    with pytest.raises(ValueError, match=r"held_out=0\.01 leaves one part of the 3 sums of bits=1 empty"):
+        make_task("binary_addition", bits=1, held_out=0.01)
 
 
 def test_binary_addition_metrics_and_coin_chance():

@@ -116,7 +116,7 @@ def step_seconds(length: int, steps: int = 50) -> float:
     trainer = TrainerConfig(steps=steps, batch_size=32, eval_interval=steps, eval_batch_size=32,
                             diagnostics_interval=0, progress=False)
     streams = task.streams(0)
-    val_batch = task.sample(trainer.eval_batch_size, streams["val"])
+    val_batch = task.validation_set(trainer.eval_batch_size, streams["val"])
     model = Elman(task.input_size, 32, task.output_size, head=task.head, mode=task.mode, seed=0)
     start = time.perf_counter()
     optimizer = make_optimizer("adam", lr=1e-3)

@@ -58,8 +58,8 @@ def _training_run(steps: int):
 
     def train(logger) -> None:
         streams = task.streams(0)
-        val_batch = task.sample(trainer.eval_batch_size, streams["val"])
-        diagnostics_batch = task.sample(trainer.diagnostics_batch_size, streams["val"])
+        val_batch = task.validation_set(trainer.eval_batch_size, streams["val"])
+        diagnostics_batch = task.validation_set(trainer.diagnostics_batch_size, streams["val"])
         model = Elman(task.input_size, 32, task.output_size, head=task.head, mode=task.mode, seed=0)
         optimizer = make_optimizer("adam", lr=0.003, clip_norm=1.0)
         fit(model, task, optimizer, trainer, train_rng=streams["train"], val_batch=val_batch,

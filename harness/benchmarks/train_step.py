@@ -294,8 +294,8 @@ def fit_against_bare_loop(steps: int, repeats: int, diagnostics_interval: int) -
     def with_fit() -> None:
         streams, model, optimizer = setup()
         fit(model, task, optimizer, trainer, train_rng=streams["train"],
-            val_batch=task.sample(trainer.eval_batch_size, streams["val"]),
-            diagnostics_batch=task.sample(trainer.diagnostics_batch_size, streams["val"]),
+            val_batch=task.validation_set(trainer.eval_batch_size, streams["val"]),
+            diagnostics_batch=task.validation_set(trainer.diagnostics_batch_size, streams["val"]),
             logger=MemoryLogger())
 
     def bare() -> None:

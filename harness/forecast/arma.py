@@ -1,7 +1,9 @@
 """ARMA(p, q) with a constant, fitted by statsmodels' exact Gaussian likelihood (Kalman filter).
 
-Model: x_t = c + sum_i phi_i x_{t-i} + e_t + sum_j theta_j e_{t-j}, e_t ~ N(0, sigma2) (statsmodels'
-lag-polynomial sign convention: ar polynomial [1, -phi_1, ...], ma polynomial [1, theta_1, ...]).
+Model: x_t - mu = sum_i phi_i (x_{t-i} - mu) + e_t + sum_j theta_j e_{t-j}, e_t ~ N(0, sigma2), with mu the
+process mean (statsmodels' lag-polynomial sign convention: ar polynomial [1, -phi_1, ...], ma polynomial
+[1, theta_1, ...]). The fitted "const" is mu, not the intercept c = mu (1 - sum_i phi_i) of
+x_t = c + sum_i phi_i x_{t-i} + ...: statsmodels' ARIMA with trend "c" puts the constant in the mean.
 
 - fit_arma fits one order on the training part; select_arma searches a (p, q) grid by AIC or BIC and skips
   (but records) fits that failed or did not converge.
@@ -58,7 +60,8 @@ class ArmaFit:
     """One fitted ARMA(p, q) with a constant.
 
     params / bse: name -> estimate / standard error, names as statsmodels gives them ("const", "ar.L1", ...,
-    "ma.L1", ..., "sigma2"). ar (p,), ma (q,): phi and theta in the model equation. psi (K,): psi_0 = 1,
+    "ma.L1", ..., "sigma2"). ar (p,), ma (q,): phi and theta in the model equation. const: the process mean
+    mu (statsmodels' "const"; the intercept is mu (1 - sum(ar))). psi (K,): psi_0 = 1,
     psi_1, ... converged: the optimiser reported convergence and raised no ConvergenceWarning; warnings: every
     warning text captured during the fit. results: the statsmodels results object (for forecasting).
     """

@@ -182,8 +182,8 @@ def remedies_cell(config: RemediesConfig, method: str, T: int, seed: int) -> Cel
                             eval_batch_size=config.eval_batch_size, diagnostics_interval=config.steps,
                             diagnostics_batch_size=32, log_every=config.log_every, progress=False)
     streams = task.streams(seed)
-    val_batch = task.sample(config.eval_batch_size, streams["val"])
-    diagnostics_batch = task.sample(trainer.diagnostics_batch_size, streams["val"])
+    val_batch = task.validation_set(config.eval_batch_size, streams["val"])
+    diagnostics_batch = task.validation_set(trainer.diagnostics_batch_size, streams["val"])
     memory = MemoryLogger()
     started, cpu_started = time.perf_counter(), time.process_time()
     result = fit(model, task, recorder, trainer, train_rng=streams["train"], val_batch=val_batch,

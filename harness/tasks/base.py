@@ -132,6 +132,11 @@ class SequenceTask(ABC):
     def sample(self, batch_size: int, rng: np.random.Generator) -> Batch:
         """Draw batch_size sequences with rng; X (T, B, D) float64 and targets/mask per the mode."""
 
+    def validation_set(self, batch_size: int, rng: np.random.Generator) -> Batch:
+        """batch_size sequences to validate on. Tasks whose sequences repeat between draws (few distinct
+        inputs) override it to draw from a part that sample never draws; here it is sample."""
+        return self.sample(batch_size, rng)
+
     @abstractmethod
     def evaluate(self, Y_hat: np.ndarray, batch: Batch) -> dict[str, float]:
         """Score head outputs Y_hat (the targets' shape) on batch; the dict includes metric_name."""

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from harness.tasks.base import SOLVED_ACCURACY, Batch, SequenceTask, check_choice, check_int
+from harness.tasks.base import SOLVED_ACCURACY, Batch, SequenceTask, check_choice, check_float, check_int
 
 
 def _to_bits(values: np.ndarray, bits: int) -> np.ndarray:
@@ -21,6 +21,10 @@ class BinaryAddition(SequenceTask):
     X (bits, B, 2): step k holds bit k of a and of b. Y (bits, B, 1): bit k of a + b. Pairs are uniform over
     {(a, b): 0 <= a, b and a + b < 2**bits}, so the sum never overflows the bits steps. head: 'sigmoid_bce' or
     note 000's 'sigmoid_se'. A bit is predicted as 1 when the output is >= 0.5.
+    held_out: the fraction of all sums kept out of training: `sample` draws only the other sums and
+    `validation_set` only these, so validation scores sums the network never trained on. Which sums are held
+    out is a fixed pseudo-random function of (a, b) (a SplitMix64 hash), the same for every seed; 0 trains and
+    validates on all sums.
     Metrics: sequence_accuracy (all bits of the sum right; the task metric), bit_accuracy.
     Solved: sequence_accuracy >= 0.99.
     Chance: a fair coin per bit, bit_accuracy 0.5, sequence_accuracy 2**-bits.
@@ -33,34 +37,68 @@ class BinaryAddition(SequenceTask):
 
     # Sampling a and b as int64 and adding them must not overflow.
     MAX_BITS = 62
+    # Up to this many bits the sums are enumerated to check that both parts of the held-out split hold some.
+    ENUMERATED_BITS = 6
 
-    def __init__(self, bits: int = 8, head: str = "sigmoid_bce") -> None:
+    def __init__(self, bits: int = 8, head: str = "sigmoid_bce", held_out: float = 0.2) -> None:
         self.bits = check_int("bits", bits, minimum=1, maximum=self.MAX_BITS)
         self.length = self.bits
         self.head = check_choice("head", head, ("sigmoid_bce", "sigmoid_se"))
-        super().__init__(bits=self.bits, head=self.head)
+        self.held_out = check_float("held_out", held_out, minimum=0.0)
+        if self.held_out >= 1.0:
+            raise ValueError(f"held_out must be a fraction in [0, 1), got {held_out!r}")
+        super().__init__(bits=self.bits, head=self.head, held_out=self.held_out)
         self.input_size, self.output_size = 2, 1
+        if self.held_out > 0 and self.bits <= self.ENUMERATED_BITS:
+            a, b = np.divmod(np.arange(1 << 2 * self.bits, dtype=np.int64), 1 << self.bits)
+            fits = a + b < (1 << self.bits)
+            held = self._is_held_out(a[fits], b[fits])
+            if held.all() or not held.any():
+                raise ValueError(f"held_out={held_out!r} leaves one part of the {fits.sum()} sums of "
+                                 f"bits={self.bits} empty; use more bits or held_out=0")
 
-    def _draw_operands(self, batch_size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """Rejection sampling: uniform pairs below 2**bits, kept when their sum fits (about half are kept)."""
+    def _is_held_out(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """(B,) bool: whether each pair (a, b) is a held-out sum (SplitMix64 of (a + 1) golden + b, as a
+        uniform number in [0, 1), below held_out)."""
+        z = (a.astype(np.uint64) + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15) + b.astype(np.uint64)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z ^= z >> np.uint64(31)
+        return (z >> np.uint64(11)).astype(np.float64) < self.held_out * 2.0**53
+
+    def _draw_operands(self, batch_size: int, rng: np.random.Generator, held: bool | None
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """Rejection sampling: uniform pairs below 2**bits, kept when their sum fits (about half are kept) and
+        they are in the part asked for (held True: held-out sums, False: the others, None: all)."""
         limit = 1 << self.bits
+        kept_share = 0.5 * (1.0 if held is None else self.held_out if held else 1.0 - self.held_out)
         a_kept: list[np.ndarray] = []
         b_kept: list[np.ndarray] = []
         missing = batch_size
         while missing > 0:
-            a, b = rng.integers(0, limit, size=(2, 2 * missing + 8), dtype=np.int64)
-            fits = a + b < limit
-            a_kept.append(a[fits][:missing])
-            b_kept.append(b[fits][:missing])
+            a, b = rng.integers(0, limit, size=(2, int(missing / kept_share) + 8), dtype=np.int64)
+            keep = a + b < limit
+            if held is not None:
+                keep &= self._is_held_out(a, b) == held
+            a_kept.append(a[keep][:missing])
+            b_kept.append(b[keep][:missing])
             missing -= len(a_kept[-1])
         return np.concatenate(a_kept), np.concatenate(b_kept)
 
-    def sample(self, batch_size: int, rng: np.random.Generator) -> Batch:
+    def _batch(self, batch_size: int, rng: np.random.Generator, held: bool | None) -> Batch:
         batch_size = check_int("batch_size", batch_size, minimum=1)
-        a, b = self._draw_operands(batch_size, rng)
+        a, b = self._draw_operands(batch_size, rng, held)
         X = np.stack([_to_bits(a, self.bits), _to_bits(b, self.bits)], axis=-1)
         Y = _to_bits(a + b, self.bits)[:, :, None]
         return Batch(X=X, Y=Y)
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> Batch:
+        """Training sums (all sums with held_out=0)."""
+        return self._batch(batch_size, rng, False if self.held_out > 0 else None)
+
+    def validation_set(self, batch_size: int, rng: np.random.Generator) -> Batch:
+        """Held-out sums only, disjoint from what sample draws (all sums with held_out=0)."""
+        return self._batch(batch_size, rng, True if self.held_out > 0 else None)
 
     def evaluate(self, Y_hat: np.ndarray, batch: Batch) -> dict[str, float]:
         correct = (self._check_prediction(Y_hat, batch) >= 0.5) == (batch.Y >= 0.5)
