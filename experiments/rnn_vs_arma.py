@@ -27,9 +27,10 @@ def main(cfg: DictConfig) -> None:
 
     from harness.studies import rnn_vs_arma
 
-    sweep = HydraConfig.get().mode == RunMode.MULTIRUN
+    hydra_cfg = HydraConfig.get()
     with config_errors_exit():
-        rnn_vs_arma.main(OmegaConf.to_container(cfg, resolve=True), sweep=sweep)
+        rnn_vs_arma.main(OmegaConf.to_container(cfg, resolve=True), sweep=hydra_cfg.mode == RunMode.MULTIRUN,
+                         overrides=list(hydra_cfg.overrides.task))
 
 
 if __name__ == "__main__":

@@ -4,11 +4,13 @@
     python experiments/train.py experiment=binary_addition_note000
     python experiments/train.py -m model=elman,lstm task=adding task.length=25,50 [hydra/launcher=joblib]
 
-Returns the final validation task metric so Hydra sweepers can optimise it. Configuration errors (Hydra's and
-the schema's, the memory estimate's) end the program with one line on stderr and exit code 1 before any MLflow
-run exists; set HYDRA_FULL_ERROR=1 for Hydra's full report. A multirun checks every job's config before it
-starts (harness.app.SweepCheck): one bad job refuses the whole sweep and nothing is created. A job that fails
-while running is recorded (FAILED run), reported by the sweep callback at the end, and the other jobs go on.
+Ends with the run's name and id, the task metric next to its chance level, whether the task is solved and
+the run's URL in the MLflow UI; returns the final validation task metric so Hydra sweepers can optimise it.
+Configuration errors (Hydra's and the schema's, the memory estimate's) end the program with one line on
+stderr and exit code 1 before any MLflow run exists; set HYDRA_FULL_ERROR=1 for Hydra's full report. A
+multirun checks every job's config before it starts (harness.app.SweepCheck): one bad job refuses the whole
+sweep and nothing is created. A job that fails while running is recorded (FAILED run), reported by the sweep
+callback at the end, and the other jobs go on.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def train(cfg: DictConfig) -> float:
     try:
         objective = run(OmegaConf.to_container(cfg, resolve=True), overrides=list(hydra_cfg.overrides.task),
                         job_num=hydra_cfg.job.num if multirun else None,
-                        output_dir=hydra_cfg.runtime.output_dir)
+                        output_dir=hydra_cfg.runtime.output_dir, echo=print)
     except ConfigError as exc:
         if not multirun:
             # SystemExit passes through Hydra's job runner without its "Error executing job" report.
@@ -51,7 +53,6 @@ def train(cfg: DictConfig) -> float:
         # The run (if it was opened) is already FAILED with its error tag; keep the sweep going.
         log.error("job %s failed: %s: %s", hydra_cfg.job.num, type(exc).__name__, one_line(exc, allowed_keys))
         return math.nan
-    log.info("final validation task metric: %.6g", objective)
     return objective
 
 

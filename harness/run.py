@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -40,10 +41,14 @@ from harness.nn import GRU, LSTM, Bidirectional, Elman, Jordan
 from harness.optim import make_optimizer
 from harness.resume import LOCAL_TAG, Checkpointer, SkipLogged, restore, resume_point, snapshot
 from harness.run_figures import gradient_flow_heatmap, gradient_norm_figure, loss_figure, step_norm_figure
+from harness.run_report import Outcome, describe_run, terminal_summary
 from harness.runtime import freeze_long_lived_objects, pin_blas_to_one_thread
 from harness.tasks import SequenceTask, fingerprint, make_task
-from harness.tracking import TrackingSettings, open_run, project_root
+from harness.tracking import TrackingSettings, ensure_store, open_run, project_root
+from harness.tracking.experiment_notes import NOTE_TAG
+from harness.tracking.runs import sweep_label
 from harness.training import FitResult, fit
+from harness.ui import run_url, ui_command
 
 MODEL_CLASSES = {"elman": Elman, "linear": Elman, "irnn": Elman, "jordan": Jordan, "lstm": LSTM, "gru": GRU}
 # Models that are an Elman network with a fixed activation (and, for the IRNN, a default recurrent init).
@@ -116,9 +121,12 @@ def model_label(model: ModelConfig) -> str:
     return f"bidirectional_{model.cell}" if model.name == "bidirectional" else model.name
 
 
-def run_name(config: RunConfig) -> str:
-    """'<task>-<model>-s<seed>', e.g. 'adding-lstm-s0'."""
-    return f"{config.task.name}-{model_label(config.model)}-s{config.seed}"
+def run_name(config: RunConfig, overrides: list[str] | tuple[str, ...] = ()) -> str:
+    """'<task>-<model>-s<seed>', e.g. 'adding-lstm-s0'; in a sweep the job's values of the other swept keys
+    follow the task, e.g. 'adding-T20-lstm-s0' for ``-m model=elman,lstm task.length=10,20``."""
+    swept = sweep_label(overrides, named=("task", "model", "seed"))
+    return "-".join(part for part in (config.task.name, swept, model_label(config.model), f"s{config.seed}")
+                    if part)
 
 
 def _log_outputs(logger, model, result: FitResult, workdir: Path, early_stopping: EarlyStopping | None,
@@ -179,10 +187,13 @@ def prepare(cfg: dict[str, Any]) -> Prepared:
 
 
 def run(cfg: dict[str, Any], *, overrides: list[str] | tuple[str, ...] = (),
-        job_num: int | None = None, output_dir: str | Path | None = None) -> float:
+        job_num: int | None = None, output_dir: str | Path | None = None,
+        echo: Callable[[str], Any] | None = None) -> float:
     """Train and track one run of the composed config cfg; returns the final validation task metric (nan if
     the run diverged; the best one with early stopping). overrides and job_num (Hydra's) are recorded as
-    tags and as overrides.yaml. output_dir (the Hydra job folder) keeps the local copy of the checkpoint."""
+    tags and as overrides.yaml. output_dir (the Hydra job folder) keeps the local copy of the checkpoint.
+    echo, when given, receives the closing summary lines (run name and id, the task metric next to its
+    chance level and the solved flag, the run's URL in the MLflow UI)."""
     pin_blas_to_one_thread()
     prepared = prepare(cfg)
     config, task, model, optimizer, settings = (prepared.config, prepared.task, prepared.model,
@@ -205,8 +216,10 @@ def run(cfg: dict[str, Any], *, overrides: list[str] | tuple[str, ...] = (),
 
     tags = {"task": config.task.name, "model": model_label(config.model), "seed": config.seed,
             "overrides": " ".join(overrides), "job_num": "" if job_num is None else job_num,
-            "dataset_fingerprint": data_fingerprint, "metric_name": task.metric_name}
-    with open_run(settings, run_name=run_name(config), tags=tags, parent_run_id="auto",
+            "dataset_fingerprint": data_fingerprint, "metric_name": task.metric_name,
+            "chance_level": task.chance()[task.metric_name], "solved_rule": task.solved_rule}
+    name = run_name(config, overrides)
+    with open_run(settings, run_name=name, tags=tags, parent_run_id="auto",
                   resume_run_id=None if point is None else point.run_id) as logger, \
             tempfile.TemporaryDirectory() as workdir:
         environment, patch = environment_tags(project_root())
@@ -232,7 +245,7 @@ def run(cfg: dict[str, Any], *, overrides: list[str] | tuple[str, ...] = (),
         try:
             result = fit(model, task, optimizer, config.trainer, train_rng=streams["train"],
                          val_batch=val_batch, diagnostics_batch=diagnostics_batch, logger=logger,
-                         description=run_name(config), early_stopping=early_stopping, result=start, save=save)
+                         description=name, early_stopping=early_stopping, result=start, save=save)
         finally:
             logger.set_tags(checkpointer.cost_tags())
         if result.stopped_reason:
@@ -240,13 +253,21 @@ def run(cfg: dict[str, Any], *, overrides: list[str] | tuple[str, ...] = (),
         metric = f"val/{task.metric_name}"
         best = early_stopping is not None and early_stopping.best is not None
         objective = math.nan if result.diverged else early_stopping.best if best else result.final[metric]
-        final = {"steps_done": float(result.steps_done),
-                 "solved": float(not result.diverged and bool(result.final.get("val/solved"))),
+        outcome = Outcome.of(name, model_label(config.model), task, result, objective)
+        final = {"steps_done": float(result.steps_done), "solved": float(outcome.solved),
                  "objective": objective}
         if best:
             final["best_step"] = float(early_stopping.best_step)
         logger.log_metrics(final, result.steps_done)
+        logger.set_tags({NOTE_TAG: describe_run(config, outcome)})
         _log_outputs(logger, model, result, Path(workdir), early_stopping, val_batch.X[:, :2],
                      keep_last=config.trainer.early_stopping.keep_last)
     freeze_long_lived_objects()
+    if echo is not None:
+        url = None
+        if logger.run_id is not None:
+            _, experiment_id = ensure_store(settings)
+            url = run_url(settings.tracking_uri, experiment_id, logger.run_id)
+        for line in terminal_summary(outcome, logger.run_id, url, ui_command(settings.tracking_uri)):
+            echo(line)
     return objective

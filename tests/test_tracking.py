@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -203,12 +204,17 @@ def test_sweep_callback_parent_run_counts_children(tracking_settings, tmp_path, 
         "experiment": "ignored-when-tracking-has-one",
         "tracking": {"mode": "local", "uri": tracking_settings.tracking_uri, "experiment": "sweep",
                      "artifact_root": tracking_settings.artifact_root},
-        "hydra": {"sweep": {"dir": str(sweep_dir)}},
+        "hydra": {"sweep": {"dir": str(sweep_dir)}, "job": {"name": "train"},
+                  "overrides": {"task": ["model=elman,lstm", "trainer.steps=5",
+                                         "task.length=range(10,30,10)"]}},
     })
     callback = SweepCallback()
     callback.on_multirun_start(config)
     parent = os.environ[PARENT_ENV]
     assert (sweep_dir / "parent_run_id").read_text() == parent
+    assert (sweep_dir / "swept_keys").read_text() == "model\ntask.length"
+    for job in ("0", "1"):  # what Hydra makes for each job it launches
+        (sweep_dir / job / ".hydra").mkdir(parents=True)
     settings = replace(tracking_settings, experiment="sweep")
     with open_run(settings, run_name="job0", parent_run_id="auto"):
         pass
@@ -219,11 +225,14 @@ def test_sweep_callback_parent_run_counts_children(tracking_settings, tmp_path, 
     client = _client(settings)
     run = client.get_run(parent)
     assert run.info.status == "FINISHED"
-    assert run.info.run_name == "sweep-2026-01-01_00-00-00"
+    assert re.fullmatch(r"train-sweep-\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d", run.info.run_name)
+    assert run.data.tags["harness.swept_keys"] == "model task.length"
     metrics = run.data.metrics
-    assert (metrics["jobs"], metrics["finished"], metrics["failed"], metrics["killed"]) == (2, 1, 1, 0)
+    assert (metrics["jobs"], metrics["runs"], metrics["finished"], metrics["failed"], metrics["killed"]) == (
+        2, 2, 1, 1, 0)
     report = capsys.readouterr().out
-    assert "2 jobs" in report and "failed: job1  ValueError: bad lr" in report
+    assert f"sweep {parent}: 2 jobs, 2 runs (1 finished, 1 failed)" in report
+    assert "failed: job1  ValueError: bad lr" in report
 
 
 def test_memory_logger_records_the_same_calls(tmp_path):

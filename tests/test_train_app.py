@@ -15,6 +15,7 @@ import pytest
 from mlflow import MlflowClient
 
 from harness.nn import load_model
+from harness.tasks import make_task
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["task=bit_sum", "task.length=6", "model.hidden_size=4", "trainer.steps=8", "trainer.batch_size=4",
@@ -53,11 +54,26 @@ def history(client: MlflowClient, run_id: str, key: str) -> list[tuple[int, floa
 
 
 def test_single_run_records_params_metrics_artifacts_and_tags(tmp_path: Path, tracking_settings) -> None:
-    done = app(tmp_path, tracking_settings, *TINY, "seed=2")
+    done = app(tmp_path, tracking_settings, *TINY, "model=elman", "seed=2")
     assert done.returncode == 0, done.stderr
     (run,) = runs_of(tracking_settings)
     client = MlflowClient(tracking_settings.tracking_uri)
     assert (run.info.run_name, run.info.status) == ("bit_sum-elman-s2", "FINISHED")
+    # the terminal tells the result: name and id, the metric by name next to its chance level, the verdict
+    value, solved = run.data.metrics["val/accuracy"], run.data.metrics["solved"]
+    verdict = "solved" if solved else "not solved"
+    chance = make_task("bit_sum", length=6).chance()["accuracy"]  # a predictor that ignores the inputs
+    assert done.stdout.splitlines()[-3:] == [
+        f"run bit_sum-elman-s2 ({run.info.run_id})",
+        f"validation accuracy {value:.4g} (chance level {chance:.4g}; higher is better): {verdict} "
+        "(rule: accuracy >= 0.99)",
+        f"in the MLflow UI: http://127.0.0.1:5000/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+        f"  (start it with: python -m harness.ui --uri {tracking_settings.tracking_uri})",
+    ]
+    note = run.data.tags["mlflow.note.content"]
+    assert note.startswith("**bit_sum** (length=6) learned by **elman** (hidden size 4) with adam")
+    assert f"**Result: {verdict}.**" in note and f"ignores the inputs) {chance:.4g}" in note
+    assert (run.data.tags["chance_level"], run.data.tags["solved_rule"]) == (str(chance), "accuracy >= 0.99")
     params = run.data.params
     assert params["task.length"] == "6" and params["model.hidden_size"] == "4" and params["seed"] == "2"
     assert params["optimizer.name"] == "adam" and params["trainer.steps"] == "8"
@@ -137,7 +153,9 @@ def test_sweep_goes_on_past_diverging_jobs(tmp_path: Path, tracking_settings) ->
                "optimizer=sgd", "optimizer.lr=1e6,0.01")
     assert done.returncode == 0, done.stderr
     children = [run for run in runs_of(tracking_settings) if "mlflow.parentRunId" in run.data.tags]
-    assert [run.info.run_name for run in children] == ["reversal-linear-s0"] * 2
+    # run names carry the swept values that differ (model and seed are in every name anyway)
+    names = sorted(run.info.run_name for run in children)
+    assert names == ["reversal-lr0.01-linear-s0", "reversal-lr1000000.0-linear-s0"]
     by_lr = {run.data.params["optimizer.lr"]: run for run in children}
     assert sorted(by_lr) == ["0.01", "1000000.0"]
     diverged = by_lr["1000000.0"]

@@ -43,7 +43,6 @@ from harness.studies.study_run import (
     as_tuple,
     check_int,
     check_positive,
-    compute_cells,
     pyplot,
     rebuild,
     run_study,
@@ -498,15 +497,28 @@ def run(cfg: Mapping[str, Any], sweep: bool = False, echo: Callable[[str], Any] 
         except ValueError as error:
             raise StudyInputError(f"rebuild: {error}") from None
     if sweep:
-        return run_sweep_cells(settings, study.name, compute_cells(study.cell, study.arguments()))
+        return run_sweep_cells(settings, study.name, study.cell, study.arguments())
+    arguments = study.arguments()
     started = time.perf_counter()
-    cells = compute_cells(study.cell, study.arguments(), n_jobs)
-    seconds = time.perf_counter() - started
-    result = run_study(settings, study.name, f"{study.name}-{len(cells)}cells",
-                       {"study": study.name, study.name: cfg[study.name], "n_jobs": n_jobs}, cells,
-                       study.summarize, echo, metrics={"compute_seconds": seconds})
-    echo(f"{study.name}: {len(cells)} cells computed in {seconds:.1f} s with n_jobs={n_jobs}")
+    result = run_study(settings, study.name, f"{study.name}-{len(arguments)}cells",
+                       {"study": study.name, study.name: cfg[study.name], "n_jobs": n_jobs}, study.cell,
+                       arguments, study.summarize, echo, n_jobs)
+    echo(f"{study.name}: {len(arguments)} cells computed and logged in {time.perf_counter() - started:.1f} s "
+         f"with n_jobs={n_jobs}")
     if result.parent_run_id:
-        echo(f"parent run {result.parent_run_id}; rebuild its table: "
-             f"python experiments/gradient_flow.py study={study.name} rebuild={result.parent_run_id}")
+        again = rebuild_command(study.name, result.parent_run_id)
+        echo(f"parent run {result.parent_run_id}; its table again: {again}")
+    return result
+
+
+def rebuild_command(study: str, parent_run_id: str) -> str:
+    return f"python experiments/gradient_flow.py study={study} rebuild={parent_run_id}"
+
+
+def summarize_sweep(cfg: Mapping[str, Any], parent_run_id: str, echo: Callable[[str], Any] = print):
+    """After a `-m` sweep (cfg: its composed config): table, figures and findings of every job's cells from
+    the store (a summary run under the sweep's parent, whose description becomes the table), echoed with the
+    command that makes them again."""
+    result = run({**cfg, "rebuild": parent_run_id}, echo=echo)
+    echo(f"sweep parent run {parent_run_id}; its table again: {rebuild_command(cfg['study'], parent_run_id)}")
     return result

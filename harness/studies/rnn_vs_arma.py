@@ -19,9 +19,7 @@ import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 import numpy as np
 import pandas as pd
@@ -54,8 +52,9 @@ from harness.forecast.series import Series
 from harness.forecast.splits import Split, as_label, split_from_spec
 from harness.seed_stats import summarize_over_seeds
 from harness.studies import figures
-from harness.studies.study_run import check_int, run_in_processes, study_settings
+from harness.studies.study_run import check_int, now_ms, run_in_processes, study_settings
 from harness.tasks import fingerprint
+from harness.tracking.experiment_notes import NOTE_TAG
 
 STUDY = "rnn_vs_arma"
 FORECASTERS: dict[str, Callable[..., Any]] = {"arma": ArmaForecaster, "rnn": RnnForecaster}
@@ -361,7 +360,8 @@ class Cell:
     count for ARMA). params: forecaster keywords. tags: string facts (ARMA convergence, interval method).
     texts: artifact file name -> text. curve: metric name -> (E,) values at curve_steps (E,) (RNN training).
     points (W,): positions of the one-step targets among the first figure_window test points; window (W,):
-    their one-step forecasts; bands: level -> (lower (W,), upper (W,)) one-step intervals.
+    their one-step forecasts; bands: level -> (lower (W,), upper (W,)) one-step intervals. started_ms /
+    ended_ms: when the model's backtest ran (ms since the epoch), the child run's start and end.
     """
 
     series: str
@@ -376,6 +376,8 @@ class Cell:
     points: np.ndarray
     window: np.ndarray
     bands: dict[float, tuple[np.ndarray, np.ndarray]]
+    started_ms: int | None = None
+    ended_ms: int | None = None
 
 
 @dataclass
@@ -404,10 +406,12 @@ def compute_unit(config: StudyConfig, name: str, seed: int) -> Unit:
     plan = config.plan
     windows = {None: None, **_windows(config, name, labels, split)}
     oracle = series.oracle_mse(plan.horizon)
-    backtests = {
-        model: run_backtest(lambda model=model: _build_forecaster(config, model, seed), values, split, plan)
-        for model in config.fitted_models
-    }
+    backtests, times = {}, {}
+    for model in config.fitted_models:
+        started = now_ms()
+        backtests[model] = run_backtest(lambda model=model: _build_forecaster(config, model, seed), values,
+                                        split, plan)
+        times[model] = (started, now_ms())
     cells = []
     for model in config.models:
         bt = backtests[model]
@@ -435,6 +439,8 @@ def compute_unit(config: StudyConfig, name: str, seed: int) -> Unit:
             bands={
                 level: (bt.lower[i, shown, 0], bt.upper[i, shown, 0]) for i, level in enumerate(plan.levels)
             },
+            started_ms=times[model][0],
+            ended_ms=times[model][1],
         )
         summary = bt.first.summary()
         if config.kind(model) == "arma":
@@ -690,7 +696,8 @@ class StudyResult:
     link: Link | None
 
 
-def _log_cell(settings, parent_run_id: str | None, unit: Unit, cell: Cell, config: StudyConfig) -> None:
+def _log_cell(settings, parent_run_id: str | None, unit: Unit, cell: Cell, config: StudyConfig,
+              label: str = "") -> None:
     from harness.tracking import open_run
 
     tags = {
@@ -702,8 +709,9 @@ def _log_cell(settings, parent_run_id: str | None, unit: Unit, cell: Cell, confi
         "dataset_fingerprint": unit.fingerprint,
         **cell.tags,
     }
-    run_name = f"{cell.series}-{cell.model}-s{cell.seed}"
-    with open_run(settings, run_name=run_name, tags=tags, parent_run_id=parent_run_id) as log:
+    run_name = "-".join(part for part in (cell.series, cell.model, label, f"s{cell.seed}") if part)
+    with open_run(settings, run_name=run_name, tags=tags, parent_run_id=parent_run_id,
+                  start_time=cell.started_ms, end_time=cell.ended_ms) as log:
         log.log_params(
             {
                 "series": cell.series,
@@ -762,17 +770,19 @@ def _log_link(settings, parent, link: Link, config: StudyConfig) -> None:
     parent.log_metrics({f"link.{key}": value for key, value in link.metrics.items()}, step=0)
 
 
-def run_cells(config: StudyConfig, settings, parent_run_id: str | None = "auto") -> pd.DataFrame:
+def run_cells(config: StudyConfig, settings, parent_run_id: str | None = "auto", label: str = ""
+              ) -> pd.DataFrame:
     """Compute and log every cell of the grid as a child of parent_run_id ("auto": the Hydra sweep's parent).
 
-    One job of a `-m` sweep runs this: no parent, table or figures of its own (rebuild_table on the sweep's
-    parent makes the table). Units run in this process (the launcher parallelises jobs). Returns cells_frame.
+    One job of a `-m` sweep runs this: no parent, table or figures of its own (summarize_sweep on the sweep's
+    parent makes the table). Units run in this process (the launcher parallelises jobs). label: the job's
+    swept values beyond series, model and seed (sweep_label), put in its run names. Returns cells_frame.
     """
     validate(config)
     units, _ = _compute(config, n_jobs=1, with_link=False)
     for unit in units:
         for cell in unit.cells:
-            _log_cell(settings, parent_run_id, unit, cell, config)
+            _log_cell(settings, parent_run_id, unit, cell, config, label)
     return cells_frame(units)
 
 
@@ -807,10 +817,43 @@ def run_study(config: StudyConfig, settings, echo: Callable[[str], Any] = print)
             parent.log_figure(horizons, "mse_by_horizon.png")
         if link is not None:
             _log_link(settings, parent, link, config)
-        echo(markdown)
-        if link is not None:
-            echo(link.summary)
+        findings = [] if link is None else [link.summary]
+        if parent.run_id is not None:
+            parent.set_tags({NOTE_TAG: parent_note(markdown, findings, parent.run_id)})
+        for text in (markdown, *findings):
+            echo(text)
         return StudyResult(parent.run_id, cells, table, markdown, link)
+
+
+def rebuild_command(parent_run_id: str) -> str:
+    return f"python experiments/rnn_vs_arma.py rebuild={parent_run_id}"
+
+
+def parent_note(markdown: str, findings: Sequence[str], parent_run_id: str) -> str:
+    """A parent run's Markdown description: the table with its legend, the findings, the rebuild command."""
+    return "\n\n".join([
+        "**RNN vs ARMA**: forecasts of the same test points; one child run per (series, model, seed) holds "
+        "that cell's scores.", markdown, *findings,
+        f"The table again from the store alone: `{rebuild_command(parent_run_id)}`",
+    ])
+
+
+def summarize_sweep(cfg: Mapping[str, Any], parent_run_id: str, echo: Callable[[str], Any] = print
+                    ) -> pd.DataFrame:
+    """After a `-m` sweep (cfg: its composed config): the table of every job's cells read back from the
+    store, echoed with the rebuild command, and put on the sweep's parent (description, table.md, .csv)."""
+    from harness.tracking import ensure_store
+
+    settings, _ = check({**cfg, "rebuild": parent_run_id})
+    table = rebuild_table(parent_run_id, settings)
+    markdown = format_table(table)
+    client, _ = ensure_store(settings)
+    client.set_tag(parent_run_id, NOTE_TAG, parent_note(markdown, [], parent_run_id))
+    client.log_text(parent_run_id, markdown, "table.md")
+    client.log_text(parent_run_id, table.to_csv(index=False), "table.csv")
+    echo(markdown)
+    echo(f"sweep parent run {parent_run_id}; its table again: {rebuild_command(parent_run_id)}")
+    return table
 
 
 def _study_params(config: StudyConfig) -> dict[str, Any]:
@@ -901,16 +944,11 @@ def _logged_list(parent: pd.DataFrame, key: str) -> list[str] | None:
 # ------------------------------------------------------------------------------------------------------ app
 
 
-def ui_command(settings) -> str:
-    """The shell command that opens the MLflow UI on this study's store, bound to 127.0.0.1."""
-    uri = settings.tracking_uri
-    if not uri.startswith("sqlite:"):
-        return f"open {uri} in a browser (tracking server)"
-    artifact_root = Path(unquote(urlparse(settings.artifact_location).path)).parent
-    return (
-        f"mlflow ui --backend-store-uri {uri} --default-artifact-root {artifact_root} "
-        f"--host 127.0.0.1 --port 5000"
-    )
+def ui_hint(settings) -> str:
+    """How to open the MLflow UI on this study's store."""
+    from harness.ui import ui_command
+
+    return ui_command(settings.tracking_uri) or f"open {settings.tracking_uri} in a browser (tracking server)"
 
 
 def check(cfg: Mapping[str, Any]) -> tuple[Any, StudyConfig | None]:
@@ -931,12 +969,14 @@ def check(cfg: Mapping[str, Any]) -> tuple[Any, StudyConfig | None]:
     return settings, config
 
 
-def main(cfg: Mapping[str, Any], sweep: bool = False, echo: Callable[[str], Any] = print) -> pd.DataFrame:
+def main(cfg: Mapping[str, Any], sweep: bool = False, echo: Callable[[str], Any] = print,
+         overrides: Sequence[str] = ()) -> pd.DataFrame:
     """What experiments/rnn_vs_arma.py runs, given the composed config as a plain dict.
 
     rebuild=<run id>: echo that study's table from the store. sweep (a Hydra -m job): run_cells under the
     sweep's parent. Otherwise run_study, then echo the command that opens the MLflow UI. Returns the table
     (the cells frame for a sweep job). Bad input raises StudyInputError before any run is created.
+    overrides: a sweep job's Hydra overrides, whose swept values go into its run names.
     """
     from harness.runtime import pin_blas_to_one_thread
 
@@ -947,12 +987,11 @@ def main(cfg: Mapping[str, Any], sweep: bool = False, echo: Callable[[str], Any]
         echo(format_table(table))
         return table
     if sweep:
-        return run_cells(config, settings)
+        from harness.tracking.runs import sweep_label
+
+        return run_cells(config, settings, label=sweep_label(overrides, named=("series", "model", "seed")))
     result = run_study(config, settings, echo)
     if settings.mode != "off":
-        echo(
-            f"parent run {result.parent_run_id}; rebuild its table: "
-            f"python experiments/rnn_vs_arma.py rebuild={result.parent_run_id}"
-        )
-        echo(f"MLflow UI: {ui_command(settings)}")
+        echo(f"parent run {result.parent_run_id}; its table again: {rebuild_command(result.parent_run_id)}")
+        echo(f"MLflow UI: {ui_hint(settings)}")
     return result.table

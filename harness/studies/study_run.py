@@ -9,6 +9,7 @@ MLflow is reached only through harness.tracking, imported lazily.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from harness.config import check_value, tracking_config
+from harness.tracking.experiment_notes import NOTE_TAG
 
 Curve = tuple[np.ndarray, np.ndarray]  # (steps (n,) int, values (n,) float)
 
@@ -28,7 +30,8 @@ class CellRun:
     name: run name. key: grid coordinates (tags `cell.<name>` and the first columns of the cells frame).
     params: the cell's configuration. metrics: scalars logged at step 0 (the other columns of the frame).
     curves: metric name -> (steps, values), logged with those steps (e.g. the lag as the step).
-    texts: artifact file name -> text.
+    texts: artifact file name -> text. started_ms / ended_ms: when its computation ran (ms since the epoch,
+    set by timed_cell), the child run's start and end, so its duration in the UI is the computation's.
     """
 
     name: str
@@ -37,6 +40,8 @@ class CellRun:
     metrics: dict[str, float]
     curves: dict[str, Curve] = field(default_factory=dict)
     texts: dict[str, str] = field(default_factory=dict)
+    started_ms: int | None = None
+    ended_ms: int | None = None
 
 
 @dataclass
@@ -113,10 +118,34 @@ def run_in_processes(calls: Sequence[tuple[Callable[..., Any], tuple]], n_jobs: 
     return Parallel(n_jobs=min(n_jobs, len(calls)))(delayed(function)(*args) for function, args in calls)
 
 
-def compute_cells(function: Callable[..., CellRun], arguments: Sequence[tuple], n_jobs: int = 1
-                  ) -> list[CellRun]:
-    """[function(*args) for args in arguments] through run_in_processes."""
-    return run_in_processes([(function, args) for args in arguments], n_jobs)
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def timed_cell(function: Callable[..., CellRun], *args: Any) -> CellRun:
+    """function(*args) with the wall-clock times of the call in its started_ms / ended_ms."""
+    started = now_ms()
+    cell = function(*args)
+    cell.started_ms, cell.ended_ms = started, now_ms()
+    return cell
+
+
+def compute_cells(function: Callable[..., CellRun], arguments: Sequence[tuple], n_jobs: int = 1,
+                  logged: Callable[[CellRun], Any] | None = None) -> list[CellRun]:
+    """[timed_cell(function, *args) for args in arguments], n_jobs processes side by side; logged(cell),
+    when given, is called on each cell in order, in this process: right after its computation when n_jobs
+    is 1, once they are all done otherwise."""
+    if n_jobs <= 1:
+        cells = []
+        for args in arguments:
+            cells.append(timed_cell(function, *args))
+            if logged is not None:
+                logged(cells[-1])
+        return cells
+    cells = run_in_processes([(timed_cell, (function, *args)) for args in arguments], n_jobs)
+    for cell in cells if logged is not None else ():
+        logged(cell)
+    return cells
 
 
 def cells_frame(cells: Sequence[CellRun]) -> pd.DataFrame:
@@ -129,7 +158,8 @@ def log_cell(settings, study: str, cell: CellRun, parent_run_id: str | None) -> 
     from harness.tracking import open_run
 
     tags = {"study": study, "kind": "cell", **{f"cell.{k}": v for k, v in cell.key.items()}}
-    with open_run(settings, run_name=cell.name, tags=tags, parent_run_id=parent_run_id) as log:
+    with open_run(settings, run_name=cell.name, tags=tags, parent_run_id=parent_run_id,
+                  start_time=cell.started_ms, end_time=cell.ended_ms) as log:
         log.log_params(cell.params)
         log.log_metrics(cell.metrics, step=0)
         for metric, (steps, values) in cell.curves.items():
@@ -138,6 +168,13 @@ def log_cell(settings, study: str, cell: CellRun, parent_run_id: str | None) -> 
         for file_name, text in cell.texts.items():
             log.log_text(text, file_name)
         return log.run_id
+
+
+def study_note(study: str, outputs: StudyOutputs) -> str:
+    """The Markdown description of a study's parent run: the table, then the findings as a list."""
+    findings = "\n".join(f"- {sentence}" for sentence in outputs.sentences)
+    return (f"**{study}** study: one child run per cell of its grid.\n\n{outputs.markdown}\n\n"
+            f"**Findings**\n\n{findings}")
 
 
 def log_outputs(log, cells: pd.DataFrame, outputs: StudyOutputs) -> None:
@@ -150,33 +187,37 @@ def log_outputs(log, cells: pd.DataFrame, outputs: StudyOutputs) -> None:
         log.log_figure(figure, name)
 
 
-def run_study(settings, study: str, run_name: str, params: Mapping[str, Any], cells: Sequence[CellRun],
-              summarize: Summarize, echo: Callable[[str], Any] = print,
-              metrics: Mapping[str, float] | None = None) -> StudyResult:
-    """The parent run of a whole study: params (and metrics at step 0), one child per cell, table, figures
-    and findings; echoes the table and the findings."""
+def run_study(settings, study: str, run_name: str, params: Mapping[str, Any],
+              cell: Callable[..., CellRun], arguments: Sequence[tuple], summarize: Summarize,
+              echo: Callable[[str], Any] = print, n_jobs: int = 1) -> StudyResult:
+    """The parent run of a whole study, open while its cells compute (cell(*args) for args in arguments,
+    n_jobs processes): params, one child per cell, the metric compute_seconds, table, figures and findings;
+    echoes the table and the findings."""
     from harness.tracking import open_run
 
     with open_run(settings, run_name=run_name, tags={"study": study, "kind": "parent"}) as parent:
         parent.log_params(params)
-        parent.log_metrics(dict(metrics or {}), step=0)
-        for cell in cells:
-            log_cell(settings, study, cell, parent.run_id)
+        started = time.perf_counter()
+        cells = compute_cells(cell, arguments, n_jobs,
+                              logged=lambda done: log_cell(settings, study, done, parent.run_id))
+        parent.log_metrics({"compute_seconds": time.perf_counter() - started}, step=0)
         frame = cells_frame(cells)
         curves = {cell.name: cell.curves for cell in cells}
         outputs = summarize(frame, curves)
         log_outputs(parent, frame, outputs)
+        parent.set_tags({NOTE_TAG: study_note(study, outputs)})
         echo(outputs.markdown)
         for sentence in outputs.sentences:
             echo(sentence)
         return StudyResult(parent.run_id, frame, curves, outputs)
 
 
-def run_sweep_cells(settings, study: str, cells: Sequence[CellRun]) -> pd.DataFrame:
-    """One job of a `-m` sweep: every cell a child of the sweep's parent run; returns the cells frame."""
-    for cell in cells:
-        log_cell(settings, study, cell, "auto")
-    return cells_frame(cells)
+def run_sweep_cells(settings, study: str, cell: Callable[..., CellRun], arguments: Sequence[tuple]
+                    ) -> pd.DataFrame:
+    """One job of a `-m` sweep: its cells computed here, each a child of the sweep's parent run logged as
+    soon as it is done; returns the cells frame."""
+    return cells_frame(compute_cells(cell, arguments,
+                                     logged=lambda done: log_cell(settings, study, done, "auto")))
 
 
 def stored_cells(settings, parent_run_id: str, study: str, curve_names: Sequence[str] = ()
@@ -217,11 +258,14 @@ def _parse(text: str) -> Any:
 def rebuild(settings, parent_run_id: str, study: str, summarize: Summarize, curve_names: Sequence[str] = (),
             echo: Callable[[str], Any] = print) -> StudyResult:
     """Table, figures and findings of the cells under parent_run_id (a sweep's parent, or a study's), from
-    the store alone, logged on a new `<study>-summary` run nested under that parent."""
-    from harness.tracking import open_run
+    the store alone, logged on a new `<study>-summary` run nested under that parent; the parent's description
+    becomes the table and the findings."""
+    from harness.tracking import ensure_store, open_run
 
     frame, curves = stored_cells(settings, parent_run_id, study, curve_names)
     outputs = summarize(frame, curves)
+    client, _ = ensure_store(settings)
+    client.set_tag(parent_run_id, NOTE_TAG, study_note(study, outputs))
     with open_run(settings, run_name=f"{study}-summary", tags={"study": study, "kind": "summary"},
                   parent_run_id=parent_run_id) as log:
         log_outputs(log, frame, outputs)

@@ -145,6 +145,12 @@ class SequenceTask(ABC):
     def solved(self, metrics: dict[str, float]) -> bool:
         """Whether metrics (from evaluate) meet the task's documented solved rule."""
 
+    @property
+    def solved_rule(self) -> str:
+        """What solved means, in words of the metrics (e.g. 'accuracy >= 0.99'); a task whose solved()
+        reads another rule says so here."""
+        return f"{self.metric_name} >= {SOLVED_ACCURACY:g}"
+
     @abstractmethod
     def chance(self) -> dict[str, float]:
         """Metric values of a predictor that ignores the inputs (documented per task)."""

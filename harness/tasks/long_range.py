@@ -68,6 +68,10 @@ class Adding(SequenceTask):
     def solved(self, metrics: dict[str, float]) -> bool:
         return metrics["mse"] < self.SOLVED_FRACTION * self.BASELINE_MSE
 
+    @property
+    def solved_rule(self) -> str:
+        return f"mse < {self.SOLVED_FRACTION * self.BASELINE_MSE:.4g}, a tenth of chance"
+
     def chance(self) -> dict[str, float]:
         return {
             "mse": self.BASELINE_MSE,

@@ -71,6 +71,10 @@ class Copy(SequenceTask):
     def solved(self, metrics: dict[str, float]) -> bool:
         return metrics["recall_accuracy"] >= SOLVED_ACCURACY
 
+    @property
+    def solved_rule(self) -> str:
+        return f"recall_accuracy >= {SOLVED_ACCURACY:g}"
+
     def chance(self) -> dict[str, float]:
         return {
             "cross_entropy": self.copy_length * math.log(self.n_symbols) / self.length,

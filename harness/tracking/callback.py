@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from harness.config import ConfigError
 from harness.tracking.reap import all_pages, end_orphans, orphaned, process_gone
 from harness.tracking.runs import (
     PARENT_ENV,
     PARENT_FILE,
+    SWEPT_FILE,
     RunInterrupted,
     note_stop,
     raise_if_stop_requested,
@@ -43,13 +44,14 @@ class SweepCallback(Callback):
     """Hydra callback (``hydra.callbacks``) that gives a multirun one parent run.
 
     on_multirun_start: creates the store schema and experiment once (before any job, so parallel jobs never
-    race in migrations), starts a parent run named ``<experiment>-<sweep dir name>``, writes its id to
+    race in migrations), starts a parent run named ``<app>-sweep-<date>`` (tag ``harness.swept_keys``: the
+    swept keys, also in ``<sweep dir>/swept_keys`` for the jobs' run names), writes its id to
     ``<sweep dir>/parent_run_id`` and sets ``$HARNESS_PARENT_RUN_ID`` (both read by
     ``open_run(parent_run_id="auto")`` in-process, in joblib/loky workers and in submitit jobs).
-    on_multirun_end: counts the child runs by status, logs ``jobs``/``finished``/``failed``/``killed``/
-    ``running`` on the parent, prints the failed jobs with their error and ends the parent FINISHED (a sweep
-    continues past failed jobs and reports them at the end).
-    Jobs that fail before opening their run are not counted (they never reach the store).
+    on_multirun_end: counts the launched jobs and the child runs by status, logs ``jobs``/``runs``/
+    ``finished``/``failed``/``killed``/``running`` on the parent, prints the failed runs with their error and
+    ends the parent FINISHED (a sweep continues past failed jobs and reports them at the end).
+    Runs of jobs that fail before opening one are not counted (they never reach the store); the job is.
     SIGTERM/SIGINT to the launching process stop the sweep: the signal is passed on to the launcher's worker
     processes (joblib's loky workers), whose runs end KILLED with their metrics flushed, before the launcher
     tears the workers down (up to WORKER_CLOSE_TIMEOUT_S). A signal whose exception Python drops (raised
@@ -91,9 +93,12 @@ class SweepCallback(Callback):
         commit = git_commit()
         if commit:
             tags["mlflow.source.git.commit"] = commit
-        run = client.create_run(experiment_id, run_name=f"{settings.experiment}-{sweep_dir.name}", tags=tags)
+        swept = swept_keys(config)
+        tags["harness.swept_keys"] = " ".join(swept)
+        run = client.create_run(experiment_id, run_name=sweep_run_name(config), tags=tags)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         (sweep_dir / PARENT_FILE).write_text(run.info.run_id)
+        (sweep_dir / SWEPT_FILE).write_text("\n".join(swept))
         self._previous_env = os.environ.get(PARENT_ENV)
         os.environ[PARENT_ENV] = run.info.run_id
         self.settings, self.parent_run_id = settings, run.info.run_id
@@ -186,7 +191,8 @@ class SweepCallback(Callback):
         self._restore_process_state()
         client, _ = ensure_store(self.settings)
         counts = summarize_children(client, self.parent_run_id)
-        print(format_sweep_report(self.parent_run_id, counts))
+        jobs = launched_jobs(Path(config.hydra.sweep.dir))
+        print(format_sweep_report(self.parent_run_id, counts, jobs))
         from mlflow.entities import Metric
 
         now = _now_ms()
@@ -194,10 +200,34 @@ class SweepCallback(Callback):
             Metric(key, float(len(counts[key.upper()])), now, 0)
             for key in ("finished", "failed", "killed", "running")
         ]
-        metrics.append(Metric("jobs", float(sum(len(runs) for runs in counts.values())), now, 0))
+        metrics.append(Metric("runs", float(sum(len(runs) for runs in counts.values())), now, 0))
+        metrics.append(Metric("jobs", float(jobs), now, 0))
         client.log_batch(self.parent_run_id, metrics=metrics)
         client.set_terminated(self.parent_run_id, "FINISHED")
         self.settings = self.parent_run_id = None
+
+
+def swept_keys(config: DictConfig) -> list[str]:
+    """The keys a multirun sweeps (``model=elman,lstm task.length=10,20`` -> ``["model", "task.length"]``),
+    parsed from its command-line overrides with Hydra's own parser."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    overrides = list(OmegaConf.select(config, "hydra.overrides.task", default=None) or [])
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    return [override.get_key_element() for override in parsed if override.is_sweep_override()]
+
+
+def sweep_run_name(config: DictConfig) -> str:
+    """``<app>-sweep-<date>``, e.g. ``train-sweep-2026-01-01_00-00-00`` (app: Hydra's job name)."""
+    import time
+
+    app = OmegaConf.select(config, "hydra.job.name", default=None) or "sweep"
+    return f"{app}-sweep-{time.strftime('%Y-%m-%d_%H-%M-%S')}"
+
+
+def launched_jobs(sweep_dir: Path) -> int:
+    """How many jobs the launcher started: Hydra gives every job a sweep subfolder with its ``.hydra``."""
+    return sum(1 for path in sweep_dir.glob("*/.hydra") if path.is_dir())
 
 
 def _now_ms() -> int:
@@ -225,11 +255,14 @@ def summarize_children(client: Any, parent_run_id: str) -> dict[str, list[tuple[
             return counts
 
 
-def format_sweep_report(parent_run_id: str, counts: dict[str, list[tuple[str, str]]]) -> str:
-    """Multi-line summary: counts per status, then one line per failed or killed job with its error."""
+def format_sweep_report(parent_run_id: str, counts: dict[str, list[tuple[str, str]]], jobs: int
+                        ) -> str:
+    """Multi-line summary: Hydra jobs, their runs per status, then one line per failed or killed run with its
+    error (a job may log several runs: a study's job logs one per cell)."""
     total = sum(len(runs) for runs in counts.values())
     summary = ", ".join(f"{len(runs)} {status.lower()}" for status, runs in counts.items() if runs)
-    lines = [f"sweep {parent_run_id}: {total} jobs ({summary or 'none tracked'})"]
+    plural = "" if jobs == 1 else "s"
+    lines = [f"sweep {parent_run_id}: {jobs} job{plural}, {total} runs ({summary or 'none tracked'})"]
     for status in ("FAILED", "KILLED"):
         lines += [f"  {status.lower()}: {name}  {error}".rstrip() for name, error in counts[status]]
     return "\n".join(lines)

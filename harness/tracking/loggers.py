@@ -242,12 +242,13 @@ class MlflowLogger:
             metrics = [Metric(k, v, t, s) for k, v, t, s in chunk]
             self._send(partial(self.client.log_batch, self.run_id, metrics=metrics), "metrics", chunk)
 
-    def finish(self, status: str, error: str | None = None) -> None:
-        """End the run with status (FINISHED/FAILED/KILLED), tagged ``error`` when given (flush first)."""
+    def finish(self, status: str, error: str | None = None, end_time: int | None = None) -> None:
+        """End the run with status (FINISHED/FAILED/KILLED), tagged ``error`` when given (flush first), at
+        end_time (ms since the epoch; default now)."""
         if error is not None:
             self._send(partial(self.client.set_tag, self.run_id, "error", error), "pairs", "tag",
                        {"error": error})
-        self._send(partial(self.client.set_terminated, self.run_id, status), "close", status, error)
+        self._send(partial(self.client.set_terminated, self.run_id, status, end_time), "close", status, error)
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         self._send(partial(self.client.log_artifact, self.run_id, str(path), artifact_path), "artifact", path,

@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from harness.tracking.writer import fork_available
 
 PARENT_ENV = "HARNESS_PARENT_RUN_ID"
 PARENT_FILE = "parent_run_id"
+SWEPT_FILE = "swept_keys"
 # SIGUSR1/SIGUSR2 are what cluster schedulers send before a time limit or a preemption (SLURM's --signal,
 # submitit's requeue signal): the run checkpoints and ends KILLED instead of dying RUNNING.
 _SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
@@ -47,8 +48,8 @@ class RunInterrupted(SystemExit):
         return f"interrupted by {signal.Signals(self.signum).name}"
 
 
-def hydra_sweep_parent_file() -> Path | None:
-    """``<sweep dir>/parent_run_id`` of the running Hydra multirun job, None outside a multirun."""
+def hydra_sweep_dir() -> Path | None:
+    """The sweep dir of the running Hydra multirun job, None outside a multirun."""
     try:
         from hydra.core.hydra_config import HydraConfig
         from hydra.types import RunMode
@@ -62,7 +63,32 @@ def hydra_sweep_parent_file() -> Path | None:
     sweep_dir = Path(hydra_cfg.sweep.dir)
     if not sweep_dir.is_absolute():
         sweep_dir = Path(hydra_cfg.runtime.cwd) / sweep_dir
-    return sweep_dir / PARENT_FILE
+    return sweep_dir
+
+
+def sweep_label(overrides: Sequence[str], named: Sequence[str]) -> str:
+    """The part of a sweep job's run name that says what its sweep varies: the job's values of the swept
+    keys (``<sweep dir>/swept_keys``, written by SweepCallback) other than those in named, joined by '-'.
+
+    A config group's choice reads as itself (``optimizer=sgd`` -> ``sgd``), a value as the key's last part
+    and the value (``task.length=20`` -> ``T20`` with the short names of SHORT_KEYS, ``optimizer.lr=0.01``
+    -> ``lr0.01``). "" outside a sweep, or when it sweeps nothing beyond named.
+    """
+    sweep_dir = hydra_sweep_dir()
+    swept_file = None if sweep_dir is None else sweep_dir / SWEPT_FILE
+    if swept_file is None or not swept_file.is_file():
+        return ""
+    swept = [key for key in swept_file.read_text().split() if key not in named]
+    values = dict(override.split("=", 1) for override in overrides if "=" in override)
+    parts = []
+    for key in swept:
+        value = values.get(key, values.get(f"+{key}", ""))
+        head, _, last = key.rpartition(".")
+        parts.append(value if not head else f"{SHORT_KEYS.get(last, last)}{value}")
+    return "-".join(parts)
+
+
+SHORT_KEYS = {"length": "T", "hidden_size": "H"}  # the notes' names: sequence length T, hidden size H
 
 
 def resolve_parent_run_id(parent_run_id: str | None) -> str | None:
@@ -71,7 +97,8 @@ def resolve_parent_run_id(parent_run_id: str | None) -> str | None:
         return parent_run_id
     if os.environ.get(PARENT_ENV):
         return os.environ[PARENT_ENV]
-    path = hydra_sweep_parent_file()
+    sweep_dir = hydra_sweep_dir()
+    path = None if sweep_dir is None else sweep_dir / PARENT_FILE
     if path is not None and path.is_file():
         return path.read_text().strip() or None
     return None
@@ -183,6 +210,8 @@ def open_run(
     *,
     flush_every: int = 1000,
     resume_run_id: str | None = None,
+    start_time: int | None = None,
+    end_time: int | None = None,
 ) -> Iterator[MlflowLogger | MemoryLogger]:
     """Open one run and yield its logger; the run ends FINISHED, FAILED (tag ``error``) or KILLED.
 
@@ -198,6 +227,8 @@ def open_run(
     resume_run_id: reopen that existing run instead (status back to RUNNING, same params and tags; run_name,
     tags and parent_run_id are then not applied) - the caller checks that it exists and may be continued.
     The guard (``logger.interrupts``, an Interrupts) lets a loop defer signals to a clean point.
+    start_time / end_time (ms since the epoch): the run's recorded times when its work happened elsewhere
+    (a cell computed in a worker process); default: when the run opens and closes.
     """
     raise_if_stop_requested()  # a sweep whose signal was lost between jobs starts no new run
     all_tags: dict[str, Any] = process_tags()
@@ -222,7 +253,7 @@ def open_run(
             if parent:
                 all_tags["mlflow.parentRunId"] = parent
             str_tags = {k: str(v) for k, v in all_tags.items()}
-            run = client.create_run(experiment_id, run_name=run_name, tags=str_tags)
+            run = client.create_run(experiment_id, start_time=start_time, run_name=run_name, tags=str_tags)
         # Storing a metric value in SQLite costs tens of microseconds: a forked writer takes that off the
         # training process (a server's HTTP batches are cheap to send and keep the offline fallback here).
         background = sqlite_path(settings.tracking_uri) is not None and fork_available()
@@ -252,7 +283,7 @@ def open_run(
             if client is None:
                 logger.status = status
             else:
-                logger.finish(status, None if final_error is None else _error_text(final_error))
+                logger.finish(status, None if final_error is None else _error_text(final_error), end_time)
                 if logger.offline is not None:
                     from harness.tracking.server import ServerLost
 

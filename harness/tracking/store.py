@@ -290,6 +290,18 @@ def _add_missing_tags(client, experiment) -> None:
             client.set_experiment_tag(experiment.experiment_id, key, value)
 
 
+def tag_experiments(client) -> None:
+    """Every experiment of client's store gets the tags it lacks (what the UI needs, before it opens)."""
+    token = None
+    while True:
+        page = client.search_experiments(max_results=1000, page_token=token)
+        for experiment in page:
+            _add_missing_tags(client, experiment)
+        token = page.token
+        if not token:
+            return
+
+
 def git_commit(root: Path | None = None) -> str | None:
     """The HEAD commit of the project's git checkout (a linked worktree too), read from .git directly; None
     without one."""

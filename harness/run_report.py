@@ -1,0 +1,79 @@
+"""What a finished training run tells its reader: its description (Markdown, rendered on the run's MLflow
+page) and the lines train.py prints at the end (run name and id, the task metric next to its chance level,
+the solved flag, the run's URL in the UI)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harness.config import RunConfig
+from harness.tasks import SequenceTask
+from harness.training import FitResult
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result of one run in the task's terms.
+
+    metric: the task's metric name; value: its final validation value (nan if the run diverged); chance: what
+    a predictor that ignores the inputs scores; rule: what solved means; diverged_step: None or the step
+    whose loss was not finite.
+    """
+
+    name: str
+    model: str
+    metric: str
+    value: float
+    chance: float
+    higher_is_better: bool
+    solved: bool
+    rule: str
+    steps_done: int
+    diverged_step: int | None
+
+    @classmethod
+    def of(cls, name: str, model: str, task: SequenceTask, result: FitResult, value: float) -> Outcome:
+        """value: the run's reported task metric (the final one, or the best one with early stopping)."""
+        return cls(name=name, model=model, metric=task.metric_name, value=value,
+                   chance=task.chance()[task.metric_name], higher_is_better=task.higher_is_better,
+                   solved=not result.diverged and bool(result.final.get("val/solved")),
+                   rule=task.solved_rule, steps_done=result.steps_done, diverged_step=result.diverged_step)
+
+    @property
+    def verdict(self) -> str:
+        """'solved', 'not solved' or 'diverged at step k'."""
+        if self.diverged_step is not None:
+            return f"diverged at step {self.diverged_step}"
+        return "solved" if self.solved else "not solved"
+
+    @property
+    def metric_line(self) -> str:
+        """'validation mse 0.00412 (chance level 0.1667; lower is better): solved (mse < ...)'."""
+        better = "higher" if self.higher_is_better else "lower"
+        return (f"validation {self.metric} {self.value:.4g} (chance level {self.chance:.4g}; {better} is "
+                f"better): {self.verdict} (rule: {self.rule})")
+
+
+def describe_run(config: RunConfig, outcome: Outcome) -> str:
+    """The run's Markdown description: task, model, optimizer and budget, then the result in the task's
+    terms (metric, chance level, what solved means)."""
+    task = ", ".join(f"{key}={value}" for key, value in config.task.params.items())
+    model, optimizer = config.model, config.optimizer
+    return "\n".join([
+        f"**{config.task.name}**{f' ({task})' if task else ''} learned by **{outcome.model}** "
+        f"(hidden size {model.hidden_size}) with {optimizer.name} (lr {optimizer.lr:g}), seed {config.seed}, "
+        f"{outcome.steps_done} of {config.trainer.steps} steps of batch {config.trainer.batch_size}.",
+        "",
+        f"**Result: {outcome.verdict}.** Final validation `{outcome.metric}` = {outcome.value:.4g}; chance "
+        f"level (a predictor that ignores the inputs) {outcome.chance:.4g}. Solved means `{outcome.rule}` on "
+        f"the fixed validation set of {config.trainer.eval_batch_size} sequences (metric `solved`).",
+    ])
+
+
+def terminal_summary(outcome: Outcome, run_id: str | None, url: str | None, ui_command: str | None
+                     ) -> list[str]:
+    """The lines train.py ends with: name and id, the metric line, the run's URL and how to open the UI."""
+    lines = [f"run {outcome.name}" + (f" ({run_id})" if run_id else " (tracking off)"), outcome.metric_line]
+    if url:
+        lines.append(f"in the MLflow UI: {url}" + (f"  (start it with: {ui_command})" if ui_command else ""))
+    return lines
