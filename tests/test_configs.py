@@ -107,7 +107,7 @@ def test_hydra_keeps_the_working_directory_and_writes_under_mlruns() -> None:
 ])
 def test_schema_refuses_bad_values_with_one_line_naming_the_key(override: str, message: str) -> None:
     with pytest.raises(ConfigError) as info:
-        validate(composed(override))
+        validate(composed("model=elman", override))  # a model with an activation key
     assert message in str(info.value)
     assert "\n" not in str(info.value)
 

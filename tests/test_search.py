@@ -135,7 +135,8 @@ def test_search_goes_on_past_diverging_trials_and_describes_the_best_on_the_pare
     assert sorted(by_trial) == [0, 1, 2, 3]
     for number, run in by_trial.items():
         trial = study.trials[number]
-        assert run.info.run_name == f"reversal-linear-s0-t{number}"
+        # the swept value in the name (harness.run.run_name), the trial number after it
+        assert run.info.run_name == f"reversal-lr{run.data.params['optimizer.lr']}-linear-s0-t{number}"
         assert run.data.tags["optuna.state"] == trial.state.name
         assert float(run.data.params["optimizer.lr"]) == trial.params["optimizer.lr"]
         assert trial.user_attrs["mlflow_run_ids"] == [run.info.run_id]
