@@ -11,9 +11,13 @@ Metric keys (step = number of optimizer updates done):
 - step 0, every diagnostics_interval steps and the last step: grad_flow/grad_norm_first_step and
   grad_flow/grad_norm_last_step (||dL/dh_t|| at t = 1 and T); for one-layer Elman networks also
   harness.diagnostics' decay_rate, bound_rate, sigma_max, spectral_radius (GradientFlowReport.scalars);
-- at the end, the last check's curves as one metric each whose step is the index: grad_flow/step_norm
-  (step = time step t, 0-based) and grad_flow/lag_norm (step = lag T - k, Elman only); the full history of
-  every check stays in FitResult (run.py draws it as heatmaps);
+- at every such check, its curves as one metric each whose step is the index, the check's training step in
+  the key (zero-padded): grad_flow/step_norm/step_<s> (||dL/dh_t||, step = time step t, 0-based) and, for
+  one-layer Elman networks, grad_flow/lag_norm/step_<s> (||dh_T/dh_k||, step = lag T - k), each with a
+  log10 twin (grad_flow/step_norm_log10/step_<s>, grad_flow/lag_norm_log10/step_<s>: exponential decay is a
+  straight line on a linear axis; zeros left out); at the end the last check's curves again as
+  grad_flow/step_norm, grad_flow/lag_norm and their _log10 twins; the full history of every check stays in
+  FitResult (run.py draws it as heatmaps);
 - diverged (0/1) at the end; on divergence (non-finite loss or gradient) the loop stops and diverged = 1 and
   diverged_step are logged at that step;
 - with early stopping: stopped_step when it fires (FitResult.stopped_reason says why).
@@ -139,14 +143,17 @@ def fit(model, task: SequenceTask, optimizer, trainer: TrainerConfig, *, train_r
             stop = early_stopping is not None and early_stopping.update(metrics[metric], step, model.params)
         if _is_check(step, trainer.diagnostics_interval, steps):
             report = gradient_flow(model, diagnostics_batch)
+            report_key = f"step_{step:0{len(str(steps))}d}"  # zero-padded: the UI lists reports in order
             if isinstance(report, GradientFlowReport):
                 logger.log_metrics(report.scalars("grad_flow/"), step)
                 result.grad_flow.append((step, report.step_norms))
                 result.lag_norms.append(report.lag_norms)
+                log_curve(logger, "grad_flow/lag_norm", report.lag_norms, first=1, report=report_key)
             else:
                 logger.log_metrics({"grad_flow/grad_norm_first_step": float(report[0]),
                                     "grad_flow/grad_norm_last_step": float(report[-1])}, step)
                 result.grad_flow.append((step, report))
+            log_curve(logger, "grad_flow/step_norm", result.grad_flow[-1][1], first=0, report=report_key)
         return stop
 
     interrupts = logger.interrupts
@@ -192,11 +199,20 @@ def fit(model, task: SequenceTask, optimizer, trainer: TrainerConfig, *, train_r
         if interrupts is not None:
             interrupts.raise_pending()
     logger.log_metrics({"diverged": float(result.diverged)}, result.diverged_step or result.steps_done)
-    # The last check's curves, indexed by time step / lag through the metric step (one key each).
+    # The last check's curves again under short keys, indexed by time step / lag through the metric step.
     if result.grad_flow:
-        for t, norm in enumerate(result.grad_flow[-1][1]):
-            logger.log_metrics({"grad_flow/step_norm": float(norm)}, t)
+        log_curve(logger, "grad_flow/step_norm", result.grad_flow[-1][1], first=0)
     if result.lag_norms:
-        for lag, norm in enumerate(result.lag_norms[-1], start=1):
-            logger.log_metrics({"grad_flow/lag_norm": float(norm)}, lag)
+        log_curve(logger, "grad_flow/lag_norm", result.lag_norms[-1], first=1)
     return result
+
+
+def log_curve(logger: Logger, name: str, values: np.ndarray, first: int, report: str = "") -> None:
+    """values (L,) as metric ``<name>[/<report>]`` with steps first, first + 1, ...; and log10 of the positive
+    ones as ``<name>_log10[/<report>]``, so that exponential decay is a straight line on the UI's default
+    linear axis."""
+    key, log_key = (f"{name}/{report}", f"{name}_log10/{report}") if report else (name, f"{name}_log10")
+    for index, value in enumerate(np.asarray(values, dtype=float), start=first):
+        logger.log_metrics({key: float(value)}, index)
+        if value > 0:
+            logger.log_metrics({log_key: float(np.log10(value))}, index)

@@ -63,6 +63,23 @@ def test_validation_and_diagnostics_at_their_intervals() -> None:
     assert logger.history("diverged")[1].tolist() == [0.0]
 
 
+def test_every_diagnostics_report_has_its_own_curves_and_their_log10() -> None:
+    logger, result = train()
+    for (step, step_norms), lag_norms in zip(result.grad_flow, result.lag_norms, strict=True):
+        report = f"step_{step:02d}"  # 20 steps: two digits, so the UI lists the reports in order
+        lags, norms = logger.history(f"grad_flow/lag_norm/{report}")
+        assert lags.tolist() == list(range(1, 13)) and norms.tolist() == lag_norms.tolist()
+        times, values = logger.history(f"grad_flow/step_norm/{report}")
+        assert times.tolist() == list(range(12)) and values.tolist() == step_norms.tolist()
+        positive = lag_norms > 0
+        log_lags, logs = logger.history(f"grad_flow/lag_norm_log10/{report}")
+        assert log_lags.tolist() == lags[positive].tolist()
+        np.testing.assert_array_equal(logs, np.log10(lag_norms[positive]))
+    # the last report's curves also under the short keys
+    np.testing.assert_array_equal(logger.history("grad_flow/lag_norm_log10")[1],
+                                  np.log10(result.lag_norms[-1][result.lag_norms[-1] > 0]))
+
+
 def test_log_every_thins_the_training_curve_but_keeps_the_last_step() -> None:
     logger, _ = train(log_every=6)
     assert logger.history("train/loss")[0].tolist() == [6, 12, 18, 20]

@@ -21,8 +21,10 @@ task. A run is named `<task>-<model>-s<seed>`; within a sweep (`-m`) the name al
 How to read a run: `val/<metric>` is the task metric on the fixed validation set (its name is the tag
 `metric_name`, its chance level the tag `chance_level`: what a predictor that ignores the inputs scores);
 `solved` is 1 when the task's own rule is met (the run's description says the rule). `train/*` are per-step
-loss and gradient norms; `grad_flow/*` the gradient-flow diagnostics (`grad_flow/lag_norm_log10@<step>` has
-the lag as its step: exponential decay is a straight line). The weights are `model.npz`.""",
+loss and gradient norms; `grad_flow/*` the gradient-flow diagnostics, one chart per report:
+`grad_flow/step_norm/step_<s>` is ||dL/dh_t|| against t at training step s, `grad_flow/lag_norm/step_<s>`
+(Elman networks) ||dh_T/dh_k|| against the lag; their `_log10` twins turn exponential decay into a straight
+line. The weights are `model.npz`.""",
     "rnn_vs_arma": """\
 **The RNN-vs-ARMA comparison** (`python experiments/rnn_vs_arma.py`): on every series and seed an ARMA model
 (order by AIC) and recurrent networks forecast the same test points one step ahead.
