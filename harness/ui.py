@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="a database store (default: the project's mlruns/mlflow.db)")
     args = parser.parse_args(argv)
     from harness.tracking import TrackingSettings, store_client
-    from harness.tracking.server import ServerUnreachable, local_server
+    from harness.tracking.health import ServerUnreachable
+    from harness.tracking.server import local_server
     from harness.tracking.store import tag_experiments
 
     try:
