@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from harness.app import one_line, run_app
 from harness.config import ConfigError, allowed_keys
 from harness.search import register_optuna_sweeper
+from harness.tracking.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +45,8 @@ def train(cfg: DictConfig) -> float:
     except ConfigError as exc:
         if not multirun:
             # SystemExit passes through Hydra's job runner without its "Error executing job" report.
-            sys.exit(f"config error: {exc}")
-        log.error("job %s: config error: %s", hydra_cfg.job.num, exc)
+            sys.exit(f"config error: {redact(str(exc))}")
+        log.error("job %s: config error: %s", hydra_cfg.job.num, redact(str(exc)))
         return math.nan
     except Exception as exc:
         if not multirun:

@@ -26,6 +26,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from harness.config import ConfigError
 from harness.runtime import export_project_root
+from harness.tracking.redact import redact
 
 AllowedKeys = Callable[[str], "list[str] | None"]
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
@@ -37,7 +38,7 @@ def one_line(exc: BaseException, allowed_keys: AllowedKeys) -> str:
     A key Hydra refuses to override becomes "unknown key ..." with the keys allowed_keys(key) lists, or, when
     the schema knows the key, the fact that the chosen config group option does not set it.
     """
-    text = "\n".join(str(part) for part in (exc, exc.__cause__) if part is not None)
+    text = redact("\n".join(str(part) for part in (exc, exc.__cause__) if part is not None))
     text = text.split("Config search path")[0]
     misspelt = re.search(r"Could not override '([^']+)'", text)
     if misspelt and "not in struct" in text:
@@ -76,7 +77,7 @@ def run_app(main: Callable[[], Any], allowed_keys: AllowedKeys) -> None:
     except (HydraException, OmegaConfBaseException) as exc:
         sys.exit(f"config error: {one_line(exc, allowed_keys)}")
     except ConfigError as exc:
-        sys.exit(f"config error: {exc}")
+        sys.exit(f"config error: {redact(str(exc))}")
 
 
 @contextmanager
@@ -86,7 +87,7 @@ def config_errors_exit() -> Iterator[None]:
     try:
         yield
     except ConfigError as exc:
-        sys.exit(f"config error: {exc}")
+        sys.exit(f"config error: {redact(str(exc))}")
 
 
 def sweep_jobs(config: DictConfig, loader: Any) -> list[list[str]]:
@@ -135,4 +136,4 @@ class SweepCheck(Callback):
             except (HydraException, OmegaConfBaseException) as exc:
                 sys.exit(f"config error: {job_name}: {one_line(exc, allowed_keys)}")
             except ConfigError as exc:
-                sys.exit(f"config error: {job_name}: {exc}")
+                sys.exit(f"config error: {job_name}: {redact(str(exc))}")

@@ -46,6 +46,7 @@ from harness.runtime import freeze_long_lived_objects, pin_blas_to_one_thread
 from harness.tasks import SequenceTask, fingerprint, make_task
 from harness.tracking import TrackingSettings, ensure_store, open_run, project_root
 from harness.tracking.experiment_notes import NOTE_TAG
+from harness.tracking.redact import redact_config
 from harness.tracking.runs import sweep_label
 from harness.training import FitResult, fit
 from harness.ui import run_url, ui_command
@@ -211,7 +212,8 @@ def run(cfg: dict[str, Any], *, overrides: list[str] | tuple[str, ...] = (),
     val_arrays = {name: array for name, array in
                   (("X", val_batch.X), ("Y", val_batch.Y), ("mask", val_batch.mask)) if array is not None}
     data_fingerprint = fingerprint(*val_arrays.values())
-    point = resume_point(config, cfg, settings, output_dir)
+    recorded = redact_config(cfg)  # what is logged and checkpointed: no credentials
+    point = resume_point(config, recorded, settings, output_dir)
     start = None if point is None else restore(point, model, optimizer, streams, early_stopping)
 
     tags = {"task": config.task.name, "model": model_label(config.model), "seed": config.seed,
@@ -240,7 +242,8 @@ def run(cfg: dict[str, Any], *, overrides: list[str] | tuple[str, ...] = (),
             logger.set_tags({LOCAL_TAG: checkpointer.path})
 
         def save(result: FitResult) -> None:
-            checkpointer.save(snapshot(result, model, optimizer, streams, early_stopping, cfg, logger.run_id))
+            checkpointer.save(snapshot(result, model, optimizer, streams, early_stopping, recorded,
+                                       logger.run_id))
 
         try:
             result = fit(model, task, optimizer, config.trainer, train_rng=streams["train"],

@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from harness.config import ConfigError
 from harness.tracking.reap import all_pages, end_orphans, orphaned, process_gone
+from harness.tracking.redact import end_run, redact, redact_folder, redact_log_records
 from harness.tracking.runs import (
     PARENT_ENV,
     PARENT_FILE,
@@ -80,6 +82,7 @@ class SweepCallback(Callback):
         self._stopping_workers = False
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        redact_log_records()  # the launcher logs every job's overrides
         settings = sweep_settings(config, **self.overrides)
         if settings.mode == "off":
             return
@@ -89,7 +92,7 @@ class SweepCallback(Callback):
             # Hydra reports a callback's exception with a traceback; SystemExit leaves with the one line.
             sys.exit(f"config error: {exc}")
         sweep_dir = Path(config.hydra.sweep.dir).resolve()
-        tags = {"harness.sweep_dir": str(sweep_dir)}
+        tags = {"harness.sweep_dir": redact(str(sweep_dir))}
         commit = git_commit()
         if commit:
             tags["mlflow.source.git.commit"] = commit
@@ -147,7 +150,11 @@ class SweepCallback(Callback):
                                        f"attributes.status = 'RUNNING'")
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        redact_hydra_outputs(config)
         raise_if_stop_requested()  # the basic launcher: a signal lost between jobs stops the sweep here
+
+    def on_job_end(self, config: DictConfig, **kwargs: Any) -> None:
+        redact_hydra_outputs(config)  # the job's log
 
     def _end_abandoned_parent(self) -> None:
         """Ends a parent that on_multirun_end never reached, so no sweep is left RUNNING."""
@@ -170,7 +177,7 @@ class SweepCallback(Callback):
             time.sleep(0.2)
         client.set_tag(self.parent_run_id, "error", "the sweep stopped before its end (signal, rejected "
                        "overrides or a crash in the launcher); see the launching terminal")
-        client.set_terminated(self.parent_run_id, status)
+        end_run(client, self.parent_run_id, status)
         self.settings = self.parent_run_id = None
 
     def _restore_process_state(self) -> None:
@@ -203,7 +210,7 @@ class SweepCallback(Callback):
         metrics.append(Metric("runs", float(sum(len(runs) for runs in counts.values())), now, 0))
         metrics.append(Metric("jobs", float(jobs), now, 0))
         client.log_batch(self.parent_run_id, metrics=metrics)
-        client.set_terminated(self.parent_run_id, "FINISHED")
+        end_run(client, self.parent_run_id, "FINISHED")
         self.settings = self.parent_run_id = None
 
 
@@ -228,6 +235,19 @@ def sweep_run_name(config: DictConfig) -> str:
 def launched_jobs(sweep_dir: Path) -> int:
     """How many jobs the launcher started: Hydra gives every job a sweep subfolder with its ``.hydra``."""
     return sum(1 for path in sweep_dir.glob("*/.hydra") if path.is_dir())
+
+
+def redact_hydra_outputs(config: DictConfig) -> None:
+    """Redact the credentials Hydra wrote into a job's output folder: its ``.hydra/*.yaml`` (written just
+    before the job starts, from the command line), its log, and a sweep's ``multirun.yaml``. Hydra calls
+    this callback for single runs and every sweep job alike."""
+    redact_log_records()
+    output_dir = Path(config.hydra.runtime.output_dir)
+    redact_folder(output_dir)
+    if config.hydra.output_subdir is not None:
+        redact_folder(output_dir / str(config.hydra.output_subdir))
+    if config.hydra.mode == RunMode.MULTIRUN:
+        redact_folder(Path(config.hydra.sweep.dir).resolve(), ("multirun.yaml",))
 
 
 def _now_ms() -> int:

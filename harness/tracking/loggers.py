@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from harness.tracking.redact import end_run, redact
 from harness.tracking.writer import BackgroundMetricWriter
 
 if TYPE_CHECKING:
@@ -58,12 +59,14 @@ def flatten_params(params: Mapping[str, Any]) -> dict[str, str]:
     """Nested mapping -> ``{"a.b.c": str(value)}`` with values cut to MLflow's 6000-character param limit.
 
     Works on plain dicts and OmegaConf DictConfigs (both are Mappings); lists stay one value (``"[1, 2]"``).
+    Credentials in URIs are redacted (harness.tracking.redact), as in every tag and text a logger writes.
     """
-    return {key: str(value)[:MAX_PARAM_LENGTH] for key, value in _flat_items(params, "")}
+    return {key: redact(str(value))[:MAX_PARAM_LENGTH] for key, value in _flat_items(params, "")}
 
 
-def _tag_values(tags: Mapping[str, Any]) -> dict[str, str]:
-    return {str(k): str(v)[:MAX_TAG_LENGTH] for k, v in tags.items()}
+def tag_values(tags: Mapping[str, Any]) -> dict[str, str]:
+    """Tags as MLflow stores them: strings, redacted, cut to its 8000-character limit."""
+    return {str(k): redact(str(v))[:MAX_TAG_LENGTH] for k, v in tags.items()}
 
 
 def pair_batches(kind: str, values: Mapping[str, str]) -> Iterator[tuple[dict[str, str], dict[str, list]]]:
@@ -111,7 +114,7 @@ class MemoryLogger:
         self.run_name = run_name
         self.params: dict[str, str] = {}
         self.metrics: dict[str, list[tuple[int, float]]] = {}
-        self.tags: dict[str, str] = _tag_values(tags or {})
+        self.tags: dict[str, str] = tag_values(tags or {})
         self.artifacts: list[tuple[str, str | None]] = []
         self.figures: list[str] = []
         self.texts: dict[str, str] = {}
@@ -126,7 +129,7 @@ class MemoryLogger:
             self.metrics.setdefault(key, []).append((int(step), float(value)))
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
-        self.tags.update(_tag_values(tags))
+        self.tags.update(tag_values(tags))
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         self.artifacts.append((str(path), artifact_path))
@@ -135,7 +138,7 @@ class MemoryLogger:
         self.figures.append(_figure_name(name))
 
     def log_text(self, text: str, name: str) -> None:
-        self.texts[name] = text
+        self.texts[name] = redact(text)
 
     def log_dataset(self, name: str, fingerprint: str, arrays: Mapping[str, np.ndarray],
                     source: str | None = None) -> None:
@@ -210,7 +213,7 @@ class MlflowLogger:
         self._log_pairs("param", flatten_params(params))
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
-        self._log_pairs("tag", _tag_values(tags))
+        self._log_pairs("tag", tag_values(tags))
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         timestamp = int(time.time() * 1000)
@@ -248,7 +251,7 @@ class MlflowLogger:
         if error is not None:
             self._send(partial(self.client.set_tag, self.run_id, "error", error), "pairs", "tag",
                        {"error": error})
-        self._send(partial(self.client.set_terminated, self.run_id, status, end_time), "close", status, error)
+        self._send(partial(end_run, self.client, self.run_id, status, end_time), "close", status, error)
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         self._send(partial(self.client.log_artifact, self.run_id, str(path), artifact_path), "artifact", path,
@@ -264,6 +267,7 @@ class MlflowLogger:
         self._send(partial(self.client.log_figure, self.run_id, fig, name), "figure", fig, name)
 
     def log_text(self, text: str, name: str) -> None:
+        text = redact(text)
         self._send(partial(self.client.log_text, self.run_id, text, name), "text", text, name)
 
     def log_dataset(

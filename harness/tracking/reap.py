@@ -21,6 +21,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from harness.tracking.redact import end_run
+
 HOST_TAG, PID_TAG, START_TAG = "harness.host", "harness.pid", "harness.pid_start"
 
 
@@ -78,7 +80,7 @@ def end_orphans(client: Any, runs: Iterable[Any], reason: str, status: str = "KI
     for run in ended:
         tags = run.data.tags
         client.set_tag(run.info.run_id, "error", f"{reason} (process {tags[PID_TAG]} on {tags[HOST_TAG]})")
-        client.set_terminated(run.info.run_id, status)
+        end_run(client, run.info.run_id, status)
     return ended
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.tracking.loggers import MAX_METRICS_PER_BATCH, dataset_input, pair_batches
-from harness.tracking.redact import redact
+from harness.tracking.redact import end_run, redact
 
 REPLAYED = ("metric", "param", "tag", "dataset", "artifact")
 FIELDS = {"lost": ("run_id", "uri"), "metric": ("key", "value", "timestamp", "step"),
@@ -166,7 +166,7 @@ def replay(path: Path, uri: str | None = None) -> Replayed:
     for line in by_kind.get("status", [])[-1:]:
         if line["error"] is not None:
             client.set_tag(run_id, "error", line["error"])
-        client.set_terminated(run_id, line["status"])
+        end_run(client, run_id, line["status"])
         done.status = line["status"]
     return done
 

@@ -18,8 +18,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from harness.tracking.loggers import MAX_TAG_LENGTH, MemoryLogger, MlflowLogger, pair_batches
+from harness.tracking.loggers import MAX_TAG_LENGTH, MemoryLogger, MlflowLogger, pair_batches, tag_values
 from harness.tracking.reap import process_tags
+from harness.tracking.redact import redact
 from harness.tracking.store import TrackingSettings, ensure_store, git_commit, sqlite_path
 from harness.tracking.writer import fork_available
 
@@ -198,7 +199,7 @@ def _status_of(exc: BaseException | None) -> str:
 
 
 def _error_text(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"[:MAX_TAG_LENGTH]
+    return redact(f"{type(exc).__name__}: {exc}")[:MAX_TAG_LENGTH]
 
 
 @contextmanager
@@ -252,8 +253,8 @@ def open_run(
             parent = resolve_parent_run_id(parent_run_id)
             if parent:
                 all_tags["mlflow.parentRunId"] = parent
-            str_tags = {k: str(v) for k, v in all_tags.items()}
-            run = client.create_run(experiment_id, start_time=start_time, run_name=run_name, tags=str_tags)
+            run = client.create_run(experiment_id, start_time=start_time, run_name=run_name,
+                                    tags=tag_values(all_tags))
         # Storing a metric value in SQLite costs tens of microseconds: a forked writer takes that off the
         # training process (a server's HTTP batches are cheap to send and keep the offline fallback here).
         background = sqlite_path(settings.tracking_uri) is not None and fork_available()
