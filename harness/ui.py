@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from harness.tracking.redact import redact, without_userinfo
+
 DEFAULT_PORT = 5000
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 300.0
@@ -30,7 +32,8 @@ def ui_url(port: int = DEFAULT_PORT) -> str:
 
 def run_url(tracking_uri: str, experiment_id: str, run_id: str, port: int = DEFAULT_PORT) -> str:
     """The page of run_id in the UI: a tracking server's own, or ``python -m harness.ui``'s for a database."""
-    base = tracking_uri.rstrip("/") if urlparse(tracking_uri).scheme in ("http", "https") else ui_url(port)
+    server = urlparse(tracking_uri).scheme in ("http", "https")
+    base = without_userinfo(tracking_uri.rstrip("/")) if server else ui_url(port)
     return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
@@ -41,7 +44,7 @@ def ui_command(tracking_uri: str) -> str | None:
     if urlparse(tracking_uri).scheme in ("http", "https"):
         return None
     default = tracking_uri == default_tracking_uri()
-    return "python -m harness.ui" + ("" if default else f" --uri {tracking_uri}")
+    return "python -m harness.ui" + ("" if default else f" --uri {redact(tracking_uri)}")
 
 
 def port_taken(port: int) -> bool:

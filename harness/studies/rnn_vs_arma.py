@@ -55,6 +55,7 @@ from harness.studies import figures
 from harness.studies.study_run import check_int, now_ms, run_in_processes, study_settings
 from harness.tasks import fingerprint
 from harness.tracking.experiment_notes import NOTE_TAG
+from harness.tracking.redact import without_userinfo
 
 STUDY = "rnn_vs_arma"
 FORECASTERS: dict[str, Callable[..., Any]] = {"arma": ArmaForecaster, "rnn": RnnForecaster}
@@ -948,7 +949,8 @@ def ui_hint(settings) -> str:
     """How to open the MLflow UI on this study's store."""
     from harness.ui import ui_command
 
-    return ui_command(settings.tracking_uri) or f"open {settings.tracking_uri} in a browser (tracking server)"
+    server = without_userinfo(settings.tracking_uri)
+    return ui_command(settings.tracking_uri) or f"open {server} in a browser (tracking server)"
 
 
 def check(cfg: Mapping[str, Any]) -> tuple[Any, StudyConfig | None]:

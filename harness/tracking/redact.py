@@ -30,6 +30,11 @@ def redact(text: str) -> str:
     return _USERINFO.sub(lambda match: f"{match['scheme']}{MASK}@", text) if "@" in text else text
 
 
+def without_userinfo(uri: str) -> str:
+    """uri without its user information: a link for a browser (which asks for credentials itself)."""
+    return _USERINFO.sub(lambda match: match["scheme"], uri) if "@" in uri else uri
+
+
 def redact_log_records() -> None:
     """From now on, redact the message of every log record this process creates (once per process).
 
