@@ -1,21 +1,30 @@
-"""A trained harness network as an MLflow pyfunc model that loads anywhere MLflow does.
+"""Trained harness networks and fitted forecasters as MLflow pyfunc models that load anywhere MLflow does.
 
-`save_pyfunc(model, path, X_example)` writes an MLflow model directory: the weights (`model.npz`, written by
-RecurrentModel.save), this package's source (code_paths, so the loading process needs only MLflow and
-NumPy), a tensor signature and the input example. In another process::
+`save_pyfunc(model, path, X_example)` writes an MLflow model directory for a harness.nn network: the weights
+(`model.npz`, written by RecurrentModel.save), the code it needs (harness.nn and this module, as code paths,
+so the loading process needs only MLflow and NumPy), a tensor signature and the input example::
 
     import mlflow.pyfunc
-    net = mlflow.pyfunc.load_model("runs:/<run id>/mlflow_model")   # or the directory's path
+    net = mlflow.pyfunc.load_model("runs:/<run id>/model")   # or the directory's path
     Y_hat = net.predict(X)    # X (T, B, D) float64 -> exactly model.predict(X): (T, B, O) or (B, O) by mode
 
-predict runs the network's own forward pass on the whole batch (sequences of equal length: no mask), so it
-returns the same bits as `model.predict(X)`.
+`save_forecaster_pyfunc(forecaster, path, series_example)` does the same for a fitted
+harness.forecast forecaster (ArmaForecaster: its statsmodels results travel in statsmodels' own pickled
+form; RnnForecaster: its network, normaliser and lags), carrying the whole harness package::
+
+    forecaster = mlflow.pyfunc.load_model("runs:/<run id>/model")
+    forecaster.predict(series, params={"start": s})   # (N,) -> (N - s,) = forecaster.predict(series, s)
+
+Both predict with the object's own code on the same arrays, so they return its exact bits.
+`log_pyfunc(logger, save)` logs such a directory as the run's artifact ``model/``.
 """
 
 from __future__ import annotations
 
 import shutil
 import tempfile
+import warnings
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -24,6 +33,7 @@ import mlflow.pyfunc
 import numpy as np
 
 WEIGHTS = "weights"
+ARTIFACT_PATH = "model"
 REQUIREMENTS = ("numpy", "mlflow", "cloudpickle")
 
 
@@ -41,8 +51,20 @@ class RecurrentNetwork(mlflow.pyfunc.PythonModel):
         return self.network.predict(np.asarray(model_input))
 
 
+class FittedForecaster(mlflow.pyfunc.PythonModel):
+    """pyfunc wrapper of a fitted harness.forecast forecaster (pickled with the model)."""
+
+    def __init__(self, forecaster: Any) -> None:
+        self.forecaster = forecaster
+
+    def predict(self, context, model_input, params=None):
+        """series (N,) and params {"start": s} -> the (N - s,) one-step predictions of series[s:]."""
+        start = int((params or {}).get("start", 0))
+        return self.forecaster.predict(np.asarray(model_input, dtype=np.float64).reshape(-1), start)
+
+
 def description(model: Any, X_example: np.ndarray) -> str:
-    """What the model takes and returns, for the model's metadata and the run's page."""
+    """What the network model takes and returns, for the model's metadata and the run's page."""
     T, B, D = X_example.shape
     out = model.predict(X_example).shape
     return (f"{type(model).__name__} network ({model.config.get('mode')}, head {model.config.get('head')}) "
@@ -51,34 +73,86 @@ def description(model: Any, X_example: np.ndarray) -> str:
             f"{out} for the example (model.predict's). Load with mlflow.pyfunc.load_model(uri).predict(X).")
 
 
-def _signature(model: Any, X_example: np.ndarray) -> Any:
-    from mlflow.models import ModelSignature
+def _tensor(dtype: Any, shape: tuple[int, ...]) -> Any:
     from mlflow.types import Schema, TensorSpec
 
-    out = model.predict(X_example)
-    variable = (-1,) * (out.ndim - 1)  # every axis but the features' varies with T and B
-    return ModelSignature(inputs=Schema([TensorSpec(np.dtype(np.float64), (-1, -1, X_example.shape[2]))]),
-                          outputs=Schema([TensorSpec(out.dtype, (*variable, out.shape[-1]))]))
+    return Schema([TensorSpec(np.dtype(dtype), shape)])
+
+
+def _save(path: str | Path, python_model: Any, code: Callable[[Path, Path], None], signature: Any,
+          example: np.ndarray, text: str, requirements: tuple[str, ...] = (),
+          artifacts: dict[str, str] | None = None) -> str:
+    """mlflow.pyfunc.save_model with this package's code copied by code(source, target) and pinned
+    requirements (no inference: it would load the model in a subprocess); returns text."""
+    import harness
+
+    with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings():
+        # MLflow asks for type hints on predict; the tensor signature is the schema here.
+        warnings.filterwarnings("ignore", message=".*type hints", category=UserWarning)
+        target = Path(folder) / "harness"
+        code(Path(harness.__file__).parent, target)
+        mlflow.pyfunc.save_model(
+            str(path), python_model=python_model, artifacts=artifacts, code_paths=[str(target)],
+            signature=signature, input_example=example,
+            pip_requirements=[f"{name}=={metadata.version(name)}" for name in (*REQUIREMENTS, *requirements)],
+            metadata={"description": text})
+    return text
+
+
+def _network_code(source: Path, target: Path) -> None:
+    # The loading side needs only this module and harness.nn (which imports nothing else of harness).
+    shutil.copytree(source / "nn", target / "nn", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("__init__.py", "pyfunc.py"):
+        shutil.copyfile(source / name, target / name)
+
+
+def _package_code(source: Path, target: Path) -> None:
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
 
 
 def save_pyfunc(model: Any, path: str | Path, X_example: np.ndarray) -> str:
-    """Write model as an MLflow pyfunc model directory at path (which must not exist); returns its
+    """Write network model as an MLflow pyfunc model directory at path (which must not exist); returns its
     description. X_example (T, B, D): the input example (a few sequences)."""
-    import harness
+    from mlflow.models import ModelSignature
 
     X_example = np.ascontiguousarray(X_example, dtype=np.float64)
-    text = description(model, X_example)
+    out = model.predict(X_example)
+    signature = ModelSignature(
+        inputs=_tensor(np.float64, (-1, -1, X_example.shape[2])),
+        outputs=_tensor(out.dtype, (*(-1,) * (out.ndim - 1), out.shape[-1])))  # T and B vary, features not
     with tempfile.TemporaryDirectory() as folder:
         weights = Path(folder) / "model.npz"
         model.save(str(weights))
-        # The loading side needs only this module and harness.nn (which imports nothing else of harness).
-        source, code = Path(harness.__file__).parent, Path(folder) / "harness"
-        shutil.copytree(source / "nn", code / "nn", ignore=shutil.ignore_patterns("__pycache__"))
-        for name in ("__init__.py", "pyfunc.py"):
-            shutil.copyfile(source / name, code / name)
-        mlflow.pyfunc.save_model(
-            str(path), python_model=RecurrentNetwork(), artifacts={WEIGHTS: str(weights)},
-            code_paths=[str(code)], signature=_signature(model, X_example), input_example=X_example,
-            pip_requirements=[f"{name}=={metadata.version(name)}" for name in REQUIREMENTS],
-            metadata={"description": text, "harness_class": type(model).__name__})
-    return text
+        return _save(path, RecurrentNetwork(), _network_code, signature, X_example,
+                     description(model, X_example), artifacts={WEIGHTS: str(weights)})
+
+
+def save_forecaster_pyfunc(forecaster: Any, path: str | Path, series_example: np.ndarray) -> str:
+    """Write a fitted forecaster as an MLflow pyfunc model directory at path; returns its description.
+    series_example (N,): the input example (a stretch of the series)."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ParamSchema, ParamSpec
+
+    series_example = np.ascontiguousarray(series_example, dtype=np.float64).reshape(-1)
+    summary = forecaster.summary()
+    text = (f"{summary['kind'].upper()} forecaster from harness.forecast ({type(forecaster).__name__}, "
+            f"fitted on the training part). Input: float64 series of shape (N,); parameter start (default "
+            f"0). "
+            f"Output: the (N - start,) one-step-ahead predictions of series[start:], each from the values "
+            f"before it, exactly forecaster.predict(series, start). Load with "
+            f"mlflow.pyfunc.load_model(uri).predict(series, params={{'start': s}}).")
+    signature = ModelSignature(inputs=_tensor(np.float64, (-1,)), outputs=_tensor(np.float64, (-1,)),
+                               params=ParamSchema([ParamSpec("start", "long", 0)]))
+    return _save(path, FittedForecaster(forecaster), _package_code, signature, series_example, text,
+                 requirements=("statsmodels", "scipy", "pandas"))
+
+
+def log_pyfunc(logger: Any, save: Callable[[Path], str]) -> None:
+    """save(folder) writes a pyfunc model directory; its files become the run's artifact ``model/`` and its
+    description the run's tag ``model.description``."""
+    with tempfile.TemporaryDirectory() as workdir:
+        folder = Path(workdir) / ARTIFACT_PATH
+        logger.set_tags({"model.description": save(folder)})
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            parent = path.parent.relative_to(folder)
+            logger.log_artifact(path, str(Path(ARTIFACT_PATH) / parent) if parent.parts else ARTIFACT_PATH)

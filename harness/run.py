@@ -156,13 +156,9 @@ def _log_outputs(logger, model, result: FitResult, workdir: Path, early_stopping
     model.save(str(weights))
     logger.log_artifact(weights)
     if logger.run_id is not None:
-        from harness.pyfunc import save_pyfunc
+        from harness.pyfunc import log_pyfunc, save_pyfunc
 
-        folder = workdir / "mlflow_model"
-        logger.set_tags({"model.description": save_pyfunc(model, folder, X_example)})
-        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-            parent = path.parent.relative_to(folder)
-            logger.log_artifact(path, str(Path("model") / parent) if parent.parts else "model")
+        log_pyfunc(logger, lambda folder: save_pyfunc(model, folder, X_example))
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ command-line paths (`-m` sweep with the joblib launcher, rebuild=, bad input).""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -219,3 +220,31 @@ def test_cli_bad_input_exits_non_zero_with_one_line(tracking_settings, tmp_path)
     ]
     client = MlflowClient(tracking_settings.tracking_uri)
     assert client.search_runs([e.experiment_id for e in client.search_experiments()]) == []
+
+
+FRESH_FORECASTER = """
+import sys, numpy as np, mlflow.pyfunc
+model = mlflow.pyfunc.load_model(sys.argv[1])
+np.save(sys.argv[3], model.predict(np.load(sys.argv[2]), params={"start": int(sys.argv[4])}))
+"""
+
+
+@pytest.mark.parametrize("model", ["arma", "lstm"])
+def test_each_cell_logs_its_forecaster_as_a_model_that_predicts_exactly_in_a_fresh_process(
+        study, store, tmp_path, model):
+    result, _ = study
+    key = ("ar2", model, "0")
+    (run,) = [r for r in cell_runs(store, result.parent_run_id)
+              if tuple(r.data.tags.get(tag) for tag in ("series", "model", "seed")) == key]
+    assert "one-step-ahead predictions" in run.data.tags["model.description"]
+    config = rnn_vs_arma.StudyConfig.from_mapping(composed([*TINY, *tracking_overrides(store)]))
+    unit = rnn_vs_arma.compute_unit(config, "ar2", 0)  # the same fit again: the study is deterministic
+    (cell,) = [c for c in unit.cells if c.model == model]
+    np.save(tmp_path / "series.npy", unit.values)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": store.tracking_uri}
+    done = subprocess.run([sys.executable, "-c", FRESH_FORECASTER, f"runs:/{run.info.run_id}/model",
+                           str(tmp_path / "series.npy"), str(tmp_path / "out.npy"), str(unit.test_start)],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    predicted = np.load(tmp_path / "out.npy")
+    assert np.array_equal(predicted, cell.forecaster.predict(unit.values, unit.test_start))  # 0 ULP

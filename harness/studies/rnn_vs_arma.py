@@ -362,7 +362,8 @@ class Cell:
     texts: artifact file name -> text. curve: metric name -> (E,) values at curve_steps (E,) (RNN training).
     points (W,): positions of the one-step targets among the first figure_window test points; window (W,):
     their one-step forecasts; bands: level -> (lower (W,), upper (W,)) one-step intervals. started_ms /
-    ended_ms: when the model's backtest ran (ms since the epoch), the child run's start and end.
+    ended_ms: when the model's backtest ran (ms since the epoch), the child run's start and end. forecaster:
+    the backtest's first fit (on the training part), logged as the run's MLflow model.
     """
 
     series: str
@@ -379,6 +380,7 @@ class Cell:
     bands: dict[float, tuple[np.ndarray, np.ndarray]]
     started_ms: int | None = None
     ended_ms: int | None = None
+    forecaster: Any = field(default=None, repr=False)
 
 
 @dataclass
@@ -442,6 +444,7 @@ def compute_unit(config: StudyConfig, name: str, seed: int) -> Unit:
             },
             started_ms=times[model][0],
             ended_ms=times[model][1],
+            forecaster=bt.first,
         )
         summary = bt.first.summary()
         if config.kind(model) == "arma":
@@ -735,6 +738,11 @@ def _log_cell(settings, parent_run_id: str | None, unit: Unit, cell: Cell, confi
             log.log_metrics({key: float(values[k]) for key, values in cell.curve.items()}, step=int(step))
         for file_name, text in cell.texts.items():
             log.log_text(text, file_name)
+        if cell.forecaster is not None and log.run_id is not None:
+            from harness.pyfunc import log_pyfunc, save_forecaster_pyfunc
+
+            example = unit.values[: unit.test_start]
+            log_pyfunc(log, lambda folder: save_forecaster_pyfunc(cell.forecaster, folder, example))
 
 
 def _log_link(settings, parent, link: Link, config: StudyConfig) -> None:
