@@ -50,10 +50,13 @@ class Fit:
                    early_stopping=self.early, result=result, save=save)
 
     def snapshot_at(self, step: int, path: Path):
+        """A save callback writing the checkpoint of step to path; self.logged: how many values each metric
+        had then."""
         def save(result):
             if result.steps_done == step and not result.finished:
                 save_checkpoint(snapshot(result, self.model, self.optimizer, self.streams, self.early,
                                          self.cfg, "run-1"), path)
+                self.logged = {key: len(pairs) for key, pairs in self.logger.metrics.items()}
         return save
 
 
@@ -74,15 +77,15 @@ def test_a_fit_restored_from_a_checkpoint_continues_bit_identically(tmp_path: Pa
 
     for name, value in whole.model.params.items():
         assert np.array_equal(resumed.model.params[name], value), name
-    for key, pairs in whole.logger.metrics.items():
-        assert resumed.logger.metrics.get(key, []) == [(s, v) for s, v in pairs if s > 40 or key in (
-            "diverged", "grad_flow/step_norm", "grad_flow/lag_norm")], key
+    # The resumed fit logs exactly the rest of the uninterrupted fit's history.
+    rest = {key: pairs[whole.logged.get(key, 0):] for key, pairs in whole.logger.metrics.items()}
+    assert resumed.logger.metrics == {key: pairs for key, pairs in rest.items() if pairs}
     assert end.train_loss == whole.logger.history("train/loss")[1].tolist()
     assert end.val_steps == [0, 10, 20, 30, 40, 50, 60] and end.grad_flow[-1][0] == 60
 
 
 def test_early_stopping_fires_restores_best_weights_and_survives_a_resume(tmp_path: Path) -> None:
-    # Adam at lr 0.01 on bit_sum climbs to ~0.94 accuracy, then wanders below it for 5 checks (step 310).
+    # Adam at lr 0.01 on bit_sum climbs to ~0.97 accuracy, then cannot beat it for 5 checks.
     overrides = ("trainer.steps=3000", "trainer.eval_batch_size=64", "optimizer.lr=0.01",
                  "trainer.checkpoint_every=20", "trainer.early_stopping.patience=5",
                  "trainer.early_stopping.min_delta=1e-3")
@@ -95,7 +98,8 @@ def test_early_stopping_fires_restores_best_weights_and_survives_a_resume(tmp_pa
     assert len(checks_after_best) == 5 and result.stopped_step == checks_after_best[-1]
     assert best.best == max(result.val_metric) > 0.9  # accuracy: higher is better
     assert "did not improve by more than 0.001 in 5 validation checks" in result.stopped_reason
-    assert not np.array_equal(best.best_params["W_hh"], whole.model.params["W_hh"])  # best != last
+    assert any(not np.array_equal(value, whole.model.params[name])  # the best weights are not the last
+               for name, value in best.best_params.items())
 
     resumed = Fit(*overrides)
     start = restore(ResumePoint("run-1", load_checkpoint(path)), resumed.model, resumed.optimizer,
@@ -142,10 +146,12 @@ def test_missing_cut_short_or_altered_checkpoints_are_refused_in_one_line(tmp_pa
     assert "unreadable" in refusal(cut)
     # Same file, one parameter changed and its zip member rewritten: only the SHA-256 can tell.
     altered = tmp_path / "altered.npz"
+    altered_one = False
     with zipfile.ZipFile(path) as source, zipfile.ZipFile(altered, "w") as target:
         for item in source.infolist():
             payload = source.read(item)
-            if item.filename == "param/W_hh.npy":
+            if item.filename.startswith("param/") and not altered_one:
+                altered_one = True
                 payload = payload[:-1] + bytes([payload[-1] ^ 1])
             target.writestr(item, payload)
     assert "do not match its SHA-256" in refusal(altered)
