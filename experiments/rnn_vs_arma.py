@@ -17,21 +17,28 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from harness.app import config_errors_exit, run_app
+from harness.search import register_optuna_sweeper
 from harness.studies.rnn_vs_arma import allowed_keys
 
 
 @hydra.main(version_base=None, config_path="../conf/comparison", config_name="rnn_vs_arma")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> float | None:
+    """In a -m sweep, returns the job's validation objective (mean best validation MSE of its RNN cells),
+    what hydra/sweeper=optuna minimises."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
     from harness.studies import rnn_vs_arma
 
     hydra_cfg = HydraConfig.get()
+    sweep = hydra_cfg.mode == RunMode.MULTIRUN
     with config_errors_exit():
-        rnn_vs_arma.main(OmegaConf.to_container(cfg, resolve=True), sweep=hydra_cfg.mode == RunMode.MULTIRUN,
-                         overrides=list(hydra_cfg.overrides.task))
+        result = rnn_vs_arma.main(OmegaConf.to_container(cfg, resolve=True), sweep=sweep,
+                                  overrides=list(hydra_cfg.overrides.task),
+                                  job_num=hydra_cfg.job.num if sweep else None)
+    return result.attrs.get("objective") if sweep else None
 
 
 if __name__ == "__main__":
+    register_optuna_sweeper()
     run_app(main, allowed_keys)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import optuna
@@ -24,7 +25,8 @@ from harness.search.space import parse_search_space
 from harness.search.study import default_storage, make_sampler, objective_direction, open_study
 from harness.tracking import TrackingSettings
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
 LINEAR_REVERSAL = [*TINY, "task=reversal", "task.length=4", "model=linear", "optimizer=sgd"]
 
 
@@ -62,15 +64,27 @@ def test_hydra_sweep_syntax_becomes_optuna_distributions() -> None:
         parse_search_space({"a": "range(5, 1)"})
 
 
-@pytest.mark.parametrize("preset", sorted(p.stem for p in (CONF / "hparams_search").glob("*.yaml")))
-def test_every_search_preset_composes_and_searches_keys_of_its_config(preset: str) -> None:
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[f"hparams_search={preset}"], return_hydra_config=True)
+SEARCH_PRESETS = [(CONF, "config", p.stem) for p in sorted((CONF / "hparams_search").glob("*.yaml"))] + [
+    (CONF / "comparison", "rnn_vs_arma", p.stem)
+    for p in sorted((CONF / "comparison" / "hparams_search").glob("*.yaml"))]
+
+
+@pytest.mark.parametrize(("root", "config_name", "preset"), SEARCH_PRESETS)
+def test_every_search_preset_composes_and_searches_keys_of_its_config(root: Path, config_name: str,
+                                                                      preset: str) -> None:
+    with initialize_config_dir(config_dir=str(root), version_base="1.3"):
+        cfg = compose(config_name=config_name, overrides=[f"hparams_search={preset}"],
+                      return_hydra_config=True)
     sweeper = cfg.hydra.sweeper
     assert sweeper._target_ == "hydra_plugins.harness_optuna_sweeper.OptunaSweeper"
     app_config = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]),
                                         resolve=True)
-    validate(app_config)
+    if config_name == "config":
+        validate(app_config)
+    else:
+        from harness.studies import rnn_vs_arma
+
+        rnn_vs_arma.check(app_config)
     space = parse_search_space(OmegaConf.to_container(sweeper.params))
     assert space.distributions and not space.fixed
     for key in space.distributions:
@@ -223,6 +237,23 @@ def test_an_interrupted_search_resumes_with_the_cut_trial_first(tmp_path: Path, 
     cut, retried, new = study_of(tracking_settings).trials
     assert retried.params == cut.params and retried.user_attrs["retry_of"] == 0
     assert (retried.state.name, new.state.name) == ("COMPLETE", "COMPLETE")
+
+
+@pytest.mark.slow
+def test_the_comparison_search_minimises_the_rnn_cells_validation_mse(tmp_path: Path,
+                                                                       tracking_settings) -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / "rnn_vs_arma.py"), "-m", "hparams_search=rnn_forecaster",
+         "hydra.sweeper.n_trials=2", "rnn.steps=20", "length=300", "seed=[0]",
+         f"tracking.uri={tracking_settings.tracking_uri}",
+         f"tracking.artifact_root={tracking_settings.artifact_root}", "tracking.experiment=test"],
+        capture_output=True, text=True, env=app_env(tmp_path), cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr
+    study = optuna.load_study(study_name="rnn_forecaster", storage=default_storage(tracking_settings))
+    _, children = parent_and_children(tracking_settings)
+    for trial in study.trials:
+        (run,) = [r for r in children if r.data.tags["optuna.trial"] == str(trial.number)]
+        assert trial.value == run.data.metrics["best_val_mse"]  # one RNN cell per trial
 
 
 @pytest.mark.slow

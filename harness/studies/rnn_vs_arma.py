@@ -16,6 +16,7 @@ plus figures on the parent). rebuild_table reads the table back from the store a
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -494,7 +495,8 @@ def _describe_rnn(cell: Cell, summary: dict[str, Any], history: Mapping[str, np.
     """The training curve (train loss, validation MSE per evaluation) and the early-stopping outcome."""
     cell.curve_steps = history["step"].astype(int)
     cell.curve = {key: history[key] for key in ("train_loss", "val_mse")}
-    cell.metrics.update(best_step=float(summary["best_step"]), steps_run=float(summary["steps_run"]))
+    cell.metrics.update(best_step=float(summary["best_step"]), steps_run=float(summary["steps_run"]),
+                        best_val_mse=math.nan if summary["best_val_mse"] is None else summary["best_val_mse"])
     cell.texts["rnn_fit.json"] = json.dumps(summary, indent=1, default=float)
 
 
@@ -701,10 +703,11 @@ class StudyResult:
 
 
 def _log_cell(settings, parent_run_id: str | None, unit: Unit, cell: Cell, config: StudyConfig,
-              label: str = "") -> None:
+              label: str = "", job_num: int | None = None) -> None:
     from harness.tracking import open_run
 
     tags = {
+        **({} if job_num is None else {"job_num": job_num}),
         "study": STUDY,
         "series": cell.series,
         "model": cell.model,
@@ -779,20 +782,32 @@ def _log_link(settings, parent, link: Link, config: StudyConfig) -> None:
     parent.log_metrics({f"link.{key}": value for key, value in link.metrics.items()}, step=0)
 
 
-def run_cells(config: StudyConfig, settings, parent_run_id: str | None = "auto", label: str = ""
-              ) -> pd.DataFrame:
-    """Compute and log every cell of the grid as a child of parent_run_id ("auto": the Hydra sweep's parent).
+def run_cells(config: StudyConfig, settings, parent_run_id: str | None = "auto", label: str = "",
+              job_num: int | None = None) -> pd.DataFrame:
+    """Compute and log every cell of the grid as a child of parent_run_id ("auto": the Hydra sweep's parent),
+    tagged with the sweep's job_num.
 
     One job of a `-m` sweep runs this: no parent, table or figures of its own (summarize_sweep on the sweep's
     parent makes the table). Units run in this process (the launcher parallelises jobs). label: the job's
-    swept values beyond series, model and seed (sweep_label), put in its run names. Returns cells_frame.
+    swept values beyond series, model and seed (sweep_label), put in its run names. Returns cells_frame, with
+    ``attrs["objective"]``: validation_objective of the cells (what an Optuna search minimises).
     """
     validate(config)
     units, _ = _compute(config, n_jobs=1, with_link=False)
     for unit in units:
         for cell in unit.cells:
-            _log_cell(settings, parent_run_id, unit, cell, config, label)
-    return cells_frame(units)
+            _log_cell(settings, parent_run_id, unit, cell, config, label, job_num)
+    frame = cells_frame(units)
+    frame.attrs["objective"] = validation_objective(units)
+    return frame
+
+
+def validation_objective(units: Sequence[Unit]) -> float:
+    """Mean over the RNN cells of their best validation MSE (normalised units), what a search of the RNN
+    forecasters' settings minimises (the test part stays unseen); NaN if a cell diverged or has none."""
+    values = [c.metrics.get("best_val_mse", math.nan) for unit in units for c in unit.cells
+              if "best_step" in c.metrics]
+    return float(np.mean(values)) if values else math.nan
 
 
 def run_study(config: StudyConfig, settings, echo: Callable[[str], Any] = print) -> StudyResult:
@@ -980,7 +995,7 @@ def check(cfg: Mapping[str, Any]) -> tuple[Any, StudyConfig | None]:
 
 
 def main(cfg: Mapping[str, Any], sweep: bool = False, echo: Callable[[str], Any] = print,
-         overrides: Sequence[str] = ()) -> pd.DataFrame:
+         overrides: Sequence[str] = (), job_num: int | None = None) -> pd.DataFrame:
     """What experiments/rnn_vs_arma.py runs, given the composed config as a plain dict.
 
     rebuild=<run id>: echo that study's table from the store. sweep (a Hydra -m job): run_cells under the
@@ -999,7 +1014,8 @@ def main(cfg: Mapping[str, Any], sweep: bool = False, echo: Callable[[str], Any]
     if sweep:
         from harness.tracking.runs import sweep_label
 
-        return run_cells(config, settings, label=sweep_label(overrides, named=("series", "model", "seed")))
+        return run_cells(config, settings, label=sweep_label(overrides, named=("series", "model", "seed")),
+                         job_num=job_num)
     result = run_study(config, settings, echo)
     if settings.mode != "off":
         echo(f"parent run {result.parent_run_id}; its table again: {rebuild_command(result.parent_run_id)}")
