@@ -27,14 +27,17 @@ loss and gradient norms; `grad_flow/*` the gradient-flow diagnostics, one chart 
 line. The weights are `model.npz`.""",
     "rnn_vs_arma": """\
 **The RNN-vs-ARMA comparison** (`python experiments/rnn_vs_arma.py`): on every series and seed an ARMA model
-(order by AIC) and recurrent networks forecast the same test points one step ahead.
+(order by AIC) and recurrent networks forecast the same test points 1..H steps ahead from every origin of a
+rolling-origin backtest, with prediction intervals.
 
 A parent run holds the summary table (in its description, and as `table.md` / `table.csv`) and the figures;
 each child `<series>-<model>-s<seed>` holds one cell's scores: `mse`, `mae`, `nmse`, `oracle_ratio` (MSE over
 the innovation variance: 1 is the best any forecaster can do, blank where the series has no known optimum)
 and, for RNNs, `dm_stat` / `dm_pvalue`, the Diebold-Mariano test against the ARMA forecasts (negative: the
-RNN's squared errors are smaller). `python experiments/rnn_vs_arma.py rebuild=<parent run id>` prints the
-table again from this store alone.""",
+RNN's squared errors are smaller), and `coverage<level>` / `winkler<level>` for the prediction intervals;
+these are the one-step scores, `<score>.h<h>` the h-step ones and `<score>.h<h>.<window>` those of a named
+window of the test part. `forecasts.csv` holds every forecast and interval bound.
+`python experiments/rnn_vs_arma.py rebuild=<parent run id>` prints the table again from this store alone.""",
     "gradient_flow": """\
 **Gradient-flow studies** (`python experiments/gradient_flow.py study=closed_form|spectral|remedies`):
 measured backpropagated gradients held against the theory of vanishing and exploding gradients.
