@@ -28,6 +28,7 @@ from harness.app import one_line, run_app
 from harness.config import ConfigError, allowed_keys
 from harness.search import register_optuna_sweeper
 from harness.tracking.redact import redact
+from harness.tracking.server import ServerLost
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,12 @@ def train(cfg: DictConfig) -> float:
             # SystemExit passes through Hydra's job runner without its "Error executing job" report.
             sys.exit(f"config error: {redact(str(exc))}")
         log.error("job %s: config error: %s", hydra_cfg.job.num, redact(str(exc)))
+        return math.nan
+    except ServerLost as lost:
+        if not multirun:
+            raise
+        # The run finished offline (its record is in the job folder); the sweep goes on.
+        log.error("job %s went offline: %s", hydra_cfg.job.num, lost)
         return math.nan
     except Exception as exc:
         if not multirun:

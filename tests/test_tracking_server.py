@@ -313,3 +313,38 @@ def test_replay_sends_only_the_records_own_artifacts_and_the_complete_lines(tmp_
         assert sorted(m.step for m in client.get_metric_history(run_id, "loss")) == list(range(10))
         assert [item.path for item in client.list_artifacts(run_id)] == ["notes.txt"]
         assert client.get_run(run_id).info.status == "FINISHED"
+
+
+def test_a_server_lost_during_a_sweep_ends_no_sweep(tmp_path: Path, template_store: Path) -> None:
+    db, artifacts, port = tmp_path / "server.db", tmp_path / "server_artifacts", free_port()
+    shutil.copyfile(template_store, db)
+    sweep = tmp_path / "sweep"
+    # job 0 trains long enough to lose its server; jobs 1 and 2 start after it is gone
+    command = server_app_command(f"http://127.0.0.1:{port}", "-m", *TINY, "trainer.steps=6000,8,8",
+                                 "trainer.eval_interval=1000", "trainer.diagnostics_interval=0",
+                                 f"hydra.sweep.dir={sweep}")
+    with local_server(f"sqlite:///{db}", artifacts, port=port) as server:
+        process = subprocess.Popen(command, env=app_env(tmp_path), cwd=tmp_path, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        try:
+            run_id = wait_for_metric(MlflowClient(tracking_uri=server.uri), process, "train/loss")
+            server.kill()
+            stdout, stderr = process.communicate(timeout=500)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    assert process.returncode == 0, stderr[-3000:]
+    record = sweep / "0" / f"offline-run-{run_id}.jsonl"
+    assert "1 job(s) lost the tracking server" in stdout and str(record) in stdout, stdout[-3000:]
+    output = stderr + stdout
+    assert "job 0 went offline" in output
+    assert "job 1 failed" in output and "job 2 failed" in output  # they ran, and found no server
+    (parent_record,) = sweep.glob("offline-run-*.jsonl")
+    with local_server(f"sqlite:///{db}", artifacts, port=port) as server:
+        for path in (record, parent_record):
+            done = subprocess.run(replay_command(path, "--uri", server.uri), capture_output=True, text=True,
+                                  env=app_env(tmp_path), timeout=300)
+            assert done.returncode == 0, done.stderr[-3000:]
+        client = MlflowClient(tracking_uri=server.uri)
+        assert client.get_run(run_id).info.status == "FINISHED"
+        assert client.get_run(parent_record.stem.removeprefix("offline-run-")).info.status == "FINISHED"

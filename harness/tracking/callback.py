@@ -196,9 +196,30 @@ class SweepCallback(Callback):
             return
         raise_if_stop_requested()  # lost after the last job: the parent ends KILLED at exit, not FINISHED
         self._restore_process_state()
+        sweep_dir = Path(config.hydra.sweep.dir).resolve()
+        offline = sorted(sweep_dir.glob("*/offline-run-*.jsonl"))
+        if offline:
+            print(f"{len(offline)} job(s) lost the tracking server and kept the rest offline; send each "
+                  f"record with python -m harness.tracking.replay <record> --uri URI:")
+            print("\n".join(f"  {record}" for record in offline))
+        try:
+            self._report_and_end(sweep_dir)
+        except Exception as exc:
+            from harness.tracking.server import OfflineRecord, server_lost
+
+            if not server_lost(exc):
+                raise
+            # The parent's end goes offline too: the replay of its record ends it on the server.
+            record = OfflineRecord(self.parent_run_id, self.settings.tracking_uri, exc, directory=sweep_dir)
+            record.close("FINISHED")
+            print(f"{record.message()}; replay it as well")
+        self.settings = self.parent_run_id = None
+
+    def _report_and_end(self, sweep_dir: Path) -> None:
+        """Count the children, print the report, log the counts on the parent and end it FINISHED."""
         client, _ = ensure_store(self.settings)
         counts = summarize_children(client, self.parent_run_id)
-        jobs = launched_jobs(Path(config.hydra.sweep.dir))
+        jobs = launched_jobs(sweep_dir)
         print(format_sweep_report(self.parent_run_id, counts, jobs))
         from mlflow.entities import Metric
 
@@ -211,7 +232,6 @@ class SweepCallback(Callback):
         metrics.append(Metric("jobs", float(jobs), now, 0))
         client.log_batch(self.parent_run_id, metrics=metrics)
         end_run(client, self.parent_run_id, "FINISHED")
-        self.settings = self.parent_run_id = None
 
 
 def swept_keys(config: DictConfig) -> list[str]:
