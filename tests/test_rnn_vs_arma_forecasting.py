@@ -141,3 +141,9 @@ def test_sunspot_preset_is_the_classic_split_with_statsmodels_ar9():
     assert cell.metrics["mae.h1.1921-1955"] == pytest.approx(np.mean(np.abs(errors[:35])), rel=1e-9)
     table = rnn_vs_arma.summarize(rnn_vs_arma.cells_frame([unit]), ["sunspots"], ["ar9"])
     assert list(table["window"]) == ["test", "1921-1955"]
+
+
+@pytest.mark.parametrize("preset", ["sunspots", "full_backtest"])
+def test_every_preset_passes_the_up_front_checks(preset):
+    _, config = rnn_vs_arma.check(composed([f"preset={preset}", "tracking=off"]))
+    assert config.plan.horizon == {"sunspots": 1, "full_backtest": 10}[preset]
