@@ -19,6 +19,7 @@ from hydra import compose, initialize_config_dir
 from mlflow import MlflowClient
 from omegaconf import OmegaConf
 
+from harness.forecast.metrics import diebold_mariano
 from harness.forecast.series import make_series
 from harness.studies import rnn_vs_arma
 from harness.tasks import fingerprint
@@ -161,6 +162,30 @@ def test_table_has_mean_and_std_over_seeds_and_dm_only_for_rnns(study):
     assert table.loc[("setar", "lstm"), "mse_std"] == pytest.approx(cells["mse"].std(ddof=1))
     assert table.loc[(slice(None), "arma"), "dm_pvalue_mean"].isna().all()
     assert table.loc[(slice(None), ["linear", "lstm"]), "dm_pvalue_mean"].notna().all()
+
+
+def test_pooled_dm_is_one_test_on_the_stored_errors_of_all_seeds(study, store):
+    result, _ = study
+    client = MlflowClient(store.tracking_uri)
+    runs = sorted((run for run in cell_runs(store, result.parent_run_id)
+                   if run.data.tags.get("series") == "setar" and run.data.tags.get("model") == "lstm"),
+                  key=lambda run: int(run.data.tags["seed"]))
+    assert len(runs) == 2
+
+    def stored(name: str) -> np.ndarray:  # the seeds' curves concatenated in seed order
+        return np.concatenate([[m.value for m in sorted(client.get_metric_history(run.info.run_id, name),
+                                                         key=lambda m: m.step)] for run in runs])
+
+    expected = diebold_mariano(*(stored(name) for name in rnn_vs_arma.ERROR_CURVES))
+    table = result.table.set_index(["series", "model"])
+    row = table.loc[("setar", "lstm")]
+    assert (row["dm_pooled_stat"], row["dm_pooled_pvalue"]) == expected
+    assert table.loc[(slice(None), "arma"), "dm_pooled_pvalue"].isna().all()
+    counts = table.loc[(slice(None), ["linear", "lstm"]), ["dm_rnn_better", "dm_rnn_worse"]].sum(axis=1)
+    assert (counts <= 2).all()
+    legend = result.markdown.split("\n\n", 1)[1]
+    assert legend.startswith("- ±: sample standard deviation over the row's seeds (none for one seed)")
+    assert "negative favours the RNN" in legend and "Pooled DM: one test on the one-step errors" in legend
 
 
 def test_rebuilt_table_equals_the_printed_one(study, store):

@@ -102,7 +102,9 @@ def test_children_hold_per_horizon_scores_intervals_and_the_data_source(study, s
         "forecast_vs_truth.png",
         "mse_by_horizon.png",
     } <= parent_artifacts
-    assert "Blank oracle ratio" in study.markdown and "| h " in study.markdown.replace("|   h", "| h ")
+    assert "Blank: DM columns on ARMA rows (the reference)" in study.markdown
+    assert "oracle ratio for" in study.markdown
+    assert "| h " in study.markdown.replace("|   h", "| h ")
 
 
 def test_rebuilt_table_equals_the_study_table(study, store):
@@ -139,7 +141,8 @@ def test_sunspot_preset_is_the_classic_split_with_statsmodels_ar9():
     assert cell.metrics["mse"] == pytest.approx(np.mean(errors**2), rel=1e-9)
     assert cell.metrics["mse.h1.1921-1955"] == pytest.approx(np.mean(errors[:35] ** 2), rel=1e-9)
     assert cell.metrics["mae.h1.1921-1955"] == pytest.approx(np.mean(np.abs(errors[:35])), rel=1e-9)
-    table = rnn_vs_arma.summarize(rnn_vs_arma.cells_frame([unit]), ["sunspots"], ["ar9"])
+    table = rnn_vs_arma.summarize(rnn_vs_arma.cells_frame([unit]), ["sunspots"], ["ar9"],
+                                  rnn_vs_arma.cell_errors([unit]))
     assert list(table["window"]) == ["test", "1921-1955"]
 
 

@@ -187,13 +187,22 @@ def dm_by_horizon(
     targets), with the ceil(h / step) - 1 autocovariance lags overlapping h-step errors need. h -> {dm_stat,
     dm_pvalue}; horizons with fewer than 2 shared targets, or too few for the lags, are left out."""
     out: dict[int, dict[str, float]] = {}
+    for h, (errors, ref_errors) in dm_errors(bt, reference, plan, window).items():
+        stat, pvalue = diebold_mariano(errors, ref_errors, h=plan.dm_horizon(h))
+        out[h] = {"dm_stat": stat, "dm_pvalue": pvalue}
+    return out
+
+
+def dm_errors(
+    bt: Backtest, reference: Backtest, plan: BacktestPlan, window: tuple[int, int] | None = None
+) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """h -> (bt's errors (K,), reference's errors (K,)): truth minus forecast on the K horizon-h targets both
+    score in window, the pairs dm_by_horizon tests; horizons with too few targets for the test left out."""
+    out: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     for h in range(1, plan.horizon + 1):
         keep = _scored(bt, h, window)
-        dm_h = plan.dm_horizon(h)
-        if keep.sum() <= dm_h:
+        if keep.sum() <= plan.dm_horizon(h):
             continue
-        errors = bt.targets[keep, h - 1] - bt.forecasts[keep, h - 1]
-        ref_errors = reference.targets[keep, h - 1] - reference.forecasts[keep, h - 1]
-        stat, pvalue = diebold_mariano(errors, ref_errors, h=dm_h)
-        out[h] = {"dm_stat": stat, "dm_pvalue": pvalue}
+        out[h] = (bt.targets[keep, h - 1] - bt.forecasts[keep, h - 1],
+                  reference.targets[keep, h - 1] - reference.forecasts[keep, h - 1])
     return out

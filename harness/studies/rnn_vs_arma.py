@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,12 +42,14 @@ from harness.forecast.backtest import (
     Backtest,
     BacktestPlan,
     dm_by_horizon,
+    dm_errors,
     run_backtest,
     score_backtest,
     score_key,
 )
 from harness.forecast.datasets import ALL_SERIES_NAMES, CSV_FIELDS, load_series
 from harness.forecast.intervals import DEFAULT_LEVELS, level_name
+from harness.forecast.metrics import diebold_mariano
 from harness.forecast.models import ArmaForecaster, RnnForecaster, fit_linear_recurrent_predictor
 from harness.forecast.series import Series
 from harness.forecast.splits import Split, as_label, split_from_spec
@@ -62,6 +64,8 @@ STUDY = "rnn_vs_arma"
 FORECASTERS: dict[str, Callable[..., Any]] = {"arma": ArmaForecaster, "rnn": RnnForecaster}
 TABLE_METRICS = (*SCORES, "dm_stat", "dm_pvalue")
 DM_LEVEL = 0.05
+ERROR_CURVES = ("test_error", "reference_test_error")  # an RNN cell's one-step errors and the reference's
+Errors = Mapping[tuple[str, str, int], Mapping[str, np.ndarray]]  # (series, model, seed) -> error curves
 LINK_SEQUENCE_LENGTH = 100  # compute_link trains on chunks of this many points
 ROW_KEYS = ("series", "window", "h", "model", "seed")  # the key columns of the cells frame
 WHOLE_TEST = "test"  # the window name of the whole test part
@@ -364,7 +368,9 @@ class Cell:
     points (W,): positions of the one-step targets among the first figure_window test points; window (W,):
     their one-step forecasts; bands: level -> (lower (W,), upper (W,)) one-step intervals. started_ms /
     ended_ms: when the model's backtest ran (ms since the epoch), the child run's start and end. forecaster:
-    the backtest's first fit (on the training part), logged as the run's MLflow model.
+    the backtest's first fit (on the training part), logged as the run's MLflow model. errors: for RNNs,
+    score_key(ERROR_CURVES[i], 1, window) -> (K,) the cell's / the reference's one-step errors on the K
+    targets its DM test used, logged with the index as the step (the pooled DM test reads them).
     """
 
     series: str
@@ -382,6 +388,7 @@ class Cell:
     started_ms: int | None = None
     ended_ms: int | None = None
     forecaster: Any = field(default=None, repr=False)
+    errors: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass
@@ -420,11 +427,16 @@ def compute_unit(config: StudyConfig, name: str, seed: int) -> Unit:
     for model in config.models:
         bt = backtests[model]
         metrics: dict[str, float] = {"refits": float(len(bt.refits))}
+        errors: dict[str, np.ndarray] = {}
         for window, bounds in windows.items():
             by_horizon = score_backtest(bt, plan, oracle, bounds)
             if config.kind(model) == "rnn":
                 for h, dm in dm_by_horizon(bt, backtests[config.reference], plan, bounds).items():
                     by_horizon.setdefault(h, {}).update(dm)
+                one_step = dm_errors(bt, backtests[config.reference], plan, bounds).get(1)
+                if one_step is not None:
+                    errors.update({score_key(name, 1, window): e
+                                   for name, e in zip(ERROR_CURVES, one_step, strict=True)})
             for h, scores in by_horizon.items():
                 metrics.update({score_key(key, h, window): value for key, value in scores.items()})
         shown = bt.origins < split.val_end + config.figure_window
@@ -446,6 +458,7 @@ def compute_unit(config: StudyConfig, name: str, seed: int) -> Unit:
             started_ms=times[model][0],
             ended_ms=times[model][1],
             forecaster=bt.first,
+            errors=errors,
         )
         summary = bt.first.summary()
         if config.kind(model) == "arma":
@@ -606,15 +619,18 @@ def cells_frame(units: Sequence[Unit]) -> pd.DataFrame:
     ])
 
 
-def summarize(cells: pd.DataFrame, series_order: Sequence[str], model_order: Sequence[str]) -> pd.DataFrame:
+def summarize(cells: pd.DataFrame, series_order: Sequence[str], model_order: Sequence[str],
+              errors: Errors) -> pd.DataFrame:
     """Statistics over seeds per (series, window, h, model), rows in the given orders (the whole test part
     first, then the windows as they appear; horizons ascending): harness.seed_stats' summarize_over_seeds, the
     aggregation of every sweep (``python -m harness.report``).
 
     cells: rows as made by cells_frame. Columns: series, window, h, model, seeds, and for each metric column
     of cells <metric>_n, _mean, _std (ddof 1, NaN for one seed), _low, _high (95% t interval of the mean; NaN
-    where the metric does not apply), then dm_rnn_better (seeds where the RNN beat the reference at the 5 %
-    level: DM statistic < 0 and p < 0.05).
+    where the metric does not apply), then dm_rnn_better / dm_rnn_worse (seeds where the RNN's DM statistic
+    against the reference is < 0 / > 0 at p < DM_LEVEL) and dm_pooled_stat / dm_pooled_pvalue (h = 1 rows of
+    RNNs: one DM test of the one-step errors of every seed concatenated in seed order; NaN elsewhere).
+    errors: the RNN cells' one-step error curves (cell_errors).
     """
     metrics = [c for c in cells.columns if c not in ROW_KEYS]
     windows = list(dict.fromkeys([WHOLE_TEST, *cells["window"]]))
@@ -627,10 +643,37 @@ def summarize(cells: pd.DataFrame, series_order: Sequence[str], model_order: Seq
     ).sort_values(["_series", "_window", "h", "_model", "seed"], kind="stable")
     table = summarize_over_seeds(ordered, keys, metrics)
     table["h"] = table["h"].astype(int)
-    better = ((ordered["dm_stat"] < 0) & (ordered["dm_pvalue"] < DM_LEVEL)).groupby(
-        [ordered[k] for k in keys], sort=False).sum()
-    table["dm_rnn_better"] = [int(better[key]) for key in zip(*(table[k] for k in keys), strict=True)]
+    groups = [ordered[k] for k in keys]
+    rows = list(zip(*(table[k] for k in keys), strict=True))
+    significant = ordered["dm_pvalue"] < DM_LEVEL
+    for column, side in (("dm_rnn_better", ordered["dm_stat"] < 0), ("dm_rnn_worse", ordered["dm_stat"] > 0)):
+        counts = (side & significant).groupby(groups, sort=False).sum()
+        table[column] = [int(counts[row]) for row in rows]
+    seeds = ordered.groupby(groups, sort=False)["seed"].apply(list)
+    pooled = [(_pooled_dm(errors, series, model, seeds[(series, window, h, model)], window) if h == 1
+               else None) or (np.nan, np.nan) for series, window, h, model in rows]
+    table["dm_pooled_stat"] = [stat for stat, _ in pooled]
+    table["dm_pooled_pvalue"] = [pvalue for _, pvalue in pooled]
     return table
+
+
+def _pooled_dm(errors: Errors, series: str, model: str, seeds: Iterable[int], window: str
+               ) -> tuple[float, float] | None:
+    """The one-step DM test of model against the reference on the errors of every seed concatenated; None
+    for a model without them (ARMA rows). One-step errors of independently drawn series are independent
+    across seeds, so the concatenation is one sample of loss differentials."""
+    names = [score_key(name, 1, None if window == WHOLE_TEST else window) for name in ERROR_CURVES]
+    found = [errors[(series, model, int(seed))] for seed in seeds if (series, model, int(seed)) in errors]
+    found = [curves for curves in found if names[0] in curves]
+    if not found:
+        return None
+    model_errors, reference_errors = (np.concatenate([curves[name] for curves in found]) for name in names)
+    return diebold_mariano(model_errors, reference_errors)
+
+
+def cell_errors(units: Sequence[Unit]) -> dict[tuple[str, str, int], dict[str, np.ndarray]]:
+    """(series, model, seed) -> the error curves of every RNN cell of units."""
+    return {(c.series, c.model, c.seed): c.errors for unit in units for c in unit.cells if c.errors}
 
 
 def format_table(table: pd.DataFrame) -> str:
@@ -666,12 +709,14 @@ def format_table(table: pd.DataFrame) -> str:
         "NMSE": mean_std("nmse", 4),
         "oracle ratio": mean_std("oracle_ratio", 3),
         "DM stat vs ARMA": mean_std("dm_stat", 2),
-        "DM p (mean)": [
-            f"{p:.3g}" if ok else "" for p, ok in zip(table["dm_pvalue_mean"], has_dm, strict=True)
+        f"RNN better / worse (p<{DM_LEVEL:g})": [
+            f"{better} / {worse} of {n}" if ok else ""
+            for better, worse, n, ok in zip(table["dm_rnn_better"], table["dm_rnn_worse"], table["seeds"],
+                                            has_dm, strict=True)
         ],
-        "RNN better (p<0.05)": [
-            f"{k}/{n}" if ok else ""
-            for k, n, ok in zip(table["dm_rnn_better"], table["seeds"], has_dm, strict=True)
+        "pooled DM (p)": [
+            "" if np.isnan(stat) else f"{stat:.2f} ({p:.3g})"
+            for stat, p in zip(table["dm_pooled_stat"], table["dm_pooled_pvalue"], strict=True)
         ],
     })
     for column in table.columns:
@@ -680,11 +725,30 @@ def format_table(table: pd.DataFrame) -> str:
             level = match[1]
             columns[f"cover {level.replace('_', '.')}%"] = mean_std(f"coverage{level}", 3)
             columns[f"Winkler {level.replace('_', '.')}%"] = mean_std(f"winkler{level}", 3)
-    markdown = pd.DataFrame(columns).to_markdown(index=False)
-    if table["oracle_ratio_mean"].isna().any():
-        markdown += ("\n\nBlank oracle ratio: no known optimum (real or CSV data, NARMA-10; beyond h = 1 "
-                     "only ARMA series have one).")
-    return markdown
+    return pd.DataFrame(columns).to_markdown(index=False) + "\n\n" + table_legend(table)
+
+
+def table_legend(table: pd.DataFrame) -> str:
+    """The lines under the table (a Markdown list): what ±, the DM columns and a blank cell mean."""
+    spread = ("±: sample standard deviation over the row's seeds (none for one seed)"
+              if table["seeds"].max() > 1 else "One seed per row, so no ± (standard deviation over seeds)")
+    lines = [
+        f"{spread}; the MSE's 95% t interval is that of its mean over the seeds. Oracle ratio: MSE / the "
+        "series' optimal MSE at that horizon (1 is the best possible).",
+        "DM: Diebold-Mariano test (HLN-corrected, two-sided) of the RNN's squared errors against the "
+        "reference ARMA's; negative favours the RNN. Better / worse: seeds significant at "
+        f"p < {DM_LEVEL:g} either way. Pooled DM: one test on the one-step errors of all seeds together.",
+    ]
+    blanks = ["DM columns on ARMA rows (the reference)"]
+    if (table["h"] > 1).any():
+        blanks.append("pooled DM beyond h = 1 (overlapping multi-step errors are not pooled)")
+    no_oracle = sorted(set(table.loc[table["oracle_ratio_mean"].isna(), "series"]))
+    if no_oracle:
+        blanks.append(f"oracle ratio for {', '.join(no_oracle)} (no known optimum: real or CSV data, "
+                      "NARMA-10 driven by an input its past does not show; beyond h = 1 only ARMA series "
+                      "have one)")
+    lines.append("Blank: " + "; ".join(blanks) + ".")
+    return "\n".join(f"- {line}" for line in lines)
 
 
 # ------------------------------------------------------------------------------------------------- tracking
@@ -739,6 +803,9 @@ def _log_cell(settings, parent_run_id: str | None, unit: Unit, cell: Cell, confi
         log.log_metrics(cell.metrics, step=0)
         for k, step in enumerate(cell.curve_steps):
             log.log_metrics({key: float(values[k]) for key, values in cell.curve.items()}, step=int(step))
+        for key, values in cell.errors.items():
+            for k, value in enumerate(values):
+                log.log_metrics({key: float(value)}, step=k)
         for file_name, text in cell.texts.items():
             log.log_text(text, file_name)
         if cell.forecaster is not None and log.run_id is not None:
@@ -827,7 +894,7 @@ def run_study(config: StudyConfig, settings, echo: Callable[[str], Any] = print)
             for cell in unit.cells:
                 _log_cell(settings, parent.run_id, unit, cell, config)
         cells = cells_frame(units)
-        table = summarize(cells, config.series, config.models)
+        table = summarize(cells, config.series, config.models, cell_errors(units))
         markdown = format_table(table)
         parent.log_text(markdown, "table.md")
         parent.log_text(table.to_csv(index=False), "table.csv")
@@ -927,7 +994,7 @@ def rebuild_table(parent_run_id: str, settings) -> pd.DataFrame:
     runs_frame, MlflowClient.search_runs); rows follow the parent's logged grid order when it has one (a study
     parent) and sorted names otherwise (a sweep's parent).
     """
-    from harness.report import runs_frame
+    from harness.report import metric_history, runs_frame
 
     try:
         runs = runs_frame(
@@ -952,9 +1019,17 @@ def rebuild_table(parent_run_id: str, settings) -> pd.DataFrame:
             {c[len("metrics."):]: run[c] for c in metric_columns if pd.notna(run[c])}
         ).items()
     ])
+    errors = {
+        (run["tags.series"], run["tags.model"], int(run["tags.seed"])): {
+            key: metric_history(run["run_id"], key, settings)["value"].to_numpy()
+            for key in (c[len("metrics."):] for c in metric_columns)
+            if key.split(".")[0] in ERROR_CURVES and pd.notna(run[f"metrics.{key}"])
+        }
+        for _, run in runs.iterrows() if run["tags.kind"] == "rnn"
+    }
     series_order = _logged_list(parent, "series") or sorted(cells["series"].unique())
     model_order = _logged_list(parent, "model") or sorted(cells["model"].unique())
-    return summarize(cells, series_order, model_order)
+    return summarize(cells, series_order, model_order, errors)
 
 
 def _logged_list(parent: pd.DataFrame, key: str) -> list[str] | None:
