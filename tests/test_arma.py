@@ -174,3 +174,47 @@ def test_const_is_the_process_mean_not_the_intercept():
     fit = fit_arma(x, (1, 0))
     assert fit.const == pytest.approx(x.mean(), abs=0.01)
     assert abs(fit.const - 2.5) > 2.0
+
+
+def noisy_sine(seed: int, n: int = 1500):
+    from harness.forecast.series import make_series
+    from harness.forecast.splits import split_series
+
+    series = make_series("sine", n=n, seed=seed)
+    return series, split_series(series.values, train=0.6, val=0.2, test=0.2)
+
+
+def test_an_unconstrained_fit_puts_the_sine_on_the_unit_circle_and_forecasts_near_the_oracle():
+    series, split = noisy_sine(0)
+    fit = fit_arma(split.train, (2, 2), constrained=False)
+    roots = np.roots(np.r_[1.0, -fit.ar][::-1])  # of 1 - phi_1 z - phi_2 z^2
+    np.testing.assert_allclose(np.abs(roots), 1.0, atol=0.01)
+    np.testing.assert_allclose(np.abs(np.angle(roots)), 2 * np.pi / 20.0, rtol=0.01)  # period 20
+    prediction = one_step_forecasts(fit, series.values, split.val_end)
+    assert evaluate_forecast(split.test, prediction, series.innovation_variance)["oracle_ratio"] < 1.6
+    assert fit.summary()["constrained"] is False
+
+
+def test_unconstrained_search_scores_every_fit_on_the_same_observations(long_arma11):
+    y = long_arma11[0][:600]
+    selection = select_arma(y, max_p=1, max_q=1, unconstrained=True)
+    assert [t.constrained for t in selection.trials] == [True] * 4 + [False] * 4
+    burn = 2  # max(max_p, max_q + 1)
+    for trial in selection.trials:
+        fit = fit_arma(y, trial.order, constrained=trial.constrained)
+        loglike = float(np.sum(fit.results.llf_obs[burn:]))
+        assert trial.aic == pytest.approx(-2 * loglike + 2 * len(fit.params), rel=1e-12)
+    assert selection.best.order == (1, 1)  # stationary data: the same choice with or without constraints
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_order_search_with_unconstrained_fits_is_a_fair_baseline_on_the_noisy_sine(seed: int):
+    series, split = noisy_sine(seed)
+    ratios = {}
+    for unconstrained in (False, True):
+        forecaster = ArmaForecaster(unconstrained=unconstrained).fit(split.train, split.val)
+        prediction = forecaster.predict(series.values, split.val_end)
+        ratios[unconstrained] = evaluate_forecast(split.test, prediction, series.innovation_variance)[
+            "oracle_ratio"]
+    assert ratios[True] < 1.5 < ratios[False]

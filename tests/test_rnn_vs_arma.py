@@ -130,6 +130,7 @@ def test_study_logs_a_parent_with_one_child_per_cell(study, store):
             assert (
                 "convergence_warnings" in metrics and "coef.const" in metrics and "stderr.sigma2" in metrics
             )
+            assert metrics["fit_warnings"] >= metrics["convergence_warnings"] and "constrained" in metrics
             fit = json.loads(Path(client.download_artifacts(run.info.run_id, "arma_fit.json")).read_text())
             assert fit["order"] == [p, q] and fit["psi"][0] == 1.0 and set(fit["bse"]) == set(fit["params"])
         else:

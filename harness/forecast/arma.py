@@ -7,6 +7,13 @@ x_t = c + sum_i phi_i x_{t-i} + ...: statsmodels' ARIMA with trend "c" puts the 
 
 - fit_arma fits one order on the training part; select_arma searches a (p, q) grid by AIC or BIC and skips
   (but records) fits that failed or did not converge.
+- A fit enforces stationarity and invertibility by default (the Kalman filter then starts from the stationary
+  distribution). A sinusoid needs AR roots on the unit circle, which such a fit cannot reach: on a noisy sine
+  the stationary fits fight the boundary, warn and are skipped, and the order left over forecasts badly.
+  `select_arma(unconstrained=True)` also fits every order without those constraints (approximate diffuse
+  initialisation, whose first max(p, q + 1) observations statsmodels leaves out of the likelihood). Then every
+  fit's criterion is computed on the same observations, t >= max(max_p, max_q + 1), from its per-observation
+  log-likelihood, so constrained and unconstrained fits compete fairly.
 - one_step_forecasts applies the fitted parameters, held fixed, to a whole series (`results.apply(series)`, no
   refit): the Kalman filter starts from the stationary distribution at index 0 and the prediction for index t
   is E[x_t | x_0 .. x_{t-1}], so the test part is forecast with the training and validation parts as history
@@ -62,7 +69,8 @@ class ArmaFit:
     params / bse: name -> estimate / standard error, names as statsmodels gives them ("const", "ar.L1", ...,
     "ma.L1", ..., "sigma2"). ar (p,), ma (q,): phi and theta in the model equation. const: the process mean
     mu (statsmodels' "const"; the intercept is mu (1 - sum(ar))). psi (K,): psi_0 = 1,
-    psi_1, ... converged: the optimiser reported convergence and raised no ConvergenceWarning; warnings: every
+    psi_1, ... constrained: stationarity and invertibility were enforced. converged: the optimiser reported
+    convergence and raised no ConvergenceWarning; warnings: every
     warning text captured during the fit. results: the statsmodels results object (for forecasting).
     """
 
@@ -81,6 +89,7 @@ class ArmaFit:
     converged: bool
     warnings: tuple[str, ...]
     results: Any = field(repr=False, compare=False)
+    constrained: bool = True
 
     def summary(self) -> dict[str, Any]:
         """JSON-able description: order, params, bse, psi, criteria, convergence and warnings."""
@@ -94,13 +103,15 @@ class ArmaFit:
             "loglike": self.loglike,
             "nobs": self.nobs,
             "converged": self.converged,
+            "constrained": self.constrained,
             "warnings": list(self.warnings),
         }
 
 
 @dataclass(frozen=True)
 class OrderTrial:
-    """One grid point of select_arma: its criteria (NaN if the fit failed), convergence, warnings or error."""
+    """One grid point of select_arma: its criteria (NaN if the fit failed), convergence, warnings or error;
+    constrained: whether the fit enforced stationarity and invertibility."""
 
     order: tuple[int, int]
     aic: float
@@ -108,6 +119,7 @@ class OrderTrial:
     converged: bool
     warnings: tuple[str, ...]
     error: str | None
+    constrained: bool = True
 
 
 @dataclass(frozen=True)
@@ -125,10 +137,11 @@ class OrderSelection:
 
 
 def fit_arma(train: np.ndarray, order: tuple[int, int], *, maxiter: int | None = None,
-             psi_lags: int = 20) -> ArmaFit:
+             psi_lags: int = 20, constrained: bool = True) -> ArmaFit:
     """Fit ARMA(p, q) with a constant to (N_tr,) train by maximum likelihood.
 
     maxiter: optimiser iteration cap (None: statsmodels' default). psi_lags: number K of psi-weights reported.
+    constrained: enforce stationarity and invertibility (False: neither; see the module docstring).
     A non-converged fit is returned with converged=False (never silently treated as converged).
     """
     from statsmodels.tools.sm_exceptions import ConvergenceWarning
@@ -149,7 +162,8 @@ def fit_arma(train: np.ndarray, order: tuple[int, int], *, maxiter: int | None =
     fit_kwargs = {} if maxiter is None else {"method_kwargs": {"maxiter": maxiter}}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        results = ARIMA(train, order=(p, 0, q), trend="c").fit(**fit_kwargs)
+        results = ARIMA(train, order=(p, 0, q), trend="c", enforce_stationarity=constrained,
+                        enforce_invertibility=constrained).fit(**fit_kwargs)
     texts = tuple(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught))
     non_convergence = any(issubclass(w.category, ConvergenceWarning) for w in caught)
     converged = bool(results.mle_retvals.get("converged", True)) and not non_convergence
@@ -172,15 +186,19 @@ def fit_arma(train: np.ndarray, order: tuple[int, int], *, maxiter: int | None =
         converged=converged,
         warnings=texts,
         results=results,
+        constrained=constrained,
     )
 
 
 def select_arma(train: np.ndarray, *, criterion: str = "aic", max_p: int = 3, max_q: int = 3,
-                maxiter: int | None = None, psi_lags: int = 20) -> OrderSelection:
+                maxiter: int | None = None, psi_lags: int = 20, unconstrained: bool = False
+                ) -> OrderSelection:
     """Fit every ARMA(p, q), 0 <= p <= max_p, 0 <= q <= max_q, on (N_tr,) train; keep the lowest criterion.
 
-    Fits that raise or do not converge are recorded in `trials` and left out of the choice; if none is left,
-    RuntimeError lists why each failed.
+    unconstrained: also fit every order without enforced stationarity and invertibility, all criteria then on
+    the observations t >= max(max_p, max_q + 1) (see the module docstring). Fits that raise or do not
+    converge are recorded in `trials` and left out of the choice; if none is left, RuntimeError lists why
+    each failed.
     """
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {list(CRITERIA)}, got {criterion!r}")
@@ -192,26 +210,38 @@ def select_arma(train: np.ndarray, *, criterion: str = "aic", max_p: int = 3, ma
             f"train has {len(train)} points, too short for the grid up to ARMA({max_p},{max_q}): "
             f"needs at least {needed}"
         )
-    trials, best = [], None
-    for p in range(max_p + 1):
-        for q in range(max_q + 1):
-            try:
-                fit = fit_arma(train, (p, q), maxiter=maxiter, psi_lags=psi_lags)
-            except (ValueError, np.linalg.LinAlgError) as error:
-                reason = f"{type(error).__name__}: {error}"
-                trials.append(OrderTrial((p, q), np.nan, np.nan, False, (), reason))
-                continue
-            trials.append(OrderTrial((p, q), fit.aic, fit.bic, fit.converged, fit.warnings, None))
-            if fit.converged and np.isfinite(getattr(fit, criterion)) and (
-                best is None or getattr(fit, criterion) < getattr(best, criterion)
-            ):
-                best = fit
+    burn = max(max_p, max_q + 1) if unconstrained else 0
+    trials, best, best_score = [], None, np.inf
+    for constrained in (True, False) if unconstrained else (True,):
+        for p in range(max_p + 1):
+            for q in range(max_q + 1):
+                try:
+                    fit = fit_arma(train, (p, q), maxiter=maxiter, psi_lags=psi_lags, constrained=constrained)
+                except (ValueError, np.linalg.LinAlgError) as error:
+                    reason = f"{type(error).__name__}: {error}"
+                    trials.append(OrderTrial((p, q), np.nan, np.nan, False, (), reason, constrained))
+                    continue
+                scores = _criteria(fit, burn)
+                trials.append(OrderTrial((p, q), scores["aic"], scores["bic"], fit.converged, fit.warnings,
+                                         None, constrained))
+                if fit.converged and scores[criterion] < best_score:
+                    best, best_score = fit, scores[criterion]
     if best is None:
         reasons = "; ".join(
             f"ARMA{t.order}: {t.error or ', '.join(t.warnings) or 'not converged'}" for t in trials
         )
         raise RuntimeError(f"no ARMA order in the grid converged: {reasons}")
     return OrderSelection(best=best, criterion=criterion, trials=tuple(trials))
+
+
+def _criteria(fit: ArmaFit, burn: int) -> dict[str, float]:
+    """AIC and BIC of fit (NaN stays NaN): statsmodels' own for burn 0, else from the log-likelihood of the
+    observations t >= burn, with k = len(params) estimated parameters."""
+    if burn == 0:
+        return {"aic": fit.aic, "bic": fit.bic}
+    loglike = float(np.sum(np.asarray(fit.results.llf_obs)[burn:]))
+    k = len(fit.params)
+    return {"aic": -2.0 * loglike + 2.0 * k, "bic": -2.0 * loglike + k * float(np.log(fit.nobs - burn))}
 
 
 def one_step_forecasts(fit: ArmaFit, series: np.ndarray, start: int) -> np.ndarray:

@@ -99,7 +99,8 @@ def _positive_int(argument: str, value: Any, *, allow_none: bool = False, minimu
 
 
 class ArmaForecaster:
-    """ARMA(p, q) with a constant, order fixed (order=(p, q)) or chosen by criterion over p<=max_p, q<=max_q.
+    """ARMA(p, q) with a constant, order fixed (order=(p, q)) or chosen by criterion over p<=max_p, q<=max_q
+    (unconstrained: among fits with and without enforced stationarity and invertibility, select_arma).
 
     fit uses the training part only (the information criterion does the model choice, so val is not needed);
     fit_ is the ArmaFit used, selection_ the OrderSelection (None for a fixed order). A fixed-order fit that
@@ -107,12 +108,16 @@ class ArmaForecaster:
     """
 
     def __init__(self, order: tuple[int, int] | list[int] | None = None, criterion: str = "aic",
-                 max_p: int = 3, max_q: int = 3, maxiter: int | None = None, psi_lags: int = 20):
+                 max_p: int = 3, max_q: int = 3, maxiter: int | None = None, psi_lags: int = 20,
+                 unconstrained: bool = False):
         if criterion not in CRITERIA:
             raise ValueError(f"criterion must be one of {list(CRITERIA)}, got {criterion!r}")
         self.order = None if order is None else tuple(order)
         self.criterion, self.max_p, self.max_q = criterion, max_p, max_q
         self.maxiter, self.psi_lags = maxiter, psi_lags
+        if not isinstance(unconstrained, bool):
+            raise ValueError(f"unconstrained must be true or false, got {unconstrained!r}")
+        self.unconstrained = unconstrained
         _positive_int("max_p", max_p, minimum=0)
         _positive_int("max_q", max_q, minimum=0)
         _positive_int("psi_lags", psi_lags)
@@ -131,7 +136,8 @@ class ArmaForecaster:
         _series("val", val, allow_empty=True)
         if self.order is None:
             self.selection_ = select_arma(train, criterion=self.criterion, max_p=self.max_p, max_q=self.max_q,
-                                          maxiter=self.maxiter, psi_lags=self.psi_lags)
+                                          maxiter=self.maxiter, psi_lags=self.psi_lags,
+                                          unconstrained=self.unconstrained)
             self.fit_ = self.selection_.best
         else:
             self.fit_ = fit_arma(train, self.order, maxiter=self.maxiter, psi_lags=self.psi_lags)
@@ -171,7 +177,7 @@ class ArmaForecaster:
         if self.selection_ is not None:
             out["trials"] = [
                 {"order": list(t.order), "aic": t.aic, "bic": t.bic, "converged": t.converged,
-                 "warnings": list(t.warnings), "error": t.error}
+                 "constrained": t.constrained, "warnings": list(t.warnings), "error": t.error}
                 for t in self.selection_.trials
             ]
         return out

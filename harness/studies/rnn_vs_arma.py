@@ -496,7 +496,10 @@ def _describe_arma(cell: Cell, summary: dict[str, Any]) -> None:
         p=float(p),
         q=float(q),
         convergence_warnings=float(len(summary["warnings"])),
+        # every estimation warning of the order search (each trial's), and the trials left out of the choice
+        fit_warnings=float(sum(len(t["warnings"]) for t in summary.get("trials", [summary]))),
         orders_skipped=float(sum(not t["converged"] for t in summary.get("trials", []))),
+        constrained=float(summary["constrained"]),
     )
     cell.metrics.update({f"coef.{name}": value for name, value in summary["params"].items()})
     cell.metrics.update({f"stderr.{name}": value for name, value in summary["bse"].items()})
