@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import warnings
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
@@ -86,9 +85,7 @@ def _save(path: str | Path, python_model: Any, code: Callable[[Path, Path], None
     requirements (no inference: it would load the model in a subprocess); returns text."""
     import harness
 
-    with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings():
-        # MLflow asks for type hints on predict; the tensor signature is the schema here.
-        warnings.filterwarnings("ignore", message=".*type hints", category=UserWarning)
+    with tempfile.TemporaryDirectory() as folder:
         target = Path(folder) / "harness"
         code(Path(harness.__file__).parent, target)
         mlflow.pyfunc.save_model(

@@ -126,3 +126,25 @@ def test_a_run_stopped_at_a_random_step_then_resumed_equals_an_uninterrupted_run
     ours, theirs = weights(client, run_id, tmp_path / "a"), weights(client, reference_run.info.run_id,
                                                                        tmp_path / "b")
     assert all(np.array_equal(ours[name], theirs[name]) for name in theirs)
+
+
+def test_early_stopping_run_logs_the_best_weights_says_so_and_keeps_the_last(tmp_path: Path,
+                                                                           tracking_settings) -> None:
+    early = ("trainer.early_stopping.patience=5", "trainer.early_stopping.min_delta=1e-3",
+             "trainer.early_stopping.keep_last=true")
+    objective = run(composed(*TINY, *store_overrides(tracking_settings), "trainer.progress=false",
+                             "trainer.steps=3000", "trainer.eval_interval=10", "trainer.eval_batch_size=64",
+                             "trainer.batch_size=32", "optimizer.lr=0.01", *early))
+    (tracked,) = runs_of(tracking_settings)
+    client = MlflowClient(tracking_settings.tracking_uri)
+    run_id = tracked.info.run_id
+    stopped = int(tracked.data.metrics["stopped_step"])
+    best_step = int(tracked.data.metrics["best_step"])
+    accuracy = dict((m.step, m.value) for m in client.get_metric_history(run_id, "val/accuracy"))
+    assert stopped < 3000 and stopped == max(accuracy) and best_step == stopped - 50
+    assert objective == accuracy[best_step] == max(accuracy.values()) == tracked.data.metrics["objective"]
+    assert tracked.data.tags["stopped_reason"].startswith(f"early stopping at step {stopped}: val/accuracy")
+    assert tracked.data.tags["weights"] == f"best: {objective:.6g} at step {best_step}"
+    best, last = weights(client, run_id, tmp_path / "best"), load_model(
+        client.download_artifacts(run_id, "model_last.npz", str(tmp_path))).params
+    assert any(not np.array_equal(best[name], last[name]) for name in best)
