@@ -17,7 +17,8 @@ from mlflow import MlflowClient
 from test_resume import histories, weights
 from test_train_app import TINY, app, app_command, app_env, runs_of
 
-LONG = (*TINY, "trainer.steps=3000", "trainer.eval_interval=50", "trainer.diagnostics_interval=700")
+LONG = (*TINY, "model=elman", "trainer.steps=3000", "trainer.eval_interval=50",
+        "trainer.diagnostics_interval=700")
 
 
 def descendants(pid: int) -> list[tuple[int, str, int]]:

@@ -87,12 +87,12 @@ def test_a_finished_run_trains_on_when_its_budget_grows(tmp_path: Path, tracking
     assert [m.step for m in client.get_metric_history(first.info.run_id, "train/loss")] == list(range(1, 13))
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, pytest.param(signal.SIGKILL, marks=pytest.mark.slow)])
 def test_a_run_stopped_at_a_random_step_then_resumed_equals_an_uninterrupted_run(tmp_path: Path,
                                                                                 tracking_settings,
                                                                                 signum: int) -> None:
-    long = (*TINY, "trainer.steps=3000", "trainer.eval_interval=50", "trainer.diagnostics_interval=700",
-            "trainer.checkpoint_every=100")
+    long = (*TINY, "model=elman", "trainer.steps=3000", "trainer.eval_interval=50",
+            "trainer.diagnostics_interval=700", "trainer.checkpoint_every=100")
     reference = app(tmp_path, tracking_settings, *long, "seed=1", experiment="reference")
     assert reference.returncode == 0, reference.stderr[-3000:]
 

@@ -23,7 +23,7 @@ def test_submitit_local_sweep_nests_four_job_processes_under_one_parent(tmp_path
     children = [run for run in runs if run.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     # the parent run id reached the job processes (the callback's env var and the sweep dir's file)
     assert (sweep_dir / "parent_run_id").read_text() == parent.info.run_id
-    assert sorted(run.info.run_name for run in children) == [f"bit_sum-elman-s{seed}" for seed in range(4)]
+    assert sorted(run.info.run_name for run in children) == [f"bit_sum-lstm-s{seed}" for seed in range(4)]
     assert len(runs) == 5 and {run.info.status for run in children} == {"FINISHED"}
     assert parent.info.status == "FINISHED" and parent.data.metrics["finished"] == 4.0
     # one submitit job folder per job: they really ran as submitit jobs
