@@ -5,7 +5,9 @@ Central differences in float64; error measure ||g - g_fd|| / max(||g||, ||g_fd||
 
 from __future__ import annotations
 
+import copy
 import itertools
+import pickle
 from functools import partial
 
 import gradcheck
@@ -396,6 +398,16 @@ def test_a_reused_workspace_gives_the_numbers_of_a_fresh_model(network) -> None:
         np.testing.assert_array_equal(grads[name], fresh_grads[name])
 
 
+@pytest.mark.parametrize("network", ["lstm", "gru"])
+def test_copies_and_pickles_leave_the_workspace_behind(network) -> None:
+    model = build(network)
+    X, Y, _ = gradcheck.make_data("many_to_many", "sigmoid_bce", False, T=200, B=64, D=D, K=K, L=L)
+    model.loss_and_grads(X, Y)  # the workspace now holds about T * B * 5H floats
+    assert len(pickle.dumps(model)) < 20_000
+    copied = copy.deepcopy(model)
+    np.testing.assert_array_equal(copied.loss_and_grads(X, Y)[1]["W_h"], model.loss_and_grads(X, Y)[1]["W_h"])
+
+
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 def test_backward_refuses_a_cache_that_a_later_forward_overwrote(kind) -> None:
     layer, params = make_layer(kind)
@@ -407,8 +419,8 @@ def test_backward_refuses_a_cache_that_a_later_forward_overwrote(kind) -> None:
     with pytest.raises(RuntimeError, match="earlier forward pass"):
         layer.backward(params, np.ones((T, B, H)), first)
     np.testing.assert_array_equal(H_first, kept[0])  # what forward returned is the caller's
-    for state, copy in zip(final, kept[1], strict=True):
-        np.testing.assert_array_equal(state, copy)
+    for state, kept_state in zip(final, kept[1], strict=True):
+        np.testing.assert_array_equal(state, kept_state)
 
 
 @pytest.mark.parametrize("network", ["lstm", "gru"])

@@ -150,6 +150,10 @@ class _GatedLayer(RecurrentLayer):
         self._workspace = _Workspace()
         self._forwards = 0  # forward passes so far: a cache remembers its own, see _check_current
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Copies and pickles leave the workspace behind: its buffers are scratch, as big as the last call."""
+        return {**self.__dict__, "_workspace": _Workspace()}
+
     def init_params(self, rng: np.random.Generator, *, init: str, recurrent_init: str,
                     spectral_radius: float | None, max_singular_value: float | None,
                     dtype: np.dtype) -> dict[str, np.ndarray]:
