@@ -26,6 +26,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from harness.config import ConfigError
 from harness.runtime import export_project_root
+from harness.search import SWEEPER_TARGET
 from harness.tracking.redact import redact
 
 AllowedKeys = Callable[[str], "list[str] | None"]
@@ -109,14 +110,23 @@ class SweepCheck(Callback):
     check: dotted path of the app's check function, called with each job's composed config as a plain dict
     (what the job's own run would receive); it raises ConfigError on bad input. allowed_keys: dotted path of
     the app's allowed-keys function for Hydra's misspelt-key errors. The first refused job ends the program
-    with one line `config error: job N (<its swept values>): ...`. Other sweepers (e.g. Optuna) choose
-    their jobs as they go; their jobs are checked one by one as they start.
+    with one line `config error: job N (<its swept values>): ...`. Other sweepers choose their jobs as they
+    go; their jobs are checked one by one as they start. For harness.search's Optuna sweeper its settings and
+    search space are checked here (check_search).
     """
 
     def __init__(self, check: str, allowed_keys: str) -> None:
         self.check, self.allowed_keys = check, allowed_keys
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if config.hydra.sweeper.get("_target_") == SWEEPER_TARGET:
+            from harness.search.optuna_sweeper import check_search
+
+            try:
+                check_search(config)
+            except ValueError as exc:
+                sys.exit(f"config error: {exc}")
+            return
         if config.hydra.sweeper.get("_target_") != BASIC_SWEEPER:
             return
         from hydra.core.global_hydra import GlobalHydra

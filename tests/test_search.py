@@ -181,6 +181,10 @@ def test_a_study_whose_every_trial_fails_ends_with_one_line(tmp_path: Path, trac
 @pytest.mark.parametrize(("args", "message"), [
     (["hydra.sweeper.sampler=grid", "seed=choice(0,1)"],
      "hydra.sweeper.sampler must be one of ['tpe', 'random', 'qmc'], got 'grid'"),
+    (["hydra.sweeper.n_trials=0", "seed=choice(0,1)"],
+     "hydra.sweeper.n_trials must be an integer >= 1, got 0"),
+    (["+hydra.sweeper.trials=3", "seed=choice(0,1)"],
+     "hydra.sweeper: got an unexpected keyword argument 'trials'"),
     ([], "hydra.sweeper.params: nothing to search; give at least one choice(), range() or interval() "
          "(a preset of conf/hparams_search, or key=choice(...) on the command line)"),
 ])
@@ -189,7 +193,8 @@ def test_bad_search_settings_stop_with_one_line(tmp_path: Path, tracking_setting
     done = search(tmp_path, tracking_settings, *args)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1] == f"config error: {message}"
-    assert [run.info.status for run in runs_of(tracking_settings)] == ["FAILED"]  # the sweep's parent
+    assert runs_of(tracking_settings) == []          # refused before the sweep's parent run exists
+    assert not Path(default_storage(tracking_settings).removeprefix("sqlite:///")).exists()
 
 
 def test_two_processes_share_one_sqlite_study_and_a_resume_completes_it(tmp_path: Path,

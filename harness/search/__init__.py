@@ -15,6 +15,7 @@ import sys
 import types
 
 PLUGIN_MODULE = "hydra_plugins.harness_optuna_sweeper"
+SWEEPER_TARGET = f"{PLUGIN_MODULE}.OptunaSweeper"  # hydra.sweeper._target_ of conf/hydra/sweeper/optuna.yaml
 
 
 def register_optuna_sweeper() -> None:
@@ -32,4 +33,4 @@ def register_optuna_sweeper() -> None:
     Plugins.instance().register(module.OptunaSweeper)
 
 
-__all__ = ["PLUGIN_MODULE", "register_optuna_sweeper"]
+__all__ = ["PLUGIN_MODULE", "SWEEPER_TARGET", "register_optuna_sweeper"]

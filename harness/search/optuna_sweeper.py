@@ -63,6 +63,18 @@ def abandon(study: Any, trial: Any) -> None:
     study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
 
 
+def check_search(config: DictConfig) -> None:
+    """Raise ValueError for what the search of config (a composed multirun config with hydra/sweeper=optuna)
+    would refuse: its settings and its search space. Called by harness.app.SweepCheck before the sweep's
+    parent run or the study exists."""
+    settings = {key: value for key, value in config.hydra.sweeper.items() if key != "_target_"}
+    try:
+        sweeper = OptunaSweeper(**settings)
+    except TypeError as exc:  # an argument the sweeper does not take
+        raise ValueError(f"hydra.sweeper: {exc}".replace("OptunaSweeper.__init__() ", "")) from None
+    sweeper.plan(config, OmegaConf.to_container(config.hydra.overrides.task, resolve=False))
+
+
 class OptunaSweeper(Sweeper):
     """``hydra/sweeper=optuna`` (conf/hydra/sweeper/optuna.yaml documents every argument)."""
 
@@ -110,24 +122,30 @@ class OptunaSweeper(Sweeper):
             todo = min(remaining_trials(study, self.n_trials), self.n_jobs)
             return [study.ask(space.distributions) for _ in range(todo)]
 
-    def _prepare(self, arguments: list[str]) -> tuple[Any, SearchSpace, Any]:
-        from harness.search.record import TrialRecorder
+    def plan(self, config: DictConfig, arguments: list[str]) -> tuple[str, str | None, SearchSpace, Any]:
+        """(direction, storage, search space, sampler) of this search of config with the command line's
+        arguments; ValueError names the first bad setting. Opens no study and no run."""
         from harness.tracking.callback import sweep_settings
 
-        assert self.config is not None
-        settings = sweep_settings(self.config)
-        app_config = OmegaConf.to_container(self.config, resolve=False)
+        app_config = OmegaConf.to_container(config, resolve=False)
         app_config.pop("hydra", None)
         direction = objective_direction(self.direction, app_config)
-        self._storage = resolve_storage(self.storage, settings)
+        storage = resolve_storage(self.storage, sweep_settings(config))
         space = parse_search_space(self.params, arguments)
         if not space.distributions:
             raise ValueError("hydra.sweeper.params: nothing to search; give at least one choice(), range() "
                              "or interval() (a preset of conf/hparams_search, or key=choice(...) on the "
                              "command line)")
-        sampler = make_sampler(self.sampler, self.seed, self.sampler_options)
+        return direction, storage, space, make_sampler(self.sampler, self.seed, self.sampler_options)
+
+    def _prepare(self, arguments: list[str]) -> tuple[Any, SearchSpace, Any]:
+        from harness.search.record import TrialRecorder
+        from harness.tracking.callback import sweep_settings
+
+        assert self.config is not None
+        direction, self._storage, space, sampler = self.plan(self.config, arguments)
         study = open_study(self.study_name, self._storage, direction, sampler)
-        return study, space, TrialRecorder(settings, study, self.top_trials, self._storage)
+        return study, space, TrialRecorder(sweep_settings(self.config), study, self.top_trials, self._storage)
 
     def _run_batch(self, study: Any, space: SearchSpace, recorder: Any, trials: list[Any]) -> None:
         from optuna.trial import TrialState
