@@ -218,7 +218,12 @@ def test_two_processes_share_one_sqlite_study_and_a_resume_completes_it(tmp_path
     assert resumed.returncode == 0, resumed.stderr
     study = optuna.load_study(study_name="shared", storage=storage)
     assert len(study.trials) == 7 and all(t.state.name == "COMPLETE" for t in study.trials)
-    assert len(parent_and_children(tracking_settings)[1]) == 7
+    parents, children = parent_and_children(tracking_settings)
+    assert len(children) == 7
+    resumed_parent = max(parents, key=lambda p: p.info.start_time)
+    client = MlflowClient(tracking_settings.tracking_uri)
+    figures = client.list_artifacts(resumed_parent.info.run_id, "search")
+    assert {a.path for a in figures} == {"search/optimization_history.png", "search/param_importances.png"}
 
 
 def test_an_interrupted_search_resumes_with_the_cut_trial_first(tmp_path: Path, tracking_settings) -> None:
