@@ -24,17 +24,25 @@ from harness.tracking.redact import redact, without_userinfo
 DEFAULT_PORT = 5000
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 300.0
+# MLflow 3.17's UI keeps one global GenAI / model-training switch (default GenAI, remembered per browser)
+# that wins over the experiment's mlflow.experimentKind tag; a URL's workflowType parameter sets it.
+TRAINING_VIEW = "workflowType=machine_learning"
 
 
 def ui_url(port: int = DEFAULT_PORT) -> str:
     return f"http://{HOST}:{port}"
 
 
+def experiments_url(base: str) -> str:
+    """The experiments page of the UI at base, in its training view."""
+    return f"{base.rstrip('/')}/#/experiments?{TRAINING_VIEW}"
+
+
 def run_url(tracking_uri: str, experiment_id: str, run_id: str, port: int = DEFAULT_PORT) -> str:
     """The page of run_id in the UI: a tracking server's own, or ``python -m harness.ui``'s for a database."""
     server = urlparse(tracking_uri).scheme in ("http", "https")
     base = without_userinfo(tracking_uri.rstrip("/")) if server else ui_url(port)
-    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}?{TRAINING_VIEW}"
 
 
 def ui_command(tracking_uri: str) -> str | None:
@@ -92,8 +100,8 @@ def main(argv: list[str] | None = None) -> None:
     tag_experiments(store_client(settings))
     try:
         with local_server(uri, _artifact_root(settings), port=args.port, timeout=START_TIMEOUT_S) as server:
-            print(f"MLflow UI: {server.uri}  (store {uri}; up in {time.monotonic() - started:.1f} s; "
-                  "Ctrl-C stops it)", flush=True)
+            print(f"MLflow UI: {experiments_url(server.uri)}  (store {uri}; up in "
+                  f"{time.monotonic() - started:.1f} s; Ctrl-C stops it)", flush=True)
             server.process.wait()
     except ServerUnreachable as error:
         sys.exit(f"error: the MLflow server did not come up: {error}")

@@ -69,7 +69,8 @@ def test_the_ui_server_reads_the_kind_and_the_descriptions(tracking_settings) ->
     try:
         started = time.monotonic()
         line = process.stdout.readline()
-        expected = f"MLflow UI: http://127.0.0.1:{port}  (store {settings.tracking_uri}; up in "
+        expected = (f"MLflow UI: http://127.0.0.1:{port}/#/experiments?workflowType=machine_learning  "
+                    f"(store {settings.tracking_uri}; up in ")
         assert line.startswith(expected), line + process.stderr.read()
         seconds = time.monotonic() - started
         api = f"http://127.0.0.1:{port}/api/2.0/mlflow"
