@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import signal
 import socket
 import sys
 import time
@@ -96,6 +97,10 @@ def main(argv: list[str] | None = None) -> None:
     if port_taken(args.port):
         sys.exit(f"error: port {args.port} on {HOST} is taken (another MLflow UI? if it shows this store, "
                  f"open {ui_url(args.port)}); or pick another: python -m harness.ui --port {args.port + 1}")
+    # Ctrl-C, and SIGTERM from a process manager, leave through the with below, which stops the server; a
+    # shell's background job starts with SIGINT ignored, so it is set here too.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     started = time.monotonic()
     tag_experiments(store_client(settings))
     try:
