@@ -46,7 +46,10 @@ def start(command: list[str], tmp_path: Path) -> tuple[subprocess.Popen, Path]:
     return process, stderr
 
 
-@pytest.mark.parametrize(("signum", "target"), [(signal.SIGTERM, "parent"), (signal.SIGINT, "group")])
+@pytest.mark.parametrize(("signum", "target"), [
+    (signal.SIGTERM, "parent"),
+    pytest.param(signal.SIGINT, "group", marks=pytest.mark.slow),  # a second joblib sweep: ~40 s
+])
 def test_a_signalled_joblib_sweep_ends_every_run_killed(tmp_path: Path, tracking_settings, signum: int,
                                                         target: str) -> None:
     command = app_command(tracking_settings, "-m", *TINY, *LONG, "seed=0,1", "hydra/launcher=joblib",

@@ -315,6 +315,7 @@ def test_replay_sends_only_the_records_own_artifacts_and_the_complete_lines(tmp_
         assert client.get_run(run_id).info.status == "FINISHED"
 
 
+@pytest.mark.slow  # two server starts and a 6000-step job: about 2.5 minutes on a loaded machine
 def test_a_server_lost_during_a_sweep_ends_no_sweep(tmp_path: Path, template_store: Path) -> None:
     db, artifacts, port = tmp_path / "server.db", tmp_path / "server_artifacts", free_port()
     shutil.copyfile(template_store, db)

@@ -262,12 +262,15 @@ def redact_hydra_outputs(config: DictConfig) -> None:
     before the job starts, from the command line), its log, and a sweep's ``multirun.yaml``. Hydra calls
     this callback for single runs and every sweep job alike."""
     redact_log_records()
-    output_dir = Path(config.hydra.runtime.output_dir)
-    redact_folder(output_dir)
-    if config.hydra.output_subdir is not None:
-        redact_folder(output_dir / str(config.hydra.output_subdir))
-    if config.hydra.mode == RunMode.MULTIRUN:
-        redact_folder(Path(config.hydra.sweep.dir).resolve(), ("multirun.yaml",))
+    output_dir = OmegaConf.select(config, "hydra.runtime.output_dir", default=None)
+    if output_dir is not None:
+        redact_folder(Path(output_dir))
+        subdir = OmegaConf.select(config, "hydra.output_subdir", default=None)
+        if subdir is not None:
+            redact_folder(Path(output_dir) / str(subdir))
+    sweep_dir = OmegaConf.select(config, "hydra.sweep.dir", default=None)
+    if OmegaConf.select(config, "hydra.mode", default=None) == RunMode.MULTIRUN and sweep_dir is not None:
+        redact_folder(Path(sweep_dir).resolve(), ("multirun.yaml",))
 
 
 def _now_ms() -> int:
