@@ -196,7 +196,10 @@ def test_hydra_sweep_gives_the_sequential_numbers(tracking_settings, tmp_path: P
     assert done.returncode == 0, done.stderr[-2000:]
     parent_run_id = (sweep_dir / "parent_run_id").read_text().strip()
     client = MlflowClient(tracking_settings.tracking_uri)
-    assert len(children(client, parent_run_id)) == 4
+    # four cells, and the summary the sweep's end made from the store (SweepSummaryCallback)
+    kinds = sorted(run.data.tags["kind"] for run in children(client, parent_run_id))
+    assert kinds == ["cell"] * 4 + ["summary"]
     rebuilt = run(composed(tracking_settings, "study=closed_form", f"rebuild={parent_run_id}"),
                   echo=lambda _: None)
     pd.testing.assert_frame_equal(rebuilt.outputs.table, sequential.outputs.table)
+    assert sequential.outputs.markdown in done.stdout  # the sweep printed the sequential run's table
