@@ -219,7 +219,8 @@ def test_sweep_with_one_bad_job_is_refused_whole_before_any_run(tmp_path: Path, 
 def test_eight_job_joblib_sweep_on_an_empty_store_loses_nothing(tmp_path: Path) -> None:
     store = tmp_path / "fresh" / "mlflow.db"  # no template: the sweep itself creates the schema
     uri = f"sqlite:///{store}"
-    command = [sys.executable, str(ROOT / "experiments" / "train.py"), "-m", *TINY, "seed=0,1,2,3,4,5,6,7",
+    command = [sys.executable, str(ROOT / "experiments" / "train.py"), "-m", *TINY, "model=elman",
+               "seed=0,1,2,3,4,5,6,7",
                "hydra/launcher=joblib", f"tracking.uri={uri}", f"tracking.artifact_root={tmp_path / 'art'}",
                "tracking.experiment=test"]
     done = subprocess.run(command, capture_output=True, text=True, env=app_env(tmp_path), cwd=tmp_path,
