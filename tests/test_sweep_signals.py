@@ -130,15 +130,20 @@ def test_a_dropped_signal_between_sweep_jobs_stops_the_next_job(tracking_setting
     config = OmegaConf.create({"tracking": tracking, "hydra": {"sweep": {"dir": str(tmp_path / "sweep")}}})
     callback = SweepCallback()
     callback.on_multirun_start(config)
+    client, experiment_id = ensure_store(tracking_settings)
+    # a job run the signal cut off between its creation and open_run's guard (the basic launcher's process)
+    cut_off = client.create_run(experiment_id, tags={**process_tags(),
+                                                     "mlflow.parentRunId": callback.parent_run_id})
     try:
         _SignalInFinalizer(signal.SIGINT)
         with pytest.raises(RunInterrupted):
             callback.on_job_start(config)
     finally:
+        callback_parent = callback.parent_run_id
         callback._end_abandoned_parent()
         callback._restore_process_state()
-    (parent,) = runs_of(tracking_settings)
-    assert parent.info.status == "KILLED"
+    statuses = {run.info.run_id: run.info.status for run in runs_of(tracking_settings)}
+    assert statuses == {callback_parent: "KILLED", cut_off.info.run_id: "KILLED"}
 
 
 _SLOW_LOGGER = textwrap.dedent("""

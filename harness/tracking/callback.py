@@ -171,8 +171,8 @@ class SweepCallback(Callback):
         deadline = time.monotonic() + WORKER_CLOSE_TIMEOUT_S
         while True:
             running = self._running_children(client)
-            end_orphans(client, running, reason, status=status)
-            if len(orphaned(running)) == len(running) or time.monotonic() > deadline:
+            end_orphans(client, running, reason, status=status, this_process=True)
+            if len(orphaned(running, this_process=True)) == len(running) or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
         client.set_tag(self.parent_run_id, "error", "the sweep stopped before its end (signal, rejected "

@@ -69,14 +69,21 @@ def process_gone(tags: dict[str, str]) -> bool:
     return recorded is not None and fields is not None and fields[19] != recorded
 
 
-def orphaned(runs: Iterable[Any]) -> list[Any]:
-    """The RUNNING runs (mlflow Run) whose process is gone."""
-    return [run for run in runs if run.info.status == "RUNNING" and process_gone(run.data.tags)]
+def _this_process(tags: dict[str, str]) -> bool:
+    return tags.get(HOST_TAG) == socket.gethostname() and tags.get(PID_TAG) == str(os.getpid())
 
 
-def end_orphans(client: Any, runs: Iterable[Any], reason: str, status: str = "KILLED") -> list[Any]:
+def orphaned(runs: Iterable[Any], *, this_process: bool = False) -> list[Any]:
+    """The RUNNING runs (mlflow Run) whose process is gone; this_process: also those of this process (a
+    process at exit holds no open run: one left RUNNING was cut off before open_run could guard it)."""
+    return [run for run in runs if run.info.status == "RUNNING"
+            and (process_gone(run.data.tags) or (this_process and _this_process(run.data.tags)))]
+
+
+def end_orphans(client: Any, runs: Iterable[Any], reason: str, status: str = "KILLED", *,
+                this_process: bool = False) -> list[Any]:
     """End every orphaned run among runs with status and ``error = reason``; returns them."""
-    ended = orphaned(runs)
+    ended = orphaned(runs, this_process=this_process)
     for run in ended:
         tags = run.data.tags
         client.set_tag(run.info.run_id, "error", f"{reason} (process {tags[PID_TAG]} on {tags[HOST_TAG]})")
