@@ -14,11 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from mlflow import MlflowClient
-from test_resume import histories, weights
+from test_resume import STEPS, histories, weights
 from test_train_app import TINY, app, app_command, app_env, runs_of
 
-LONG = (*TINY, "model=elman", "trainer.steps=3000", "trainer.eval_interval=50",
-        "trainer.diagnostics_interval=700")
+# long enough per step that a signal sent within a second of the first stored loss lands mid-run
+LONG = (*TINY, "model=elman", "task.length=40", "model.hidden_size=32", "trainer.batch_size=32",
+        f"trainer.steps={STEPS}", "trainer.eval_interval=50", "trainer.diagnostics_interval=700")
 
 
 def descendants(pid: int) -> list[tuple[int, str, int]]:
@@ -61,7 +62,7 @@ def sweep_with_signal(tmp_path: Path, settings, args: tuple[str, ...], marker: s
             if runs and client.get_metric_history(runs[0].info.run_id, "train/loss"):
                 break
             assert process.poll() is None, stderr.read_text()[-3000:]
-            time.sleep(0.5)
+            time.sleep(0.25)
         time.sleep(random.Random().uniform(0.0, 1.0))
         jobs = [(ticks, pid) for pid, command, ticks in descendants(process.pid) if marker in command]
         assert jobs, descendants(process.pid)
@@ -96,7 +97,7 @@ def test_joblib_job_stopped_by_sigterm_resumes_bit_identically(tmp_path: Path, t
     assert child.info.status == "KILLED", stderr[-3000:]
     client = MlflowClient(tracking_settings.tracking_uri)
     stopped_at = max(m.step for m in client.get_metric_history(child.info.run_id, "train/loss"))
-    assert 0 < stopped_at < 3000
+    assert 0 < stopped_at < STEPS
 
     resumed = app(tmp_path, tracking_settings, "-m", *LONG, "seed=1", "hydra/launcher=joblib",
                   f"trainer.resume={child.info.run_id}")
@@ -118,7 +119,7 @@ def test_submitit_local_job_requeued_after_its_signal_resumes_into_the_same_run(
     runs = runs_of(tracking_settings)
     (child,) = [run for run in runs if "mlflow.parentRunId" in run.data.tags]
     (parent,) = [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
-    assert child.info.status == "FINISHED" and 0 < int(child.data.tags["resumed_from_step"]) < 3000
+    assert child.info.status == "FINISHED" and 0 < int(child.data.tags["resumed_from_step"]) < STEPS
     assert parent.info.status == "FINISHED" and parent.data.metrics["finished"] == 1.0
     logs = "".join(path.read_text() for path in (sweep_dir / ".submitit").rglob("*_log.out"))
     assert "Calling checkpoint method" in logs and "Requeued job" in logs, logs[-3000:]  # submitit's protocol

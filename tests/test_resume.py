@@ -19,6 +19,8 @@ from harness.config import ConfigError
 from harness.nn import load_model
 from harness.run import run
 
+STEPS = 6000
+
 
 def store_overrides(settings) -> tuple[str, ...]:
     return (f"tracking.uri={settings.tracking_uri}", f"tracking.artifact_root={settings.artifact_root}",
@@ -91,22 +93,25 @@ def test_a_finished_run_trains_on_when_its_budget_grows(tmp_path: Path, tracking
 def test_a_run_stopped_at_a_random_step_then_resumed_equals_an_uninterrupted_run(tmp_path: Path,
                                                                                 tracking_settings,
                                                                                 signum: int) -> None:
-    long = (*TINY, "model=elman", "trainer.steps=3000", "trainer.eval_interval=50",
-            "trainer.diagnostics_interval=700", "trainer.checkpoint_every=100")
+    # long enough per step (about 5 s of training on a quiet core) that a signal sent within a second of the
+    # first stored loss always lands mid-run, however fast the machine
+    long = (*TINY, "model=elman", "task.length=40", "model.hidden_size=32", "trainer.batch_size=32",
+            f"trainer.steps={STEPS}", "trainer.eval_interval=50", "trainer.diagnostics_interval=700",
+            "trainer.checkpoint_every=100")
     reference = app(tmp_path, tracking_settings, *long, "seed=1", experiment="reference")
     assert reference.returncode == 0, reference.stderr[-3000:]
 
-    delay = random.Random().uniform(0.0, 1.5) + (0.5 if signum == signal.SIGKILL else 0.0)
+    delay = random.Random().uniform(0.0, 1.0) + (0.5 if signum == signal.SIGKILL else 0.0)
     stderr = tmp_path / "stderr.txt"
     with stderr.open("w") as sink:
         process = subprocess.Popen(app_command(tracking_settings, *long, "seed=1"), env=app_env(tmp_path),
                                    cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=sink)
-    signal_when_training(process, tracking_settings, stderr, delay=delay, poll=0.5, signum=signum)
+    signal_when_training(process, tracking_settings, stderr, delay=delay, poll=0.25, signum=signum)
     client = MlflowClient(tracking_settings.tracking_uri)
     (interrupted,) = runs_of(tracking_settings)
     run_id = interrupted.info.run_id
     stopped_at = max(m.step for m in client.get_metric_history(run_id, "train/loss"))
-    assert 0 < stopped_at < 3000, f"the signal (after {delay:.2f} s) missed the run"
+    assert 0 < stopped_at < STEPS, f"the signal (after {delay:.2f} s) missed the run"
     if signum == signal.SIGTERM:  # a checkpoint at the signal's step, the run ended KILLED
         assert process.returncode == 128 + signum and interrupted.info.status == "KILLED", stderr.read_text()
     else:  # no chance to react: RUNNING, steps after the last periodic checkpoint already logged
