@@ -145,6 +145,8 @@ def resume_point(config: RunConfig, cfg: dict[str, Any], settings: TrackingSetti
             checkpoint = load_checkpoint(local)
         except CheckpointError as exc:
             raise ConfigError(f"{exc}; delete it to start afresh, or pass trainer.resume=<run id>") from exc
+        if checkpoint.run_id is None:
+            return None  # left by a tracking=off run in the same folder: nothing to continue
         try:
             run = client.get_run(checkpoint.run_id)
         except MlflowException:

@@ -153,3 +153,14 @@ def test_early_stopping_run_logs_the_best_weights_says_so_and_keeps_the_last(tmp
     best, last = weights(client, run_id, tmp_path / "best"), load_model(
         client.download_artifacts(run_id, "model_last.npz", str(tmp_path))).params
     assert any(not np.array_equal(best[name], last[name]) for name in best)
+
+
+def test_a_tracked_run_starts_afresh_in_a_folder_a_tracking_off_run_checkpointed(tmp_path: Path,
+                                                                                 tracking_settings) -> None:
+    job = tmp_path / "job"
+    offline = composed(*TINY, "tracking=off", "trainer.progress=false", "trainer.checkpoint_every=4")
+    run(offline, output_dir=job)
+    assert (job / "checkpoint.npz").is_file()
+    run(composed(*TINY, *store_overrides(tracking_settings), "trainer.progress=false"), output_dir=job)
+    (fresh,) = runs_of(tracking_settings)
+    assert fresh.info.status == "FINISHED" and "resumed_from_step" not in fresh.data.tags
