@@ -258,11 +258,13 @@ def ensure_store(settings: TrackingSettings):
     db = sqlite_path(settings.tracking_uri)
     if db is not None:
         check_writable("tracking.uri", db.parent)  # named before the artifact root that defaults beside it
+    artifacts = None
     if settings.artifact_location is not None:
         artifacts = Path(url2pathname(urlparse(settings.artifact_location).path))
         check_writable("tracking.artifact_root", artifacts)
+    client = store_client(settings)  # a server that does not answer stops here, before any folder exists
+    if artifacts is not None:
         _create_private_dir(artifacts)
-    client = store_client(settings)
     experiment = client.get_experiment_by_name(settings.experiment)
     if experiment is None:
         try:
