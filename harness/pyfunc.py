@@ -21,9 +21,11 @@ Both predict with the object's own code on the same arrays, so they return its e
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -39,12 +41,15 @@ REQUIREMENTS = ("numpy", "mlflow", "cloudpickle")
 class RecurrentNetwork(mlflow.pyfunc.PythonModel):
     """pyfunc wrapper of a harness.nn network whose weights are the model's artifact "weights"."""
 
+    # The tensor signature given at save time describes predict; without this MLflow warns, on every import,
+    # that predict has no type hints (hints would replace that signature by a schema of MLflow's own).
+    _skip_type_hint_validation = True
+
     def load_context(self, context: Any) -> None:
         from harness.nn import load_model
 
         self.network = load_model(context.artifacts[WEIGHTS])
 
-    # No type hints: MLflow would read them as a schema of its own instead of the tensor signature.
     def predict(self, context, model_input, params=None):
         """X (T, B, D) -> the network's head outputs, as harness.nn's predict."""
         return self.network.predict(np.asarray(model_input))
@@ -52,6 +57,8 @@ class RecurrentNetwork(mlflow.pyfunc.PythonModel):
 
 class FittedForecaster(mlflow.pyfunc.PythonModel):
     """pyfunc wrapper of a fitted harness.forecast forecaster (pickled with the model)."""
+
+    _skip_type_hint_validation = True  # as RecurrentNetwork's
 
     def __init__(self, forecaster: Any) -> None:
         self.forecaster = forecaster
@@ -78,6 +85,19 @@ def _tensor(dtype: Any, shape: tuple[int, ...]) -> Any:
     return Schema([TensorSpec(np.dtype(dtype), shape)])
 
 
+@contextmanager
+def _quiet_save() -> Iterator[None]:
+    """Keep mlflow.pyfunc's notes on saving a model (input example validated; the python_model pickled with
+    CloudPickle) off the terminal: both hold for every model the harness saves, so they say nothing."""
+    pyfunc_logger = logging.getLogger("mlflow.pyfunc")
+    level = pyfunc_logger.level
+    pyfunc_logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        pyfunc_logger.setLevel(level)
+
+
 def _save(path: str | Path, python_model: Any, code: Callable[[Path, Path], None], signature: Any,
           example: np.ndarray, text: str, requirements: tuple[str, ...] = (),
           artifacts: dict[str, str] | None = None) -> str:
@@ -88,11 +108,13 @@ def _save(path: str | Path, python_model: Any, code: Callable[[Path, Path], None
     with tempfile.TemporaryDirectory() as folder:
         target = Path(folder) / "harness"
         code(Path(harness.__file__).parent, target)
-        mlflow.pyfunc.save_model(
-            str(path), python_model=python_model, artifacts=artifacts, code_paths=[str(target)],
-            signature=signature, input_example=example,
-            pip_requirements=[f"{name}=={metadata.version(name)}" for name in (*REQUIREMENTS, *requirements)],
-            metadata={"description": text})
+        requirements = tuple(f"{name}=={metadata.version(name)}" for name in (*REQUIREMENTS, *requirements))
+        with _quiet_save():
+            mlflow.pyfunc.save_model(
+                str(path), python_model=python_model, artifacts=artifacts, code_paths=[str(target)],
+                signature=signature, input_example=example,
+                pip_requirements=list(requirements),
+                metadata={"description": text})
     return text
 
 
