@@ -96,6 +96,82 @@ def test_a_signalled_basic_sweep_stops_and_ends_its_runs(tmp_path: Path, trackin
     assert {run.info.status for run in children} <= {"FINISHED", "KILLED"}
 
 
+def sweep_runs(settings) -> tuple[object, list]:
+    (parent,), children = children_of(settings)
+    return parent, children
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_while_the_sweep_ends_its_parent_ends_it_killed(tmp_path: Path, tracking_settings,
+                                                                 signum: int) -> None:
+    """The signal lands between the sweep's report line and the parent's end: every job is done, the parent
+    ends KILLED (it once found the default handlers back: SIGTERM killed the process, SIGINT escaped as
+    KeyboardInterrupt, and the parent stayed RUNNING). The report is printed a few milliseconds before the
+    parent's end is written; a try whose signal arrives after it (a loaded machine) is repeated, at most
+    three times."""
+    command = app_command(tracking_settings, "-m", *TINY, "seed=0", f"hydra.sweep.dir={tmp_path}/s")
+    for _ in range(3):
+        env = {**app_env(tmp_path), "PYTHONUNBUFFERED": "1"}
+        process = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            for line in process.stdout:
+                if line.startswith("sweep "):
+                    sent_at_ms = time.time() * 1000
+                    process.send_signal(signum)
+                    break
+            _, stderr = process.communicate(timeout=120)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+        parent, children = sweep_runs(tracking_settings)
+        assert [run.info.status for run in children] == ["FINISHED"]
+        assert parent.info.status in ("KILLED", "FINISHED"), stderr[-3000:]
+        if parent.info.status == "KILLED":
+            assert process.returncode == 128 + signum, stderr[-3000:]
+            assert parent.data.tags["error"] == (f"every job ended, then the sweep was stopped by "
+                                                 f"{signal.Signals(signum).name}")
+            assert parent.data.metrics["finished"] == 1.0  # the report was logged before the end
+            return
+        assert parent.info.end_time <= sent_at_ms  # ended before the signal: try again
+        client = MlflowClient(tracking_settings.tracking_uri)
+        for run in (parent, *children):
+            client.delete_run(run.info.run_id)
+    pytest.fail("three signals in a row arrived after the parent's end")
+
+
+def test_a_second_signal_while_the_stopped_sweep_closes_its_runs_is_not_lost(tmp_path: Path,
+                                                                             tracking_settings) -> None:
+    """Ctrl-C twice: the second one arrives while the stopped sweep waits, at exit, for a job run whose
+    process still runs (here a run of this test process). Python drops an exception raised in an atexit
+    callback: it must not cut the parent's end short (it stayed RUNNING)."""
+    command = app_command(tracking_settings, "-m", *TINY, *LONG, "seed=0,1", f"hydra.sweep.dir={tmp_path}/s")
+    process, stderr = start(command, tmp_path)
+    client, experiment_id = ensure_store(tracking_settings)
+    try:
+        wait_until(lambda: len(children_of(tracking_settings)[1]) == 1, process, stderr)
+        (parent,), _ = children_of(tracking_settings)
+        # a job run held by a live process of this host: the sweep's exit waits for it to end
+        held = client.create_run(experiment_id, tags={**process_tags(),
+                                                      "mlflow.parentRunId": parent.info.run_id})
+        process.send_signal(signal.SIGINT)
+        wait_until(lambda: [run.info.status for run in children_of(tracking_settings)[1]
+                            if run.info.run_id != held.info.run_id] == ["KILLED"], process, stderr)
+        time.sleep(2.0)  # now in the exit's wait for the held run
+        process.send_signal(signal.SIGINT)
+        time.sleep(1.0)
+        client.set_terminated(held.info.run_id, "KILLED")
+        process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 128 + signal.SIGINT, stderr.read_text()[-3000:]
+    assert "Exception ignored" not in stderr.read_text()
+    (parent,), children = children_of(tracking_settings)
+    assert parent.info.status == "KILLED"
+    assert {run.info.status for run in children} == {"KILLED"}
+
+
 class _SignalInFinalizer:
     """An object whose finaliser receives the signal: Python drops an exception raised there."""
 

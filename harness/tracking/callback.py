@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from harness.tracking.runs import (
     RunInterrupted,
     note_stop,
     raise_if_stop_requested,
+    stop_requested,
 )
 from harness.tracking.store import TrackingSettings, ensure_store, git_commit
 
@@ -57,7 +59,10 @@ class SweepCallback(Callback):
     SIGTERM/SIGINT to the launching process stop the sweep: the signal is passed on to the launcher's worker
     processes (joblib's loky workers), whose runs end KILLED with their metrics flushed, before the launcher
     tears the workers down (up to WORKER_CLOSE_TIMEOUT_S). A signal whose exception Python drops (raised
-    inside a finaliser) still stops the sweep at the next job's start (runs.stop_requested).
+    inside a finaliser) still stops the sweep at the next job's start (runs.stop_requested). While the parent
+    run is being created or ended, and while the exit ends an abandoned one, signals are only recorded: a
+    signal after the last job ends the parent KILLED (tag ``error``), then the process exits with 128 +
+    signum; a second Ctrl-C never cuts the parent's end short.
     A sweep that stops before on_multirun_end (a signal, Hydra rejecting a job's overrides, a crash, a dead
     worker) still ends its parent at exit: KILLED after a signal, else FAILED, with the reason in its
     ``error`` tag; every child run still RUNNING whose process is gone ends KILLED after a signal, else
@@ -80,6 +85,7 @@ class SweepCallback(Callback):
         self._previous_sigint: Any = None
         self._killed = False
         self._stopping_workers = False
+        self._deferring = False
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         redact_log_records()  # the launcher logs every job's overrides
@@ -98,24 +104,37 @@ class SweepCallback(Callback):
             tags["mlflow.source.git.commit"] = commit
         swept = swept_keys(config)
         tags["harness.swept_keys"] = " ".join(swept)
-        run = client.create_run(experiment_id, run_name=sweep_run_name(config), tags=tags)
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        (sweep_dir / PARENT_FILE).write_text(run.info.run_id)
-        (sweep_dir / SWEPT_FILE).write_text("\n".join(swept))
-        self._previous_env = os.environ.get(PARENT_ENV)
-        os.environ[PARENT_ENV] = run.info.run_id
-        self.settings, self.parent_run_id = settings, run.info.run_id
-        atexit.register(self._end_abandoned_parent)
         if threading.current_thread() is threading.main_thread():
-            # SIGTERM's default action skips atexit: turn it into an exit that runs it.
+            # SIGTERM's default action skips atexit: turn it into an exit that runs it. Installed before the
+            # parent exists, so no signal finds the default action with a parent RUNNING.
             self._previous_sigterm = signal.signal(signal.SIGTERM, self._exit_on_sigterm)
             self._previous_sigint = signal.signal(signal.SIGINT, self._exit_on_sigterm)
+        with self._signals_deferred():  # a signal inside create_run would leave a parent nobody knows of
+            run = client.create_run(experiment_id, run_name=sweep_run_name(config), tags=tags)
+            self.settings, self.parent_run_id = settings, run.info.run_id
+            atexit.register(self._end_abandoned_parent)
+            sweep_dir.mkdir(parents=True, exist_ok=True)
+            (sweep_dir / PARENT_FILE).write_text(run.info.run_id)
+            (sweep_dir / SWEPT_FILE).write_text("\n".join(swept))
+            self._previous_env = os.environ.get(PARENT_ENV)
+            os.environ[PARENT_ENV] = run.info.run_id
+
+    @contextlib.contextmanager
+    def _signals_deferred(self) -> Iterator[None]:
+        """Inside, SIGTERM/SIGINT are only recorded (runs.stop_requested); once the block is done the
+        recorded one is raised as RunInterrupted."""
+        self._deferring = True
+        try:
+            yield
+        finally:
+            self._deferring = False
+        raise_if_stop_requested()
 
     def _exit_on_sigterm(self, signum: int, frame: Any) -> None:
         note_stop(signum)
         self._killed = True
-        if self._stopping_workers:
-            return  # a second signal while the workers close their runs
+        if self._stopping_workers or self._deferring:
+            return  # a second signal while the workers close their runs, or the parent is being written
         self._stopping_workers = True
         try:
             self._stop_workers(signum)
@@ -160,6 +179,9 @@ class SweepCallback(Callback):
         """Ends a parent that on_multirun_end never reached, so no sweep is left RUNNING."""
         if self.settings is None or self.parent_run_id is None:
             return
+        # A second Ctrl-C must not abort this: Python drops an exception raised in an atexit callback, and
+        # the parent would stay RUNNING.
+        self._deferring = True
         client, _ = ensure_store(self.settings)
         # A job's own run catches a signal first (open_run ends it KILLED), so the children tell too.
         killed = self._killed or bool(summarize_children(client, self.parent_run_id)["KILLED"])
@@ -195,28 +217,34 @@ class SweepCallback(Callback):
         if self.settings is None or self.parent_run_id is None:
             return
         raise_if_stop_requested()  # lost after the last job: the parent ends KILLED at exit, not FINISHED
-        self._restore_process_state()
-        sweep_dir = Path(config.hydra.sweep.dir).resolve()
-        offline = sorted(sweep_dir.glob("*/offline-run-*.jsonl"))
-        if offline:
-            print(f"{len(offline)} job(s) lost the tracking server and kept the rest offline; send each "
-                  f"record with python -m harness.tracking.replay <record> --uri URI:")
-            print("\n".join(f"  {record}" for record in offline))
-        try:
-            self._report_and_end(sweep_dir)
-        except Exception as exc:
-            from harness.tracking.server import OfflineRecord, server_lost
+        # Until the parent is ended a signal is recorded, not raised (the parent then ends KILLED); it
+        # stops the program once the parent is closed.
+        with self._signals_deferred():
+            sweep_dir = Path(config.hydra.sweep.dir).resolve()
+            offline = sorted(sweep_dir.glob("*/offline-run-*.jsonl"))
+            if offline:
+                print(f"{len(offline)} job(s) lost the tracking server and kept the rest offline; send each "
+                      f"record with python -m harness.tracking.replay <record> --uri URI:")
+                print("\n".join(f"  {record}" for record in offline))
+            try:
+                self._report_and_end(sweep_dir)
+            except Exception as exc:
+                from harness.tracking.server import OfflineRecord, server_lost
 
-            if not server_lost(exc):
-                raise
-            # The parent's end goes offline too: the replay of its record ends it on the server.
-            record = OfflineRecord(self.parent_run_id, self.settings.tracking_uri, exc, directory=sweep_dir)
-            record.close("FINISHED")
-            print(f"{record.message()}; replay it as well")
-        self.settings = self.parent_run_id = None
+                if not server_lost(exc):
+                    raise
+                # The parent's end goes offline too: the replay of its record ends it on the server.
+                record = OfflineRecord(self.parent_run_id, self.settings.tracking_uri, exc,
+                                       directory=sweep_dir)
+                status, error = _final_status()
+                record.close(status, error)
+                print(f"{record.message()}; replay it as well")
+            self._restore_process_state()
+            self.settings = self.parent_run_id = None
 
     def _report_and_end(self, sweep_dir: Path) -> None:
-        """Count the children, print the report, log the counts on the parent and end it FINISHED."""
+        """Count the children, print the report, log the counts on the parent and end it FINISHED (KILLED
+        when a signal arrived meanwhile)."""
         client, _ = ensure_store(self.settings)
         counts = summarize_children(client, self.parent_run_id)
         jobs = launched_jobs(sweep_dir)
@@ -231,7 +259,18 @@ class SweepCallback(Callback):
         metrics.append(Metric("runs", float(sum(len(runs) for runs in counts.values())), now, 0))
         metrics.append(Metric("jobs", float(jobs), now, 0))
         client.log_batch(self.parent_run_id, metrics=metrics)
-        end_run(client, self.parent_run_id, "FINISHED")
+        status, error = _final_status()
+        if error is not None:
+            client.set_tag(self.parent_run_id, "error", error)
+        end_run(client, self.parent_run_id, status)
+
+
+def _final_status() -> tuple[str, str | None]:
+    """(status, error tag) of a sweep's parent that reached its end: KILLED if a signal arrived on the way."""
+    signum = stop_requested()
+    if signum is None:
+        return "FINISHED", None
+    return "KILLED", f"every job ended, then the sweep was stopped by {signal.Signals(signum).name}"
 
 
 def swept_keys(config: DictConfig) -> list[str]:
