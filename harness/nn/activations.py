@@ -20,20 +20,33 @@ def check_activation(name: str) -> str:
 
 def activate_(name: str, a: np.ndarray) -> np.ndarray:
     """Overwrite the pre-activations `a` (any shape) with g(a) and return `a`."""
+    return activate(name, a, out=a)
+
+
+def activate(name: str, a: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Write g(a) to `out` (a's shape: `a` itself, or an array sharing no memory with it) and return `out`."""
     if name == "tanh":
-        np.tanh(a, out=a)
+        np.tanh(a, out=out)
     elif name == "sigmoid":
         # 1 / (1 + exp(-a)) keeps the relative precision of small values, which (1 + tanh(a / 2)) / 2 loses
         # (relative error 1e-11 at a = -12 in float64, 3e-3 in float32), and is faster in float64. exp(-a)
         # overflows to inf for a < -709 (float64) / -88 (float32), giving the right 0: callers that may meet
         # such values run it under np.errstate(over="ignore").
-        np.negative(a, out=a)
-        np.exp(a, out=a)
-        a += 1.0
-        np.reciprocal(a, out=a)
+        sigmoid_from_negated(np.negative(a, out=out), out=out)
     elif name == "relu":
-        np.maximum(a, 0.0, out=a)
-    return a
+        np.maximum(a, 0.0, out=out)
+    elif out is not a:
+        np.copyto(out, a)
+    return out
+
+
+def sigmoid_from_negated(minus_a: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """sigmoid(a) = 1 / (1 + exp(-a)) from -a, written to `out` (minus_a itself, or an array sharing no memory
+    with it); returns `out`. For callers that get -a for free (a product with negated weights: negation is
+    exact, so the gates are bit for bit those of activate("sigmoid", a))."""
+    np.exp(minus_a, out=out)
+    out += 1.0
+    return np.reciprocal(out, out=out)
 
 
 def derivative_from_output(name: str, h: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:

@@ -19,15 +19,22 @@ BPTT, the deltas dL/da of each gate block at step t (dh_t = dL/dh_t, dc_t = dL/d
     GRU   da_z = dh_t (h_{t-1} - n) s'(z)   da_n = dh_t (1 - z) act'(n)   d(r h) = da_n W_h[:, n]^T
           da_r = d(r h) h_{t-1} s'(r)       dh_{t-1} = dh_t z + d(r h) r + da_{z|r} W_h[:, z|r]^T
 
-Speed and memory. The input-side products of all steps are one matmul into the gate buffer G
-(blocks, T, B, H) before the time loop; each step adds its fused recurrent product (LSTM: h_{t-1} W_h,
-(H, 4H); GRU: (H, 2H) for z and r, then (H, H) for n, which needs r first) and computes the gates in place,
-so G ends up holding the gate values. BPTT keeps nothing else but the hidden states and, for LSTM, c_t:
-6x the bytes of the hidden states for LSTM, 4x for GRU. The backward sweep runs in chunks of CHUNK steps:
-the factors of a chunk that need no backpropagated gradient (g s'(i), ...) are computed for the whole chunk
-at once, then the step loop does only the recurrence and writes dL/da_t over the gate values of step t,
-which nothing reads again. The weight gradients are then one product over all steps (GRU's candidate
-block, whose input r h_{t-1} is not kept, one product per chunk).
+Speed and memory. Each step's pre-activations come whole from one fused product per gate group, input
+and bias included: the step rows Z = [h_{t-1} | x_t | 1] times the stacked weights [W_h; W_x; b] (LSTM:
+(H + D + 1, 4H); GRU: z and r from (H + D + 1, 2H), then n from [x_t | 1 | r h_{t-1}] times [W_x; b; W_h] of
+its block), so no input projection of all steps is written and read back. The sigmoid gates' columns enter
+negated, so that the product yields -a and the sigmoid starts at its exp (negation is exact: the same bits).
+The first elementwise operation of each gate reads the product's row and writes the gate's slab of the gate
+buffer G, where the rest is computed in place, so G ends up holding the gate values. LSTM keeps its blocks
+internally in the order o, i, f, g: the three sigmoid gates are one group in the forward pass, the three
+deltas that dc_t drives (i, f, g) one in the backward sweep; parameters and gradients keep i, f, g, o. BPTT
+keeps nothing else but the hidden states and, for LSTM, c_t: 6x the bytes of the hidden states for LSTM, 4x
+for GRU. The backward sweep runs in chunks of steps: the factors of a chunk that need no backpropagated
+gradient (g s'(i), ...) are computed for the whole chunk at once (at most CHUNK steps and about CHUNK_BYTES
+of gate values, so that the step loop finds them still in cache), then the step loop does only the
+recurrence and writes dL/da_t over the gate values of step t, which nothing reads again. The weight gradients
+are then one product over all steps (GRU's candidate block, whose input r h_{t-1} is not kept, one product
+per chunk).
 
 The gate buffer, c_t and the chunk buffers are the layer's workspace, reused by every call: arrays above
 glibc's mmap threshold (32 MiB) come from the kernel as fresh pages at every allocation, which cost as much
@@ -47,12 +54,15 @@ from typing import Any
 
 import numpy as np
 
-from .activations import activate_, derivative_from_output
+from .activations import activate, activate_, derivative_from_output, sigmoid_from_negated
 from .init import input_matrix, recurrent_matrix
 from .layers import ReadoutGrad, RecurrentLayer, clip_band_sum, grad_rows
 from .model import RecurrentModel
 
-CHUNK = 16  # steps per backward chunk: the chunk's factors are computed at once, in buffers of CHUNK steps
+CHUNK = 16  # most steps per backward chunk: the chunk's factors are computed at once
+CHUNK_BYTES = 1 << 20  # a chunk holds at least one step and at most about this many bytes of gate values
+
+_LSTM_ORDER = (3, 0, 1, 2)  # LSTM's internal block order o, i, f, g, as indices of the parameters' i, f, g, o
 
 
 class _Workspace:
@@ -84,13 +94,21 @@ def _gate_blocks(rng: np.random.Generator, layer: RecurrentLayer, blocks: int, *
     return params
 
 
+def _reorder_blocks(W: np.ndarray, order: tuple[int, ...]) -> np.ndarray:
+    """(R, blocks*H) -> a new (R, blocks*H) whose k-th gate block of columns is W's block order[k]."""
+    return W.reshape(W.shape[0], len(order), -1)[:, order].reshape(W.shape)
+
+
 def _split_blocks(W: np.ndarray, blocks: int) -> np.ndarray:
     """(R, blocks*H) -> the view (blocks, R, H) of its gate blocks."""
     return W.reshape(W.shape[0], blocks, -1).transpose(1, 0, 2)
 
 
-def _join_blocks(W: np.ndarray) -> np.ndarray:
-    """(blocks, R, H) -> a new (R, blocks*H): the gate blocks side by side, as the parameters store them."""
+def _join_blocks(W: np.ndarray, order: tuple[int, ...] | None) -> np.ndarray:
+    """(blocks, R, H) -> a new (R, blocks*H): the gate blocks side by side, block order[k] k-th (all in turn
+    when order is None), as the parameters store them."""
+    if order is not None:
+        W = W[list(order)]
     return W.transpose(1, 0, 2).reshape(W.shape[1], -1)
 
 
@@ -134,16 +152,20 @@ def _recurrent_weight_grad(dA: np.ndarray, Hs: np.ndarray, h0: np.ndarray) -> np
 
 
 class _GatedLayer(RecurrentLayer):
-    """Shared plumbing of the gated layers: workspace, gate layout, state handling, band bookkeeping.
+    """Shared plumbing of the gated layers: workspace, gate layout, step rows, state handling, band
+    bookkeeping.
 
     The gate buffer G is laid out block-major, (blocks, T, B, H): every gate of a step is one contiguous
-    (B, H) slab, on which NumPy's elementwise loops run twice as fast as on the strided column blocks of a
-    (B, blocks*H) row (measured for exp and tanh at B, H = 32..256).
+    (B, H) slab, on which NumPy's elementwise loops run up to twice as fast as on the strided column blocks
+    of a (B, blocks*H) row (measured for exp, tanh and multiply at B, H = 32..256). A step's fused product
+    yields such a row; the first elementwise operation of each gate reads it and writes the gate's slab.
+    `order` (None: the parameters' own) is the internal order of the blocks, as parameter block indices.
     """
 
     blocks: int = 0
     state_arity: int = 1
     accepts_readout_grad = True
+    order: tuple[int, ...] | None = None
 
     def __init__(self, input_size: int, hidden_size: int, *, activation: str = "tanh", bias: bool = True):
         super().__init__(input_size, hidden_size, activation=activation, bias=bias)
@@ -161,29 +183,43 @@ class _GatedLayer(RecurrentLayer):
                             spectral_radius=spectral_radius, max_singular_value=max_singular_value,
                             dtype=dtype)
 
-    def _input_projection(self, params: dict[str, np.ndarray], X: np.ndarray) -> np.ndarray:
-        """x_t W_x (+ b) for all steps in one matmul, into the workspace's gate buffer G (blocks, T, B, H)."""
-        T, B, D = X.shape
-        W_x = params["W_x"]
-        G = self._workspace.get("gates", (self.blocks, T, B, self.hidden_size), np.result_type(X, W_x))
-        np.matmul(X.reshape(T * B, D), _split_blocks(W_x, self.blocks), out=G.reshape(self.blocks, T * B, -1))
-        if self.bias:
-            G += params["b"].reshape(self.blocks, 1, 1, -1)
-        return G
+    def _internal(self, W: np.ndarray) -> np.ndarray:
+        """A parameter (R, blocks*H) with its blocks in the internal order (W itself if that is its own)."""
+        return W if self.order is None else _reorder_blocks(W, self.order)
 
-    def _input_grads(self, params: dict[str, np.ndarray], X: np.ndarray, dA: np.ndarray
-                     ) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
-        """dX (T, B, D) (None unless input_grad) and the gradients of W_x and b from dL/da
-        (blocks, T, B, H), each one product over all steps."""
+    def _input_rows(self, params: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """[W_x (D, blocks*H), b as a row (1, blocks*H)] (no b without a bias): the weights of the x_t and 1
+        columns of the step rows, blocks in the internal order."""
+        rows = [params["W_x"], params["b"][None]] if self.bias else [params["W_x"]]
+        return [self._internal(w) for w in rows]
+
+    def _step_rows(self, h0: np.ndarray, D: int, extra: int, dtype: np.dtype
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The workspace's step rows Z (B, H + D + bias + extra) = [h_{t-1} | x_t | 1 (with a bias) | extra],
+        h0 and the ones written; returns Z and its views h (B, H) and x (B, D)."""
+        B, Hn = h0.shape[0], self.hidden_size
+        Z = self._workspace.get("step_rows", (B, Hn + D + self.bias + extra), dtype)
+        Z[:, :Hn] = h0
+        if self.bias:
+            Z[:, Hn + D] = 1.0
+        return Z, Z[:, :Hn], Z[:, Hn:Hn + D]
+
+    def _weight_grads(self, params: dict[str, np.ndarray], X: np.ndarray, dA: np.ndarray, Hs: np.ndarray,
+                      h0: np.ndarray, blocks_of_W_h: int) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
+        """dX (T, B, D) (None unless input_grad) and the gradients of W_x, b and the first blocks_of_W_h
+        blocks of W_h ("W_h", the others are the caller's) from dL/da (blocks, T, B, H) in the internal
+        order, each one product over all steps, in the parameters' layout."""
         T, B, D = X.shape
         dA3 = dA.reshape(self.blocks, T * B, -1)
-        X2 = X.reshape(T * B, D)
-        grads = {"W_x": _join_blocks(X2.T @ dA3)}
+        order = None if self.order is None else tuple(np.argsort(self.order))  # block p: internal order[p]
+        grads = {"W_x": _join_blocks(X.reshape(T * B, D).T @ dA3, order),
+                 "W_h": _join_blocks(_recurrent_weight_grad(dA[:blocks_of_W_h], Hs, h0), order)}
         if self.bias:
-            grads["b"] = dA3.sum(axis=1).reshape(-1)
+            b = dA3.sum(axis=1)
+            grads["b"] = (b if order is None else b[list(order)]).reshape(-1)
         dX = None
         if self.input_grad:
-            W_x = _split_blocks(params["W_x"], self.blocks)
+            W_x = _split_blocks(self._internal(params["W_x"]), self.blocks)
             dX = dA3[0] @ W_x[0].T
             for k in range(1, self.blocks):
                 dX += dA3[k] @ W_x[k].T
@@ -212,10 +248,13 @@ class _GatedLayer(RecurrentLayer):
             clip_band_sum(delta, self.clip_hidden_delta)
 
     @staticmethod
-    def _chunks_back(dH: np.ndarray | ReadoutGrad, T: int) -> Iterator[tuple[int, int, np.ndarray]]:
-        """(start, stop, dL/dH of the steps start..stop-1 (stop - start, B, H)) per chunk, last first."""
-        for stop in range(T, 0, -CHUNK):
-            start = max(0, stop - CHUNK)
+    def _chunks_back(dH: np.ndarray | ReadoutGrad, G: np.ndarray) -> Iterator[tuple[int, int, np.ndarray]]:
+        """(start, stop, dL/dH of the steps start..stop-1 (stop - start, B, H)) per chunk, last first, for
+        the gate buffer G (blocks, T, B, H)."""
+        blocks, T, B, Hn = G.shape
+        steps = max(1, min(CHUNK, CHUNK_BYTES // (blocks * B * Hn * G.itemsize)))
+        for stop in range(T, 0, -steps):
+            start = max(0, stop - steps)
             yield start, stop, grad_rows(dH, start, stop)
 
     @staticmethod
@@ -240,10 +279,14 @@ class _GatedLayer(RecurrentLayer):
 
 
 class LSTMLayer(_GatedLayer):
-    """One LSTM layer; params W_x (D, 4H), W_h (H, 4H), b (4H,) with gate blocks i, f, g, o."""
+    """One LSTM layer; params W_x (D, 4H), W_h (H, 4H), b (4H,) with gate blocks i, f, g, o.
+
+    Internally the blocks are in the order o, i, f, g: the sigmoid gates are the first three blocks of a
+    step, and the deltas dc_t drives (i, f, g) the last three."""
 
     blocks = 4
     state_arity = 2
+    order = _LSTM_ORDER
 
     def init_params(self, rng: np.random.Generator, *, init: str, recurrent_init: str,
                     spectral_radius: float | None, max_singular_value: float | None,
@@ -259,38 +302,40 @@ class LSTMLayer(_GatedLayer):
                 state0: tuple[np.ndarray, ...] | None = None
                 ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray], Any]:
         """X (T, B, D), valid (T, B) -> H (T, B, H), (h_T, c_T), cache."""
-        T, B, _ = X.shape
+        T, B, D = X.shape
         Hn = self.hidden_size
-        W_h = params["W_h"]
-        G = self._input_projection(params, X)  # becomes the gate values i, f, g, o step by step
+        W = np.concatenate([self._internal(params["W_h"]), *self._input_rows(params)])  # (H + D + 1, 4H)
+        np.negative(W[:, :3 * Hn], out=W[:, :3 * Hn])  # the product yields -a of the sigmoid gates o, i, f
         ws = self._workspace
-        C = ws.get("c", (T, B, Hn), G.dtype)
-        Hs = np.empty((T, B, Hn), dtype=G.dtype)
-        h0, c0 = self._initial_state(state0, B, G.dtype)
+        G = ws.get("gates", (4, T, B, Hn), W.dtype)  # the gate values o, i, f, g of every step
+        C = ws.get("c", (T, B, Hn), W.dtype)
+        Hs = np.empty((T, B, Hn), dtype=W.dtype)
+        h0, c0 = self._initial_state(state0, B, W.dtype)
+        Z, h_row, x_row = self._step_rows(h0, D, 0, W.dtype)
+        pre = ws.get("pre_activations", (B, 4 * Hn), W.dtype)
+        pre_blocks = pre.reshape(B, 4, Hn).transpose(1, 0, 2)
+        input_part = ws.get("input_part", (B, Hn), W.dtype)
         padding = None if valid.all() else ~valid[:, :, None]
-        recurrent = ws.get("recurrent", (B, 4 * Hn), G.dtype)
-        recurrent_blocks = recurrent.reshape(B, 4, Hn).transpose(1, 0, 2)
-        input_part = ws.get("input_part", (B, Hn), G.dtype)
+        activation = self.activation
         h, c = h0, c0
         with np.errstate(over="ignore"):  # sigmoid's exp(-a) is inf for a << 0: 1 / (1 + inf) = 0 is right
             for t in range(T):
+                np.copyto(x_row, X[t])
+                np.matmul(Z, W, out=pre)  # all pre-activations of the step: the fused (H + D + 1, 4H) product
                 a = G[:, t]
-                np.matmul(h, W_h, out=recurrent)  # the fused (H, 4H) product
-                a += recurrent_blocks
-                activate_("sigmoid", a[:2])
-                activate_(self.activation, a[2])
-                activate_("sigmoid", a[3])
-                i, f, g, o = a
+                sigmoid_from_negated(pre_blocks[:3], out=a[:3])
+                activate(activation, pre_blocks[3], out=a[3])
+                o, i, f, g = a
                 c_new, h_new = C[t], Hs[t]
                 np.multiply(f, c, out=c_new)
                 np.multiply(i, g, out=input_part)
                 c_new += input_part
-                np.copyto(h_new, c_new)
-                activate_(self.activation, h_new)
+                activate(activation, c_new, out=h_new)
                 h_new *= o
                 if padding is not None:
                     np.copyto(c_new, c, where=padding[t])
                     np.copyto(h_new, h, where=padding[t])
+                np.copyto(h_row, h_new)
                 h, c = h_new, c_new
         # c_T is copied out of the workspace: the next forward overwrites C
         return Hs, (h, c.copy()), (X, G, C, Hs, h0, c0, padding, self._new_cache_id())
@@ -298,24 +343,22 @@ class LSTMLayer(_GatedLayer):
     def _chunk_factors(self, gates: np.ndarray, C: np.ndarray, c0: np.ndarray, start: int,
                        padding: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """The factors of steps start..start+k-1 that need no gradient, for gate values gates (4, k, B, H):
-        F (4, k, B, H) = [g s'(i), c_{t-1} s'(f), i act'(g), act(c_t) s'(o)] (zero at padding steps) and
+        F (4, k, B, H) = [act(c_t) s'(o), g s'(i), c_{t-1} s'(f), i act'(g)] (zero at padding steps) and
         o act'(act(c_t)) (k, B, H). Both live in the workspace until the next chunk."""
         _, k, B, Hn = gates.shape
-        i, f, g, o = gates
+        o, i, f, g = gates
         ws = self._workspace
         F = ws.get("factors", (4, k, B, Hn), gates.dtype)
         h_to_c = ws.get("h_to_c", (k, B, Hn), gates.dtype)
         scratch = ws.get("scratch", (k, B, Hn), gates.dtype)
-        act_c = F[3]
-        np.copyto(act_c, C[start:start + k])
-        activate_(self.activation, act_c)
+        act_c = activate(self.activation, C[start:start + k], out=F[0])
         derivative_from_output(self.activation, act_c, out=h_to_c)
         h_to_c *= o
         act_c *= derivative_from_output("sigmoid", o, out=scratch)
-        np.multiply(g, derivative_from_output("sigmoid", i, out=scratch), out=F[0])
-        derivative_from_output("sigmoid", f, out=F[1])
-        F[1] *= _previous_states(c0, C, start, start + k, out=scratch)
-        np.multiply(i, derivative_from_output(self.activation, g, out=scratch), out=F[2])
+        np.multiply(g, derivative_from_output("sigmoid", i, out=scratch), out=F[1])
+        derivative_from_output("sigmoid", f, out=F[2])
+        F[2] *= _previous_states(c0, C, start, start + k, out=scratch)
+        np.multiply(i, derivative_from_output(self.activation, g, out=scratch), out=F[3])
         if padding is not None:
             F *= ~padding[start:start + k]
         return F, h_to_c
@@ -331,7 +374,7 @@ class LSTMLayer(_GatedLayer):
         self._check_current(cache_id)
         T, B, _ = X.shape
         Hn = self.hidden_size
-        W_h_T = params["W_h"].T
+        W_h_T = np.ascontiguousarray(self._internal(params["W_h"]).T)  # (4H, H)
         (dh_bands, dc_bands), truncated = self._initial_bands((T, B, Hn), G.dtype, d_final_state, truncation)
         n = dh_bands.shape[0]
         dh = np.empty((T, B, Hn), dtype=G.dtype) if hidden_grads else None
@@ -340,18 +383,18 @@ class LSTMLayer(_GatedLayer):
         delta_rows = ws.get("delta_rows", (n, B, 4 * Hn), G.dtype)  # the deltas as rows for the fused W_h^T
         delta_blocks = delta_rows.reshape(n, B, 4, Hn).transpose(2, 0, 1, 3)
         band_deltas = np.empty((4, n, B, Hn), dtype=G.dtype) if truncated else None
-        for start, stop, dH_chunk in self._chunks_back(dH, T):
+        for start, stop, dH_chunk in self._chunks_back(dH, G):
             F, h_to_c = self._chunk_factors(G[:, start:stop], C, c0, start, padding)
             for j in range(stop - start - 1, -1, -1):
                 t = start + j
                 self._arrive(dh_bands, dH_chunk[j], dh, t)
                 np.multiply(dh_bands, h_to_c[j], out=dc_total)
                 dc_total += dc_bands
-                dc_previous = dc_total * G[1, t]  # read f_t before dL/da_t overwrites it
+                dc_previous = dc_total * G[2, t]  # read f_t before dL/da_t overwrites it
                 # with one band the deltas are dL/da_t itself: write them straight into G[:, t]
                 deltas = G[:, t, None] if band_deltas is None else band_deltas
-                np.multiply(dc_total, F[:3, j, None], out=deltas[:3])
-                np.multiply(dh_bands, F[3, j], out=deltas[3])
+                np.multiply(dh_bands, F[0, j], out=deltas[0])
+                np.multiply(dc_total, F[1:, j, None], out=deltas[1:])
                 self._clip(deltas)
                 if truncated:
                     deltas.sum(axis=1, out=G[:, t])
@@ -359,8 +402,7 @@ class LSTMLayer(_GatedLayer):
                 pad = None if padding is None else padding[t]
                 dh_bands, dc_bands = _step_bands((dh_bands, dc_bands), (delta_rows @ W_h_T, dc_previous), pad,
                                                  truncated)
-        dX, grads = self._input_grads(params, X, G)  # G now holds dL/da_t
-        grads["W_h"] = _join_blocks(_recurrent_weight_grad(G, Hs, h0))
+        dX, grads = self._weight_grads(params, X, G, Hs, h0, 4)  # G now holds dL/da_t
         return dX, grads, (dh_bands.sum(axis=0), dc_bands.sum(axis=0)), dh
 
 
@@ -374,36 +416,42 @@ class GRULayer(_GatedLayer):
                 state0: tuple[np.ndarray, ...] | None = None
                 ) -> tuple[np.ndarray, tuple[np.ndarray], Any]:
         """X (T, B, D), valid (T, B) -> H (T, B, H), (h_T,), cache."""
-        T, B, _ = X.shape
+        T, B, D = X.shape
         Hn = self.hidden_size
-        W_zr, W_n = params["W_h"][:, :2 * Hn], params["W_h"][:, 2 * Hn:]
-        G = self._input_projection(params, X)  # becomes the gate values z, r, n step by step
+        W_h, inputs = params["W_h"], self._input_rows(params)
+        # step rows Z = [h_{t-1} | x_t | 1 | r h_{t-1}]: z and r read Z[:, :K], the candidate Z[:, H:]
+        W_zr = -np.concatenate([W_h[:, :2 * Hn], *(w[:, :2 * Hn] for w in inputs)])  # (K, 2H), negated:
+        # the product yields -a of the sigmoid gates z and r
+        W_n = np.concatenate([*(w[:, 2 * Hn:] for w in inputs), W_h[:, 2 * Hn:]])  # (K, H)
         ws = self._workspace
-        (h0,) = self._initial_state(state0, B, G.dtype)
-        Hs = np.empty((T, B, Hn), dtype=G.dtype)
-        padding = None if valid.all() else ~valid[:, :, None]
-        zr = ws.get("recurrent", (B, 2 * Hn), G.dtype)
+        G = ws.get("gates", (3, T, B, Hn), W_zr.dtype)  # the gate values z, r, n of every step
+        (h0,) = self._initial_state(state0, B, W_zr.dtype)
+        Hs = np.empty((T, B, Hn), dtype=W_zr.dtype)
+        Z, h_row, x_row = self._step_rows(h0, D, Hn, W_zr.dtype)
+        K = W_zr.shape[0]
+        zr_rows, n_rows, reset_h = Z[:, :K], Z[:, Hn:], Z[:, K:]
+        zr = ws.get("pre_activations", (B, 2 * Hn), W_zr.dtype)
         zr_blocks = zr.reshape(B, 2, Hn).transpose(1, 0, 2)
-        reset_h = ws.get("reset_h", (B, Hn), G.dtype)
-        recurrent_n = ws.get("recurrent_n", (B, Hn), G.dtype)
+        padding = None if valid.all() else ~valid[:, :, None]
+        activation = self.activation
         h = h0
         with np.errstate(over="ignore"):  # sigmoid's exp(-a) is inf for a << 0: 1 / (1 + inf) = 0 is right
             for t in range(T):
+                np.copyto(x_row, X[t])
+                np.matmul(zr_rows, W_zr, out=zr)  # the fused (H + D + 1, 2H) product of z and r
                 a = G[:, t]
-                np.matmul(h, W_zr, out=zr)  # the fused (H, 2H) product of z and r
-                a[:2] += zr_blocks
-                activate_("sigmoid", a[:2])
+                sigmoid_from_negated(zr_blocks, out=a[:2])
                 z, r, n = a
                 np.multiply(r, h, out=reset_h)
-                np.matmul(reset_h, W_n, out=recurrent_n)
-                n += recurrent_n
-                activate_(self.activation, n)
+                np.matmul(n_rows, W_n, out=n)  # the candidate's (D + 1 + H, H) product
+                activate_(activation, n)
                 h_new = Hs[t]
                 np.subtract(h, n, out=h_new)  # h_t = n + z (h_{t-1} - n)
                 h_new *= z
                 h_new += n
                 if padding is not None:
                     np.copyto(h_new, h, where=padding[t])
+                np.copyto(h_row, h_new)
                 h = h_new
         return Hs, (h,), (X, G, Hs, h0, padding, self._new_cache_id())
 
@@ -448,7 +496,7 @@ class GRULayer(_GatedLayer):
         delta_blocks = delta_rows.reshape(n_bands, B, 2, Hn).transpose(2, 0, 1, 3)
         band_deltas = np.empty((3, n_bands, B, Hn), dtype=G.dtype) if truncated else None
         dW_n = np.zeros((Hn, Hn), dtype=G.dtype)
-        for start, stop, dH_chunk in self._chunks_back(dH, T):
+        for start, stop, dH_chunk in self._chunks_back(dH, G):
             F, reset_h = self._chunk_factors(G[:, start:stop], Hs, h0, start, padding)
             for j in range(stop - start - 1, -1, -1):
                 t = start + j
@@ -470,8 +518,8 @@ class GRULayer(_GatedLayer):
                 (dh_bands,) = _step_bands((dh_bands,), (previous,), pad, truncated)
             k = stop - start
             dW_n += reset_h.reshape(k * B, Hn).T @ G[2, start:stop].reshape(k * B, Hn)
-        dX, grads = self._input_grads(params, X, G)  # G now holds dL/da_t
-        grads["W_h"] = np.concatenate([_join_blocks(_recurrent_weight_grad(G[:2], Hs, h0)), dW_n], axis=1)
+        dX, grads = self._weight_grads(params, X, G, Hs, h0, 2)  # G now holds dL/da_t
+        grads["W_h"] = np.concatenate([grads["W_h"], dW_n], axis=1)
         return dX, grads, (dh_bands.sum(axis=0),), dh
 
 
