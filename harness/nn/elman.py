@@ -6,12 +6,14 @@ BPTT, side by side with the forward pass (dL/dh_t written dh_t, a_t the pre-acti
     a_t = x_t W_xh + h_{t-1} W_hh + b_h       dh_t = dH_t + da_{t+1} W_hh^T        (dH_t: from above)
     h_t = g(a_t)                              da_t = g'(a_t) * dh_t,  g'(a_t) from h_t
                                               dW_hh += h_{t-1}^T da_t (h_{-1} = h0)
-    (after the sweep)                         dW_xh = sum_t x_t^T da_t, db_h = sum_t da_t, dX_t = da_t W_xh^T
+    (chunk by chunk, see below)               dW_xh = sum_t x_t^T da_t, db_h = sum_t da_t, dX_t = da_t W_xh^T
 
-Memory: the forward pass keeps only the hidden states Hs (T, B, H). The backward sweep runs in chunks of
-CHUNK steps and, once a chunk is done, stores dL/da_t in the slots of h_t (never read again), so besides Hs
-it needs O(CHUNK * B * H); the input-side gradients are then one big matmul over all steps. The read-out's
-dH = dO W_hy^T arrives factored (ReadoutGrad) and is materialised one chunk at a time.
+Memory and speed: each step's whole pre-activation is one product, [h_{t-1} | x_t | 1] [W_hh; W_xh; b_h]
+(no input projection of all steps is written and read back). The forward pass keeps only the hidden states
+Hs (T, B, H). The backward sweep runs in chunks of at most CHUNK steps and about CHUNK_BYTES of dL/da_t, so
+besides Hs it needs O(CHUNK * B * H), and each chunk adds its share to every gradient (dW_hh, dW_xh, db_h, dX)
+while its dL/da_t are still in cache. The read-out's dH = dO W_hy^T arrives factored (ReadoutGrad) and is
+materialised one chunk at a time.
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ import numpy as np
 
 from .activations import activate_, derivative_from_output
 from .init import input_matrix, recurrent_matrix
-from .layers import ReadoutGrad, RecurrentLayer, clip_band_sum, grad_rows
+from .layers import ReadoutGrad, RecurrentLayer, clip_band_sum, grad_rows, step_rows
 from .model import RecurrentModel
 
-CHUNK = 16  # steps per backward chunk: enough rows for efficient matmuls, few next to T * B * H
+CHUNK = 16  # most steps per backward chunk: enough rows for efficient matmuls, few next to T * B * H
+CHUNK_BYTES = 1 << 20  # a chunk holds at least one step and at most about this many bytes of dL/da_t
 
 
 class ElmanLayer(RecurrentLayer):
@@ -48,22 +51,25 @@ class ElmanLayer(RecurrentLayer):
                 state0: tuple[np.ndarray, ...] | None = None) -> tuple[np.ndarray, tuple[np.ndarray], Any]:
         """X (T, B, D), valid (T, B) -> H (T, B, H), (h_T,), cache."""
         T, B, D = X.shape
-        W_hh = params["W_hh"]
-        Hs = (X.reshape(T * B, D) @ params["W_xh"]).reshape(T, B, self.hidden_size)
-        if self.bias:
-            Hs += params["b_h"]
-        h0 = np.zeros((B, self.hidden_size), dtype=Hs.dtype) if state0 is None else state0[0]
+        H = self.hidden_size
+        # a_t = [h_{t-1} | x_t | 1] [W_hh; W_xh; b_h]: the step's whole pre-activation in one product
+        W = np.concatenate([params["W_hh"], params["W_xh"], *([params["b_h"][None]] if self.bias else [])])
+        Hs = np.empty((T, B, H), dtype=W.dtype)
+        h0 = np.zeros((B, H), dtype=W.dtype) if state0 is None else state0[0]
+        Z = np.empty((B, H + D + self.bias), dtype=W.dtype)
+        h_row, x_row = step_rows(Z, h0, D, self.bias)
         padding = None if valid.all() else ~valid[:, :, None]
-        recurrent = np.empty_like(h0)
+        activation = self.activation
         h = h0
         with np.errstate(over="ignore"):  # sigmoid's exp(-a) is inf for a << 0: 1 / (1 + inf) = 0 is right
             for t in range(T):
+                np.copyto(x_row, X[t])
                 a = Hs[t]
-                np.matmul(h, W_hh, out=recurrent)
-                a += recurrent
-                activate_(self.activation, a)
+                np.matmul(Z, W, out=a)
+                activate_(activation, a)
                 if padding is not None:
                     np.copyto(a, h, where=padding[t])
+                np.copyto(h_row, a)
                 h = a
         return Hs, (h,), (X, Hs, h0, padding)
 
@@ -72,14 +78,18 @@ class ElmanLayer(RecurrentLayer):
                  hidden_grads: bool = True,
                  ) -> tuple[np.ndarray | None, dict[str, np.ndarray], tuple[np.ndarray], np.ndarray | None]:
         """dH (T, B, H) from above -> dX (T, B, D) (None unless input_grad), grads, (dL/dh_0,), dh (T, B, H)
-        (None unless hidden_grads). Overwrites the cached Hs with dL/da_t (see the module docstring)."""
+        (None unless hidden_grads); see the module docstring."""
         X, Hs, h0, padding = cache
         T, B, D = X.shape
         H = self.hidden_size
-        W_hh_T = params["W_hh"].T
+        W_hh_T = np.ascontiguousarray(params["W_hh"].T)
         dh = np.empty((T, B, H), dtype=Hs.dtype) if hidden_grads else None
-        dW_hh = np.zeros((H, H), dtype=Hs.dtype)
-        dA_buffer = np.empty((min(T, CHUNK), B, H), dtype=Hs.dtype)
+        grads = {"W_xh": np.zeros((D, H), dtype=Hs.dtype), "W_hh": np.zeros((H, H), dtype=Hs.dtype)}
+        if self.bias:
+            grads["b_h"] = np.zeros(H, dtype=Hs.dtype)
+        dX = np.empty((T, B, D), dtype=Hs.dtype) if self.input_grad else None
+        steps = max(1, min(CHUNK, CHUNK_BYTES // (B * H * Hs.itemsize)))
+        dA_buffer = np.empty((min(T, steps), B, H), dtype=Hs.dtype)
         truncated = truncation is not None and truncation < T
         if truncated:  # carry: bands[j] = the part of dL/dh_t that came through exactly j recurrent steps
             carry = np.zeros((truncation, B, H), dtype=Hs.dtype)
@@ -87,8 +97,8 @@ class ElmanLayer(RecurrentLayer):
                 carry[0] += d_final_state[0]
         else:  # carry: dL/dh_t through h_{t+1}
             carry = np.zeros((B, H), dtype=Hs.dtype) if d_final_state is None else d_final_state[0].copy()
-        for stop in range(T, 0, -CHUNK):
-            start = max(0, stop - CHUNK)
+        for stop in range(T, 0, -steps):
+            start = max(0, stop - steps)
             # dA (n, B, H): g'(a_t) of the chunk's steps; the sweep turns it into dL/da_t
             dA = derivative_from_output(self.activation, Hs[start:stop], out=dA_buffer[:stop - start])
             pad = None if padding is None else padding[start:stop]
@@ -97,18 +107,18 @@ class ElmanLayer(RecurrentLayer):
             sweep = self._truncated_steps if truncated else self._full_steps
             carry = sweep(W_hh_T, carry, grad_rows(dH, start, stop), dA,
                           None if dh is None else dh[start:stop], pad)
+            # the chunk's share of every gradient, while its dL/da_t are in cache
             dA2 = dA.reshape(-1, H)
             if start == 0:  # h_{-1} is h0, not a row of Hs
-                dW_hh += h0.T @ dA[0]
-                dW_hh += Hs[:stop - 1].reshape(-1, H).T @ dA2[B:]
+                grads["W_hh"] += h0.T @ dA[0]
+                grads["W_hh"] += Hs[:stop - 1].reshape(-1, H).T @ dA2[B:]
             else:
-                dW_hh += Hs[start - 1:stop - 1].reshape(-1, H).T @ dA2
-            Hs[start:stop] = dA  # h_t of this chunk is never read again
-        dA2 = Hs.reshape(T * B, H)  # now dL/da_t for every step
-        grads = {"W_xh": X.reshape(T * B, D).T @ dA2, "W_hh": dW_hh}
-        if self.bias:
-            grads["b_h"] = dA2.sum(axis=0)
-        dX = (dA2 @ params["W_xh"].T).reshape(T, B, D) if self.input_grad else None
+                grads["W_hh"] += Hs[start - 1:stop - 1].reshape(-1, H).T @ dA2
+            grads["W_xh"] += X[start:stop].reshape(-1, D).T @ dA2
+            if self.bias:
+                grads["b_h"] += dA2.sum(axis=0)
+            if dX is not None:
+                np.matmul(dA, params["W_xh"].T, out=dX[start:stop])
         d_state0 = carry.sum(axis=0) if truncated else carry
         return dX, grads, (d_state0,), dh
 

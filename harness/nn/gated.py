@@ -32,9 +32,10 @@ keeps nothing else but the hidden states and, for LSTM, c_t: 6x the bytes of the
 for GRU. The backward sweep runs in chunks of steps: the factors of a chunk that need no backpropagated
 gradient (g s'(i), ...) are computed for the whole chunk at once (at most CHUNK steps and about CHUNK_BYTES
 of gate values, so that the step loop finds them still in cache), then the step loop does only the
-recurrence and writes dL/da_t over the gate values of step t, which nothing reads again. The weight gradients
-are then one product over all steps (GRU's candidate block, whose input r h_{t-1} is not kept, one product
-per chunk).
+recurrence and writes dL/da_t over the gate values of step t, which nothing reads again; each chunk then
+adds its share to the gradients of W_x and b and to dX while its dL/da_t are in cache. The gradient of W_h is
+one product over all steps (GRU's candidate block, whose input r h_{t-1} is not kept, one product per
+chunk).
 
 The gate buffer, c_t and the chunk buffers are the layer's workspace, reused by every call: arrays above
 glibc's mmap threshold (32 MiB) come from the kernel as fresh pages at every allocation, which cost as much
@@ -56,7 +57,7 @@ import numpy as np
 
 from .activations import activate, activate_, derivative_from_output, sigmoid_from_negated
 from .init import input_matrix, recurrent_matrix
-from .layers import ReadoutGrad, RecurrentLayer, clip_band_sum, grad_rows
+from .layers import ReadoutGrad, RecurrentLayer, clip_band_sum, grad_rows, step_rows
 from .model import RecurrentModel
 
 CHUNK = 16  # most steps per backward chunk: the chunk's factors are computed at once
@@ -107,9 +108,7 @@ def _split_blocks(W: np.ndarray, blocks: int) -> np.ndarray:
 def _join_blocks(W: np.ndarray, order: tuple[int, ...] | None) -> np.ndarray:
     """(blocks, R, H) -> a new (R, blocks*H): the gate blocks side by side, block order[k] k-th (all in turn
     when order is None), as the parameters store them."""
-    if order is not None:
-        W = W[list(order)]
-    return W.transpose(1, 0, 2).reshape(W.shape[1], -1)
+    return np.concatenate([W[k] for k in (range(len(W)) if order is None else order)], axis=1)
 
 
 def _step_bands(bands: tuple[np.ndarray, ...], previous: tuple[np.ndarray, ...], pad: np.ndarray | None,
@@ -149,6 +148,33 @@ def _recurrent_weight_grad(dA: np.ndarray, Hs: np.ndarray, h0: np.ndarray) -> np
     if T > 1:
         grad += Hs[:-1].reshape(-1, Hs.shape[2]).T @ dA[:, 1:].reshape(blocks, (T - 1) * B, Hn)
     return grad
+
+
+class _InputGrads:
+    """The gradients of W_x and b (block-major, internal order) and dX, added to chunk by chunk of the
+    backward sweep while the chunk's dL/da are still in cache."""
+
+    def __init__(self, layer: _GatedLayer, params: dict[str, np.ndarray], X: np.ndarray, dtype: np.dtype):
+        T, B, D = X.shape
+        blocks, Hn = layer.blocks, layer.hidden_size
+        self.X = X
+        self.W_x = np.zeros((blocks, D, Hn), dtype=dtype)
+        self.b = np.zeros((blocks, Hn), dtype=dtype) if layer.bias else None
+        self.dX = np.empty((T, B, D), dtype=dtype) if layer.input_grad else None
+        self._W_x_blocks = _split_blocks(layer._internal(params["W_x"]), blocks) if layer.input_grad else None
+
+    def add(self, dA: np.ndarray, start: int) -> None:
+        """Add the share of the steps start..start+k-1, whose dL/da are dA (blocks, k, B, H)."""
+        blocks, k, B, Hn = dA.shape
+        dA3 = dA.reshape(blocks, k * B, Hn)
+        self.W_x += self.X[start:start + k].reshape(k * B, -1).T @ dA3
+        if self.b is not None:
+            self.b += dA3.sum(axis=1)
+        if self.dX is not None:
+            rows = self.dX[start:start + k].reshape(k * B, -1)
+            np.matmul(dA3[0], self._W_x_blocks[0].T, out=rows)
+            for j in range(1, blocks):
+                rows += dA3[j] @ self._W_x_blocks[j].T
 
 
 class _GatedLayer(RecurrentLayer):
@@ -195,36 +221,22 @@ class _GatedLayer(RecurrentLayer):
 
     def _step_rows(self, h0: np.ndarray, D: int, extra: int, dtype: np.dtype
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The workspace's step rows Z (B, H + D + bias + extra) = [h_{t-1} | x_t | 1 (with a bias) | extra],
-        h0 and the ones written; returns Z and its views h (B, H) and x (B, D)."""
-        B, Hn = h0.shape[0], self.hidden_size
-        Z = self._workspace.get("step_rows", (B, Hn + D + self.bias + extra), dtype)
-        Z[:, :Hn] = h0
-        if self.bias:
-            Z[:, Hn + D] = 1.0
-        return Z, Z[:, :Hn], Z[:, Hn:Hn + D]
+        """The workspace's step rows Z (B, H + D + bias + extra) (layers.step_rows) and their views h (B, H)
+        and x (B, D)."""
+        Z = self._workspace.get("step_rows", (h0.shape[0], self.hidden_size + D + self.bias + extra), dtype)
+        return Z, *step_rows(Z, h0, D, self.bias)
 
-    def _weight_grads(self, params: dict[str, np.ndarray], X: np.ndarray, dA: np.ndarray, Hs: np.ndarray,
-                      h0: np.ndarray, blocks_of_W_h: int) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
-        """dX (T, B, D) (None unless input_grad) and the gradients of W_x, b and the first blocks_of_W_h
-        blocks of W_h ("W_h", the others are the caller's) from dL/da (blocks, T, B, H) in the internal
-        order, each one product over all steps, in the parameters' layout."""
-        T, B, D = X.shape
-        dA3 = dA.reshape(self.blocks, T * B, -1)
+    def _weight_grads(self, inputs: _InputGrads, dA: np.ndarray, Hs: np.ndarray, h0: np.ndarray,
+                      blocks_of_W_h: int) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
+        """dX (T, B, D) (None unless input_grad) and the gradients of W_x, b (from `inputs`) and of the first
+        blocks_of_W_h blocks of W_h ("W_h", the others are the caller's; one product over all steps of dL/da
+        (blocks, T, B, H)), in the parameters' layout."""
         order = None if self.order is None else tuple(np.argsort(self.order))  # block p: internal order[p]
-        grads = {"W_x": _join_blocks(X.reshape(T * B, D).T @ dA3, order),
+        grads = {"W_x": _join_blocks(inputs.W_x, order),
                  "W_h": _join_blocks(_recurrent_weight_grad(dA[:blocks_of_W_h], Hs, h0), order)}
-        if self.bias:
-            b = dA3.sum(axis=1)
-            grads["b"] = (b if order is None else b[list(order)]).reshape(-1)
-        dX = None
-        if self.input_grad:
-            W_x = _split_blocks(self._internal(params["W_x"]), self.blocks)
-            dX = dA3[0] @ W_x[0].T
-            for k in range(1, self.blocks):
-                dX += dA3[k] @ W_x[k].T
-            dX = dX.reshape(T, B, D)
-        return dX, grads
+        if inputs.b is not None:
+            grads["b"] = (inputs.b if order is None else inputs.b[list(order)]).reshape(-1)
+        return inputs.dX, grads
 
     def _new_cache_id(self) -> int:
         self._forwards += 1
@@ -374,7 +386,7 @@ class LSTMLayer(_GatedLayer):
         self._check_current(cache_id)
         T, B, _ = X.shape
         Hn = self.hidden_size
-        W_h_T = np.ascontiguousarray(self._internal(params["W_h"]).T)  # (4H, H)
+        W_h_T = self._internal(params["W_h"]).T  # (4H, H)
         (dh_bands, dc_bands), truncated = self._initial_bands((T, B, Hn), G.dtype, d_final_state, truncation)
         n = dh_bands.shape[0]
         dh = np.empty((T, B, Hn), dtype=G.dtype) if hidden_grads else None
@@ -383,6 +395,7 @@ class LSTMLayer(_GatedLayer):
         delta_rows = ws.get("delta_rows", (n, B, 4 * Hn), G.dtype)  # the deltas as rows for the fused W_h^T
         delta_blocks = delta_rows.reshape(n, B, 4, Hn).transpose(2, 0, 1, 3)
         band_deltas = np.empty((4, n, B, Hn), dtype=G.dtype) if truncated else None
+        inputs = _InputGrads(self, params, X, G.dtype)
         for start, stop, dH_chunk in self._chunks_back(dH, G):
             F, h_to_c = self._chunk_factors(G[:, start:stop], C, c0, start, padding)
             for j in range(stop - start - 1, -1, -1):
@@ -402,7 +415,9 @@ class LSTMLayer(_GatedLayer):
                 pad = None if padding is None else padding[t]
                 dh_bands, dc_bands = _step_bands((dh_bands, dc_bands), (delta_rows @ W_h_T, dc_previous), pad,
                                                  truncated)
-        dX, grads = self._weight_grads(params, X, G, Hs, h0, 4)  # G now holds dL/da_t
+            inputs.add(G[:, start:stop], start)
+        del dH_chunk  # the first steps' rows of dL/dH: not needed for the weight gradients
+        dX, grads = self._weight_grads(inputs, G, Hs, h0, 4)  # G now holds dL/da_t
         return dX, grads, (dh_bands.sum(axis=0), dc_bands.sum(axis=0)), dh
 
 
@@ -496,6 +511,7 @@ class GRULayer(_GatedLayer):
         delta_blocks = delta_rows.reshape(n_bands, B, 2, Hn).transpose(2, 0, 1, 3)
         band_deltas = np.empty((3, n_bands, B, Hn), dtype=G.dtype) if truncated else None
         dW_n = np.zeros((Hn, Hn), dtype=G.dtype)
+        inputs = _InputGrads(self, params, X, G.dtype)
         for start, stop, dH_chunk in self._chunks_back(dH, G):
             F, reset_h = self._chunk_factors(G[:, start:stop], Hs, h0, start, padding)
             for j in range(stop - start - 1, -1, -1):
@@ -518,7 +534,9 @@ class GRULayer(_GatedLayer):
                 (dh_bands,) = _step_bands((dh_bands,), (previous,), pad, truncated)
             k = stop - start
             dW_n += reset_h.reshape(k * B, Hn).T @ G[2, start:stop].reshape(k * B, Hn)
-        dX, grads = self._weight_grads(params, X, G, Hs, h0, 2)  # G now holds dL/da_t
+            inputs.add(G[:, start:stop], start)
+        del dH_chunk  # the first steps' rows of dL/dH: not needed for the weight gradients
+        dX, grads = self._weight_grads(inputs, G, Hs, h0, 2)  # G now holds dL/da_t
         grads["W_h"] = np.concatenate([grads["W_h"], dW_n], axis=1)
         return dX, grads, (dh_bands.sum(axis=0),), dh
 

@@ -42,8 +42,8 @@ Additions to the contract (documented here for the gated/bidirectional layers):
   sequence (default: h of the final state, i.e. h at each sequence's last valid step, since padding carries
   the state); `layer.readout_grad(d_readout, final_state) -> d_final_state` is its gradient. Bidirectional
   layers override both (h_fwd at the last valid step and h_bwd after reading back to step 0).
-- A cache serves one backward: backward may overwrite it, including the H its forward returned (Elman keeps
-  dL/da_t in the slots of h_t once they are no longer needed), so the model reads H before backward. A layer
+- A cache serves one backward: backward may overwrite it, including the H its forward returned (the gated
+  layers write dL/da_t over their cached gate values), so the model reads H before backward. A layer
   may also reuse its cache's buffers in its next forward (the gated layers keep them as a workspace), so a
   cache is valid only until the layer's next forward; their backward raises on an older one.
 """
@@ -71,6 +71,17 @@ def clip_band_sum(deltas: np.ndarray, clip: float) -> None:
     over = total > clip
     if over.any():
         deltas *= np.where(over, clip / np.where(over, total, 1.0), 1.0)
+
+
+def step_rows(Z: np.ndarray, h0: np.ndarray, D: int, bias: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Prepare the step rows Z (B, H + D + bias + extra) = [h_{t-1} | x_t | 1 (with a bias) | extra] that a
+    fused step product reads (times the stacked weights [W_h; W_x; b]): write h0 (B, H) and the ones, return
+    the views h (B, H) and x (B, D) that each step fills."""
+    H = h0.shape[1]
+    Z[:, :H] = h0
+    if bias:
+        Z[:, H + D] = 1.0
+    return Z[:, :H], Z[:, H:H + D]
 
 
 def check_choice(argument: str, value: Any, allowed: tuple[str, ...]) -> str:
