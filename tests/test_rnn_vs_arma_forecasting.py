@@ -150,3 +150,32 @@ def test_sunspot_preset_is_the_classic_split_with_statsmodels_ar9():
 def test_every_preset_passes_the_up_front_checks(preset):
     _, config = rnn_vs_arma.check(composed([f"preset={preset}", "tracking=off"]))
     assert config.plan.horizon == {"sunspots": 1, "full_backtest": 10}[preset]
+
+
+def test_memory_check_uses_the_length_of_a_csv_series(tmp_path, tracking_settings):
+    """A CSV series is checked by its own length (config.length is only the generated series' length): a
+    hidden size that fits at length=100 but not at the CSV's 500,000 points is refused in one line naming
+    the CSV, before any run."""
+    from harness.config import available_memory
+
+    points, file = 500_000, tmp_path / "long.csv"
+    pd.DataFrame({"y": np.random.default_rng(0).normal(size=points)}).to_csv(file, index=False)
+    overrides = ["series=[csv]", "model=[arma,linear]", "seed=[0,1]", "n_jobs=2", "length=100",
+                 "link.enabled=false", f"csv.path={file}", "csv.value=y",
+                 *tracking_overrides(tracking_settings)]
+
+    def needed(hidden: int, n: int) -> int:
+        config = rnn_vs_arma.StudyConfig.from_mapping(composed([*overrides, f"rnn.hidden_size={hidden}"]))
+        return 2 * rnn_vs_arma._unit_bytes(config, n)
+
+    low, high = 1, 1 << 20  # the smallest hidden size that does not fit at the CSV's length
+    while low < high:
+        middle = (low + high) // 2
+        low, high = (middle + 1, high) if needed(middle, points) <= available_memory() else (low, middle)
+    assert needed(low, 100) < available_memory() / 10
+    with pytest.raises(rnn_vs_arma.StudyInputError,
+                       match=rf"^series 'csv' \({points} points\) with models .* needs at least") as raised:
+        rnn_vs_arma.main(composed([*overrides, f"rnn.hidden_size={low}"]))
+    assert "\n" not in str(raised.value)
+    client = MlflowClient(tracking_settings.tracking_uri)
+    assert client.search_runs([e.experiment_id for e in client.search_experiments()]) == []

@@ -51,7 +51,7 @@ from harness.forecast.datasets import ALL_SERIES_NAMES, CSV_FIELDS, load_series
 from harness.forecast.intervals import DEFAULT_LEVELS, level_name
 from harness.forecast.metrics import diebold_mariano
 from harness.forecast.models import ArmaForecaster, RnnForecaster, fit_linear_recurrent_predictor
-from harness.forecast.series import Series
+from harness.forecast.series import SERIES_NAMES, Series
 from harness.forecast.splits import Split, as_label, split_from_spec
 from harness.seed_stats import summarize_over_seeds
 from harness.studies import figures
@@ -230,34 +230,48 @@ def _validate(config: StudyConfig) -> None:
     for seed in config.seeds:
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise StudyInputError(f"seed must be non-negative integers, got {seed!r}")
-    processes = min(config.n_jobs, len(config.series) * len(config.seeds))
-    hidden = {model: config.spec(model)["hidden_size"] for model in config.fitted_models
-              if config.kind(model) == "rnn" and "hidden_size" in config.spec(model)}
-    require_memory(processes * _unit_bytes(config), f"length={config.length} with models "
-                   f"{config.fitted_models} (hidden_size {hidden}) in {processes} processes (n_jobs)")
+    # Generated series are checked before they are made (their length is config.length), real and CSV
+    # series once loaded, by their own lengths.
+    if any(name in SERIES_NAMES for name in config.series):
+        _require_unit_memory(config, config.length, f"length={config.length}")
     # building every forecaster checks its keywords here rather than mid-study
     forecasters = {model: _build_forecaster(config, model, seed=0) for model in config.fitted_models}
+    longest = ("", 0)
     for name in config.series:
         for seed in config.seeds:
             values, labels, split = _prepare(config, _make_series(config, name, seed))
+            if name not in SERIES_NAMES and len(values) > longest[1]:
+                longest = (name, len(values))
             _windows(config, name, labels, split)
             for model, forecaster in forecasters.items():
                 _check_part_lengths(config, model, forecaster, name, split)
+    if longest[1]:
+        _require_unit_memory(config, longest[1], f"series {longest[0]!r} ({longest[1]} points)")
     check_value("link.enabled", config.link.get("enabled", False), kind=bool)
     if config.link.get("enabled"):
         _check_link(config)
 
 
-def _unit_bytes(config: StudyConfig) -> int:
-    """A lower bound of the bytes one (series, seed) unit allocates: the series and the arrays derived from
-    it (parts, normalised copies, lagged inputs, predictions: 8 per point), the ARMA fits' Kalman filter
+def _require_unit_memory(config: StudyConfig, n: int, sizes: str) -> None:
+    """ConfigError when the units running side by side (n_jobs of them at most), each on a series of n
+    points, would exceed the available memory; sizes names where n comes from."""
+    processes = min(config.n_jobs, len(config.series) * len(config.seeds))
+    hidden = {model: config.spec(model)["hidden_size"] for model in config.fitted_models
+              if config.kind(model) == "rnn" and "hidden_size" in config.spec(model)}
+    require_memory(processes * _unit_bytes(config, n), f"{sizes} with models {config.fitted_models} "
+                   f"(hidden_size {hidden}) in {processes} processes (n_jobs)")
+
+
+def _unit_bytes(config: StudyConfig, n: int) -> int:
+    """A lower bound of the bytes one (series, seed) unit on a series of n points allocates: the series and
+    the arrays derived from it (parts, normalised copies, lagged inputs, predictions: 8 per point), the ARMA
+    fits' Kalman filter
     (predicted and filtered state covariances, k x k per point for k = max(p, q + 1) states) and an RNN run
     over the whole series as one sequence (its validation and test forecasts)."""
 
     def size(value: Any, default: int) -> int:  # a bad value is refused by its forecaster, later
         return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else default
 
-    n = config.length
     needed = 8 * 8 * n
     for model in config.fitted_models:
         spec = config.spec(model)
