@@ -40,7 +40,6 @@ from harness.environment import DIFF_ARTIFACT, environment_tags
 from harness.nn import GRU, LSTM, Bidirectional, Elman, Jordan
 from harness.optim import make_optimizer
 from harness.resume import LOCAL_TAG, Checkpointer, SkipLogged, restore, resume_point, snapshot
-from harness.run_figures import gradient_flow_heatmap, gradient_norm_figure, loss_figure, step_norm_figure
 from harness.run_report import Outcome, describe_run, terminal_summary
 from harness.runtime import freeze_long_lived_objects, pin_blas_to_one_thread
 from harness.tasks import SequenceTask, fingerprint, make_task
@@ -135,6 +134,9 @@ def _log_outputs(logger, model, result: FitResult, workdir: Path, early_stopping
     """Figures and weights of a finished fit: the best weights when early stopping kept some (model.npz;
     the last ones too as model_last.npz when keep_last), else the last; the same weights as the MLflow
     pyfunc model ``model/`` (tracked runs; X_example (T, B, D) is its input example)."""
+    # matplotlib loads here, after training, not on the way to the first step
+    from harness.run_figures import gradient_flow_heatmap, gradient_norm_figure, loss_figure, step_norm_figure
+
     if result.train_steps:
         logger.log_figure(loss_figure(result), "figures/loss.png")
         logger.log_figure(gradient_norm_figure(result), "figures/grad_norm.png")

@@ -88,6 +88,22 @@ def test_run_records_params_tags_metrics_artifacts_figure_dataset(tracking_setti
     assert input_tags == {"fingerprint": "f" * 64, "mlflow.data.context": "training"}
 
 
+def test_dataset_source_is_mlflows_own_without_importing_ipython():
+    # What from_numpy records by itself (it imports IPython to learn that this is no notebook), in a fresh
+    # process, after the harness's source was taken without IPython.
+    script = textwrap.dedent("""
+        import sys
+        import numpy as np
+        import mlflow.data
+        from harness.tracking.loggers import code_source
+        ours = code_source().to_json()
+        loaded = "IPython" in sys.modules
+        print(loaded, ours == mlflow.data.from_numpy({"x": np.zeros(2)}).source.to_json())
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True"]
+
+
 def test_nan_and_inf_metrics_are_accepted(tracking_settings):
     with open_run(tracking_settings) as log:
         log.log_metrics({"loss": math.nan, "up": math.inf, "down": -math.inf}, step=3)

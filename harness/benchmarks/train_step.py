@@ -17,7 +17,10 @@
 4. harness.training.fit against a bare loop over the same batches, loss_and_grads and optimizer steps
    (adding, T=50, B=32, Elman H=64, Adam, 2,000 steps, tracking off): with every per-step metric, the
    validation every 100 steps and the gradient-flow diagnostics every 500 steps of the default trainer, and
-   with the diagnostics off.
+   with the diagnostics off. Then what one gradient-flow check costs, next to its floor: the spectral norms
+   of the T * B Jacobian products (one per lag and sequence, the numbers the check reports) need one
+   symmetric eigenvalue problem each, timed alone (LAPACK syevd through np.linalg.eigvalsh) on as many
+   H x H Gram matrices.
 
 Times are CPU seconds of this process (time.process_time; every engine runs on one thread), so that time
 spent waiting for a core on a shared machine is not counted; medians over repeated measurements, ratios
@@ -48,7 +51,7 @@ from harness.optim import make_optimizer
 from harness.runtime import pin_blas_to_one_thread
 from harness.tasks import make_task
 from harness.tracking import MemoryLogger
-from harness.training import fit
+from harness.training import fit, gradient_flow
 
 SIZES = ((8, 1, 16), (50, 32, 32), (100, 64, 64), (200, 128, 128), (500, 64, 256))
 QUICK_SIZES = ((8, 1, 16), (20, 8, 16))
@@ -310,6 +313,22 @@ def fit_against_bare_loop(steps: int, repeats: int, diagnostics_interval: int) -
             "ratio": median_ratio(fit_times, bare_times)}
 
 
+def gradient_flow_cost(repeats: int, length: int = 50, hidden: int = 64) -> dict[str, float]:
+    """Seconds of one gradient-flow check of the default trainer (diagnostics batch of 32, adding T=length,
+    Elman H=hidden) and of np.linalg.eigvalsh alone on its T * 32 Gram matrices (hidden x hidden)."""
+    task = make_task("adding", length=length)
+    trainer = TrainerConfig()
+    model = Elman(task.input_size, hidden, task.output_size, head=task.head, mode=task.mode, seed=0)
+    batch = task.validation_set(trainer.diagnostics_batch_size, task.streams(0)["val"])
+    products = np.random.default_rng(0).standard_normal((length * trainer.diagnostics_batch_size, hidden,
+                                                         hidden))
+    grams = np.swapaxes(products, 1, 2) @ products
+    check_s, eigen_s = interleaved_seconds(
+        [lambda: gradient_flow(model, batch), lambda: np.linalg.eigvalsh(grams)], repeats)
+    return {"check_s": statistics.median(check_s), "eigen_s": statistics.median(eigen_s),
+            "problems": float(len(grams))}
+
+
 # ------------------------------------------------------------------------------------------- report
 def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
@@ -392,9 +411,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             overhead[label] = fit_against_bare_loop(fit_steps, fit_repeats, interval)
             o = overhead[label]
             print(f"{label}: fit {o['fit_s']:.2f} s, bare loop {o['bare_s']:.2f} s, ratio {o['ratio']:.3f}")
+        checks = len(range(0, fit_steps + 1, 500)) + (fit_steps % 500 != 0)
+        cost = gradient_flow_cost(repeats, *((10, 8) if args.quick else (50, 64)))
+        print(f"one gradient-flow check: {1e3 * cost['check_s']:.1f} ms ({checks} in the fit); the "
+              f"eigenvalue solver alone on its {cost['problems']:.0f} Gram matrices: "
+              f"{1e3 * cost['eigen_s']:.1f} ms ({100 * cost['eigen_s'] / cost['check_s']:.0f}% of the check, "
+              f"its floor with unchanged numbers)")
         print(f"\n{load_average()}")
     return {"train_step": steps, "binary_addition": rates, "memory": memory, "fit_overhead": overhead,
-            "peaks": peaks}
+            "gradient_flow_check": cost, "peaks": peaks}
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ MLflow is reached only through harness.tracking, imported lazily.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,16 +107,25 @@ def pyplot():
     return plt
 
 
-def run_in_processes(calls: Sequence[tuple[Callable[..., Any], tuple]], n_jobs: int = 1) -> list:
-    """[function(*args) for function, args in calls], in that order; n_jobs > 1 runs them in joblib processes.
+@contextmanager
+def results_in_processes(calls: Sequence[tuple[Callable[..., Any], tuple]], n_jobs: int = 1
+                         ) -> Iterator[Iterator[Any]]:
+    """``with results_in_processes(calls, n_jobs) as results:`` function(*args) for function, args in calls,
+    in that order, each as soon as it and the calls before it are done; n_jobs > 1 runs them in joblib
+    processes, which go on computing the rest while the caller handles (logs) the results it has. Leaving
+    the block early (an error, a signal) stops the processes.
 
     Each call must be a pure function of its arguments, so the number of processes changes no number.
     """
     if n_jobs <= 1 or len(calls) <= 1:
-        return [function(*args) for function, args in calls]
-    from joblib import Parallel, delayed
+        results: Iterator[Any] = (function(*args) for function, args in calls)
+    else:
+        from joblib import Parallel, delayed
 
-    return Parallel(n_jobs=min(n_jobs, len(calls)))(delayed(function)(*args) for function, args in calls)
+        results = Parallel(n_jobs=min(n_jobs, len(calls)), return_as="generator")(
+            delayed(function)(*args) for function, args in calls)
+    with closing(results):
+        yield results
 
 
 def now_ms() -> int:
@@ -133,18 +143,14 @@ def timed_cell(function: Callable[..., CellRun], *args: Any) -> CellRun:
 def compute_cells(function: Callable[..., CellRun], arguments: Sequence[tuple], n_jobs: int = 1,
                   logged: Callable[[CellRun], Any] | None = None) -> list[CellRun]:
     """[timed_cell(function, *args) for args in arguments], n_jobs processes side by side; logged(cell),
-    when given, is called on each cell in order, in this process: right after its computation when n_jobs
-    is 1, once they are all done otherwise."""
-    if n_jobs <= 1:
-        cells = []
-        for args in arguments:
-            cells.append(timed_cell(function, *args))
+    when given, is called on each cell in order, in this process, as soon as the cell and those before it
+    are computed (results_in_processes)."""
+    cells = []
+    with results_in_processes([(timed_cell, (function, *args)) for args in arguments], n_jobs) as results:
+        for cell in results:
+            cells.append(cell)
             if logged is not None:
-                logged(cells[-1])
-        return cells
-    cells = run_in_processes([(timed_cell, (function, *args)) for args in arguments], n_jobs)
-    for cell in cells if logged is not None else ():
-        logged(cell)
+                logged(cell)
     return cells
 
 
