@@ -2,31 +2,36 @@
 
 On each of a few ARMA(2,1) series (2,000 points, phi = (0.6, -0.2), theta = 0.4, mean 1, made by
 harness.forecast's series generator), the first 80% is the training part and every model is scored by
-one-step-ahead forecasts of the rest with its parameters held fixed. Three searches over p, q <= 3 with a
+one-step-ahead forecasts of the rest with its parameters held fixed. Searches over p, q <= 3 with a
 constant, by AIC, each on the exact Gaussian likelihood:
-- harness: harness.forecast.select_arma (statsmodels' ARIMA fitted at every grid point);
+- harness: harness.forecast.select_arma (statsmodels' ARIMA fitted at every grid point), in this process;
+- harness n_jobs=2: the same over two worker processes (warm: their start is paid before the timing);
 - statsforecast exhaustive: AutoARIMA(stepwise=False, approximation=False, max_order=6), the same 16 orders
   (each also without the mean, as R's auto.arima does: 32 fits);
 - statsforecast stepwise: AutoARIMA's Hyndman-Khandakar search (stepwise=True) over the same grid.
 statsforecast's choices are turned into forecasts by statsmodels' Kalman filter with statsforecast's
 parameters (its "intercept" is the process mean, as statsmodels' "const"), so the forecasts differ only by
 the parameters. statsforecast is never a dependency: `pip install statsforecast` adds its columns (skipped
-when it is not importable). Times are CPU seconds of this process (one BLAS thread; numba's code runs in the
-calling thread), medians of the searches run in turn (interleaved), the ratio the median of per-round
-ratios; the load average is printed.
+when it is not importable). Each search is timed twice: CPU seconds (this process and, on Linux, its worker
+processes; one BLAS thread; numba's code runs in the calling thread), which waiting for a core does not
+inflate, and wall seconds, which show what the worker processes buy; medians of the searches run in turn
+(interleaved), ratios the medians of per-round ratios; the load average is printed.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import time
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from harness.benchmarks.train_step import interleaved_seconds, load_average, median_ratio
+from harness.benchmarks.train_step import load_average, median_ratio
 from harness.forecast import make_series, one_step_forecasts, select_arma
 from harness.runtime import pin_blas_to_one_thread
 
@@ -71,28 +76,71 @@ def forecasts_with(order: tuple[int, int], params: np.ndarray, series: np.ndarra
     return np.asarray(filtered.fittedvalues, dtype=np.float64)[start:]
 
 
+def descendants_cpu_seconds() -> float:
+    """User + system CPU seconds of every live descendant process of this one (Linux /proc; 0 elsewhere):
+    the joblib workers, which time.process_time does not count."""
+    proc = Path("/proc")
+    parents, seconds = {}, {}
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (name)": state, ppid, ...
+        except OSError:  # the process ended meanwhile
+            continue
+        pid = int(stat.parent.name)
+        parents[pid], seconds[pid] = int(fields[1]), (int(fields[11]) + int(fields[12])) / ticks
+    found, frontier = set(), {os.getpid()}
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return sum(seconds[pid] for pid in found)
+
+
+def interleaved_cpu_and_wall(fns: list[Callable[[], object]], repeats: int
+                             ) -> tuple[list[list[float]], list[list[float]]]:
+    """(CPU seconds, wall seconds) of `repeats` calls of each fn, called in turn (fn0, fn1, fn0, ...) after
+    one untimed call each (imports, numba's compilation, worker start); CPU counts descendant processes."""
+    for fn in fns:
+        fn()
+    cpu: list[list[float]] = [[] for _ in fns]
+    wall: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, cpu_out, wall_out in zip(fns, cpu, wall, strict=True):
+            cpu0, children0, wall0 = time.process_time(), descendants_cpu_seconds(), time.perf_counter()
+            fn()
+            wall_out.append(time.perf_counter() - wall0)
+            cpu_out.append(time.process_time() - cpu0 + descendants_cpu_seconds() - children0)
+    return cpu, wall
+
+
 def compare_on(series: np.ndarray, repeats: int) -> dict[str, Any]:
-    """Times, chosen orders and test MSEs of the searches on one series."""
+    """CPU and wall times, chosen orders and test MSEs of the searches on one series."""
     start = int(TRAIN_SHARE * len(series))
     train, test = series[:start], series[start:]
     searches: dict[str, Callable[[], Any]] = {
-        "harness": lambda: select_arma(train, criterion="aic", max_p=MAX_P, max_q=MAX_Q)}
+        "harness": lambda: select_arma(train, criterion="aic", max_p=MAX_P, max_q=MAX_Q),
+        "harness n_jobs=2": lambda: select_arma(train, criterion="aic", max_p=MAX_P, max_q=MAX_Q, n_jobs=2)}
     if _statsforecast() is not None:
         searches["statsforecast exhaustive"] = lambda: statsforecast_search(train, stepwise=False)
         searches["statsforecast stepwise"] = lambda: statsforecast_search(train, stepwise=True)
-    times = dict(zip(searches, interleaved_seconds(list(searches.values()), repeats, min_time=0.0),
-                     strict=True))
-    selection = searches["harness"]()
-    predictions = {"harness": one_step_forecasts(selection.best, series, start)}
-    orders = {"harness": selection.best.order}
-    for name in searches:
-        if name != "harness":
-            found = searches[name]()
+    cpu, wall = (dict(zip(searches, times, strict=True))
+                 for times in interleaved_cpu_and_wall(list(searches.values()), repeats))
+    predictions, orders = {}, {}
+    for name, search in searches.items():
+        found = search()
+        if name.startswith("harness"):
+            orders[name] = found.best.order
+            predictions[name] = one_step_forecasts(found.best, series, start)
+        else:
             orders[name] = found["order"]
             predictions[name] = forecasts_with(found["order"], found["params"], series, start)
+    references = [name for name in searches if not name.startswith("harness")]
     return {
-        "seconds": {name: statistics.median(t) for name, t in times.items()},
-        "ratio": {name: median_ratio(times["harness"], t) for name, t in times.items() if name != "harness"},
+        "cpu": {name: statistics.median(t) for name, t in cpu.items()},
+        "wall": {name: statistics.median(t) for name, t in wall.items()},
+        "ratio": {(ours, reference, clock): median_ratio(times[ours], times[reference])
+                  for ours in ("harness", "harness n_jobs=2") for reference in references
+                  for clock, times in (("cpu", cpu), ("wall", wall))},
         "order": orders,
         "test_mse": {name: float(np.mean((pred - test) ** 2)) for name, pred in predictions.items()},
         "max_forecast_difference": {name: float(np.max(np.abs(pred - predictions["harness"])))
@@ -116,17 +164,20 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         series = MEAN + make_series("arma", n=args.length, seed=seed, ar=AR, ma=MA).values
         row = compare_on(series, args.repeats)
         rows.append(row)
-        print(f"\nseries {seed}:")
-        for name, seconds in row["seconds"].items():
+        print(f"\nseries {seed}: {load_average()}")
+        for name in row["cpu"]:
             extra = "" if name == "harness" else (
-                f"  harness/this {row['ratio'][name]:.2f}, max |forecast difference| "
-                f"{row['max_forecast_difference'][name]:.2e}")
-            print(f"  {name:<26} {seconds:7.2f} s  order {row['order'][name]}  test MSE "
-                  f"{row['test_mse'][name]:.5f}{extra}")
-    if len(rows) > 1 and "statsforecast exhaustive" in rows[0]["ratio"]:
-        ratios = [r["ratio"]["statsforecast exhaustive"] for r in rows]
-        print(f"\nharness / statsforecast exhaustive, median over series: {statistics.median(ratios):.2f} "
-              f"(target <= 1.00)")
+                f"  max |forecast difference| from harness {row['max_forecast_difference'][name]:.2e}")
+            print(f"  {name:<26} CPU {row['cpu'][name]:6.2f} s  wall {row['wall'][name]:6.2f} s  order "
+                  f"{row['order'][name]}  test MSE {row['test_mse'][name]:.5f}{extra}")
+    if "statsforecast exhaustive" in rows[0]["order"]:
+        print("\nratios, median over series (per series: median of per-round ratios; target <= 1.00 against "
+              "the exhaustive grid):")
+        for key in rows[0]["ratio"]:
+            ours, reference, clock = key
+            values = [r["ratio"][key] for r in rows]
+            print(f"  {ours} / {reference}, {clock:<4}: {statistics.median(values):.2f}  "
+                  f"(per series {', '.join(f'{v:.2f}' for v in values)})")
     print(load_average())
     return rows
 

@@ -100,7 +100,8 @@ def _positive_int(argument: str, value: Any, *, allow_none: bool = False, minimu
 
 class ArmaForecaster:
     """ARMA(p, q) with a constant, order fixed (order=(p, q)) or chosen by criterion over p<=max_p, q<=max_q
-    (unconstrained: among fits with and without enforced stationarity and invertibility, select_arma).
+    (unconstrained: among fits with and without enforced stationarity and invertibility, select_arma;
+    n_jobs: processes the order search's fits are spread over, 1 inside a study that runs cells side by side).
 
     fit uses the training part only (the information criterion does the model choice, so val is not needed);
     fit_ is the ArmaFit used, selection_ the OrderSelection (None for a fixed order). A fixed-order fit that
@@ -109,7 +110,7 @@ class ArmaForecaster:
 
     def __init__(self, order: tuple[int, int] | list[int] | None = None, criterion: str = "aic",
                  max_p: int = 3, max_q: int = 3, maxiter: int | None = None, psi_lags: int = 20,
-                 unconstrained: bool = False):
+                 unconstrained: bool = False, n_jobs: int = 1):
         if criterion not in CRITERIA:
             raise ValueError(f"criterion must be one of {list(CRITERIA)}, got {criterion!r}")
         self.order = None if order is None else tuple(order)
@@ -122,6 +123,7 @@ class ArmaForecaster:
         _positive_int("max_q", max_q, minimum=0)
         _positive_int("psi_lags", psi_lags)
         _positive_int("maxiter", maxiter, allow_none=True)
+        self.n_jobs = _positive_int("n_jobs", n_jobs)
         if self.order is not None and (
             len(self.order) != 2
             or any(isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 0 for k in self.order)
@@ -137,7 +139,7 @@ class ArmaForecaster:
         if self.order is None:
             self.selection_ = select_arma(train, criterion=self.criterion, max_p=self.max_p, max_q=self.max_q,
                                           maxiter=self.maxiter, psi_lags=self.psi_lags,
-                                          unconstrained=self.unconstrained)
+                                          unconstrained=self.unconstrained, n_jobs=self.n_jobs)
             self.fit_ = self.selection_.best
         else:
             self.fit_ = fit_arma(train, self.order, maxiter=self.maxiter, psi_lags=self.psi_lags)

@@ -10,8 +10,7 @@ MLflow is reached only through harness.tracking, imported lazily.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import closing, contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from harness.config import check_value, tracking_config
+from harness.processes import results_in_processes
 from harness.tracking.experiment_notes import NOTE_TAG
 
 Curve = tuple[np.ndarray, np.ndarray]  # (steps (n,) int, values (n,) float)
@@ -105,27 +105,6 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
-
-
-@contextmanager
-def results_in_processes(calls: Sequence[tuple[Callable[..., Any], tuple]], n_jobs: int = 1
-                         ) -> Iterator[Iterator[Any]]:
-    """``with results_in_processes(calls, n_jobs) as results:`` function(*args) for function, args in calls,
-    in that order, each as soon as it and the calls before it are done; n_jobs > 1 runs them in joblib
-    processes, which go on computing the rest while the caller handles (logs) the results it has. Leaving
-    the block early (an error, a signal) stops the processes.
-
-    Each call must be a pure function of its arguments, so the number of processes changes no number.
-    """
-    if n_jobs <= 1 or len(calls) <= 1:
-        results: Iterator[Any] = (function(*args) for function, args in calls)
-    else:
-        from joblib import Parallel, delayed
-
-        results = Parallel(n_jobs=min(n_jobs, len(calls)), return_as="generator")(
-            delayed(function)(*args) for function, args in calls)
-    with closing(results):
-        yield results
 
 
 def now_ms() -> int:
