@@ -206,6 +206,7 @@ def test_server_lost_mid_run_keeps_what_it_did_not_receive_in_the_job_folder(tmp
         f"tracking server http://127.0.0.1:{port} stopped answering during run {run_id}; what it did not "
         f"receive is saved in {record}")
     lines = [json.loads(line) for line in record.read_text().splitlines()]
+    end = lines[-1].pop("end_time")  # when the run really ended: the replay gives it to the server
     assert lines[0]["kind"] == "lost" and lines[-1] == {"kind": "status", "status": "FINISHED", "error": None}
     offline_steps = {line["step"] for line in lines
                      if line["kind"] == "metric" and line["key"] == "train/loss"}
@@ -230,6 +231,7 @@ def test_server_lost_mid_run_keeps_what_it_did_not_receive_in_the_job_folder(tmp
         assert summary.startswith(f"run {run_id} on {server.uri}: replayed ") and summary.endswith("FINISHED")
         run = client.get_run(run_id)
         assert run.info.status == "FINISHED" and run.data.metrics["diverged"] == 0.0
+        assert run.info.end_time == end
         assert {"model.npz", "figures"} <= {item.path for item in client.list_artifacts(run_id)}
 
 
@@ -315,8 +317,48 @@ def test_replay_sends_only_the_records_own_artifacts_and_the_complete_lines(tmp_
         assert client.get_run(run_id).info.status == "FINISHED"
 
 
+def test_replay_creates_a_run_that_started_offline_once(tmp_path: Path, template_store: Path) -> None:
+    """A sweep job that started while its server was gone holds its whole run under a local id; MLflow's API
+    lets no client choose a run id, so the replay creates the run and maps the ids (tag)."""
+    db = tmp_path / "server.db"
+    shutil.copyfile(template_store, db)
+    with local_server(f"sqlite:///{db}", tmp_path / "server_artifacts") as server:
+        client = MlflowClient(tracking_uri=server.uri)
+        parent = client.create_run(client.create_experiment("sweeps")).info.run_id
+        start = 1_700_000_000_000
+        name = "bit_sum-elman-s1"
+        record = OfflineRecord.started(server.uri, RuntimeError("refused"), "sweeps", name, start,
+                                       directory=tmp_path / "sweep" / "1")
+        record.pairs("tag", {"mlflow.parentRunId": parent, "mlflow.runName": "bit_sum-elman-s1"})
+        record.pairs("param", {"seed": "1"})
+        record.metrics([("loss", 1.0 / (step + 1), start + step, step) for step in range(5)])
+        record.text("kept", "notes.txt")
+        record.close("FINISHED", end_time=start + 60_000)
+        local_id = record.run_id
+        assert len(local_id) == 32 and int(local_id, 16) >= 0  # MLflow's format: uuid4 hex
+        summaries = []
+        for _ in range(2):  # the second replay finds the run the first created
+            done = subprocess.run(replay_command(tmp_path / "sweep", "--uri", server.uri),
+                                  capture_output=True, text=True, env=app_env(tmp_path), timeout=300)
+            assert done.returncode == 0, done.stderr[-3000:]
+            summaries.append(done.stdout.strip().splitlines()[-1])
+        (run,) = [run for run in client.search_runs([client.get_experiment_by_name("sweeps").experiment_id])
+                  if run.info.run_id != parent]
+        run_id = run.info.run_id
+        assert run_id != local_id and run.data.tags["harness.offline_run_id"] == local_id
+        assert summaries[0].startswith(f"run {run_id} (started offline as {local_id}; created now, tag "
+                                       f"harness.offline_run_id) on {server.uri}: replayed ")
+        assert "created by an earlier replay" in summaries[1] and summaries[1].endswith("ended FINISHED")
+        assert run.info.status == "FINISHED" and run.info.run_name == "bit_sum-elman-s1"
+        assert (run.info.start_time, run.info.end_time) == (start, start + 60_000)
+        assert run.data.tags["mlflow.parentRunId"] == parent and run.data.params == {"seed": "1"}
+        assert sorted(m.step for m in client.get_metric_history(run_id, "loss")) == list(range(5))
+        assert [item.path for item in client.list_artifacts(run_id)] == ["notes.txt"]
+
+
 @pytest.mark.slow  # two server starts and a 6000-step job: about 2.5 minutes on a loaded machine
-def test_a_server_lost_during_a_sweep_ends_no_sweep(tmp_path: Path, template_store: Path) -> None:
+def test_a_server_lost_during_a_sweep_ends_no_sweep_and_loses_no_run(tmp_path: Path,
+                                                                     template_store: Path) -> None:
     db, artifacts, port = tmp_path / "server.db", tmp_path / "server_artifacts", free_port()
     shutil.copyfile(template_store, db)
     sweep = tmp_path / "sweep"
@@ -335,17 +377,42 @@ def test_a_server_lost_during_a_sweep_ends_no_sweep(tmp_path: Path, template_sto
             if process.poll() is None:
                 process.kill()
     assert process.returncode == 0, stderr[-3000:]
-    record = sweep / "0" / f"offline-run-{run_id}.jsonl"
-    assert "1 job(s) lost the tracking server" in stdout and str(record) in stdout, stdout[-3000:]
     output = stderr + stdout
-    assert "job 0 went offline" in output
-    assert "job 1 failed" in output and "job 2 failed" in output  # they ran, and found no server
+    assert all(f"job {job} went offline" in output for job in range(3))
+    records = {job: next((sweep / job).glob("offline-run-*.jsonl")) for job in ("0", "1", "2")}
+    assert records["0"].name == f"offline-run-{run_id}.jsonl"
     (parent_record,) = sweep.glob("offline-run-*.jsonl")
+    parent_id = parent_record.stem.removeprefix("offline-run-")
+    last = stdout.strip().splitlines()[-6:]  # the sweep's last lines say what went offline and what to do
+    assert last[0] == (f"sweep {parent_id}: 3 jobs; the tracking server did not answer at its end, which is "
+                       f"saved in {parent_record}")
+    assert last[1] == "3 jobs kept their runs offline (the tracking server did not answer):"
+    assert last[2] == f"  job 0: run {run_id}, lost the server while it ran: {records['0']}"
+    for job, line in zip("12", last[3:5], strict=True):
+        local_id = records[job].stem.removeprefix("offline-run-")
+        assert line == (f"  job {job}: run {local_id}, started offline (local id; the replay creates it "
+                        f"under a new one): {records[job]}")
+    assert last[5] == (f"send these records and the sweep's own end once the server answers again: "
+                       f"python -m harness.tracking.replay {sweep} --uri http://127.0.0.1:{port}")
     with local_server(f"sqlite:///{db}", artifacts, port=port) as server:
-        for path in (record, parent_record):
-            done = subprocess.run(replay_command(path, "--uri", server.uri), capture_output=True, text=True,
-                                  env=app_env(tmp_path), timeout=300)
-            assert done.returncode == 0, done.stderr[-3000:]
+        done = subprocess.run(replay_command(sweep, "--uri", server.uri), capture_output=True, text=True,
+                              env=app_env(tmp_path), timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
         client = MlflowClient(tracking_uri=server.uri)
-        assert client.get_run(run_id).info.status == "FINISHED"
-        assert client.get_run(parent_record.stem.removeprefix("offline-run-")).info.status == "FINISHED"
+        runs = client.search_runs([client.get_experiment_by_name("server").experiment_id])
+        assert {run.info.status for run in runs} == {"FINISHED"}  # nothing is left RUNNING
+        parent = client.get_run(parent_id)
+        children = sorted((run for run in runs if run.data.tags.get("mlflow.parentRunId") == parent_id),
+                          key=lambda run: run.data.tags["job_num"])
+        assert [run.data.tags["job_num"] for run in children] == ["0", "1", "2"]
+        assert children[0].info.run_id == run_id
+        for run, steps in zip(children, (6000, 8, 8), strict=True):
+            history = client.get_metric_history(run.info.run_id, "train/loss")
+            assert sorted(m.step for m in history) == list(range(1, steps + 1)), run.info.run_name
+            assert run.data.params["trainer.steps"] == str(steps)
+            assert "model.npz" in {item.path for item in client.list_artifacts(run.info.run_id)}
+        local_id = records["1"].stem.removeprefix("offline-run-")
+        assert children[1].data.tags["harness.offline_run_id"] == local_id
+        assert parent.data.metrics["jobs"] == 3.0 and parent.data.metrics["offline"] == 3.0
+        assert parent.data.tags["harness.offline_jobs"] == "0 1 2"
+        assert f"python -m harness.tracking.replay {sweep}" in parent.data.tags["mlflow.note.content"]

@@ -45,9 +45,11 @@ connection, an SQLite or artifact folder's write access: ``StoreUnusable``. No m
 Tracking server (harness.tracking.server, imported on first use): MLflow's HTTP retries are shortened to ~5 s
 unless MLFLOW_HTTP_REQUEST_* are set. A server lost during a run: the logger writes the rest to
 ``logger.offline`` (an ``OfflineRecord``: ``offline-run-<id>.jsonl`` in the Hydra job folder or
-``mlruns/offline``) and open_run ends with ``ServerLost`` (SystemExit, one line naming the file).
-``python -m harness.tracking.replay <record> --uri URI`` (harness.tracking.replay) sends that record to the
-server once it answers again and ends the run there. ``local_server(backend_store_uri,
+``mlruns/offline``) and open_run ends with ``ServerLost`` (SystemExit, one line naming the file). A sweep
+job (a run with a parent) whose run cannot be created because the server is gone runs wholly offline under a
+local run id (``OfflineRecord.started``). ``python -m harness.tracking.replay <record or sweep dir> --uri
+URI`` (harness.tracking.replay) sends records to the server once it answers again (creating the runs that
+started offline) and ends the runs there. ``local_server(backend_store_uri,
 artifacts_destination)`` runs ``mlflow server`` for tests.
 
 Metrics of an SQLite store are written by one forked child per process (harness.tracking.writer), which

@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from harness.config import ConfigError
+from harness.tracking.experiment_notes import NOTE_TAG
+from harness.tracking.loggers import tag_values
 from harness.tracking.reap import all_pages, end_orphans, orphaned, process_gone
 from harness.tracking.redact import end_run, redact, redact_folder, redact_log_records
 from harness.tracking.runs import (
@@ -29,6 +32,7 @@ from harness.tracking.runs import (
     note_stop,
     raise_if_stop_requested,
     stop_requested,
+    stops_received,
 )
 from harness.tracking.store import TrackingSettings, ensure_store, git_commit
 
@@ -86,12 +90,14 @@ class SweepCallback(Callback):
         self._killed = False
         self._stopping_workers = False
         self._deferring = False
+        self._stops_at_start = 0
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         redact_log_records()  # the launcher logs every job's overrides
         settings = sweep_settings(config, **self.overrides)
         if settings.mode == "off":
             return
+        self._stops_at_start = stops_received()
         try:
             client, experiment_id = ensure_store(settings)
         except ConfigError as exc:
@@ -183,8 +189,10 @@ class SweepCallback(Callback):
         # the parent would stay RUNNING.
         self._deferring = True
         client, _ = ensure_store(self.settings)
-        # A job's own run catches a signal first (open_run ends it KILLED), so the children tell too.
-        killed = self._killed or bool(summarize_children(client, self.parent_run_id)["KILLED"])
+        # A job's own run catches a signal first (open_run ends it KILLED, or raises it once the run is
+        # closed): the count of signals and the children tell too.
+        killed = (self._killed or stops_received() > self._stops_at_start
+                  or bool(summarize_children(client, self.parent_run_id)["KILLED"]))
         status = "KILLED" if killed else "FAILED"
         # Runs whose worker was torn down (or died) before closing them; a process still running (a worker
         # being torn down) is given a few seconds, another host's (a cluster job) is never touched.
@@ -221,13 +229,10 @@ class SweepCallback(Callback):
         # stops the program once the parent is closed.
         with self._signals_deferred():
             sweep_dir = Path(config.hydra.sweep.dir).resolve()
-            offline = sorted(sweep_dir.glob("*/offline-run-*.jsonl"))
-            if offline:
-                print(f"{len(offline)} job(s) lost the tracking server and kept the rest offline; send each "
-                      f"record with python -m harness.tracking.replay <record> --uri URI:")
-                print("\n".join(f"  {record}" for record in offline))
+            jobs, offline = launched_jobs(sweep_dir), offline_jobs(sweep_dir)
+            parent_offline = False
             try:
-                self._report_and_end(sweep_dir)
+                self._report_and_end(sweep_dir, jobs, offline)
             except Exception as exc:
                 from harness.tracking.server import OfflineRecord, server_lost
 
@@ -236,20 +241,26 @@ class SweepCallback(Callback):
                 # The parent's end goes offline too: the replay of its record ends it on the server.
                 record = OfflineRecord(self.parent_run_id, self.settings.tracking_uri, exc,
                                        directory=sweep_dir)
-                status, error = _final_status()
-                record.close(status, error)
-                print(f"{record.message()}; replay it as well")
+                now = _now_ms()
+                record.metrics([("jobs", float(jobs), now, 0), ("offline", float(len(offline)), now, 0)])
+                if offline:
+                    record.pairs("tag", offline_tags(offline, sweep_dir, self.settings.tracking_uri, ""))
+                record.close(*_final_status())
+                parent_offline = True
+                print(f"sweep {self.parent_run_id}: {jobs} job{'' if jobs == 1 else 's'}; the tracking "
+                      f"server did not answer at its end, which is saved in {record.path}")
+            if offline or parent_offline:
+                print(offline_report(offline, parent_offline, sweep_dir, self.settings.tracking_uri))
             self._restore_process_state()
             self.settings = self.parent_run_id = None
 
-    def _report_and_end(self, sweep_dir: Path) -> None:
-        """Count the children, print the report, log the counts on the parent and end it FINISHED (KILLED
-        when a signal arrived meanwhile)."""
+    def _report_and_end(self, sweep_dir: Path, jobs: int, offline: list[OfflineJob]) -> None:
+        """Count the children, print the report, log the counts on the parent (with the jobs that went
+        offline) and end it FINISHED (KILLED when a signal arrived meanwhile)."""
         client, _ = ensure_store(self.settings)
         counts = summarize_children(client, self.parent_run_id)
-        jobs = launched_jobs(sweep_dir)
-        print(format_sweep_report(self.parent_run_id, counts, jobs))
-        from mlflow.entities import Metric
+        print(format_sweep_report(self.parent_run_id, counts, jobs, len(offline)))
+        from mlflow.entities import Metric, RunTag
 
         now = _now_ms()
         metrics = [
@@ -258,7 +269,13 @@ class SweepCallback(Callback):
         ]
         metrics.append(Metric("runs", float(sum(len(runs) for runs in counts.values())), now, 0))
         metrics.append(Metric("jobs", float(jobs), now, 0))
-        client.log_batch(self.parent_run_id, metrics=metrics)
+        metrics.append(Metric("offline", float(len(offline)), now, 0))
+        tags = []
+        if offline:
+            note = client.get_run(self.parent_run_id).data.tags.get(NOTE_TAG, "")
+            tags = [RunTag(key, value) for key, value in
+                    tag_values(offline_tags(offline, sweep_dir, self.settings.tracking_uri, note)).items()]
+        client.log_batch(self.parent_run_id, metrics=metrics, tags=tags)
         status, error = _final_status()
         if error is not None:
             client.set_tag(self.parent_run_id, "error", error)
@@ -337,14 +354,81 @@ def summarize_children(client: Any, parent_run_id: str) -> dict[str, list[tuple[
             return counts
 
 
-def format_sweep_report(parent_run_id: str, counts: dict[str, list[tuple[str, str]]], jobs: int
-                        ) -> str:
-    """Multi-line summary: Hydra jobs, their runs per status, then one line per failed or killed run with its
-    error (a job may log several runs: a study's job logs one per cell)."""
+def format_sweep_report(parent_run_id: str, counts: dict[str, list[tuple[str, str]]], jobs: int,
+                        offline: int = 0) -> str:
+    """Multi-line summary: Hydra jobs, their runs per status (and how many jobs kept theirs offline), then
+    one line per failed or killed run with its error (a job may log several runs: a study's job logs one per
+    cell)."""
     total = sum(len(runs) for runs in counts.values())
     summary = ", ".join(f"{len(runs)} {status.lower()}" for status, runs in counts.items() if runs)
     plural = "" if jobs == 1 else "s"
-    lines = [f"sweep {parent_run_id}: {jobs} job{plural}, {total} runs ({summary or 'none tracked'})"]
+    kept = f"; {offline} job{'' if offline == 1 else 's'} offline" if offline else ""
+    lines = [f"sweep {parent_run_id}: {jobs} job{plural}, {total} runs ({summary or 'none tracked'}){kept}"]
     for status in ("FAILED", "KILLED"):
         lines += [f"  {status.lower()}: {name}  {error}".rstrip() for name, error in counts[status]]
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class OfflineJob:
+    """A sweep job whose run went to an offline record (harness.tracking.server.OfflineRecord)."""
+
+    job: str  # the job's folder in the sweep dir: its Hydra job number
+    run_id: str  # the record's run id: the server's, or a local one for a run that started offline
+    record: Path
+    started_offline: bool  # the server was gone when the job started: the replay creates its run
+
+    def describe(self) -> str:
+        how = ("started offline (local id; the replay creates it under a new one)" if self.started_offline
+               else "lost the server while it ran")
+        return f"job {self.job}: run {self.run_id}, {how}"
+
+
+def offline_jobs(sweep_dir: Path) -> list[OfflineJob]:
+    """The jobs of the sweep in sweep_dir that kept their runs in offline records, in job order."""
+    from harness.tracking.replay import read_record, records_in
+
+    found = []
+    for path in records_in(sweep_dir):
+        if path.parent == sweep_dir:
+            continue  # the sweep parent's own end
+        try:
+            record = read_record(path)
+        except ValueError:
+            continue  # not a record the replay would send; it names itself when replayed
+        started = any(line["kind"] == "run" for line in record.lines)
+        found.append(OfflineJob(path.parent.name, record.lost["run_id"], path, started))
+    return sorted(found, key=lambda job: (len(job.job), job.job))
+
+
+def replay_command(sweep_dir: Path, uri: str) -> str:
+    return f"python -m harness.tracking.replay {sweep_dir} --uri {redact(uri)}"
+
+
+def offline_tags(offline: list[OfflineJob], sweep_dir: Path, uri: str, note: str) -> dict[str, str]:
+    """The sweep parent's tags naming its offline jobs: ``harness.offline_jobs`` (job numbers) and its
+    description (note, the existing one, with a section on them appended)."""
+    lines = [f"**{_jobs(len(offline))} went offline** (the tracking server did not answer): each run is "
+             f"complete in its offline record until it is sent.", ""]
+    lines += [f"- {job.describe()}: `{job.record}`" for job in offline]
+    lines += ["", f"Once the server answers: `{replay_command(sweep_dir, uri)}`"]
+    section = "\n".join(lines)
+    return {"harness.offline_jobs": " ".join(job.job for job in offline),
+            NOTE_TAG: f"{note}\n\n{section}" if note else section}
+
+
+def offline_report(offline: list[OfflineJob], parent_offline: bool, sweep_dir: Path, uri: str) -> str:
+    """The sweep's last terminal lines when runs went offline: which jobs, and the one replay command."""
+    theirs = "its run" if len(offline) == 1 else "their runs"
+    lines = [f"{_jobs(len(offline))} kept {theirs} offline (the tracking server did not answer):"]
+    lines = lines if offline else []
+    lines += [f"  {job.describe()}: {job.record}" for job in offline]
+    what = "these records" if offline else "the record"
+    if parent_offline:
+        what += " and the sweep's own end" if offline else " of the sweep's own end"
+    lines.append(f"send {what} once the server answers again: {replay_command(sweep_dir, uri)}")
+    return "\n".join(lines)
+
+
+def _jobs(count: int) -> str:
+    return f"{count} job{'' if count == 1 else 's'}"

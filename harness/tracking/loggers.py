@@ -276,7 +276,8 @@ class MlflowLogger:
         if error is not None:
             self._send(partial(self.client.set_tag, self.run_id, "error", error), "pairs", "tag",
                        {"error": error})
-        self._send(partial(end_run, self.client, self.run_id, status, end_time), "close", status, error)
+        self._send(partial(end_run, self.client, self.run_id, status, end_time), "close", status, error,
+                   end_time)
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         self._send(partial(self.client.log_artifact, self.run_id, str(path), artifact_path), "artifact", path,

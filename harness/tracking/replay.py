@@ -1,13 +1,18 @@
-"""Send an offline record to the tracking server once it answers again, and end the run there.
+"""Send offline records to the tracking server once it answers again, and end their runs there.
 
     python -m harness.tracking.replay mlruns/hydra/runs/<date>/offline-run-<run id>.jsonl --uri URI
+    python -m harness.tracking.replay mlruns/hydra/multiruns/<date> --uri URI    # every record of a sweep
 
 A run whose server stopped answering kept what the server did not receive in an OfflineRecord
 (harness.tracking.server); on the server that run is still RUNNING. Replaying the record logs its metrics,
-params, tags, dataset inputs and artifacts to the same run and ends it with the status the run really ended
-with. Replaying twice changes nothing: metric values the server already holds are not sent again (the batch in
-flight when the server went away may have reached it), params and tags are set to the same values, artifacts
-are overwritten.
+params, tags, dataset inputs and artifacts to the same run and ends it with the status (and at the time) the
+run really ended with. A run that started while the server was gone (a sweep's job) exists only in its
+record, under a local run id: MLflow's API lets no client choose a run id, so the replay creates it (same
+experiment, name, start time and parent) under the id the server assigns and tags it
+``harness.offline_run_id`` with the local one, and says so. Replaying twice changes nothing: a run created
+before is found by that tag, metric values the server already holds are not sent again (the batch in flight
+when the server went away may have reached it), params and tags are set to the same values, artifacts are
+overwritten. A folder (a sweep's) replays every record in it, its jobs' before the sweep parent's own.
 
 A record is a plain file anyone may have edited, so it is checked before anything is sent: its run id must be
 the one in its file name, and every artifact it names must lie inside its own ``<stem>_artifacts/`` folder
@@ -30,10 +35,12 @@ from harness.tracking.loggers import MAX_METRICS_PER_BATCH, dataset_input, pair_
 from harness.tracking.redact import end_run, redact
 
 REPLAYED = ("metric", "param", "tag", "dataset", "artifact")
-FIELDS = {"lost": ("run_id", "uri"), "metric": ("key", "value", "timestamp", "step"),
-          "param": ("key", "value"), "tag": ("key", "value"), "dataset": ("name", "fingerprint", "context"),
-          "artifact": ("artifact_path",), "status": ("status", "error")}
+FIELDS = {"lost": ("run_id", "uri"), "run": ("experiment", "run_name", "start_time"),
+          "metric": ("key", "value", "timestamp", "step"), "param": ("key", "value"), "tag": ("key", "value"),
+          "dataset": ("name", "fingerprint", "context"), "artifact": ("artifact_path",),
+          "status": ("status", "error")}
 RECORD_PREFIX = "offline-run-"
+OFFLINE_ID_TAG = "harness.offline_run_id"
 
 
 @dataclass
@@ -46,7 +53,8 @@ class Replayed:
     already_stored: int = 0  # metric values of the record the server held before the replay
     status: str | None = None
     skipped: list[int] = field(default_factory=list)  # numbers of the lines that were not complete
-
+    local_id: str | None = None  # the record's own id, for a run that started offline
+    created: bool = False  # this replay created the run (else an earlier one had)
 
     def summary(self) -> str:
         sent = ", ".join(f"{count} {kind}{'s' if count != 1 else ''}" for kind, count in self.counts.items())
@@ -54,7 +62,12 @@ class Replayed:
         ended = f"ended {self.status}" if self.status else "left RUNNING (the record has no end status)"
         skipped = (f"; skipped incomplete line{'s' if len(self.skipped) > 1 else ''} "
                    f"{', '.join(map(str, self.skipped))}" if self.skipped else "")
-        return f"run {self.run_id} on {self.uri}: replayed {sent or 'nothing'}{held}; {ended}{skipped}"
+        mapped = ""
+        if self.local_id is not None:
+            how = "created now" if self.created else "created by an earlier replay"
+            mapped = f" (started offline as {self.local_id}; {how}, tag {OFFLINE_ID_TAG})"
+        return (f"run {self.run_id}{mapped} on {self.uri}: replayed {sent or 'nothing'}{held}; "
+                f"{ended}{skipped}")
 
 
 @dataclass
@@ -128,6 +141,22 @@ def _not_stored(client: Any, run_id: str, metrics: list[Any]) -> list[Any]:
     return [m for m in metrics if (m.key, m.step, m.timestamp, m.value) not in stored]
 
 
+def _created_run(uri: str, local_id: str, started: dict[str, Any]) -> tuple[str, bool]:
+    """(server run id, created now) of the run that started offline as local_id: the one an earlier replay
+    created (tag OFFLINE_ID_TAG), else a new run in the record's experiment (created if missing)."""
+    from harness.tracking.store import TrackingSettings, ensure_store
+
+    client, experiment_id = ensure_store(TrackingSettings(mode="server", uri=uri,
+                                                          experiment=started["experiment"]))
+    found = client.search_runs([experiment_id], filter_string=f"tags.{OFFLINE_ID_TAG} = '{local_id}'",
+                               max_results=1)
+    if found:
+        return found[0].info.run_id, False
+    run = client.create_run(experiment_id, start_time=started["start_time"], run_name=started["run_name"],
+                            tags={OFFLINE_ID_TAG: local_id})
+    return run.info.run_id, True
+
+
 def replay(path: Path, uri: str | None = None) -> Replayed:
     """Log the record at path to its run on uri (see target_uri); see the module docstring."""
     from mlflow import MlflowClient
@@ -141,11 +170,14 @@ def replay(path: Path, uri: str | None = None) -> Replayed:
     check_server(uri)
     configure_http_retries()
     client = MlflowClient(tracking_uri=uri)
-    run_id = lost["run_id"]
-    done = Replayed(run_id, redact(uri), skipped=record.skipped)
     by_kind: dict[str, list[dict[str, Any]]] = {}
     for line in lines:
         by_kind.setdefault(line["kind"], []).append(line)
+    run_id = lost["run_id"]
+    done = Replayed(run_id, redact(uri), skipped=record.skipped)
+    for started in by_kind.pop("run", [])[:1]:
+        run_id, done.created = _created_run(uri, lost["run_id"], started)
+        done.run_id, done.local_id = run_id, lost["run_id"]
 
     metrics = [Metric(m["key"], m["value"], m["timestamp"], m["step"]) for m in by_kind.get("metric", [])]
     unsent = _not_stored(client, run_id, metrics)
@@ -166,23 +198,43 @@ def replay(path: Path, uri: str | None = None) -> Replayed:
     for line in by_kind.get("status", [])[-1:]:
         if line["error"] is not None:
             client.set_tag(run_id, "error", line["error"])
-        end_run(client, run_id, line["status"])
+        end_run(client, run_id, line["status"], line.get("end_time"))
         done.status = line["status"]
     return done
 
 
+def records_in(path: Path) -> list[Path]:
+    """path itself if it is a file, else the offline records of the folder path (a sweep's): its jobs' (one
+    folder down) first, then its own (the sweep parent's end)."""
+    if not path.is_dir():
+        return [path]
+    pattern = f"{RECORD_PREFIX}*.jsonl"
+    return sorted(path.glob(f"*/{pattern}")) + sorted(path.glob(pattern))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("record", type=Path, help="an offline-run-<run id>.jsonl file")
+    parser.add_argument("records", type=Path, nargs="+", metavar="record",
+                        help="an offline-run-<run id>.jsonl file, or a folder (a sweep's) holding records")
     parser.add_argument("--uri", help="the tracking server to send it to (default: $MLFLOW_TRACKING_URI when "
                         "it is the server the record names)")
     args = parser.parse_args(argv)
     from harness.config import ConfigError
 
-    try:
-        print(replay(args.record, args.uri).summary())
-    except (ValueError, ConfigError) as exc:
-        sys.exit(f"replay error: {exc}")
+    paths = [record for path in args.records for record in records_in(path)]
+    if not paths:
+        sys.exit(f"replay error: record: no {RECORD_PREFIX}*.jsonl in {', '.join(map(str, args.records))}")
+    failed = 0
+    for path in paths:
+        try:
+            print(replay(path, args.uri).summary())
+        except (ValueError, ConfigError) as exc:
+            if len(paths) == 1:
+                sys.exit(f"replay error: {exc}")
+            print(f"replay error: {exc}", file=sys.stderr)
+            failed += 1
+    if failed:
+        sys.exit(f"replay error: {failed} of {len(paths)} records were not sent")
 
 
 if __name__ == "__main__":

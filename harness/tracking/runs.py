@@ -106,6 +106,7 @@ def resolve_parent_run_id(parent_run_id: str | None) -> str | None:
 
 
 _stop_signal: int | None = None
+_stops_received = 0
 
 
 def stop_requested() -> int | None:
@@ -120,8 +121,15 @@ def stop_requested() -> int | None:
 
 def note_stop(signum: int | None) -> None:
     """Record (signum) or forget (None) the stop signal of stop_requested()."""
-    global _stop_signal
+    global _stop_signal, _stops_received
     _stop_signal = signum
+    _stops_received += signum is not None
+
+
+def stops_received() -> int:
+    """How many stop signals this process has received (whoever handled them): a sweep compares the count
+    at its end with the one at its start to tell a stop from a crash."""
+    return _stops_received
 
 
 def raise_if_stop_requested() -> None:
@@ -190,6 +198,34 @@ class Interrupts:
             previous(self.pending, None)
 
 
+def _server_down(exc: BaseException) -> bool:
+    """True when exc says the tracking server does not answer (its up-front check, or a request)."""
+    from harness.tracking.health import ServerUnreachable
+    from harness.tracking.server import server_lost
+
+    return isinstance(exc, ServerUnreachable) or server_lost(exc)
+
+
+def _offline_logger(settings: TrackingSettings, run_name: str | None, tags: Mapping[str, Any],
+                    start_time: int | None, flush_every: int, error: BaseException) -> MlflowLogger:
+    """A logger whose run could not be created on the server: everything goes to an OfflineRecord
+    (OfflineRecord.started: a local run id; the replay creates the run)."""
+    import time
+
+    from mlflow import MlflowClient
+
+    from harness.tracking.server import OfflineRecord
+
+    start_time = int(time.time() * 1000) if start_time is None else start_time
+    record = OfflineRecord.started(settings.tracking_uri, error, settings.experiment, run_name, start_time)
+    record.pairs("tag", tag_values(tags))
+    logger = MlflowLogger(MlflowClient(tracking_uri=settings.tracking_uri), record.run_id,
+                          flush_every=flush_every)
+    logger.offline = record
+    print(f"{record.message()}; the run goes on offline", file=sys.stderr)
+    return logger
+
+
 def _status_of(exc: BaseException | None) -> str:
     if exc is None:
         return "FINISHED"
@@ -224,7 +260,9 @@ def open_run(
     Any exception: buffered metrics are flushed, the run ends FAILED with ``error = "Type: message"``, the
     exception is re-raised. A tracking server that stops answering during the run: the logger records the
     rest offline (MlflowLogger.offline) and the run ends with ServerLost naming the file (printed instead
-    when the run has an error of its own, which then propagates).
+    when the run has an error of its own, which then propagates). A run with a parent (a sweep's job) that
+    cannot be created because the server does not answer runs wholly offline, under a local run id
+    (OfflineRecord.started), and ends the same way.
     resume_run_id: reopen that existing run instead (status back to RUNNING, same params and tags; run_name,
     tags and parent_run_id are then not applied) - the caller checks that it exists and may be continued.
     The guard (``logger.interrupts``, an Interrupts) lets a loop defer signals to a clean point.
@@ -243,22 +281,30 @@ def open_run(
         logger: MlflowLogger | MemoryLogger = MemoryLogger(run_name, all_tags)
         client = None
     else:
-        client, experiment_id = ensure_store(settings)
-        if resume_run_id is not None:
-            client.update_run(resume_run_id, status="RUNNING")
-            for _, batch in pair_batches("tag", process_tags()):  # the run's process is this one now
-                client.log_batch(resume_run_id, **batch)
-            run = client.get_run(resume_run_id)
+        parent = None if resume_run_id is not None else resolve_parent_run_id(parent_run_id)
+        if parent:
+            all_tags["mlflow.parentRunId"] = parent
+        try:
+            client, experiment_id = ensure_store(settings)
+            if resume_run_id is not None:
+                client.update_run(resume_run_id, status="RUNNING")
+                for _, batch in pair_batches("tag", process_tags()):  # the run's process is this one now
+                    client.log_batch(resume_run_id, **batch)
+                run = client.get_run(resume_run_id)
+            else:
+                run = client.create_run(experiment_id, start_time=start_time, run_name=run_name,
+                                        tags=tag_values(all_tags))
+        except Exception as exc:
+            if not parent or not _server_down(exc):
+                raise
+            # A job of a sweep whose server is gone: the sweep goes on, this job's run lives offline.
+            logger = _offline_logger(settings, run_name, all_tags, start_time, flush_every, exc)
+            client = logger.client
         else:
-            parent = resolve_parent_run_id(parent_run_id)
-            if parent:
-                all_tags["mlflow.parentRunId"] = parent
-            run = client.create_run(experiment_id, start_time=start_time, run_name=run_name,
-                                    tags=tag_values(all_tags))
-        # Storing a metric value in SQLite costs tens of microseconds: a forked writer takes that off the
-        # training process (a server's HTTP batches are cheap to send and keep the offline fallback here).
-        background = sqlite_path(settings.tracking_uri) is not None and fork_available()
-        logger = MlflowLogger(client, run.info.run_id, flush_every=flush_every, background=background)
+            # Storing a metric value in SQLite costs tens of microseconds: a forked writer takes that off the
+            # training process (a server's HTTP batches are cheap to send and keep the offline fallback here).
+            background = sqlite_path(settings.tracking_uri) is not None and fork_available()
+            logger = MlflowLogger(client, run.info.run_id, flush_every=flush_every, background=background)
 
     guard = Interrupts()
     logger.interrupts = guard

@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -73,10 +74,12 @@ def offline_dir() -> Path:
 class OfflineRecord:
     """What a run could not send, as JSON lines (one object per line, ``kind`` first) plus artifact copies.
 
-    Lines: ``{"kind": "lost", "run_id", "uri", "error", "time"}`` first, then ``metric`` (key, value,
-    timestamp ms, step), ``param`` / ``tag`` (key, value), ``artifact`` (path: the copy under
-    ``<stem>_artifacts/``; artifact_path: its path among the run's artifacts), ``dataset`` (name,
-    fingerprint, context) and last ``status`` (status, error: the run's error tag or null).
+    Lines: ``{"kind": "lost", "run_id", "uri", "error", "time"}`` first; for a run that started offline
+    (``OfflineRecord.started``) then ``run`` (experiment, run_name, start_time ms: what creating it takes);
+    then ``metric`` (key, value, timestamp ms, step), ``param`` / ``tag`` (key, value), ``artifact`` (path:
+    the copy under ``<stem>_artifacts/``; artifact_path: its path among the run's artifacts), ``dataset``
+    (name, fingerprint, context) and last ``status`` (status, error: the run's error tag or null, end_time
+    ms).
     """
 
     def __init__(self, run_id: str, uri: str, error: BaseException, directory: Path | None = None) -> None:
@@ -85,8 +88,22 @@ class OfflineRecord:
         self.path = directory / f"offline-run-{run_id}.jsonl"
         self.artifact_dir = directory / f"offline-run-{run_id}_artifacts"
         self.run_id, self.uri = run_id, redact(uri)
+        self.started_offline = False
         self.write([{"kind": "lost", "run_id": run_id, "uri": self.uri, "error": redact(str(error))[:500],
                      "time": time.time()}])
+
+    @classmethod
+    def started(cls, uri: str, error: BaseException, experiment: str, run_name: str | None,
+                start_time: int, directory: Path | None = None) -> OfflineRecord:
+        """The record of a run that could not be created on the server (error): it gets a local id (MLflow's
+        format, uuid4 hex) and its whole life goes to the record. MLflow's API lets no client choose a run's
+        id (CreateRun takes none), so the replay creates the run under the id the server gives it, tagged
+        ``harness.offline_run_id`` with the local one."""
+        record = cls(uuid.uuid4().hex, uri, error, directory)
+        record.started_offline = True
+        record.write([{"kind": "run", "experiment": experiment, "run_name": run_name,
+                       "start_time": start_time}])
+        return record
 
     def write(self, records: list[dict[str, Any]]) -> None:
         with self.path.open("a") as sink:
@@ -129,10 +146,14 @@ class OfflineRecord:
     def dataset(self, name: str, fingerprint: str, context: str) -> None:
         self.write([{"kind": "dataset", "name": name, "fingerprint": fingerprint, "context": context}])
 
-    def close(self, status: str, error: str | None = None) -> None:
-        self.write([{"kind": "status", "status": status, "error": error}])
+    def close(self, status: str, error: str | None = None, end_time: int | None = None) -> None:
+        end_time = int(time.time() * 1000) if end_time is None else end_time
+        self.write([{"kind": "status", "status": status, "error": error, "end_time": end_time}])
 
     def message(self) -> str:
+        if self.started_offline:
+            return (f"tracking server {self.uri} did not answer when run {self.run_id} started; the whole "
+                    f"run is saved in {self.path} (its replay creates it on the server, under a new run id)")
         return (f"tracking server {self.uri} stopped answering during run {self.run_id}; what it did not "
                 f"receive is saved in {self.path}")
 
