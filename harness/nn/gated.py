@@ -209,6 +209,18 @@ class _GatedLayer(RecurrentLayer):
                             spectral_radius=spectral_radius, max_singular_value=max_singular_value,
                             dtype=dtype)
 
+    def _transposed_blocks(self, W: np.ndarray, blocks: slice) -> np.ndarray:
+        """The gate blocks `blocks` (internal order) of a parameter (R, blocks*H), transposed into one new
+        C-ordered (n*H, R) array, which BLAS multiplies by faster than by a transposed view (measured up to
+        1.4x in float32)."""
+        order = range(self.blocks) if self.order is None else self.order
+        chosen = order[blocks]
+        Hn = self.hidden_size
+        out = np.empty((len(chosen) * Hn, W.shape[0]), dtype=W.dtype)
+        for k, block in enumerate(chosen):
+            out[k * Hn:(k + 1) * Hn] = W[:, block * Hn:(block + 1) * Hn].T
+        return out
+
     def _internal(self, W: np.ndarray) -> np.ndarray:
         """A parameter (R, blocks*H) with its blocks in the internal order (W itself if that is its own)."""
         return W if self.order is None else _reorder_blocks(W, self.order)
@@ -386,7 +398,7 @@ class LSTMLayer(_GatedLayer):
         self._check_current(cache_id)
         T, B, _ = X.shape
         Hn = self.hidden_size
-        W_h_T = self._internal(params["W_h"]).T  # (4H, H)
+        W_h_T = self._transposed_blocks(params["W_h"], slice(None))  # (4H, H)
         (dh_bands, dc_bands), truncated = self._initial_bands((T, B, Hn), G.dtype, d_final_state, truncation)
         n = dh_bands.shape[0]
         dh = np.empty((T, B, Hn), dtype=G.dtype) if hidden_grads else None
@@ -503,7 +515,7 @@ class GRULayer(_GatedLayer):
         self._check_current(cache_id)
         T, B, _ = X.shape
         Hn = self.hidden_size
-        W_zr_T, W_n_T = params["W_h"][:, :2 * Hn].T, params["W_h"][:, 2 * Hn:].T
+        W_zr_T, W_n_T = (self._transposed_blocks(params["W_h"], blocks) for blocks in (slice(2), slice(2, 3)))
         (dh_bands,), truncated = self._initial_bands((T, B, Hn), G.dtype, d_final_state, truncation)
         n_bands = dh_bands.shape[0]
         dh = np.empty((T, B, Hn), dtype=G.dtype) if hidden_grads else None
