@@ -414,5 +414,7 @@ def test_a_server_lost_during_a_sweep_ends_no_sweep_and_loses_no_run(tmp_path: P
         local_id = records["1"].stem.removeprefix("offline-run-")
         assert children[1].data.tags["harness.offline_run_id"] == local_id
         assert parent.data.metrics["jobs"] == 3.0 and parent.data.metrics["offline"] == 3.0
+        # its children counted by the replay, as the sweep's end would have counted them
+        assert (parent.data.metrics["runs"], parent.data.metrics["finished"]) == (3.0, 3.0)
         assert parent.data.tags["harness.offline_jobs"] == "0 1 2"
         assert f"python -m harness.tracking.replay {sweep}" in parent.data.tags["mlflow.note.content"]

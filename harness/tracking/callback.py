@@ -243,6 +243,7 @@ class SweepCallback(Callback):
                                        directory=sweep_dir)
                 now = _now_ms()
                 record.metrics([("jobs", float(jobs), now, 0), ("offline", float(len(offline)), now, 0)])
+                record.write([{"kind": "sweep", "time": now}])  # the replay counts the children then
                 if offline:
                     record.pairs("tag", offline_tags(offline, sweep_dir, self.settings.tracking_uri, ""))
                 record.close(*_final_status())
@@ -263,11 +264,7 @@ class SweepCallback(Callback):
         from mlflow.entities import Metric, RunTag
 
         now = _now_ms()
-        metrics = [
-            Metric(key, float(len(counts[key.upper()])), now, 0)
-            for key in ("finished", "failed", "killed", "running")
-        ]
-        metrics.append(Metric("runs", float(sum(len(runs) for runs in counts.values())), now, 0))
+        metrics = count_metrics(counts, now)
         metrics.append(Metric("jobs", float(jobs), now, 0))
         metrics.append(Metric("offline", float(len(offline)), now, 0))
         tags = []
@@ -280,6 +277,17 @@ class SweepCallback(Callback):
         if error is not None:
             client.set_tag(self.parent_run_id, "error", error)
         end_run(client, self.parent_run_id, status)
+
+
+def count_metrics(counts: dict[str, list[tuple[str, str]]], timestamp: int) -> list[Any]:
+    """The sweep parent's metrics ``finished``, ``failed``, ``killed``, ``running`` and ``runs`` (mlflow
+    Metric, step 0) from summarize_children's counts."""
+    from mlflow.entities import Metric
+
+    metrics = [Metric(key, float(len(counts[key.upper()])), timestamp, 0)
+               for key in ("finished", "failed", "killed", "running")]
+    metrics.append(Metric("runs", float(sum(len(runs) for runs in counts.values())), timestamp, 0))
+    return metrics
 
 
 def _final_status() -> tuple[str, str | None]:

@@ -12,7 +12,9 @@ experiment, name, start time and parent) under the id the server assigns and tag
 ``harness.offline_run_id`` with the local one, and says so. Replaying twice changes nothing: a run created
 before is found by that tag, metric values the server already holds are not sent again (the batch in flight
 when the server went away may have reached it), params and tags are set to the same values, artifacts are
-overwritten. A folder (a sweep's) replays every record in it, its jobs' before the sweep parent's own.
+overwritten. A folder (a sweep's) replays every record in it, its jobs' before the sweep parent's own; a
+sweep parent whose end went offline gets its children counted then (``finished``, ``failed``, ...), as its
+end would have.
 
 A record is a plain file anyone may have edited, so it is checked before anything is sent: its run id must be
 the one in its file name, and every artifact it names must lie inside its own ``<stem>_artifacts/`` folder
@@ -38,7 +40,7 @@ REPLAYED = ("metric", "param", "tag", "dataset", "artifact")
 FIELDS = {"lost": ("run_id", "uri"), "run": ("experiment", "run_name", "start_time"),
           "metric": ("key", "value", "timestamp", "step"), "param": ("key", "value"), "tag": ("key", "value"),
           "dataset": ("name", "fingerprint", "context"), "artifact": ("artifact_path",),
-          "status": ("status", "error")}
+          "sweep": ("time",), "status": ("status", "error")}
 RECORD_PREFIX = "offline-run-"
 OFFLINE_ID_TAG = "harness.offline_run_id"
 
@@ -195,6 +197,12 @@ def replay(path: Path, uri: str | None = None) -> Replayed:
         client.log_artifact(run_id, str(line["source"]), None if parent == "." else parent)
     done.counts = {kind: len(by_kind[kind]) for kind in REPLAYED if kind in by_kind}
     done.already_stored = len(metrics) - len(unsent)
+    for line in by_kind.get("sweep", [])[:1]:
+        # A sweep parent whose end went offline: its children are counted now, as its end would have.
+        from harness.tracking.callback import count_metrics, summarize_children
+
+        counted = count_metrics(summarize_children(client, run_id), line["time"])
+        client.log_batch(run_id, metrics=_not_stored(client, run_id, counted))
     for line in by_kind.get("status", [])[-1:]:
         if line["error"] is not None:
             client.set_tag(run_id, "error", line["error"])
