@@ -464,6 +464,23 @@ def test_benchmark_runs_end_to_end_on_tiny_sizes() -> None:
     assert all(o["ratio"] > 0 for o in result["fit_overhead"].values())
 
 
+def test_benchmark_names_every_missed_target() -> None:
+    from harness.benchmarks.train_step import target_misses
+
+    def row(cell, size, ratios, peaks, speedup):
+        dtypes = zip(("float64", "float32"), ratios, peaks, strict=True)
+        return {"cell": cell, "T": size[0], "B": size[1], "H": size[2], "float32_speedup": speedup,
+                **{d: {"ratio": r, "harness_peak": p} for d, r, p in dtypes}}
+
+    rows = [row("elman", (8, 1, 16), (0.75, None), (0.0, 0.0), 1.0),  # the peak and f32 targets: largest only
+            row("lstm", (200, 128, 128), (0.85, 0.8), (0.41, 0.5), 1.6),
+            row("gru", (500, 64, 256), (0.7, 0.7), (0.6, 0.6), 2.0)]
+    assert target_misses(rows) == ["elman (8, 1, 16) float64 h/torch 0.75 > 0.7",
+                                   "lstm (200, 128, 128) float64 h/torch 0.85 > 0.8",
+                                   "lstm (200, 128, 128) float64 41% of the peak < 50%",
+                                   "lstm (200, 128, 128) f64/f32 1.60 < 1.7"]
+
+
 @pytest.mark.slow
 def test_arma_benchmark_runs_end_to_end_on_a_short_series() -> None:
     from harness.benchmarks.arma_selection import main

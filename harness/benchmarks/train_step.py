@@ -61,6 +61,9 @@ LR = 1e-3
 CELLS: dict[str, type[RecurrentModel]] = {"elman": Elman, "lstm": LSTM, "gru": GRU}
 GATE_BLOCKS = {"elman": 1, "lstm": 4, "gru": 3}
 PEAK_SIZE = 2000
+TARGET_RATIO = {"elman": 0.7, "lstm": 0.8, "gru": 0.8}  # harness/torch step time, at every size
+TARGET_PEAK_SHARE = 0.5  # of the one-thread matmul peak, at the two largest sizes
+TARGET_FLOAT32_SPEEDUP = 1.7  # float64 / float32 step time, at the two largest sizes
 
 
 @contextlib.contextmanager
@@ -371,6 +374,27 @@ def print_train_steps(rows: list[dict[str, Any]], peaks: dict[str, float]) -> No
         print(line + f" | {r['float32_speedup']:>8.2f}")
     print("targets: harness/torch <= 0.8 (LSTM, GRU), <= 0.7 (Elman) at every size; >= 50% of the peak "
           "at the two largest sizes; float64/float32 >= 1.7 at the two largest sizes")
+    misses = target_misses(rows)
+    print("every target met" if not misses else "missed: " + "; ".join(misses))
+
+
+def target_misses(rows: list[dict[str, Any]]) -> list[str]:
+    """One entry per row and target the row misses: which cell, size and dtype, the value and the target."""
+    largest = {(T, B, H) for T, B, H in sorted(SIZES, key=lambda size: size[0] * size[1] * size[2])[-2:]}
+    misses = []
+    for r in rows:
+        size = (r["T"], r["B"], r["H"])
+        name = f"{r['cell']} {size}"
+        for dtype in DTYPES:
+            d = r[dtype]
+            if d["ratio"] is not None and d["ratio"] > TARGET_RATIO[r["cell"]]:
+                misses.append(f"{name} {dtype} h/torch {d['ratio']:.2f} > {TARGET_RATIO[r['cell']]}")
+            if size in largest and d["harness_peak"] < TARGET_PEAK_SHARE:
+                misses.append(f"{name} {dtype} {100 * d['harness_peak']:.0f}% of the peak < "
+                              f"{100 * TARGET_PEAK_SHARE:.0f}%")
+        if size in largest and r["float32_speedup"] < TARGET_FLOAT32_SPEEDUP:
+            misses.append(f"{name} f64/f32 {r['float32_speedup']:.2f} < {TARGET_FLOAT32_SPEEDUP}")
+    return misses
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
