@@ -26,14 +26,17 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness.app import one_line, run_app
 from harness.config import ConfigError, allowed_keys
+from harness.joblib_launcher import failed_jobs_return
 from harness.search import register_optuna_sweeper
 from harness.tracking.redact import redact
 from harness.tracking.server import ServerLost
 
 log = logging.getLogger(__name__)
+FAILED = math.nan  # a failed sweep job returns it: the sweep goes on; the Optuna sweeper tells a FAILED trial
 
 
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+@failed_jobs_return(FAILED)  # also a job whose joblib worker died
 def train(cfg: DictConfig) -> float:
     from harness.run import run
 
@@ -48,19 +51,19 @@ def train(cfg: DictConfig) -> float:
             # SystemExit passes through Hydra's job runner without its "Error executing job" report.
             sys.exit(f"config error: {redact(str(exc))}")
         log.error("job %s: config error: %s", hydra_cfg.job.num, redact(str(exc)))
-        return math.nan
+        return FAILED
     except ServerLost as lost:
         if not multirun:
             raise
         # The run finished offline (its record is in the job folder); the sweep goes on.
         log.error("job %s went offline: %s", hydra_cfg.job.num, lost)
-        return math.nan
+        return FAILED
     except Exception as exc:
         if not multirun:
             raise
         # The run (if it was opened) is already FAILED with its error tag; keep the sweep going.
         log.error("job %s failed: %s: %s", hydra_cfg.job.num, type(exc).__name__, one_line(exc, allowed_keys))
-        return math.nan
+        return FAILED
     return objective
 
 

@@ -3,7 +3,8 @@ whole before they start.
 
 `run_app(main, allowed_keys)` runs a `@hydra.main` function so that Hydra's own errors (a misspelt key, an
 unknown group option, an unparsable override) and the harness's ConfigError end the program with one line
-`config error: ...` on stderr and exit status 1; HYDRA_FULL_ERROR=1 shows Hydra's full report instead.
+`config error: ...` on stderr and exit status 1; HYDRA_FULL_ERROR=1 shows Hydra's full report instead. It
+registers harness.joblib_launcher, the launcher of `hydra/launcher=joblib`.
 
 `SweepCheck` is a Hydra callback listed before the tracking callback (`hydra.callbacks`): at the start of a
 multirun it composes every job of the basic sweeper's grid and passes each job's config to the app's check
@@ -66,9 +67,12 @@ def one_line(exc: BaseException, allowed_keys: AllowedKeys) -> str:
 
 
 def run_app(main: Callable[[], Any], allowed_keys: AllowedKeys) -> None:
-    """Run the @hydra.main function main with Hydra's folders under <project>/mlruns/hydra and one-line
-    configuration errors (exit status 1)."""
+    """Run the @hydra.main function main with Hydra's folders under <project>/mlruns/hydra, one-line
+    configuration errors (exit status 1) and harness.joblib_launcher behind ``hydra/launcher=joblib``."""
+    from harness.joblib_launcher import register_joblib_launcher
+
     export_project_root()
+    register_joblib_launcher()
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
         main()
         return

@@ -20,9 +20,10 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from harness.config import ConfigError
+from harness.joblib_launcher import LostJob, TornDown
 from harness.tracking.experiment_notes import NOTE_TAG
 from harness.tracking.loggers import tag_values
-from harness.tracking.reap import all_pages, end_orphans, orphaned, process_gone
+from harness.tracking.reap import HOST_TAG, PID_TAG, all_pages, end_orphans, orphaned, process_gone
 from harness.tracking.redact import end_run, redact, redact_folder, redact_log_records
 from harness.tracking.runs import (
     PARENT_ENV,
@@ -37,6 +38,8 @@ from harness.tracking.runs import (
 from harness.tracking.store import TrackingSettings, ensure_store, git_commit
 
 CHILD_STATUSES = ("FINISHED", "FAILED", "KILLED", "RUNNING", "SCHEDULED")
+RERUN = "RERUN"  # the count of KILLED runs whose job ran again (tag RERUN_TAG): not a signal, not a failure
+RERUN_TAG = "harness.rerun"
 WORKER_CLOSE_TIMEOUT_S = 20.0
 
 
@@ -71,6 +74,10 @@ class SweepCallback(Callback):
     worker) still ends its parent at exit: KILLED after a signal, else FAILED, with the reason in its
     ``error`` tag; every child run still RUNNING whose process is gone ends KILLED after a signal, else
     FAILED.
+    A job attempt a launcher reports lost (on_job_end with a harness.joblib_launcher.LostJob: its worker
+    died, or was torn down with the pool) has its runs ended at once: those left RUNNING FAILED with the
+    cause; when the job runs again, all of them KILLED and tagged ``harness.rerun`` (counted as re-run).
+    The parent's description gets the report (after a study's table, when it has one).
     Arguments (all optional) override the config's ``tracking`` node: experiment, mode, uri, artifact_root.
     """
 
@@ -169,10 +176,13 @@ class SweepCallback(Callback):
             time.sleep(0.1)
 
     def _running_children(self, client: Any) -> list[Any]:
+        return self._children(client, "attributes.status = 'RUNNING'")
+
+    def _children(self, client: Any, condition: str) -> list[Any]:
+        """The runs nested under the parent that meet condition (an MLflow search filter)."""
         parent = client.get_run(self.parent_run_id)
         return all_pages(client.search_runs, [parent.info.experiment_id],
-                         filter_string=f"tags.mlflow.parentRunId = '{self.parent_run_id}' and "
-                                       f"attributes.status = 'RUNNING'")
+                         filter_string=f"tags.mlflow.parentRunId = '{self.parent_run_id}' and {condition}")
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         redact_hydra_outputs(config)
@@ -180,6 +190,25 @@ class SweepCallback(Callback):
 
     def on_job_end(self, config: DictConfig, **kwargs: Any) -> None:
         redact_hydra_outputs(config)  # the job's log
+        lost = getattr(kwargs.get("job_return"), "_return_value", None)
+        if isinstance(lost, LostJob) and self.settings is not None and self.parent_run_id is not None:
+            self._end_runs_of_lost_job(lost)
+
+    def _end_runs_of_lost_job(self, lost: LostJob) -> None:
+        """End the runs of the lost job attempt (its worker's, opened since it started). TornDown (the job
+        runs again and logs them again): all of them KILLED, tagged and described as re-run, finished ones
+        too (a study's cells). Otherwise those left RUNNING end FAILED with the cause."""
+        client, _ = ensure_store(self.settings)
+        runs = [run for run in self._children(client, f"attributes.start_time >= {lost.since_ms}")
+                if (run.data.tags.get(PID_TAG), run.data.tags.get(HOST_TAG)) == (str(lost.pid), lost.host)]
+        if not isinstance(lost, TornDown):
+            end_orphans(client, runs, f"{type(lost).__name__}: {lost}", status="FAILED")
+            return
+        for run in runs:
+            client.set_tag(run.info.run_id, RERUN_TAG, str(lost))
+            client.set_tag(run.info.run_id, NOTE_TAG, f"**Torn down, run again.** Job {lost.job_num} was "
+                           f"{lost}: the runs of its next attempt supersede this one.")
+            end_run(client, run.info.run_id, "KILLED")
 
     def _end_abandoned_parent(self) -> None:
         """Ends a parent that on_multirun_end never reached, so no sweep is left RUNNING."""
@@ -267,11 +296,12 @@ class SweepCallback(Callback):
         metrics = count_metrics(counts, now)
         metrics.append(Metric("jobs", float(jobs), now, 0))
         metrics.append(Metric("offline", float(len(offline)), now, 0))
-        tags = []
-        if offline:
-            note = client.get_run(self.parent_run_id).data.tags.get(NOTE_TAG, "")
-            tags = [RunTag(key, value) for key, value in
-                    tag_values(offline_tags(offline, sweep_dir, self.settings.tracking_uri, note)).items()]
+        # The description: a study's table (when it wrote one), the sweep's report, its offline jobs.
+        note = "\n\n".join(filter(None, [client.get_run(self.parent_run_id).data.tags.get(NOTE_TAG),
+                                         sweep_note(counts, jobs, len(offline))]))
+        described = offline_tags(offline, sweep_dir, self.settings.tracking_uri, note) if offline else {
+            NOTE_TAG: note}
+        tags = [RunTag(key, value) for key, value in tag_values(described).items()]
         client.log_batch(self.parent_run_id, metrics=metrics, tags=tags)
         status, error = _final_status()
         if error is not None:
@@ -285,7 +315,7 @@ def count_metrics(counts: dict[str, list[tuple[str, str]]], timestamp: int) -> l
     from mlflow.entities import Metric
 
     metrics = [Metric(key, float(len(counts[key.upper()])), timestamp, 0)
-               for key in ("finished", "failed", "killed", "running")]
+               for key in ("finished", "failed", "killed", "running", "rerun")]
     metrics.append(Metric("runs", float(sum(len(runs) for runs in counts.values())), timestamp, 0))
     return metrics
 
@@ -344,9 +374,10 @@ def _now_ms() -> int:
 
 
 def summarize_children(client: Any, parent_run_id: str) -> dict[str, list[tuple[str, str]]]:
-    """Status -> [(run name, error tag)] of every run nested under parent_run_id (all pages)."""
+    """Status (or RERUN) -> [(run name, error tag or re-run reason)] of every run nested under
+    parent_run_id (all pages)."""
     parent = client.get_run(parent_run_id)
-    counts: dict[str, list[tuple[str, str]]] = {status: [] for status in CHILD_STATUSES}
+    counts: dict[str, list[tuple[str, str]]] = {status: [] for status in (*CHILD_STATUSES, RERUN)}
     token = None
     while True:
         page = client.search_runs(
@@ -354,27 +385,45 @@ def summarize_children(client: Any, parent_run_id: str) -> dict[str, list[tuple[
             max_results=1000, page_token=token,
         )
         for run in page:
-            counts.setdefault(run.info.status, []).append(
-                (run.info.run_name, run.data.tags.get("error", ""))
+            tags = run.data.tags
+            rerun = run.info.status == "KILLED" and RERUN_TAG in tags
+            counts.setdefault(RERUN if rerun else run.info.status, []).append(
+                (run.info.run_name, tags.get("error") or tags.get(RERUN_TAG, ""))
             )
         token = page.token
         if not token:
             return counts
 
 
+def _label(status: str) -> str:
+    return "re-run" if status == RERUN else status.lower()
+
+
+def _report_parts(counts: dict[str, list[tuple[str, str]]], jobs: int, offline: int) -> tuple[str, list[str]]:
+    """("4 jobs, 5 runs (3 finished, 1 failed, 1 re-run)", ["failed: <name>  <error>", ...]): the summary
+    (with how many jobs kept their runs offline), then one entry per failed, killed or re-run run with its
+    error (a job may log several runs: a study's job logs one per cell)."""
+    total = sum(len(runs) for runs in counts.values())
+    summary = ", ".join(f"{len(runs)} {_label(status)}" for status, runs in counts.items() if runs)
+    kept = f"; {_jobs(offline)} offline" if offline else ""
+    entries = [f"{_label(status)}: {name}  {error}".rstrip()
+               for status in ("FAILED", "KILLED", RERUN) for name, error in counts[status]]
+    return f"{_jobs(jobs)}, {total} runs ({summary or 'none tracked'}){kept}", entries
+
+
 def format_sweep_report(parent_run_id: str, counts: dict[str, list[tuple[str, str]]], jobs: int,
                         offline: int = 0) -> str:
-    """Multi-line summary: Hydra jobs, their runs per status (and how many jobs kept theirs offline), then
-    one line per failed or killed run with its error (a job may log several runs: a study's job logs one per
-    cell)."""
-    total = sum(len(runs) for runs in counts.values())
-    summary = ", ".join(f"{len(runs)} {status.lower()}" for status, runs in counts.items() if runs)
-    plural = "" if jobs == 1 else "s"
-    kept = f"; {offline} job{'' if offline == 1 else 's'} offline" if offline else ""
-    lines = [f"sweep {parent_run_id}: {jobs} job{plural}, {total} runs ({summary or 'none tracked'}){kept}"]
-    for status in ("FAILED", "KILLED"):
-        lines += [f"  {status.lower()}: {name}  {error}".rstrip() for name, error in counts[status]]
-    return "\n".join(lines)
+    """Multi-line summary: Hydra jobs, their runs per status, then one line per failed, killed or re-run
+    run with its error (_report_parts)."""
+    summary, entries = _report_parts(counts, jobs, offline)
+    return "\n".join([f"sweep {parent_run_id}: {summary}", *(f"  {entry}" for entry in entries)])
+
+
+def sweep_note(counts: dict[str, list[tuple[str, str]]], jobs: int, offline: int = 0) -> str:
+    """The report as the parent run's Markdown description."""
+    summary, entries = _report_parts(counts, jobs, offline)
+    bullets = [f"- {entry}" for entry in entries]
+    return "\n".join([f"**Sweep: {summary}.**", *([""] if bullets else []), *bullets])
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,149 @@
+"""A joblib sweep whose worker process dies (SIGKILL, what the out-of-memory killer sends) fails that job
+alone: the jobs loky tears down with the pool, and those not started, run in a fresh pool. Real processes, a
+real SIGKILL, real Hydra multirun with harness.joblib_launcher and real MLflow on a temporary SQLite store."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+from omegaconf import OmegaConf
+from test_sweep_signals import children_of
+from test_train_app import TINY, app, app_command, app_env, history, runs_of
+
+from harness.joblib_launcher import exit_description, reported_exit_codes
+
+# Job 0 trains until it is killed; job 1 (1500 steps, a few seconds) has just started when job 0's worker
+# dies, so loky tears it down; jobs 2 and 3 have not started. No periodic checkpoint: the torn-down job runs
+# again from its start (with one, it continues its own run: the slow test below).
+STEPS = "trainer.steps=1000000,1500,20,21"
+QUIET = ["trainer.eval_interval=1000", "trainer.diagnostics_interval=0"]
+
+
+def sweep_with_a_dead_worker(tmp_path: Path, settings, *extra: str, job1_steps: int = 0
+                             ) -> tuple[int, str, int]:
+    """Run the 4-job joblib sweep (2 workers); SIGKILL job 0's worker once jobs 0 and 1 have opened their
+    runs and job 1 has at least job1_steps train losses in the store. Returns (exit status, its output
+    (stdout, where Hydra logs, then stderr), the killed pid)."""
+    command = app_command(settings, "-m", *TINY, *QUIET, STEPS, "hydra/launcher=joblib",
+                          "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={tmp_path}/sweep", *extra)
+    stdout, stderr = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
+    with stdout.open("w") as out, stderr.open("w") as err:
+        process = subprocess.Popen(command, env=app_env(tmp_path), cwd=tmp_path, stdout=out, stderr=err,
+                                   start_new_session=True)  # its own group, for killpg
+    client = MlflowClient(settings.tracking_uri)
+    killed = None
+    try:
+        deadline = time.monotonic() + 240
+        while killed is None:
+            assert process.poll() is None, stderr.read_text()[-3000:]
+            assert time.monotonic() < deadline, "timed out"
+            jobs = {run.data.tags.get("job_num"): run for run in children_of(settings)[1]}
+            if ("0" in jobs and "1" in jobs and jobs["1"].info.status == "RUNNING"
+                    and len(client.get_metric_history(jobs["1"].info.run_id, "train/loss")) >= job1_steps):
+                killed = int(jobs["0"].data.tags["harness.pid"])
+                os.kill(killed, signal.SIGKILL)
+            time.sleep(0.2)
+        process.wait(timeout=240)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    return process.returncode, stdout.read_text() + stderr.read_text(), killed
+
+
+def test_a_dead_worker_fails_its_job_and_the_sweep_goes_on(tmp_path: Path, tracking_settings) -> None:
+    code, output, killed = sweep_with_a_dead_worker(tmp_path, tracking_settings, "trainer.checkpoint_every=0")
+    assert code == 0, output[-3000:]  # as a sweep with a failed job: it goes on to its end
+    (parent,), children = children_of(tracking_settings)
+    jobs: dict[str, list] = {}
+    for run in children:
+        jobs.setdefault(run.data.tags["job_num"], []).append(run)
+    assert sorted(jobs) == ["0", "1", "2", "3"]
+    assert "RUNNING" not in {run.info.status for run in children}
+    (dead,) = jobs["0"]
+    cause = ("WorkerDied: job 0's worker process died of SIGKILL (killed, or out of memory) "
+             f"(process {killed} on")
+    assert dead.info.status == "FAILED" and dead.data.tags["error"].startswith(cause)
+    assert len(jobs["1"]) == 2, [run.data.tags for run in jobs["1"]]  # its torn-down run, then its re-run
+    partial, rerun = sorted(jobs["1"], key=lambda run: run.info.start_time)
+    assert partial.info.status == "KILLED"
+    assert partial.data.tags["harness.pid"] != rerun.data.tags["harness.pid"]  # a fresh worker
+    torn_down = "torn down with the joblib pool when job 0 died; the job ran again in a fresh pool"
+    assert partial.data.tags["harness.rerun"] == torn_down and "error" not in partial.data.tags
+    assert partial.data.tags["mlflow.note.content"] == (
+        f"**Torn down, run again.** Job 1 was {torn_down}: the runs of its next attempt supersede this one.")
+    assert [run.info.status for run in (rerun, *jobs["2"], *jobs["3"])] == ["FINISHED"] * 3
+    # the parent ends as after a failed job, and says which job died and which ran again
+    assert parent.info.status == "FINISHED"
+    metrics = parent.data.metrics
+    assert (metrics["jobs"], metrics["runs"], metrics["finished"], metrics["failed"], metrics["killed"],
+            metrics["rerun"]) == (4, 5, 3, 1, 0, 1)
+    note = parent.data.tags["mlflow.note.content"]
+    assert note.startswith("**Sweep: 4 jobs, 5 runs (3 finished, 1 failed, 1 re-run).**"), note
+    assert f"- failed: {dead.info.run_name}  {cause}" in note
+    assert f"- re-run: {partial.info.run_name}  {torn_down}" in note
+    assert "job 0 failed: WorkerDied: job 0's worker process died of SIGKILL" in output
+    assert "a fresh pool runs job 1 (torn down), job 2, job 3" in output
+    assert f"  re-run: {partial.info.run_name}  {torn_down}" in output  # the sweep's closing report
+    # the jobs that ran again, or later, have the numbers of the basic launcher
+    basic = app(tmp_path, tracking_settings, "-m", *TINY, *QUIET, "trainer.steps=1500,20,21",
+                "trainer.checkpoint_every=0",
+                f"hydra.sweep.dir={tmp_path}/basic", experiment="basic")
+    assert basic.returncode == 0, basic.stderr[-3000:]
+    client = MlflowClient(tracking_settings.tracking_uri)
+    reference = {run.info.run_name: run for run in runs_of(tracking_settings, "basic")
+                 if "mlflow.parentRunId" in run.data.tags}
+    for run in (rerun, *jobs["2"], *jobs["3"]):
+        for key in ("train/loss", "train/grad_norm", "val/accuracy"):
+            assert history(client, run.info.run_id, key) == history(
+                client, reference[run.info.run_name].info.run_id, key), (run.info.run_name, key)
+
+
+def test_exit_codes_read_from_lokys_error() -> None:
+    message = "A worker process was terminated.\nThe exit codes of the workers are {SIGKILL(-9), EXIT(1)}"
+    assert reported_exit_codes(RuntimeError(message)) == [-9, 1]
+    assert reported_exit_codes(RuntimeError("no codes")) == []
+    assert exit_description(-9) == "died of SIGKILL (killed, or out of memory)"
+    assert exit_description(-11) == "died of SIGSEGV"
+    assert exit_description(3) == "exited with status 3"
+
+
+def test_hydra_launcher_joblib_is_the_harness_launcher_with_every_plugin_option(tmp_path: Path,
+                                                                                tracking_settings) -> None:
+    shown = app(tmp_path, tracking_settings, "--cfg", "hydra", "-p", "hydra.launcher",
+                "hydra/launcher=joblib", "hydra.launcher.n_jobs=3", "hydra.launcher.prefer=threads")
+    assert shown.returncode == 0, shown.stderr
+    from hydra_plugins.hydra_joblib_launcher.config import JobLibLauncherConf
+
+    launcher = OmegaConf.create(shown.stdout.split("\n", 1)[1])
+    expected = {**OmegaConf.to_container(OmegaConf.structured(JobLibLauncherConf)), "n_jobs": 3,
+                "prefer": "threads", "_target_": "hydra_plugins.harness_joblib_launcher.JoblibLauncher"}
+    assert OmegaConf.to_container(launcher) == expected
+    wrong = app(tmp_path, tracking_settings, "-m", *TINY, "hydra/launcher=joblib",
+                "hydra.launcher.n_jobs=two")  # typed as the plugin types it
+    assert wrong.returncode == 1, wrong.stderr
+    assert wrong.stderr.startswith("config error: Error merging override hydra.launcher.n_jobs=two")
+
+
+@pytest.mark.slow  # ~1.5 min: a torn-down job that had checkpointed continues its own run
+def test_a_torn_down_job_with_a_checkpoint_continues_its_run(tmp_path: Path, tracking_settings) -> None:
+    code, output, _ = sweep_with_a_dead_worker(tmp_path, tracking_settings, "trainer.checkpoint_every=100",
+                                               job1_steps=150)  # its checkpoint at step 100 is written
+    assert code == 0, output[-3000:]
+    _, children = children_of(tracking_settings)
+    (job1,) = [run for run in children if run.data.tags["job_num"] == "1"]
+    assert job1.info.status == "FINISHED" and int(job1.data.tags["resumed_from_step"]) >= 100
+    assert job1.data.tags["harness.rerun"].startswith("torn down with the joblib pool when job 0 died")
+    basic = app(tmp_path, tracking_settings, "-m", *TINY, *QUIET, "trainer.steps=1500",
+                "trainer.checkpoint_every=100", f"hydra.sweep.dir={tmp_path}/basic", experiment="basic")
+    assert basic.returncode == 0, basic.stderr[-3000:]
+    client = MlflowClient(tracking_settings.tracking_uri)
+    (reference,) = [run for run in runs_of(tracking_settings, "basic")
+                    if "mlflow.parentRunId" in run.data.tags]
+    for key in ("train/loss", "train/grad_norm", "val/accuracy"):
+        assert history(client, job1.info.run_id, key) == history(client, reference.info.run_id, key)
