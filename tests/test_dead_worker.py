@@ -18,10 +18,10 @@ from test_train_app import TINY, app, app_command, app_env, history, runs_of
 
 from harness.joblib_launcher import exit_description, reported_exit_codes
 
-# Job 0 trains until it is killed; job 1 (1500 steps, a few seconds) has just started when job 0's worker
+# Job 0 trains until it is killed; job 1 (3000 steps, a few seconds) has just started when job 0's worker
 # dies, so loky tears it down; jobs 2 and 3 have not started. No periodic checkpoint: the torn-down job runs
 # again from its start (with one, it continues its own run: the slow test below).
-STEPS = "trainer.steps=1000000,1500,20,21"
+STEPS = "trainer.steps=1000000,3000,20,21"
 QUIET = ["trainer.eval_interval=1000", "trainer.diagnostics_interval=0"]
 
 
@@ -44,8 +44,10 @@ def sweep_with_a_dead_worker(tmp_path: Path, settings, *extra: str, job1_steps: 
             assert process.poll() is None, stderr.read_text()[-3000:]
             assert time.monotonic() < deadline, "timed out"
             jobs = {run.data.tags.get("job_num"): run for run in children_of(settings)[1]}
-            if ("0" in jobs and "1" in jobs and jobs["1"].info.status == "RUNNING"
-                    and len(client.get_metric_history(jobs["1"].info.run_id, "train/loss")) >= job1_steps):
+            # job 0 starts first (the first free worker takes it), so job 1 has just started here
+            if "0" in jobs and "1" in jobs and jobs["1"].info.status == "RUNNING" and (
+                    not job1_steps
+                    or len(client.get_metric_history(jobs["1"].info.run_id, "train/loss")) >= job1_steps):
                 killed = int(jobs["0"].data.tags["harness.pid"])
                 os.kill(killed, signal.SIGKILL)
             time.sleep(0.2)
@@ -91,7 +93,7 @@ def test_a_dead_worker_fails_its_job_and_the_sweep_goes_on(tmp_path: Path, track
     assert "a fresh pool runs job 1 (torn down), job 2, job 3" in output
     assert f"  re-run: {partial.info.run_name}  {torn_down}" in output  # the sweep's closing report
     # the jobs that ran again, or later, have the numbers of the basic launcher
-    basic = app(tmp_path, tracking_settings, "-m", *TINY, *QUIET, "trainer.steps=1500,20,21",
+    basic = app(tmp_path, tracking_settings, "-m", *TINY, *QUIET, "trainer.steps=3000,20,21",
                 "trainer.checkpoint_every=0",
                 f"hydra.sweep.dir={tmp_path}/basic", experiment="basic")
     assert basic.returncode == 0, basic.stderr[-3000:]
@@ -139,7 +141,7 @@ def test_a_torn_down_job_with_a_checkpoint_continues_its_run(tmp_path: Path, tra
     (job1,) = [run for run in children if run.data.tags["job_num"] == "1"]
     assert job1.info.status == "FINISHED" and int(job1.data.tags["resumed_from_step"]) >= 100
     assert job1.data.tags["harness.rerun"].startswith("torn down with the joblib pool when job 0 died")
-    basic = app(tmp_path, tracking_settings, "-m", *TINY, *QUIET, "trainer.steps=1500",
+    basic = app(tmp_path, tracking_settings, "-m", *TINY, *QUIET, "trainer.steps=3000",
                 "trainer.checkpoint_every=100", f"hydra.sweep.dir={tmp_path}/basic", experiment="basic")
     assert basic.returncode == 0, basic.stderr[-3000:]
     client = MlflowClient(tracking_settings.tracking_uri)
