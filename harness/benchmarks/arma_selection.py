@@ -106,10 +106,12 @@ def interleaved_cpu_and_wall(fns: list[Callable[[], object]], repeats: int
     wall: list[list[float]] = [[] for _ in fns]
     for _ in range(repeats):
         for fn, cpu_out, wall_out in zip(fns, cpu, wall, strict=True):
-            cpu0, children0, wall0 = time.process_time(), descendants_cpu_seconds(), time.perf_counter()
+            children0 = descendants_cpu_seconds()  # read outside this process's timed window
+            cpu0, wall0 = time.process_time(), time.perf_counter()
             fn()
             wall_out.append(time.perf_counter() - wall0)
-            cpu_out.append(time.process_time() - cpu0 + descendants_cpu_seconds() - children0)
+            own = time.process_time() - cpu0
+            cpu_out.append(own + descendants_cpu_seconds() - children0)
     return cpu, wall
 
 
