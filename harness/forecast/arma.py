@@ -7,7 +7,7 @@ x_t = c + sum_i phi_i x_{t-i} + ...: statsmodels' ARIMA with trend "c" puts the 
 
 - fit_arma fits one order on the training part; select_arma searches a (p, q) grid by AIC or BIC and skips
   (but records) fits that failed or did not converge. Both return what statsmodels' `ARIMA(...).fit()` fitted
-  point after point returns, bit for bit (tested against it on many series), in about 70% of its CPU time:
+  point after point returns, bit for bit (tested against it on many series), in 70-95% of its CPU time:
   the Kalman filter of every likelihood evaluation takes its steady state once the state covariance repeats
   exactly (_steady_state_arima), and only the chosen fit gets standard errors and smoothed results.
   `select_arma(n_jobs=2)` spreads the grid over two processes, for the wall time; same numbers.
