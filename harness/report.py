@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.tracking import TrackingSettings, store_client
+from harness.tracking.callback import RERUN_TAG
 
 SEARCH_PAGE = 1000  # runs per search request
 
@@ -29,6 +30,8 @@ def runs_frame(
     settings: which store (default: the project's local store; its experiment field is ignored).
     parent_run_id: only the runs nested under that run (a sweep's jobs). filter: an MLflow filter string,
     e.g. ``"metrics.objective > 0.9 and params.seed = '0'"``, combined with the parent filter by ``and``.
+    Runs a sweep job's re-run superseded (KILLED with the tag harness.rerun: the job was torn down with a
+    joblib pool and ran again) are left out, so no result counts twice.
     """
     settings = _settings(settings)
     client = store_client(settings)
@@ -43,7 +46,7 @@ def runs_frame(
         page = client.search_runs([found.experiment_id], filter_string=" and ".join(clauses),
                                   max_results=SEARCH_PAGE, order_by=["attributes.start_time DESC"],
                                   page_token=token)
-        runs.extend(page)
+        runs.extend(run for run in page if not (run.info.status == "KILLED" and RERUN_TAG in run.data.tags))
         token = page.token
         if not token:
             break

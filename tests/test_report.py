@@ -36,6 +36,16 @@ def test_runs_frame_selects_children_of_a_parent_and_filters(tracking_settings):
     assert len(everything) == 5  # parent + 3 children + unrelated
 
 
+def test_runs_frame_leaves_out_runs_a_re_run_superseded(tracking_settings):
+    parent = _sweep(tracking_settings)
+    client, experiment_id = ensure_store(tracking_settings)
+    for name, tags in (("torn-down", {"harness.rerun": "torn down; the job ran again"}), ("signalled", {})):
+        run = client.create_run(experiment_id, run_name=name, tags={"mlflow.parentRunId": parent, **tags})
+        client.set_terminated(run.info.run_id, "KILLED")
+    frame = runs_frame("test", tracking_settings, parent_run_id=parent)
+    assert sorted(frame["tags.mlflow.runName"]) == ["s0", "s1", "s2", "signalled"]
+
+
 def test_runs_frame_unknown_experiment_names_it(tracking_settings):
     with pytest.raises(ValueError, match="experiment 'nope' not found"):
         runs_frame("nope", tracking_settings)
