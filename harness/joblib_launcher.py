@@ -154,11 +154,13 @@ class Ledger:
         self.folder = folder
         self.gone_at_break: set[int] | None = None
 
-    def process(self, idx: int) -> dict[str, str] | None:
+    def process(self, idx: int) -> dict[str, Any] | None:
+        """The record of job idx's process (its process tags and STARTED), None before it started."""
         path = self.folder / f"{idx}.pid"
         return json.loads(path.read_text()) if path.is_file() else None
 
     def result(self, idx: int) -> JobReturn | None:
+        """Job idx's JobReturn, None until it ended."""
         path = self.folder / f"{idx}.done"
         return pickle.loads(path.read_bytes()) if path.is_file() else None
 
@@ -174,7 +176,7 @@ class Ledger:
         self.gone_at_break = {idx for idx in unfinished if process_gone(self.process(idx))}
 
 
-def watched_loky_backend(on_break: Callable[[], None], **kwargs: Any) -> Any:
+def watched_loky_backend(on_break: Callable[[], None]) -> Any:
     """joblib's loky backend, calling on_break() in loky's manager thread as soon as the pool breaks: loky
     fails every pending job (running its callbacks, this one first) before it kills the other workers."""
     from joblib._parallel_backends import LokyBackend
@@ -193,7 +195,7 @@ def watched_loky_backend(on_break: Callable[[], None], **kwargs: Any) -> Any:
             if not future.cancelled() and isinstance(future.exception(), TerminatedWorkerError):
                 on_break()
 
-    return WatchedLokyBackend(**kwargs)
+    return WatchedLokyBackend()
 
 
 class JoblibLauncher(PluginJoblibLauncher):
