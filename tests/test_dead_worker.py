@@ -6,17 +6,20 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+from hydra.core.utils import JobReturn, JobStatus
 from mlflow import MlflowClient
 from omegaconf import OmegaConf
 from test_sweep_signals import children_of
 from test_train_app import TINY, app, app_command, app_env, history, runs_of
 
-from harness.joblib_launcher import exit_description, reported_exit_codes
+from harness.joblib_launcher import TornDown, WorkerDied, exit_description, reported_exit_codes
+from harness.tracking import SweepCallback, ensure_store
 
 # Job 0 trains until it is killed; job 1 (3000 steps, a few seconds) has just started when job 0's worker
 # dies, so loky tears it down; jobs 2 and 3 have not started. No periodic checkpoint: the torn-down job runs
@@ -149,3 +152,57 @@ def test_a_torn_down_job_with_a_checkpoint_continues_its_run(tmp_path: Path, tra
                     if "mlflow.parentRunId" in run.data.tags]
     for key in ("train/loss", "train/grad_norm", "val/accuracy"):
         assert history(client, job1.info.run_id, key) == history(client, reference.info.run_id, key)
+
+
+def test_lost_job_attempts_end_their_own_runs(tracking_settings, tmp_path: Path, monkeypatch) -> None:
+    """SweepCallback.on_job_end with a lost attempt (what the launcher reports): the runs its worker opened
+    since the attempt started end, FAILED for a dead job, KILLED and marked re-run (a finished cell too) for
+    a torn-down one; a sweep that then stops at the failed job names it on its parent."""
+    monkeypatch.delenv("HARNESS_PARENT_RUN_ID", raising=False)
+    tracking = {"mode": "local", "uri": tracking_settings.tracking_uri, "experiment": "test",
+                "artifact_root": tracking_settings.artifact_root}
+    config = OmegaConf.create({"tracking": tracking, "hydra": {"sweep": {"dir": str(tmp_path / "sweep")}}})
+    callback = SweepCallback()
+    callback.on_multirun_start(config)
+    client, experiment_id = ensure_store(tracking_settings)
+    gone = [subprocess.Popen(["true"]) for _ in range(2)]
+    for process in gone:
+        process.wait()
+    torn_pid, dead_pid = (process.pid for process in gone)
+
+    def child(name: str, status: str, start: int, pid: int) -> str:
+        run = client.create_run(experiment_id, start_time=start, run_name=name, tags={
+            "mlflow.parentRunId": callback.parent_run_id, "harness.pid": str(pid),
+            "harness.host": socket.gethostname()})
+        if status != "RUNNING":
+            client.set_terminated(run.info.run_id, status)
+        return run.info.run_id
+
+    runs = {"earlier": child("earlier", "FINISHED", 1000, torn_pid),  # the worker's job before this one
+            "cell": child("cell", "FINISHED", 3000, torn_pid),
+            "partial": child("partial", "RUNNING", 3500, torn_pid),
+            "dead": child("dead", "RUNNING", 3000, dead_pid)}
+    record = {"harness.host": socket.gethostname(), "started_ms": 2000}
+    died = WorkerDied("job 1's worker process died of SIGKILL (killed, or out of memory)", 1,
+                      {**record, "harness.pid": str(dead_pid)})
+    torn = TornDown("torn down with the joblib pool when job 1 died; the job ran again in a fresh pool", 0,
+                    {**record, "harness.pid": str(torn_pid)})
+    try:
+        for lost in (died, torn):
+            callback.on_job_end(config, job_return=JobReturn(status=JobStatus.FAILED, _return_value=lost))
+        ended = {name: client.get_run(run_id) for name, run_id in runs.items()}
+        assert {name: run.info.status for name, run in ended.items()} == {
+            "earlier": "FINISHED", "cell": "KILLED", "partial": "KILLED", "dead": "FAILED"}
+        host = socket.gethostname()
+        assert ended["dead"].data.tags["error"] == f"WorkerDied: {died} (process {dead_pid} on {host})"
+        for name in ("cell", "partial"):
+            assert ended[name].data.tags["harness.rerun"] == str(torn)
+        assert "harness.rerun" not in ended["earlier"].data.tags
+    finally:
+        parent = callback.parent_run_id
+        callback._end_abandoned_parent()  # the basic sweeper raised the failed job's exception
+        callback._restore_process_state()
+    run = client.get_run(parent)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["error"].startswith(
+        f"the sweep stopped before its end (a failed job: WorkerDied: {died})")

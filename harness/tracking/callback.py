@@ -98,6 +98,7 @@ class SweepCallback(Callback):
         self._stopping_workers = False
         self._deferring = False
         self._stops_at_start = 0
+        self._died: list[str] = []  # the lost jobs whose worker died (WorkerDied), for the parent's error
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         redact_log_records()  # the launcher logs every job's overrides
@@ -202,7 +203,8 @@ class SweepCallback(Callback):
         runs = [run for run in self._children(client, f"attributes.start_time >= {lost.since_ms}")
                 if (run.data.tags.get(PID_TAG), run.data.tags.get(HOST_TAG)) == (str(lost.pid), lost.host)]
         if not isinstance(lost, TornDown):
-            end_orphans(client, runs, f"{type(lost).__name__}: {lost}", status="FAILED")
+            self._died.append(f"{type(lost).__name__}: {lost}")
+            end_orphans(client, runs, self._died[-1], status="FAILED")
             return
         for run in runs:
             client.set_tag(run.info.run_id, RERUN_TAG, str(lost))
@@ -234,8 +236,12 @@ class SweepCallback(Callback):
             if len(orphaned(running, this_process=True)) == len(running) or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
-        client.set_tag(self.parent_run_id, "error", "the sweep stopped before its end (signal, rejected "
-                       "overrides or a crash in the launcher); see the launching terminal")
+        # A sweeper raises a failed job's exception (Hydra's basic sweeper does, after the batch), such as a
+        # dead worker's.
+        why = (f"a failed job: {'; '.join(self._died)}" if self._died and not killed
+               else "signal, rejected overrides or a crash in the launcher")
+        client.set_tag(self.parent_run_id, "error", f"the sweep stopped before its end ({why}); see the "
+                       f"launching terminal")
         end_run(client, self.parent_run_id, status)
         self.settings = self.parent_run_id = None
 
