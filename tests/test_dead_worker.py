@@ -15,11 +15,11 @@ import pytest
 from hydra.core.utils import JobReturn, JobStatus
 from mlflow import MlflowClient
 from omegaconf import OmegaConf
-from test_sweep_signals import children_of
+from test_sweep_signals import children_of, started_sweep
 from test_train_app import TINY, app, app_command, app_env, history, runs_of
 
 from harness.joblib_launcher import TornDown, WorkerDied, exit_description, reported_exit_codes
-from harness.tracking import SweepCallback, ensure_store
+from harness.tracking import ensure_store
 
 # Job 0 trains until it is killed; job 1 (3000 steps, a few seconds) has just started when job 0's worker
 # dies, so loky tears it down; jobs 2 and 3 have not started. No periodic checkpoint: the torn-down job runs
@@ -158,12 +158,7 @@ def test_lost_job_attempts_end_their_own_runs(tracking_settings, tmp_path: Path,
     """SweepCallback.on_job_end with a lost attempt (what the launcher reports): the runs its worker opened
     since the attempt started end, FAILED for a dead job, KILLED and marked re-run (a finished cell too) for
     a torn-down one; a sweep that then stops at the failed job names it on its parent."""
-    monkeypatch.delenv("HARNESS_PARENT_RUN_ID", raising=False)
-    tracking = {"mode": "local", "uri": tracking_settings.tracking_uri, "experiment": "test",
-                "artifact_root": tracking_settings.artifact_root}
-    config = OmegaConf.create({"tracking": tracking, "hydra": {"sweep": {"dir": str(tmp_path / "sweep")}}})
-    callback = SweepCallback()
-    callback.on_multirun_start(config)
+    callback, config = started_sweep(tracking_settings, tmp_path, monkeypatch)
     client, experiment_id = ensure_store(tracking_settings)
     gone = [subprocess.Popen(["true"]) for _ in range(2)]
     for process in gone:

@@ -198,14 +198,20 @@ def test_a_signal_whose_exception_python_drops_still_ends_the_run_killed(trackin
     assert MlflowClient(tracking_settings.tracking_uri).get_run(log.run_id).info.status == "FINISHED"
 
 
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-def test_a_dropped_signal_between_sweep_jobs_stops_the_next_job(tracking_settings, tmp_path, monkeypatch):
+def started_sweep(settings, tmp_path: Path, monkeypatch) -> tuple[SweepCallback, object]:
+    """A SweepCallback whose sweep (of this process, on the store of settings) has started, and its config."""
     monkeypatch.delenv("HARNESS_PARENT_RUN_ID", raising=False)
-    tracking = {"mode": "local", "uri": tracking_settings.tracking_uri, "experiment": "test",
-                "artifact_root": tracking_settings.artifact_root}
+    tracking = {"mode": "local", "uri": settings.tracking_uri, "experiment": "test",
+                "artifact_root": settings.artifact_root}
     config = OmegaConf.create({"tracking": tracking, "hydra": {"sweep": {"dir": str(tmp_path / "sweep")}}})
     callback = SweepCallback()
     callback.on_multirun_start(config)
+    return callback, config
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_dropped_signal_between_sweep_jobs_stops_the_next_job(tracking_settings, tmp_path, monkeypatch):
+    callback, config = started_sweep(tracking_settings, tmp_path, monkeypatch)
     client, experiment_id = ensure_store(tracking_settings)
     # a job run the signal cut off between its creation and open_run's guard (the basic launcher's process)
     cut_off = client.create_run(experiment_id, tags={**process_tags(),
