@@ -8,7 +8,8 @@ Three measurements, medians over repeats, each tracked repeat of 1-2 on a fresh 
    prints the overhead per step in ms and per logged value in µs;
 2. a real training run through harness.training.fit with the default config (adding task, length 100,
    Elman H=32, Adam, 2,000 steps, training metrics every step, validation every 100): wall time ratio
-   tracked / off. Target: <= 1.05;
+   tracked / off (target: <= 1.05), and the CPU ratio, the tracked side's CPU including its metric writer
+   process (less sensitive to other processes than the wall time);
 3. time to the first training step of the real command, ``python experiments/train.py`` (its default run),
    launched as a user launches it: seconds from starting the process until its progress bar shows step 1
    (the bar draws on a terminal: the command's stderr is a pseudo-terminal here), wall and CPU seconds of
@@ -24,6 +25,7 @@ import argparse
 import os
 import pty
 import re
+import resource
 import select
 import shutil
 import statistics
@@ -36,6 +38,7 @@ from pathlib import Path
 
 from harness.runtime import pin_blas_to_one_thread
 from harness.tracking import MemoryLogger, TrackingSettings, ensure_store, open_run, project_root
+from harness.tracking.writer import BackgroundMetricWriter
 
 METRICS_PER_STEP = 10
 
@@ -47,10 +50,16 @@ def _fresh_settings(template: Path, workdir: Path) -> TrackingSettings:
                             artifact_root=str(root / "artifacts"))
 
 
-def _seconds(action: Callable[[], None]) -> float:
-    start = time.perf_counter()
+def _cpu_of_children() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _seconds(action: Callable[[], None]) -> tuple[float, float]:
+    """(wall, CPU) seconds of action(): the CPU of this process and of the children it reaped meanwhile."""
+    start, cpu = time.perf_counter(), time.process_time() + _cpu_of_children()
     action()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() + _cpu_of_children() - cpu
 
 
 def _logging_loop(logger, steps: int) -> None:
@@ -81,8 +90,10 @@ def _training_run(steps: int):
     return train
 
 
-def compare(work: Callable, steps: int, repeats: int, template: Path, workdir: Path) -> tuple[float, float]:
-    """(median seconds with MemoryLogger, median seconds with open_run on a fresh SQLite store)."""
+def compare(work: Callable, steps: int, repeats: int, template: Path, workdir: Path
+            ) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Median (wall, CPU) seconds with MemoryLogger, and with open_run on a fresh SQLite store (its CPU
+    includes the store's metric writer process, ended after the run so that its CPU is counted)."""
     def fresh_store() -> TrackingSettings:
         settings = _fresh_settings(template, workdir)
         ensure_store(settings)  # opening the store: once per process (launcher set-up), not part of a run
@@ -91,6 +102,9 @@ def compare(work: Callable, steps: int, repeats: int, template: Path, workdir: P
     def tracked(settings: TrackingSettings) -> None:
         with open_run(settings, run_name="benchmark") as logger:
             work(logger, steps)
+        writer = BackgroundMetricWriter._shared.pop(settings.tracking_uri, None)
+        if writer is not None:
+            writer.close()  # it has written everything (the run's end synced it); reaped, its CPU counts
 
     # The first store opening in a process builds SQLAlchemy machinery once; keep it out of the medians.
     tracked(fresh_store())
@@ -99,7 +113,8 @@ def compare(work: Callable, steps: int, repeats: int, template: Path, workdir: P
     for _ in range(repeats):
         settings = fresh_store()
         pairs.append((_seconds(lambda: work(MemoryLogger(), steps)), _seconds(lambda s=settings: tracked(s))))
-    return statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
+    return tuple((statistics.median(p[side][0] for p in pairs), statistics.median(p[side][1] for p in pairs))
+                 for side in (0, 1))
 
 
 # harness.progress.ProgressBar's first drawing, which follows the first optimizer step
@@ -188,15 +203,16 @@ def main(argv: list[str] | None = None) -> None:
 
         off, on = compare(lambda logger, steps: _logging_loop(logger, steps), args.steps, args.repeats,
                           template, workdir)
-        per_step_ms = (on - off) / args.steps * 1e3
-        print(f"pure logging, {args.steps} steps x {METRICS_PER_STEP} metrics: off {off:.3f} s, "
-              f"sqlite {on:.3f} s; overhead {per_step_ms:.3f} ms/step "
-              f"({per_step_ms / METRICS_PER_STEP * 1e3:.1f} µs/value)")
+        per_step_ms = (on[0] - off[0]) / args.steps * 1e3
+        print(f"pure logging, {args.steps} steps x {METRICS_PER_STEP} metrics: off {off[0]:.3f} s, "
+              f"sqlite {on[0]:.3f} s; overhead {per_step_ms:.3f} ms/step "
+              f"({per_step_ms / METRICS_PER_STEP * 1e3:.1f} µs/value); CPU {on[1] - off[1]:.3f} s")
 
         train = _training_run(args.steps)
         off, on = compare(lambda logger, steps: train(logger), args.steps, args.repeats, template, workdir)
         print(f"training run (adding/100, Elman H=32, Adam, {args.steps} steps, metrics every step): "
-              f"off {off:.2f} s, sqlite {on:.2f} s, ratio {on / off:.3f} (target <= 1.05)")
+              f"off {off[0]:.2f} s, sqlite {on[0]:.2f} s, ratio {on[0] / off[0]:.3f} (target <= 1.05); "
+              f"CPU off {off[1]:.2f} s, sqlite {on[1]:.2f} s with its writer, ratio {on[1] / off[1]:.3f}")
 
         first = compare_first_step(args.starts, workdir)
         (off_wall, off_cpu), (on_wall, on_cpu) = first["off"], first["tracked"]

@@ -53,9 +53,10 @@ from harness.forecast.metrics import diebold_mariano
 from harness.forecast.models import ArmaForecaster, RnnForecaster, fit_linear_recurrent_predictor
 from harness.forecast.series import SERIES_NAMES, Series
 from harness.forecast.splits import Split, as_label, split_from_spec
+from harness.processes import results_in_processes
 from harness.seed_stats import summarize_over_seeds
 from harness.studies import figures
-from harness.studies.study_run import check_int, now_ms, results_in_processes, study_settings
+from harness.studies.study_run import check_int, now_ms, study_settings
 from harness.tasks import fingerprint
 from harness.tracking.experiment_notes import NOTE_TAG
 from harness.tracking.redact import without_userinfo
@@ -594,26 +595,30 @@ def compute_link(config: StudyConfig) -> Link:
     )
 
 
-def _compute(config: StudyConfig, n_jobs: int, with_link: bool,
-             log_cell: Callable[[Unit, Cell], Any]) -> tuple[list[Unit], Link | None]:
-    """Every unit of the grid in grid order (and the link section), n_jobs processes side by side; each
-    unit's cells go to log_cell(unit, cell), in grid order, as soon as the unit and those before it are
-    done, while the processes compute the rest (the logging of 84 child runs no longer waits for the last
-    unit with a core idle)."""
+def _calls(config: StudyConfig, with_link: bool) -> list[tuple[Callable[..., Any], tuple]]:
+    """The grid's computations in grid order: one compute_unit per (series, seed), then the link section."""
     calls: list[tuple[Callable[..., Any], tuple]] = [
         (compute_unit, (config, name, seed)) for name in config.series for seed in config.seeds]
     if with_link:
         calls.append((compute_link, (config,)))
+    return calls
+
+
+def _gather(results: Iterable[Unit | Link], log_cell: Callable[[Unit, Cell], Any]
+            ) -> tuple[list[Unit], Link | None]:
+    """The units (in grid order) and the link section of results (results_in_processes of _calls); each
+    unit's cells go to log_cell(unit, cell) as soon as the unit and those before it are done, while the
+    processes compute the rest (the logging of 84 child runs no longer waits for the last unit with a core
+    idle)."""
     units: list[Unit] = []
     link = None
-    with results_in_processes(calls, n_jobs) as results:
-        for result in results:
-            if isinstance(result, Link):
-                link = result
-                continue
-            units.append(result)
-            for cell in result.cells:
-                log_cell(result, cell)
+    for result in results:
+        if isinstance(result, Link):
+            link = result
+            continue
+        units.append(result)
+        for cell in result.cells:
+            log_cell(result, cell)
     return units, link
 
 
@@ -891,8 +896,9 @@ def run_cells(config: StudyConfig, settings, parent_run_id: str | None = "auto",
     ``attrs["objective"]``: validation_objective of the cells (what an Optuna search minimises).
     """
     validate(config)
-    units, _ = _compute(config, n_jobs=1, with_link=False, log_cell=lambda unit, cell: _log_cell(
-        settings, parent_run_id, unit, cell, config, label, job_num))
+    with results_in_processes(_calls(config, with_link=False)) as results:
+        units, _ = _gather(results, lambda unit, cell: _log_cell(settings, parent_run_id, unit, cell, config,
+                                                                 label, job_num))
     frame = cells_frame(units)
     frame.attrs["objective"] = validation_objective(units)
     return frame
@@ -916,10 +922,12 @@ def run_study(config: StudyConfig, settings, echo: Callable[[str], Any] = print)
     validate(config)
     with_link = bool(config.link.get("enabled"))
     grid = f"{len(config.series)}x{len(config.models)}x{len(config.seeds)}"
-    with open_run(settings, run_name=f"{STUDY}-{grid}", tags={"study": STUDY, "kind": "parent"}) as parent:
+    # The worker processes start computing first; the parent run opens (MLflow's import, the store) meanwhile.
+    with results_in_processes(_calls(config, with_link), config.n_jobs) as results, \
+            open_run(settings, run_name=f"{STUDY}-{grid}", tags={"study": STUDY, "kind": "parent"}) as parent:
         parent.log_params(_study_params(config))
-        units, link = _compute(config, config.n_jobs, with_link, log_cell=lambda unit, cell: _log_cell(
-            settings, parent.run_id, unit, cell, config))
+        units, link = _gather(results, lambda unit, cell: _log_cell(settings, parent.run_id, unit, cell,
+                                                                    config))
         cells = cells_frame(units)
         table = summarize(cells, config.series, config.models, cell_errors(units))
         markdown = format_table(table)
