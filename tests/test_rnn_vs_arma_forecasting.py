@@ -168,11 +168,14 @@ def test_memory_check_uses_the_length_of_a_csv_series(tmp_path, tracking_setting
         config = rnn_vs_arma.StudyConfig.from_mapping(composed([*overrides, f"rnn.hidden_size={hidden}"]))
         return 2 * rnn_vs_arma._unit_bytes(config, n)
 
-    low, high = 1, 1 << 20  # the smallest hidden size that does not fit at the CSV's length
+    # The smallest hidden size that needs twice the memory available now at the CSV's length: the margin
+    # keeps the refusal certain when memory frees up before the study checks it.
+    available = available_memory()
+    low, high = 1, 1 << 20
     while low < high:
         middle = (low + high) // 2
-        low, high = (middle + 1, high) if needed(middle, points) <= available_memory() else (low, middle)
-    assert needed(low, 100) < available_memory() / 10
+        low, high = (middle + 1, high) if needed(middle, points) <= 2 * available else (low, middle)
+    assert needed(low, 100) < available / 10
     with pytest.raises(rnn_vs_arma.StudyInputError,
                        match=rf"^series 'csv' \({points} points\) with models .* needs at least") as raised:
         rnn_vs_arma.main(composed([*overrides, f"rnn.hidden_size={low}"]))
