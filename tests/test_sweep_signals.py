@@ -17,8 +17,9 @@ from omegaconf import OmegaConf
 from test_train_app import ROOT, TINY, app_command, app_env, runs_of
 
 from harness.tracking import RunInterrupted, SweepCallback, ensure_store, open_run
+from harness.tracking.loggers import MlflowLogger
 from harness.tracking.reap import process_tags
-from harness.tracking.runs import stop_requested
+from harness.tracking.runs import Interrupts, note_stop, stop_requested
 
 LONG = ["trainer.steps=1000000", "trainer.eval_interval=1000", "trainer.diagnostics_interval=0"]
 
@@ -226,6 +227,31 @@ def test_a_dropped_signal_between_sweep_jobs_stops_the_next_job(tracking_setting
         callback._restore_process_state()
     statuses = {run.info.run_id: run.info.status for run in runs_of(tracking_settings)}
     assert statuses == {callback_parent: "KILLED", cut_off.info.run_id: "KILLED"}
+
+
+class _SignalDuringWrite(MlflowClient):
+    """A client whose store writes receive SIGTERM on their way (as a signal lands inside SQLite's insert)."""
+
+    def log_batch(self, *args, **kwargs):
+        signal.raise_signal(signal.SIGTERM)
+        return super().log_batch(*args, **kwargs)
+
+
+def test_a_signal_during_a_store_write_stops_the_run_once_the_write_is_done(tracking_settings) -> None:
+    """Raised inside the write, the signal's exception kept the database transaction (and the SQLite lock)
+    alive until it was gone: ending the run KILLED then failed with "database is locked", and that error
+    replaced the signal (a sweep went on, its run RUNNING)."""
+    client, experiment_id = ensure_store(tracking_settings)
+    run_id = client.create_run(experiment_id).info.run_id
+    logger = MlflowLogger(_SignalDuringWrite(tracking_settings.tracking_uri), run_id)
+    guard = logger.interrupts = Interrupts()
+    try:
+        with pytest.raises(RunInterrupted):
+            logger.set_tags({"written": "whole"})
+    finally:
+        guard.restore()
+        note_stop(None)
+    assert client.get_run(run_id).data.tags["written"] == "whole"
 
 
 _SLOW_LOGGER = textwrap.dedent("""

@@ -34,7 +34,8 @@ Additions to the contract:
     flatten_params(dict) -> dict[str, str]; MemoryLogger.history(key) -> (steps, values); MemoryLogger.status
     logger.flush(); open_run(..., flush_every=1000); RunInterrupted; resolve_parent_run_id(...)
     open_run(..., resume_run_id=id) reopens a run (harness.resume); logger.interrupts (Interrupts): signals
-    deferred to a clean point with interrupts.deferred() / raise_pending() (the training loop's checkpoint)
+    deferred to a clean point with interrupts.deferred() / raise_pending() (the training loop's checkpoint);
+    every store write of an MlflowLogger runs inside interrupts.held() (a signal waits for the write's end)
     PARENT_ENV = "HARNESS_PARENT_RUN_ID"
 
 Store checks (harness.tracking.health) before any run: an http(s) URI with ``check_server(uri)`` (GET

@@ -6,6 +6,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -214,11 +215,19 @@ class MlflowLogger:
         self._writer: BackgroundMetricWriter | None = None
         self.interrupts: Interrupts | None = None
 
+    @property
+    def _hold_signals(self) -> bool:
+        """Whether a signal waits for the end of a store write: for a database, whose interrupted transaction
+        would hold its locks; an HTTP request to a server may be cut (a stuck server would keep Ctrl-C
+        waiting for the client's timeouts)."""
+        return self.interrupts is not None and not self.client.tracking_uri.startswith(("http://", "https://"))
+
     def _send(self, request: Callable[[], object], keep: str, *args: Any) -> None:
         """request() to the store; once the tracking server is lost, ``self.offline.<keep>(*args)``."""
         if self.offline is None:
             try:
-                request()
+                with self.interrupts.held() if self._hold_signals else nullcontext():
+                    request()
                 return
             except Exception as exc:
                 from harness.tracking.server import OfflineRecord, server_lost

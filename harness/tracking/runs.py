@@ -172,12 +172,24 @@ class Interrupts:
 
     @contextmanager
     def deferred(self) -> Iterator[Interrupts]:
-        """Signals arriving inside are remembered in ``pending`` instead of raised."""
-        self._deferring = True
+        """Signals arriving inside are remembered in ``pending`` instead of raised (blocks nest)."""
+        outer, self._deferring = self._deferring, True
         try:
             yield self
         finally:
-            self._deferring = False
+            self._deferring = outer
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """A store write inside is never cut in the middle: a signal arriving meanwhile is raised once the
+        block is done (a database write interrupted by the exception kept its transaction, and with it the
+        lock of an SQLite store, alive until the exception was gone: ending the run then failed). Inside an
+        outer deferred() block, or once the run is closing, the signal is left to it."""
+        outer = self._deferring
+        with self.deferred():
+            yield
+        if not outer and not self._quiet:
+            self.raise_pending()
 
     def raise_pending(self) -> None:
         """RunInterrupted for the signal that arrived while deferred, if one did."""
@@ -330,7 +342,15 @@ def open_run(
             if client is None:
                 logger.status = status
             else:
-                logger.finish(status, None if final_error is None else _error_text(final_error), end_time)
+                try:
+                    logger.finish(status, None if final_error is None else _error_text(final_error), end_time)
+                except Exception as exc:
+                    if error is None:
+                        raise
+                    # The run's own error (a signal above all) goes on up; the sweep's exit, or
+                    # harness.tracking.reap, ends the run that could not be ended here.
+                    print(f"could not end run {logger.run_id} {status}: {type(exc).__name__}: "
+                          f"{redact(str(exc)).splitlines()[0]}", file=sys.stderr)
                 if logger.offline is not None:
                     from harness.tracking.server import ServerLost
 
