@@ -182,6 +182,23 @@ def wait_for_metric(client: MlflowClient, process: subprocess.Popen, key: str, t
     raise AssertionError(f"no {key} on the server after {timeout} s")
 
 
+def run_until_server_lost(command: list[str], db: Path, artifacts: Path, port: int, tmp_path: Path, *,
+                          timeout: float) -> tuple[subprocess.Popen, str, str, str]:
+    """Run command against a server on db and port, kill the server once the first run has a train/loss
+    value, and let the command finish: (the process, that run's id, its stdout, its stderr)."""
+    with local_server(f"sqlite:///{db}", artifacts, port=port) as server:
+        process = subprocess.Popen(command, env=app_env(tmp_path), cwd=tmp_path, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        try:
+            run_id = wait_for_metric(MlflowClient(tracking_uri=server.uri), process, "train/loss")
+            server.kill()
+            stdout, stderr = process.communicate(timeout=timeout)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    return process, run_id, stdout, stderr
+
+
 def test_server_lost_mid_run_keeps_what_it_did_not_receive_in_the_job_folder(tmp_path: Path,
                                                                             template_store: Path) -> None:
     db, artifacts, port = tmp_path / "server.db", tmp_path / "server_artifacts", free_port()
@@ -190,16 +207,7 @@ def test_server_lost_mid_run_keeps_what_it_did_not_receive_in_the_job_folder(tmp
     command = server_app_command(f"http://127.0.0.1:{port}", *TINY, f"trainer.steps={steps}",
                                  "trainer.eval_interval=1000", "trainer.diagnostics_interval=0",
                                  f"hydra.run.dir={tmp_path}/job")
-    with local_server(f"sqlite:///{db}", artifacts, port=port) as server:
-        process = subprocess.Popen(command, env=app_env(tmp_path), cwd=tmp_path, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.PIPE, text=True)
-        try:
-            run_id = wait_for_metric(MlflowClient(tracking_uri=server.uri), process, "train/loss")
-            server.kill()
-            _, stderr = process.communicate(timeout=300)
-        finally:
-            if process.poll() is None:
-                process.kill()
+    process, run_id, _, stderr = run_until_server_lost(command, db, artifacts, port, tmp_path, timeout=300)
     assert process.returncode == 1, stderr[-3000:]
     record = tmp_path / "job" / f"offline-run-{run_id}.jsonl"
     assert stderr.strip().splitlines()[-1] == (
@@ -366,16 +374,8 @@ def test_a_server_lost_during_a_sweep_ends_no_sweep_and_loses_no_run(tmp_path: P
     command = server_app_command(f"http://127.0.0.1:{port}", "-m", *TINY, "trainer.steps=6000,8,8",
                                  "trainer.eval_interval=1000", "trainer.diagnostics_interval=0",
                                  f"hydra.sweep.dir={sweep}")
-    with local_server(f"sqlite:///{db}", artifacts, port=port) as server:
-        process = subprocess.Popen(command, env=app_env(tmp_path), cwd=tmp_path, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True)
-        try:
-            run_id = wait_for_metric(MlflowClient(tracking_uri=server.uri), process, "train/loss")
-            server.kill()
-            stdout, stderr = process.communicate(timeout=500)
-        finally:
-            if process.poll() is None:
-                process.kill()
+    process, run_id, stdout, stderr = run_until_server_lost(command, db, artifacts, port, tmp_path,
+                                                            timeout=500)
     assert process.returncode == 0, stderr[-3000:]
     output = stderr + stdout
     assert all(f"job {job} went offline" in output for job in range(3))
