@@ -1,4 +1,5 @@
-"""Speed and memory of the harness engine: `python -m harness.benchmarks.train_step [--quick]`.
+"""Speed and memory of the harness engine: `python -m harness.benchmarks.train_step [--quick] [--cells lstm]
+[--sizes 200x128x128] [--steps-only]` (--cells and --sizes narrow section 1, --steps-only skips sections 2-4).
 
 1. Train-step time (forward + backward + plain SGD update p -= lr * g) of harness Elman (tanh, identity_mse,
    many_to_many), LSTM and GRU against torch.nn.RNN / LSTM / GRU + nn.Linear head + MSELoss + torch.optim.SGD
@@ -174,11 +175,11 @@ def matmul_peak(dtype: str, repeats: int, size: int = PEAK_SIZE) -> float:
     return 2.0 * size ** 3 / statistics.median(seconds)
 
 
-def train_step_table(sizes: tuple[tuple[int, int, int], ...], repeats: int, peaks: dict[str, float]
-                     ) -> list[dict[str, Any]]:
+def train_step_table(sizes: tuple[tuple[int, int, int], ...], repeats: int, peaks: dict[str, float],
+                     cells: tuple[str, ...] = tuple(CELLS)) -> list[dict[str, Any]]:
     """One row per cell and size; harness and torch in both dtypes are measured in turn (interleaved)."""
     rows = []
-    for cell in CELLS:
+    for cell in cells:
         for T, B, H in sizes:
             steps, names = [], []
             for dtype in DTYPES:
@@ -397,13 +398,37 @@ def target_misses(rows: list[dict[str, Any]]) -> list[str]:
     return misses
 
 
+def _cells(text: str) -> tuple[str, ...]:
+    cells = tuple(text.split(","))
+    unknown = [c for c in cells if c not in CELLS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown cell(s) {unknown}: allowed {list(CELLS)}")
+    return cells
+
+
+def _sizes(text: str) -> tuple[tuple[int, int, int], ...]:
+    try:
+        sizes = tuple(tuple(int(n) for n in size.split("x")) for size in text.split(","))
+    except ValueError:
+        sizes = ()
+    if not sizes or any(len(size) != 3 or min(size) < 1 for size in sizes):
+        raise argparse.ArgumentTypeError(f"sizes must be TxBxH with positive integers, e.g. 200x128x128, "
+                                         f"got {text!r}")
+    return sizes  # type: ignore[return-value]
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes and few repeats (smoke test)")
     parser.add_argument("--repeats", type=int, default=7, help="measurements per median (default 7)")
+    parser.add_argument("--cells", type=_cells, default=tuple(CELLS),
+                        help=f"comma-separated cells of section 1 (default all: {','.join(CELLS)})")
+    parser.add_argument("--sizes", type=_sizes, default=None,
+                        help="comma-separated TxBxH sizes of section 1, e.g. 200x128x128 (default: all five)")
+    parser.add_argument("--steps-only", action="store_true", help="section 1 only (the train-step table)")
     args = parser.parse_args(argv)
     repeats = 3 if args.quick else args.repeats
-    sizes = QUICK_SIZES if args.quick else SIZES
+    sizes = args.sizes or (QUICK_SIZES if args.quick else SIZES)
     memory_size = (50, 8, 16) if args.quick else (1000, 64, 128)
     fit_steps = 20 if args.quick else 2000
     with single_thread():
@@ -414,8 +439,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print("\n".join(blas_report()))
         peaks = {dtype: matmul_peak(dtype, repeats, 200 if args.quick else PEAK_SIZE) for dtype in DTYPES}
         print(f"\n1. Train step (forward + backward + SGD), D = O = {IO_SIZE}, median of {repeats}")
-        steps = train_step_table(sizes, repeats, peaks)
+        steps = train_step_table(sizes, repeats, peaks, args.cells)
         print_train_steps(steps, peaks)
+        if args.steps_only:
+            print(f"\n{load_average()}")
+            return {"train_step": steps, "peaks": peaks}
         rates = binary_addition_rates(repeats, samples=64 if args.quick else 256)
         print("\n2. Binary addition, 8 bits, Elman H=16 sigmoid, samples/s (median)")
         print(f"harness, batches of 64: {rates['harness_samples_per_s']:,.0f}   one sample at a time "
