@@ -72,7 +72,8 @@ def test_single_run_records_params_metrics_artifacts_and_tags(tmp_path: Path, tr
         f"  (start it with: python -m harness.ui --uri {tracking_settings.tracking_uri})",
     ]
     note = run.data.tags["mlflow.note.content"]
-    assert note.startswith("**bit_sum** (length=6) learned by **elman** (hidden size 4) with adam")
+    assert note.startswith("**bit_sum** (length=6, held_out=0.2) learned by **elman** (hidden size 4) with "
+                           "adam")
     assert f"**Result: {verdict}.**" in note and f"ignores the inputs) {chance:.4g}" in note
     assert (run.data.tags["chance_level"], run.data.tags["solved_rule"]) == (str(chance), "accuracy >= 0.99")
     params = run.data.params

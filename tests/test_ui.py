@@ -83,7 +83,7 @@ def test_the_ui_server_reads_the_kind_and_the_descriptions(tracking_settings) ->
         page = get(f"{api}/runs/get?run_id={found.info.run_id}")["run"]
         run_tags = {tag["key"]: tag["value"] for tag in page["data"]["tags"]}
         assert run_tags["mlflow.runName"] == "bit_sum-elman-s0"
-        assert run_tags[NOTE_TAG].startswith("**bit_sum** (length=4) learned by **elman**")
+        assert run_tags[NOTE_TAG].startswith("**bit_sum** (length=4, held_out=0.2) learned by **elman**")
         assert "Solved means `accuracy >= 0.99`" in run_tags[NOTE_TAG]
         print(f"harness.ui answered in {seconds:.1f} s")
     finally:

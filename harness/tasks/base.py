@@ -134,7 +134,8 @@ class SequenceTask(ABC):
 
     def validation_set(self, batch_size: int, rng: np.random.Generator) -> Batch:
         """batch_size sequences to validate on. Tasks whose sequences repeat between draws (few distinct
-        inputs) override it to draw from a part that sample never draws; here it is sample."""
+        inputs) draw it from a held-out part that sample never draws (harness.tasks.held_out.HeldOutSplit);
+        here it is sample."""
         return self.sample(batch_size, rng)
 
     @abstractmethod
