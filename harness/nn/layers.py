@@ -141,10 +141,12 @@ class ReadoutGrad:
 
     def __init__(self, dO: np.ndarray, W: np.ndarray):
         self.dO, self.W = dO, W
+        # BLAS multiplies by a C-ordered W^T up to 2x faster than by the transposed view W.T (float32)
+        self.W_T = np.ascontiguousarray(W.T)
 
     def rows(self, start: int, stop: int) -> np.ndarray:
         """dL/dH at steps start..stop-1: a new (stop - start, B, H) array."""
-        return self.dO[start:stop] @ self.W.T
+        return self.dO[start:stop] @ self.W_T
 
     def full(self) -> np.ndarray:
         """The whole (T, B, H) array."""
