@@ -8,7 +8,13 @@ import math
 import numpy as np
 
 from harness.tasks.base import SOLVED_ACCURACY, Batch, check_choice, check_int
-from harness.tasks.held_out import ENUMERATION_LIMIT, HeldOutSplit, check_held_out, held_out_inputs
+from harness.tasks.held_out import (
+    ENUMERATION_LIMIT,
+    HeldOutSplit,
+    check_held_out,
+    every_sequence,
+    held_out_inputs,
+)
 
 
 def _to_bits(values: np.ndarray, bits: int) -> np.ndarray:
@@ -126,7 +132,7 @@ class XorStream(HeldOutSplit):
         return 4**self.triples
 
     def _all_inputs(self) -> np.ndarray:
-        coins = _to_bits(np.arange(self.input_count, dtype=np.int64), 2 * self.triples).astype(np.int64)
+        coins = every_sequence(2, 2 * self.triples)
         return self._stream(coins[0::2], coins[1::2]).X
 
     def _candidates(self, count: int, rng: np.random.Generator) -> Batch:
@@ -190,7 +196,7 @@ class BitSum(HeldOutSplit):
         return 2**self.length
 
     def _all_inputs(self) -> np.ndarray:
-        return _to_bits(np.arange(self.input_count, dtype=np.int64), self.length)[:, :, None]
+        return every_sequence(2, self.length)[:, :, None].astype(np.float64)
 
     def _candidates(self, count: int, rng: np.random.Generator) -> Batch:
         X = rng.integers(0, 2, size=(self.length, count, 1)).astype(np.float64)

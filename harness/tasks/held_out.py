@@ -60,6 +60,13 @@ def input_words(X: np.ndarray) -> np.ndarray:
     return words.reshape(B, D * chunks)
 
 
+def every_sequence(n_symbols: int, length: int) -> np.ndarray:
+    """(length, n_symbols**length) int64: every sequence of length symbols in 0 .. n_symbols - 1 once, the
+    first symbol varying fastest."""
+    codes = np.arange(n_symbols**length, dtype=np.int64)
+    return codes[None, :] // n_symbols ** np.arange(length, dtype=np.int64)[:, None] % n_symbols
+
+
 def _mix(z: np.ndarray) -> np.ndarray:
     """SplitMix64's finaliser, elementwise on uint64 (a bijection)."""
     z = (z ^ (z >> np.uint64(30))) * _MIX_1

@@ -16,6 +16,7 @@ from harness.tasks.base import (
     check_int,
     one_hot,
 )
+from harness.tasks.held_out import HeldOutSplit, check_held_out, every_sequence
 
 
 class Adding(SequenceTask):
@@ -80,13 +81,16 @@ class Adding(SequenceTask):
         }
 
 
-class TemporalOrder(SequenceTask):
+class TemporalOrder(HeldOutSplit):
     """The temporal order problem (Hochreiter & Schmidhuber 1997, experiment 6a; Pascanu et al. 2013).
 
     Symbols (one-hot, D = 8): distractors a, b, c, d (0-3), keys X (4) and Y (5), start B (6), end E (7).
     X (T, B, 8): B at step 0, E at step T - 1, distractors elsewhere except two keys, each X or Y, at steps
     drawn uniformly in [T // 10, 2T // 10) and [5T // 10, 6T // 10) (the windows [10, 20), [50, 60) of the
     original at T = 100). Y (B, 4) one-hot class of the key order: XX 0, XY 1, YX 2, YY 3; softmax_ce.
+    held_out: the fraction of all inputs kept out of training (harness.tasks.held_out), 0 by default: at
+    T = 100 no input repeats, but at length=10 (16,384 inputs) a validation sequence is among 64,000 training
+    draws with probability 98%.
     Metrics: accuracy (the task metric), cross_entropy. Solved: accuracy >= 0.99.
     Chance: accuracy 1/4, cross_entropy ln 4 (uniform prediction).
     """
@@ -99,11 +103,13 @@ class TemporalOrder(SequenceTask):
     KEY_X, START, END = 4, 6, 7
     N_SYMBOLS, N_CLASSES = 8, 4
 
-    def __init__(self, length: int = 100) -> None:
+    def __init__(self, length: int = 100, held_out: float = 0.0) -> None:
         # length >= 10 keeps both windows non-empty and between the start and end symbols.
         self.length = check_int("length", length, minimum=10)
-        super().__init__(length=self.length)
+        self.held_out = check_held_out(held_out)
+        super().__init__(length=self.length, held_out=self.held_out)
         self.input_size, self.output_size, self.head = self.N_SYMBOLS, self.N_CLASSES, "softmax_ce"
+        self._check_split("length")
 
     @property
     def windows(self) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -111,14 +117,34 @@ class TemporalOrder(SequenceTask):
         T = self.length
         return (T // 10, 2 * T // 10), (5 * T // 10, 6 * T // 10)
 
-    def sample(self, batch_size: int, rng: np.random.Generator) -> Batch:
-        batch_size = check_int("batch_size", batch_size, minimum=1)
-        symbols = rng.integers(0, self.KEY_X, size=(self.length, batch_size))
+    @property
+    def input_count(self) -> int:
+        """Key positions times key pairs times the distractors at the T - 4 other steps."""
+        (first, end_first), (second, end_second) = self.windows
+        return (end_first - first) * (end_second - second) * 4 * self.KEY_X ** (self.length - 4)
+
+    def _all_inputs(self) -> np.ndarray:
+        distractors = every_sequence(self.KEY_X, self.length - 4)
+        blocks = []
+        for first in range(*self.windows[0]):
+            for second in range(*self.windows[1]):
+                others = [t for t in range(1, self.length - 1) if t not in (first, second)]
+                for key_first in (0, 1):
+                    for key_second in (0, 1):
+                        symbols = np.empty((self.length, distractors.shape[1]), dtype=np.int64)
+                        symbols[0], symbols[-1] = self.START, self.END
+                        symbols[others] = distractors
+                        symbols[first], symbols[second] = self.KEY_X + key_first, self.KEY_X + key_second
+                        blocks.append(symbols)
+        return one_hot(np.concatenate(blocks, axis=1), self.N_SYMBOLS)
+
+    def _candidates(self, count: int, rng: np.random.Generator) -> Batch:
+        symbols = rng.integers(0, self.KEY_X, size=(self.length, count))
         symbols[0], symbols[-1] = self.START, self.END
-        keys = rng.integers(0, 2, size=(2, batch_size))
-        columns = np.arange(batch_size)
+        keys = rng.integers(0, 2, size=(2, count))
+        columns = np.arange(count)
         for window, key in zip(self.windows, keys, strict=True):
-            symbols[rng.integers(*window, size=batch_size), columns] = self.KEY_X + key
+            symbols[rng.integers(*window, size=count), columns] = self.KEY_X + key
         label = 2 * keys[0] + keys[1]
         return Batch(X=one_hot(symbols, self.N_SYMBOLS), Y=one_hot(label, self.N_CLASSES))
 
