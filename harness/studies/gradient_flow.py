@@ -110,7 +110,8 @@ def closed_form_cell(config: ClosedFormConfig, v_f: float, T: int) -> CellRun:
 
     Curves: |dE/df_t| measured and by eq. 24 (Σ(ŷ−y) v_f^(T−t)), with step = the lag T − t (0..T−1).
     """
-    task = make_task("bit_sum", length=T)
+    # One batch of the whole input distribution: nothing is validated here, so no part is held out.
+    task = make_task("bit_sum", length=T, held_out=0.0)
     batch = task.sample(config.batch_size, task.streams(config.seed)["train"])
     model = scalar_linear_rnn(v_f, config.v_x)
     loss, grads, dh = model.loss_and_grads(batch.X, batch.Y, return_hidden_grads=True)

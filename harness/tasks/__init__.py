@@ -1,7 +1,8 @@
 """Synthetic sequence tasks (pure NumPy); the time series live in harness.forecast.
 
 make_task(name, **params) builds a SequenceTask. A new task is one SequenceTask subclass registered in TASKS
-(plus its conf/task YAML).
+(plus its conf/task YAML); a discrete one whose inputs can repeat subclasses HeldOutSplit
+(harness.tasks.held_out) for a validation part that training never draws.
 """
 
 from __future__ import annotations
