@@ -32,10 +32,18 @@ keeps nothing else but the hidden states and, for LSTM, c_t: 6x the bytes of the
 for GRU. The backward sweep runs in chunks of steps: the factors of a chunk that need no backpropagated
 gradient (g s'(i), ...) are computed for the whole chunk at once (at most CHUNK steps and about CHUNK_BYTES
 of gate values, so that the step loop finds them still in cache), then the step loop does only the
-recurrence and writes dL/da_t over the gate values of step t, which nothing reads again; each chunk then
-adds its share to the gradients of W_x and b and to dX while its dL/da_t are in cache. The gradient of W_h is
-one product over all steps (GRU's candidate block, whose input r h_{t-1} is not kept, one product per
-chunk).
+recurrence and writes dL/da_t over the gate values of step t, which nothing reads again. GRU's chunks then
+add their share to the gradients of W_x and b and to dX while their dL/da_t are in cache, and the gradient
+of W_h is one product over all steps (its candidate block, whose input r h_{t-1} is not kept, one product
+per chunk).
+
+LSTM's gate buffer is step-major, (T, 4, B, H): the four gates of a step are one contiguous block, which the
+sigmoid writes whole, and which the backward sweep overwrites with dL/da_t as the step's row (B, 4H) of the
+fused recurrent product dL/da_t W_h^T: the deltas are read where they were written, and the weight
+gradients are products of all steps' rows (T*B, 4H): W_h one with the states h_{t-1}, W_x and b one per
+chunk with the rows [x_t | 1] (b's sum as a product), dX one. Its forward copies x_t into the step rows
+for a chunk of steps at once, writes h_t straight into the next step's row and copies the chunk's hidden
+states out once.
 
 The gate buffer, c_t and the chunk buffers are the layer's workspace, reused by every call: arrays above
 glibc's mmap threshold (32 MiB) come from the kernel as fresh pages at every allocation, which cost as much
@@ -55,7 +63,13 @@ from typing import Any
 
 import numpy as np
 
-from .activations import activate, activate_, derivative_from_output, sigmoid_from_negated
+from .activations import (
+    activate,
+    activate_,
+    activation_function,
+    derivative_from_output,
+    sigmoid_from_negated,
+)
 from .init import input_matrix, recurrent_matrix
 from .layers import ReadoutGrad, RecurrentLayer, clip_band_sum, grad_rows, step_rows
 from .model import RecurrentModel
@@ -97,7 +111,7 @@ def _gate_blocks(rng: np.random.Generator, layer: RecurrentLayer, blocks: int, *
 
 def _reorder_blocks(W: np.ndarray, order: tuple[int, ...]) -> np.ndarray:
     """(R, blocks*H) -> a new (R, blocks*H) whose k-th gate block of columns is W's block order[k]."""
-    return W.reshape(W.shape[0], len(order), -1)[:, order].reshape(W.shape)
+    return np.take(W.reshape(W.shape[0], len(order), -1), order, axis=1).reshape(W.shape)  # one copy
 
 
 def _split_blocks(W: np.ndarray, blocks: int) -> np.ndarray:
@@ -181,9 +195,10 @@ class _GatedLayer(RecurrentLayer):
     """Shared plumbing of the gated layers: workspace, gate layout, step rows, state handling, band
     bookkeeping.
 
-    The gate buffer G is laid out block-major, (blocks, T, B, H): every gate of a step is one contiguous
-    (B, H) slab, on which NumPy's elementwise loops run up to twice as fast as on the strided column blocks
-    of a (B, blocks*H) row (measured for exp, tanh and multiply at B, H = 32..256). A step's fused product
+    GRU's gate buffer G is laid out block-major, (blocks, T, B, H), LSTM's step-major, (T, blocks, B, H):
+    either way every gate of a step is one contiguous (B, H) slab, on which NumPy's elementwise loops run up
+    to twice as fast as on the strided column blocks of a (B, blocks*H) row (measured for exp, tanh and
+    multiply at B, H = 32..256). A step's fused product
     yields such a row; the first elementwise operation of each gate reads it and writes the gate's slab.
     `order` (None: the parameters' own) is the internal order of the blocks, as parameter block indices.
     """
@@ -272,11 +287,11 @@ class _GatedLayer(RecurrentLayer):
             clip_band_sum(delta, self.clip_hidden_delta)
 
     @staticmethod
-    def _chunks_back(dH: np.ndarray | ReadoutGrad, G: np.ndarray) -> Iterator[tuple[int, int, np.ndarray]]:
-        """(start, stop, dL/dH of the steps start..stop-1 (stop - start, B, H)) per chunk, last first, for
-        the gate buffer G (blocks, T, B, H)."""
-        blocks, T, B, Hn = G.shape
-        steps = max(1, min(CHUNK, CHUNK_BYTES // (blocks * B * Hn * G.itemsize)))
+    def _chunks_back(dH: np.ndarray | ReadoutGrad, T: int, step_bytes: int
+                     ) -> Iterator[tuple[int, int, np.ndarray]]:
+        """(start, stop, dL/dH of the steps start..stop-1 (stop - start, B, H)) per chunk of T steps, last
+        first, for step_bytes of gate values per step."""
+        steps = max(1, min(CHUNK, CHUNK_BYTES // step_bytes))
         for stop in range(T, 0, -steps):
             start = max(0, stop - steps)
             yield start, stop, grad_rows(dH, start, stop)
@@ -331,57 +346,67 @@ class LSTMLayer(_GatedLayer):
         W = np.concatenate([self._internal(params["W_h"]), *self._input_rows(params)])  # (H + D + 1, 4H)
         np.negative(W[:, :3 * Hn], out=W[:, :3 * Hn])  # the product yields -a of the sigmoid gates o, i, f
         ws = self._workspace
-        G = ws.get("gates", (4, T, B, Hn), W.dtype)  # the gate values o, i, f, g of every step
-        C = ws.get("c", (T, B, Hn), W.dtype)
+        G = ws.get("gates", (T, 4, B, Hn), W.dtype)  # the gate values o, i, f, g of every step
+        C = ws.get("c", (T + 1, B, Hn), W.dtype)  # C[t] = c_{t-1}
         Hs = np.empty((T, B, Hn), dtype=W.dtype)
-        h0, c0 = self._initial_state(state0, B, W.dtype)
-        Z, h_row, x_row = self._step_rows(h0, D, 0, W.dtype)
+        h0, C[0] = self._initial_state(state0, B, W.dtype)
+        steps = min(CHUNK, T)
+        # the step rows [h_{t-1} | x_t | 1] of a chunk, rows[j] for step start + j (in the buffer of the
+        # backward's chunk scratch: never needed at the same time)
+        rows = ws.get("scratch", (steps + 1, B, Hn + D + self.bias), W.dtype)
+        rows[0, :, :Hn] = h0
+        if self.bias:
+            rows[:, :, Hn + D] = 1.0
         pre = ws.get("pre_activations", (B, 4 * Hn), W.dtype)
         pre_blocks = pre.reshape(B, 4, Hn).transpose(1, 0, 2)
         input_part = ws.get("input_part", (B, Hn), W.dtype)
         padding = None if valid.all() else ~valid[:, :, None]
-        activation = self.activation
-        h, c = h0, c0
+        act = activation_function(self.activation)
         with np.errstate(over="ignore"):  # sigmoid's exp(-a) is inf for a << 0: 1 / (1 + inf) = 0 is right
-            for t in range(T):
-                np.copyto(x_row, X[t])
-                np.matmul(Z, W, out=pre)  # all pre-activations of the step: the fused (H + D + 1, 4H) product
-                a = G[:, t]
-                sigmoid_from_negated(pre_blocks[:3], out=a[:3])
-                activate(activation, pre_blocks[3], out=a[3])
-                o, i, f, g = a
-                c_new, h_new = C[t], Hs[t]
-                np.multiply(f, c, out=c_new)
-                np.multiply(i, g, out=input_part)
-                c_new += input_part
-                activate(activation, c_new, out=h_new)
-                h_new *= o
-                if padding is not None:
-                    np.copyto(c_new, c, where=padding[t])
-                    np.copyto(h_new, h, where=padding[t])
-                np.copyto(h_row, h_new)
-                h, c = h_new, c_new
+            for start in range(0, T, steps):
+                k = min(steps, T - start)
+                if start:
+                    np.copyto(rows[0, :, :Hn], rows[steps, :, :Hn])
+                np.copyto(rows[:k, :, Hn:Hn + D], X[start:start + k])
+                for j in range(k):
+                    t = start + j
+                    np.matmul(rows[j], W, out=pre)  # all pre-activations of the step: the fused product
+                    o, i, f, g = a = G[t]
+                    sigmoid_from_negated(pre_blocks[:3], out=a[:3])
+                    act(pre_blocks[3], out=g)
+                    c_new = C[t + 1]
+                    np.multiply(f, C[t], out=c_new)
+                    np.multiply(i, g, out=input_part)
+                    c_new += input_part
+                    h_new = rows[j + 1, :, :Hn]  # h_t goes straight into the next step's row
+                    act(c_new, out=h_new)
+                    h_new *= o
+                    if padding is not None:
+                        np.copyto(c_new, C[t], where=padding[t])
+                        np.copyto(h_new, rows[j, :, :Hn], where=padding[t])
+                np.copyto(Hs[start:start + k], rows[1:k + 1, :, :Hn])
         # c_T is copied out of the workspace: the next forward overwrites C
-        return Hs, (h, c.copy()), (X, G, C, Hs, h0, c0, padding, self._new_cache_id())
+        return Hs, (Hs[T - 1], C[T].copy()), (X, G, C, Hs, h0, padding, self._new_cache_id())
 
-    def _chunk_factors(self, gates: np.ndarray, C: np.ndarray, c0: np.ndarray, start: int,
-                       padding: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """The factors of steps start..start+k-1 that need no gradient, for gate values gates (4, k, B, H):
-        F (4, k, B, H) = [act(c_t) s'(o), g s'(i), c_{t-1} s'(f), i act'(g)] (zero at padding steps) and
-        o act'(act(c_t)) (k, B, H). Both live in the workspace until the next chunk."""
-        _, k, B, Hn = gates.shape
-        o, i, f, g = gates
+    def _chunk_factors(self, gates: np.ndarray, C: np.ndarray, start: int, padding: np.ndarray | None
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """The factors of steps start..start+k-1 that need no gradient, for gate values gates (k, 4, B, H) and
+        the cells C (T + 1, B, H) (C[t] = c_{t-1}): F (4, k, B, H) = [act(c_t) s'(o), g s'(i), c_{t-1} s'(f),
+        i act'(g)] (zero at padding steps) and o act'(act(c_t)) (k, B, H). Both live in the workspace until
+        the next chunk."""
+        k, _, B, Hn = gates.shape
+        o, i, f, g = gates.transpose(1, 0, 2, 3)
         ws = self._workspace
         F = ws.get("factors", (4, k, B, Hn), gates.dtype)
         h_to_c = ws.get("h_to_c", (k, B, Hn), gates.dtype)
         scratch = ws.get("scratch", (k, B, Hn), gates.dtype)
-        act_c = activate(self.activation, C[start:start + k], out=F[0])
+        act_c = activate(self.activation, C[start + 1:start + k + 1], out=F[0])
         derivative_from_output(self.activation, act_c, out=h_to_c)
         h_to_c *= o
         act_c *= derivative_from_output("sigmoid", o, out=scratch)
         np.multiply(g, derivative_from_output("sigmoid", i, out=scratch), out=F[1])
         derivative_from_output("sigmoid", f, out=F[2])
-        F[2] *= _previous_states(c0, C, start, start + k, out=scratch)
+        F[2] *= C[start:start + k]
         np.multiply(i, derivative_from_output(self.activation, g, out=scratch), out=F[3])
         if padding is not None:
             F *= ~padding[start:start + k]
@@ -394,7 +419,7 @@ class LSTMLayer(_GatedLayer):
                             np.ndarray | None]:
         """dH (T, B, H) from above -> dX, grads, (dL/dh_0, dL/dc_0), dh (T, B, H) or None.
         Overwrites the gate values in the cache with dL/da_t."""
-        X, G, C, Hs, h0, c0, padding, cache_id = cache
+        X, G, C, Hs, h0, padding, cache_id = cache
         self._check_current(cache_id)
         T, B, _ = X.shape
         Hn = self.hidden_size
@@ -404,33 +429,69 @@ class LSTMLayer(_GatedLayer):
         dh = np.empty((T, B, Hn), dtype=G.dtype) if hidden_grads else None
         ws = self._workspace
         dc_total = ws.get("dc_total", (n, B, Hn), G.dtype)
-        delta_rows = ws.get("delta_rows", (n, B, 4 * Hn), G.dtype)  # the deltas as rows for the fused W_h^T
-        delta_blocks = delta_rows.reshape(n, B, 4, Hn).transpose(2, 0, 1, 3)
-        band_deltas = np.empty((4, n, B, Hn), dtype=G.dtype) if truncated else None
-        inputs = _InputGrads(self, params, X, G.dtype)
-        for start, stop, dH_chunk in self._chunks_back(dH, G):
-            F, h_to_c = self._chunk_factors(G[:, start:stop], C, c0, start, padding)
-            for j in range(stop - start - 1, -1, -1):
+        # the bands that step t sends back, in buffers alternating with t (a padding step keeps the other's)
+        dh_back, dc_back = (ws.get(name, (2, n, B, Hn), G.dtype) for name in ("dh_back", "dc_back"))
+        if truncated:  # each band's deltas as rows for the fused W_h^T product; their sum is dL/da_t
+            band_rows = ws.get("band_rows", (n, B, 4 * Hn), G.dtype)
+            band_deltas = band_rows.reshape(n, B, 4, Hn).transpose(2, 0, 1, 3)
+        clip = self.clip_hidden_delta
+        for start, stop, dH_chunk in self._chunks_back(dH, G.shape[0], 4 * B * Hn * G.itemsize):
+            k = stop - start
+            F, h_to_c = self._chunk_factors(G[start:stop], C, start, padding)
+            # the chunk's gates are read no more but for f_t: dL/da_t overwrites them, as step rows
+            dA = G[start:stop].reshape(k, B, 4 * Hn)
+            dA_blocks = dA.reshape(k, B, 4, Hn).transpose(2, 0, 1, 3)
+            for j in range(k - 1, -1, -1):
                 t = start + j
                 self._arrive(dh_bands, dH_chunk[j], dh, t)
                 np.multiply(dh_bands, h_to_c[j], out=dc_total)
                 dc_total += dc_bands
-                dc_previous = dc_total * G[2, t]  # read f_t before dL/da_t overwrites it
-                # with one band the deltas are dL/da_t itself: write them straight into G[:, t]
-                deltas = G[:, t, None] if band_deltas is None else band_deltas
+                dc_previous = np.multiply(dc_total, G[t, 2], out=dc_back[t % 2])  # f_t, read before dL/da_t
+                # with one band the deltas are dL/da_t itself: written straight into its rows
+                rows, deltas = (band_rows, band_deltas) if truncated else (dA[j:j + 1], dA_blocks[:, j:j + 1])
                 np.multiply(dh_bands, F[0, j], out=deltas[0])
                 np.multiply(dc_total, F[1:, j, None], out=deltas[1:])
-                self._clip(deltas)
+                if clip is not None:
+                    clip_band_sum(deltas, clip)
                 if truncated:
-                    deltas.sum(axis=1, out=G[:, t])
-                np.copyto(delta_blocks, deltas)
+                    rows.sum(axis=0, out=dA[j])
                 pad = None if padding is None else padding[t]
-                dh_bands, dc_bands = _step_bands((dh_bands, dc_bands), (delta_rows @ W_h_T, dc_previous), pad,
-                                                 truncated)
-            inputs.add(G[:, start:stop], start)
+                dh_bands, dc_bands = _step_bands((dh_bands, dc_bands),
+                                                 (np.matmul(rows, W_h_T, out=dh_back[t % 2]), dc_previous),
+                                                 pad, truncated)
         del dH_chunk  # the first steps' rows of dL/dH: not needed for the weight gradients
-        dX, grads = self._weight_grads(inputs, G, Hs, h0, 4)  # G now holds dL/da_t
+        dX, grads = self._weight_grads_from_rows(G.reshape(T * B, 4 * Hn), params, X, Hs, h0)
         return dX, grads, (dh_bands.sum(axis=0), dc_bands.sum(axis=0)), dh
+
+    def _weight_grads_from_rows(self, dA: np.ndarray, params: dict[str, np.ndarray], X: np.ndarray,
+                                Hs: np.ndarray, h0: np.ndarray
+                                ) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
+        """dX (T, B, D) (None unless input_grad) and the gradients of W_x, W_h and b from dL/da as step rows
+        dA (T*B, 4H) (internal block order), in the parameters' layout. W_x and b come from one product with
+        the rows [x_t | 1] per chunk of steps (the bias's sum as a product), W_h from one over all steps."""
+        T, B, D = X.shape
+        Hn = self.hidden_size
+        order = tuple(np.argsort(self.order))  # parameter block p is internal block order[p]
+        W_h = h0.T @ dA[:B]
+        if T > 1:  # the product into the chunk factors' buffer, free now: no new (H, 4H) array at the peak
+            W_h += np.matmul(Hs[:-1].reshape(-1, Hn).T, dA[B:],
+                             out=self._workspace.get("factors", W_h.shape, W_h.dtype))
+        steps = max(1, min(T, CHUNK_BYTES // (B * 4 * Hn * dA.itemsize)))
+        inputs = self._workspace.get("scratch", (steps * B, D + self.bias), dA.dtype)  # rows [x_t | 1]
+        if self.bias:
+            inputs[:, D] = 1.0
+        W_xb = np.zeros((D + self.bias, 4 * Hn), dtype=dA.dtype)
+        for start in range(0, T, steps):
+            rows = inputs[:(min(T, start + steps) - start) * B]
+            np.copyto(rows[:, :D], X[start:start + steps].reshape(-1, D))
+            W_xb += rows.T @ dA[start * B:start * B + len(rows)]
+        grads = {"W_x": _reorder_blocks(W_xb[:D], order), "W_h": _reorder_blocks(W_h, order)}
+        if self.bias:
+            grads["b"] = _reorder_blocks(W_xb[D:], order)[0]
+        dX = None
+        if self.input_grad:
+            dX = (dA @ self._transposed_blocks(params["W_x"], slice(None))).reshape(T, B, D)
+        return dX, grads
 
 
 class GRULayer(_GatedLayer):
@@ -524,7 +585,7 @@ class GRULayer(_GatedLayer):
         band_deltas = np.empty((3, n_bands, B, Hn), dtype=G.dtype) if truncated else None
         dW_n = np.zeros((Hn, Hn), dtype=G.dtype)
         inputs = _InputGrads(self, params, X, G.dtype)
-        for start, stop, dH_chunk in self._chunks_back(dH, G):
+        for start, stop, dH_chunk in self._chunks_back(dH, T, G.itemsize * G[:, 0].size):
             F, reset_h = self._chunk_factors(G[:, start:stop], Hs, h0, start, padding)
             for j in range(stop - start - 1, -1, -1):
                 t = start + j
