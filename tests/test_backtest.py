@@ -3,7 +3,9 @@ RNN forecasts, refits on the expanding window, no leakage, split conformal, Wink
 
 from __future__ import annotations
 
+import math
 import warnings
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -11,7 +13,7 @@ from statsmodels.tsa.arima.model import ARIMA
 
 from harness.forecast.arma import fit_arma, h_step_forecasts
 from harness.forecast.backtest import BacktestPlan, dm_by_horizon, run_backtest, score_backtest, score_key
-from harness.forecast.intervals import conformal_quantiles, coverage, winkler_score
+from harness.forecast.intervals import conformal_quantiles, coverage, min_calibration_residuals, winkler_score
 from harness.forecast.metrics import diebold_mariano
 from harness.forecast.models import ArmaForecaster, RnnForecaster, lagged_inputs
 from harness.forecast.series import make_series
@@ -121,6 +123,15 @@ def test_conformal_quantiles_rank_rule():
     assert conformal_quantiles(residuals[:5], [0.9])[0, 0] == np.inf  # ceil(6 * 0.9) = 6 > 5 points
     with_gap = np.array([[1.0, 2.0], [3.0, np.nan], [5.0, np.nan]])
     np.testing.assert_array_equal(conformal_quantiles(with_gap, [0.5]), [[3.0, 2.0]])
+
+
+@pytest.mark.parametrize("level", [0.5, 0.8, 0.9, 0.95, 0.975])
+def test_min_calibration_residuals_is_where_the_conformal_half_width_turns_finite(level):
+    n = min_calibration_residuals(level)
+    residuals = np.arange(1.0, n + 1.0)[:, None]
+    assert np.isfinite(conformal_quantiles(residuals, [level])[0, 0])
+    assert n == 1 or conformal_quantiles(residuals[:-1], [level])[0, 0] == np.inf
+    assert n == math.ceil(Fraction(str(level)) / (1 - Fraction(str(level))))
 
 
 def test_winkler_score_and_coverage_by_hand():

@@ -107,6 +107,18 @@ def test_children_hold_per_horizon_scores_intervals_and_the_data_source(study, s
     assert "| h " in study.markdown.replace("|   h", "| h ")
 
 
+def test_legend_names_the_series_whose_conformal_intervals_are_blank():
+    # nile's 10 validation points: 80% intervals up to h = 7, no 95% interval at any horizon
+    table = pd.DataFrame({"series": ["nile", "nile", "ar2"], "h": [1, 8, 8], "seeds": [3, 3, 3],
+                          "oracle_ratio_mean": [np.nan, np.nan, 0.9], "coverage80_mean": [0.8, np.nan, 0.8],
+                          "coverage95_mean": [np.nan, np.nan, 0.95]})
+    assert ("; cover and Winkler for nile where an RNN's split-conformal interval has too few calibration "
+            "residuals (it needs 4 at 80%, 19 at 95%; a validation part of n points gives n - h + 1 at "
+            "horizon h, none without a validation part).") in rnn_vs_arma.table_legend(table)
+    table["coverage80_mean"], table["coverage95_mean"] = 0.8, 0.95
+    assert "cover and Winkler" not in rnn_vs_arma.table_legend(table)
+
+
 def test_rebuilt_table_equals_the_study_table(study, store):
     rebuilt = rnn_vs_arma.rebuild_table(study.parent_run_id, store)
     pd.testing.assert_frame_equal(rebuilt, study.table, check_exact=True)

@@ -59,10 +59,24 @@ def conformal_quantiles(residuals: np.ndarray, levels: Sequence[float]) -> np.nd
     for h in range(residuals.shape[1]):
         column = np.sort(residuals[np.isfinite(residuals[:, h]), h])
         for i, level in enumerate(levels):
-            rank = int(np.ceil((len(column) + 1) * level))
+            rank = _conformal_rank(len(column), level)
             if 1 <= rank <= len(column):
                 out[i, h] = column[rank - 1]
     return out
+
+
+def _conformal_rank(n: int, level: float) -> int:
+    """The rank, among n sorted calibration residuals, of the split-conformal half-width at level."""
+    return int(np.ceil((n + 1) * level))
+
+
+def min_calibration_residuals(level: float) -> int:
+    """The fewest calibration residuals of a horizon whose conformal half-width at level is finite
+    (ceil(L / (1 - L)): 4 at 80%, 19 at 95%)."""
+    n = 1
+    while _conformal_rank(n, level) > n:
+        n += 1
+    return n
 
 
 def coverage(y: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> float:

@@ -48,7 +48,7 @@ from harness.forecast.backtest import (
     score_key,
 )
 from harness.forecast.datasets import ALL_SERIES_NAMES, CSV_FIELDS, load_series
-from harness.forecast.intervals import DEFAULT_LEVELS, level_name
+from harness.forecast.intervals import DEFAULT_LEVELS, level_name, min_calibration_residuals
 from harness.forecast.metrics import diebold_mariano
 from harness.forecast.models import ArmaForecaster, RnnForecaster, fit_linear_recurrent_predictor
 from harness.forecast.series import SERIES_NAMES, Series
@@ -783,6 +783,15 @@ def table_legend(table: pd.DataFrame) -> str:
         blanks.append(f"oracle ratio for {', '.join(no_oracle)} (no known optimum: real or CSV data, "
                       "NARMA-10 driven by an input its past does not show; beyond h = 1 only ARMA series "
                       "have one)")
+    levels = sorted(float(match[1].replace("_", ".")) / 100.0 for column in table.columns
+                    if (match := re.fullmatch(r"coverage(\d+(?:_\d+)?)_mean", column)))
+    no_interval = sorted({series for level in levels for series in
+                          table.loc[table[f"coverage{level_name(level)}_mean"].isna(), "series"]})
+    if no_interval:
+        needs = ", ".join(f"{min_calibration_residuals(level)} at {100 * level:g}%" for level in levels)
+        blanks.append(f"cover and Winkler for {', '.join(no_interval)} where an RNN's split-conformal "
+                      f"interval has too few calibration residuals (it needs {needs}; a validation part of n "
+                      "points gives n - h + 1 at horizon h, none without a validation part)")
     lines.append("Blank: " + "; ".join(blanks) + ".")
     return "\n".join(f"- {line}" for line in lines)
 
