@@ -13,7 +13,10 @@ Memory and speed: each step's whole pre-activation is one product, [h_{t-1} | x_
 Hs (T, B, H). The backward sweep runs in chunks of at most CHUNK steps and about CHUNK_BYTES of dL/da_t, so
 besides Hs it needs O(CHUNK * B * H), and each chunk adds its share to every gradient (dW_hh, dW_xh, db_h, dX)
 while its dL/da_t are still in cache. The read-out's dH = dO W_hy^T arrives factored (ReadoutGrad) and is
-materialised one chunk at a time.
+materialised one chunk at a time. The layer fuses the read-out (layers.py, `fuses_readout`): the forward
+writes each chunk's outputs H W_hy right after the chunk's steps, and the backward adds each chunk's share of
+dW_hy = H^T dO next to its dW_hh, so the read-out never reads Hs back from memory (measured 1-5% of a train
+step from (100, 64, 64) to (500, 64, 256)).
 """
 
 from __future__ import annotations
@@ -33,10 +36,16 @@ CHUNK = 16  # most steps per backward chunk: enough rows for efficient matmuls, 
 CHUNK_BYTES = 1 << 19
 
 
+def _chunk_steps(step_bytes: int) -> int:
+    """Steps per chunk: at most CHUNK, at least one, and about CHUNK_BYTES of steps of step_bytes each."""
+    return max(1, min(CHUNK, CHUNK_BYTES // step_bytes))
+
+
 class ElmanLayer(RecurrentLayer):
     """One Elman layer; params W_xh (D, H), W_hh (H, H), b_h (H,) (without b_h when bias=False)."""
 
     accepts_readout_grad = True
+    fuses_readout = True
 
     def init_params(self, rng: np.random.Generator, *, init: str, recurrent_init: str,
                     spectral_radius: float | None, max_singular_value: float | None,
@@ -50,8 +59,11 @@ class ElmanLayer(RecurrentLayer):
         return params
 
     def forward(self, params: dict[str, np.ndarray], X: np.ndarray, valid: np.ndarray,
-                state0: tuple[np.ndarray, ...] | None = None) -> tuple[np.ndarray, tuple[np.ndarray], Any]:
-        """X (T, B, D), valid (T, B) -> H (T, B, H), (h_T,), cache."""
+                state0: tuple[np.ndarray, ...] | None = None,
+                readout: tuple[np.ndarray, np.ndarray] | None = None,
+                ) -> tuple[np.ndarray, tuple[np.ndarray], Any]:
+        """X (T, B, D), valid (T, B) -> H (T, B, H), (h_T,), cache; readout (W (H, O), out (T, B, O)) or None:
+        out receives H W, chunk by chunk (layers.py, `fuses_readout`)."""
         T, B, D = X.shape
         H = self.hidden_size
         # a_t = [h_{t-1} | x_t | 1] [W_hh; W_xh; b_h]: the step's whole pre-activation in one product
@@ -62,17 +74,22 @@ class ElmanLayer(RecurrentLayer):
         h_row, x_row = step_rows(Z, h0, D, self.bias)
         padding = None if valid.all() else ~valid[:, :, None]
         activation = self.activation
+        steps = _chunk_steps(B * H * Hs.itemsize)
         h = h0
         with np.errstate(over="ignore"):  # sigmoid's exp(-a) is inf for a << 0: 1 / (1 + inf) = 0 is right
-            for t in range(T):
-                np.copyto(x_row, X[t])
-                a = Hs[t]
-                np.matmul(Z, W, out=a)
-                activate_(activation, a)
-                if padding is not None:
-                    np.copyto(a, h, where=padding[t])
-                np.copyto(h_row, a)
-                h = a
+            for start in range(0, T, steps):
+                stop = min(T, start + steps)
+                for t in range(start, stop):
+                    np.copyto(x_row, X[t])
+                    a = Hs[t]
+                    np.matmul(Z, W, out=a)
+                    activate_(activation, a)
+                    if padding is not None:
+                        np.copyto(a, h, where=padding[t])
+                    np.copyto(h_row, a)
+                    h = a
+                if readout is not None:  # while the chunk's rows are in cache
+                    np.matmul(Hs[start:stop], readout[0], out=readout[1][start:stop])
         return Hs, (h,), (X, Hs, h0, padding)
 
     def backward(self, params: dict[str, np.ndarray], dH: np.ndarray | ReadoutGrad, cache: Any,
@@ -90,7 +107,7 @@ class ElmanLayer(RecurrentLayer):
         if self.bias:
             grads["b_h"] = np.zeros(H, dtype=Hs.dtype)
         dX = np.empty((T, B, D), dtype=Hs.dtype) if self.input_grad else None
-        steps = max(1, min(CHUNK, CHUNK_BYTES // (B * H * Hs.itemsize)))
+        steps = _chunk_steps(B * H * Hs.itemsize)
         dA_buffer = np.empty((min(T, steps), B, H), dtype=Hs.dtype)
         ones = np.ones(min(T, steps) * B, dtype=Hs.dtype) if self.bias else None
         W_xh_T = np.ascontiguousarray(params["W_xh"].T) if dX is not None else None
@@ -111,7 +128,9 @@ class ElmanLayer(RecurrentLayer):
             sweep = self._truncated_steps if truncated else self._full_steps
             carry = sweep(W_hh_T, carry, grad_rows(dH, start, stop), dA,
                           None if dh is None else dh[start:stop], pad)
-            # the chunk's share of every gradient, while its dL/da_t are in cache
+            # the chunk's share of every gradient, while its dL/da_t and hidden rows are in cache
+            if isinstance(dH, ReadoutGrad) and dH.collects_weight_grad:
+                dH.add_weight_grad(Hs[start:stop], start)
             dA2 = dA.reshape(-1, H)
             if start == 0:  # h_{-1} is h0, not a row of Hs
                 grads["W_hh"] += h0.T @ dA[0]

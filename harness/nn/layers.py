@@ -38,6 +38,12 @@ Additions to the contract (documented here for the gated/bidirectional layers):
   to the top layer is dH = dO W^T, a (T, B, H) array as big as the hidden states; a layer that sets this
   True receives it as a `ReadoutGrad` and materialises only the steps it is working on (`rows`). Other
   layers receive the plain array.
+- `fuses_readout`: class attribute (default False). The read-out reads every hidden row once more after the
+  forward (O = H W) and after the backward (dL/dW = H^T dO), by then evicted from cache. A layer that sets
+  this True (it must also accept ReadoutGrad) does both while its rows are in cache: the model calls
+  `forward(..., readout=(W, out))` on the top layer, which writes H W (T, B, O) into `out` chunk by chunk
+  (with the same per-step products as `H @ W`), and its backward adds its steps' share of the weight
+  gradient to a ReadoutGrad made with weight_grad=True (`add_weight_grad`).
 - Read-out of "many_to_one": `layer.readout(final_state) -> (B, hidden_size)` is what the head reads of each
   sequence (default: h of the final state, i.e. h at each sequence's last valid step, since padding carries
   the state); `layer.readout_grad(d_readout, final_state) -> d_final_state` is its gradient. Bidirectional
@@ -137,12 +143,36 @@ def check_mask(value: Any, shape: tuple[int, int]) -> np.ndarray:
 
 
 class ReadoutGrad:
-    """dL/dH = dO W^T (T, B, H) of a linear read-out O = H W (+ b), kept factored: dO (T, B, O), W (H, O)."""
+    """dL/dH = dO W^T (T, B, H) of a linear read-out O = H W (+ b), kept factored: dO (T, B, O), W (H, O).
 
-    def __init__(self, dO: np.ndarray, W: np.ndarray):
+    It also sums the read-out's weight gradient dL/dW = H^T dO (H, O) over step ranges (add_weight_grad);
+    with weight_grad=True (`collects_weight_grad`) the layer that receives it adds every range itself (see
+    `fuses_readout` in the module docstring).
+    """
+
+    def __init__(self, dO: np.ndarray, W: np.ndarray, weight_grad: bool = False):
         self.dO, self.W = dO, W
         # BLAS multiplies by a C-ordered W^T up to 2x faster than by the transposed view W.T (float32)
         self.W_T = np.ascontiguousarray(W.T)
+        self.collects_weight_grad = weight_grad
+        self._weight_grad_T: np.ndarray | None = None  # (O, H), none added yet
+
+    def add_weight_grad(self, H: np.ndarray, start: int) -> None:
+        """Add the share H^T dO of the steps start..start+n-1, given their hidden rows H (n, B, H)."""
+        rows = H.shape[0] * H.shape[1]
+        # as (dO^T H)^T, the few outputs as the product's rows: measured 1.5-2.5x faster than H^T dO at
+        # T * B = 25,600-32,000 rows
+        share = self.dO[start:start + H.shape[0]].reshape(rows, -1).T @ H.reshape(rows, -1)
+        if self._weight_grad_T is None:
+            self._weight_grad_T = share
+        else:
+            self._weight_grad_T += share
+
+    def weight_grad(self) -> np.ndarray:
+        """dL/dW (H, O), C-ordered, of the steps added so far."""
+        if self._weight_grad_T is None:
+            return np.zeros_like(self.W)
+        return np.ascontiguousarray(self._weight_grad_T.T)
 
     def rows(self, start: int, stop: int) -> np.ndarray:
         """dL/dH at steps start..stop-1: a new (stop - start, B, H) array."""
@@ -168,6 +198,7 @@ class RecurrentLayer:
     clip_hidden_delta: float | None = None
     input_grad: bool = True
     accepts_readout_grad: bool = False
+    fuses_readout: bool = False
 
     def __init__(self, input_size: int, hidden_size: int, *, activation: str = "tanh", bias: bool = True):
         self.input_size = input_size
