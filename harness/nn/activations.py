@@ -53,9 +53,17 @@ def sigmoid_from_negated(minus_a: np.ndarray, out: np.ndarray) -> np.ndarray:
     """sigmoid(a) = 1 / (1 + exp(-a)) from -a, written to `out` (minus_a itself, or an array sharing no memory
     with it); returns `out`. For callers that get -a for free (a product with negated weights: negation is
     exact, so the gates are bit for bit those of activate("sigmoid", a))."""
+    return np.reciprocal(sigmoid_denominator_from_negated(minus_a, out=out), out=out)
+
+
+def sigmoid_denominator_from_negated(minus_a: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """1 + exp(-a), the denominator of sigmoid(a), from -a, written to `out` (as sigmoid_from_negated);
+    returns `out`. A caller that only multiplies by sigmoid(a) divides by it instead: one rounding instead
+    of two (x / d is correctly rounded, x * (1 / d) is not) and no reciprocal pass. inf for a < -709
+    (float64) / -88 (float32), where x / inf = 0 is right."""
     np.exp(minus_a, out=out)
     out += 1.0
-    return np.reciprocal(out, out=out)
+    return out
 
 
 def derivative_from_output(name: str, h: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:

@@ -19,23 +19,23 @@ BPTT, the deltas dL/da of each gate block at step t (dh_t = dL/dh_t, dc_t = dL/d
     GRU   da_z = dh_t (h_{t-1} - n) s'(z)   da_n = dh_t (1 - z) act'(n)   d(r h) = da_n W_h[:, n]^T
           da_r = d(r h) h_{t-1} s'(r)       dh_{t-1} = dh_t z + d(r h) r + da_{z|r} W_h[:, z|r]^T
 
-Speed and memory. Each step's pre-activations come whole from one fused product per gate group, input
-and bias included: the step rows Z = [h_{t-1} | x_t | 1] times the stacked weights [W_h; W_x; b] (LSTM:
-(H + D + 1, 4H); GRU: z and r from (H + D + 1, 2H), then n from [x_t | 1 | r h_{t-1}] times [W_x; b; W_h] of
-its block), so no input projection of all steps is written and read back. The sigmoid gates' columns enter
-negated, so that the product yields -a and the sigmoid starts at its exp (negation is exact: the same bits).
-The first elementwise operation of each gate reads the product's row and writes the gate's slab of the gate
-buffer G, where the rest is computed in place, so G ends up holding the gate values. LSTM keeps its blocks
-internally in the order o, i, f, g: the three sigmoid gates are one group in the forward pass, the three
-deltas that dc_t drives (i, f, g) one in the backward sweep; parameters and gradients keep i, f, g, o. BPTT
-keeps nothing else but the hidden states and, for LSTM, c_t: 6x the bytes of the hidden states for LSTM, 4x
-for GRU. The backward sweep runs in chunks of steps: the factors of a chunk that need no backpropagated
-gradient (g s'(i), ...) are computed for the whole chunk at once (at most CHUNK steps and about CHUNK_BYTES
-of gate values, so that the step loop finds them still in cache), then the step loop does only the
-recurrence and writes dL/da_t over the gate values of step t, which nothing reads again. GRU's chunks then
-add their share to the gradients of W_x and b and to dX while their dL/da_t are in cache, and the gradient
-of W_h is one product over all steps (its candidate block, whose input r h_{t-1} is not kept, one product
-per chunk).
+Speed and memory. Each step's pre-activations come whole from one fused product per gate group, input and bias
+included: the step rows Z = [h_{t-1} | x_t | 1] times the stacked weights [W_h; W_x; b] (LSTM: (H + D + 1,
+4H); GRU: z and r from (H + D + 1, 2H), then n from [x_t | 1 | r h_{t-1}] times [W_x; b; W_h] of its block),
+so no input projection of all steps is written and read back. The sigmoid gates' columns enter negated, so
+that the product yields -a and the sigmoid starts at its exp (negation is exact: the same bits). The first
+elementwise operation of each gate reads the product's row and writes the gate's slab of the gate buffer G,
+where the rest is computed in place, so G ends up holding the gate values (LSTM's sigmoid gates as their
+denominators, see below). LSTM keeps its blocks internally in the order o, i, f, g: the three sigmoid gates
+are one group in the forward pass, the three deltas that dc_t drives (i, f, g) one in the backward sweep;
+parameters and gradients keep i, f, g, o. BPTT keeps nothing else but the hidden states and, for LSTM, c_t: 6x
+the bytes of the hidden states for LSTM, 4x for GRU. The backward sweep runs in chunks of steps: the factors
+of a chunk that need no backpropagated gradient (g s'(i), ...) are computed for the whole chunk at once (at
+most CHUNK steps and about CHUNK_BYTES of gate values, so that the step loop finds them still in cache), then
+the step loop does only the recurrence and writes dL/da_t over the gate values of step t, which nothing reads
+again. GRU's chunks then add their share to the gradients of W_x and b and to dX while their dL/da_t are in
+cache, and the gradient of W_h is one product over all steps (its candidate block, whose input r h_{t-1} is
+not kept, one product per chunk).
 
 LSTM's gate buffer is step-major, (T, 4, B, H): the four gates of a step are one contiguous block, which the
 sigmoid writes whole, and which the backward sweep overwrites with dL/da_t as the step's row (B, 4H) of the
@@ -43,7 +43,9 @@ fused recurrent product dL/da_t W_h^T: the deltas are read where they were writt
 gradients are products of all steps' rows (T*B, 4H): W_h one with the states h_{t-1}, W_x and b one per
 chunk with the rows [x_t | 1] (b's sum as a product), dX one. Its forward copies x_t into the step rows
 for a chunk of steps at once, writes h_t straight into the next step's row and copies the chunk's hidden
-states out once.
+states out once. It keeps the sigmoid gates o, i, f as their denominators 1 + exp(-a) and divides by them
+(f c_{t-1} as c_{t-1} / (1 + exp(-a_f)), ...): no reciprocal pass, and one rounding instead of two; the
+backward turns a chunk's denominators into the gate values in place before computing its factors.
 
 The gate buffer, c_t and the chunk buffers are the layer's workspace, reused by every call: arrays above
 glibc's mmap threshold (32 MiB) come from the kernel as fresh pages at every allocation, which cost as much
@@ -68,6 +70,7 @@ from .activations import (
     activate_,
     activation_function,
     derivative_from_output,
+    sigmoid_denominator_from_negated,
     sigmoid_from_negated,
 )
 from .init import input_matrix, recurrent_matrix
@@ -132,6 +135,8 @@ def _step_bands(bands: tuple[np.ndarray, ...], previous: tuple[np.ndarray, ...],
     bands / previous: tuples of (n, B, H); previous[j] is what bands[j] sends to the earlier step. A padding
     row (pad (B, 1) True) keeps its bands: padding does not consume a step of recurrence.
     """
+    if not truncated and pad is None:
+        return previous
     moved = []
     for band, prev in zip(bands, previous, strict=True):
         if truncated:
@@ -371,16 +376,16 @@ class LSTMLayer(_GatedLayer):
                 for j in range(k):
                     t = start + j
                     np.matmul(rows[j], W, out=pre)  # all pre-activations of the step: the fused product
-                    o, i, f, g = a = G[t]
-                    sigmoid_from_negated(pre_blocks[:3], out=a[:3])
+                    d_o, d_i, d_f, g = a = G[t]  # the sigmoid gates as their denominators 1 + exp(-a)
+                    sigmoid_denominator_from_negated(pre_blocks[:3], out=a[:3])
                     act(pre_blocks[3], out=g)
                     c_new = C[t + 1]
-                    np.multiply(f, C[t], out=c_new)
-                    np.multiply(i, g, out=input_part)
+                    np.divide(C[t], d_f, out=c_new)
+                    np.divide(g, d_i, out=input_part)
                     c_new += input_part
                     h_new = rows[j + 1, :, :Hn]  # h_t goes straight into the next step's row
                     act(c_new, out=h_new)
-                    h_new *= o
+                    np.divide(h_new, d_o, out=h_new)
                     if padding is not None:
                         np.copyto(c_new, C[t], where=padding[t])
                         np.copyto(h_new, rows[j, :, :Hn], where=padding[t])
@@ -395,6 +400,7 @@ class LSTMLayer(_GatedLayer):
         i act'(g)] (zero at padding steps) and o act'(act(c_t)) (k, B, H). Both live in the workspace until
         the next chunk."""
         k, _, B, Hn = gates.shape
+        np.reciprocal(gates[:, :3], out=gates[:, :3])  # the sigmoid gates o, i, f from their denominators
         o, i, f, g = gates.transpose(1, 0, 2, 3)
         ws = self._workspace
         F = ws.get("factors", (4, k, B, Hn), gates.dtype)
