@@ -45,7 +45,9 @@ chunk with the rows [x_t | 1] (b's sum as a product), dX one. Its forward copies
 for a chunk of steps at once, writes h_t straight into the next step's row and copies the chunk's hidden
 states out once. It keeps the sigmoid gates o, i, f as their denominators 1 + exp(-a) and divides by them
 (f c_{t-1} as c_{t-1} / (1 + exp(-a_f)), ...): no reciprocal pass, and one rounding instead of two; the
-backward turns a chunk's denominators into the gate values in place before computing its factors.
+backward turns a chunk's denominators into the gate values in place before computing its factors. LSTM
+fuses the read-out (layers.py, `fuses_readout`): the forward writes each chunk's outputs H W_hy right after
+the chunk's steps, the backward adds each chunk's share of dW_hy = H^T dO, both while the rows are in cache.
 
 The gate buffer, c_t and the chunk buffers are the layer's workspace, reused by every call: arrays above
 glibc's mmap threshold (32 MiB) come from the kernel as fresh pages at every allocation, which cost as much
@@ -331,6 +333,7 @@ class LSTMLayer(_GatedLayer):
     blocks = 4
     state_arity = 2
     order = _LSTM_ORDER
+    fuses_readout = True
 
     def init_params(self, rng: np.random.Generator, *, init: str, recurrent_init: str,
                     spectral_radius: float | None, max_singular_value: float | None,
@@ -343,9 +346,11 @@ class LSTMLayer(_GatedLayer):
         return params
 
     def forward(self, params: dict[str, np.ndarray], X: np.ndarray, valid: np.ndarray,
-                state0: tuple[np.ndarray, ...] | None = None
+                state0: tuple[np.ndarray, ...] | None = None,
+                readout: tuple[np.ndarray, np.ndarray] | None = None,
                 ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray], Any]:
-        """X (T, B, D), valid (T, B) -> H (T, B, H), (h_T, c_T), cache."""
+        """X (T, B, D), valid (T, B) -> H (T, B, H), (h_T, c_T), cache; readout (W (H, O), out (T, B, O)) or
+        None: out receives H W, chunk by chunk (layers.py, `fuses_readout`)."""
         T, B, D = X.shape
         Hn = self.hidden_size
         W = np.concatenate([self._internal(params["W_h"]), *self._input_rows(params)])  # (H + D + 1, 4H)
@@ -390,6 +395,8 @@ class LSTMLayer(_GatedLayer):
                         np.copyto(c_new, C[t], where=padding[t])
                         np.copyto(h_new, rows[j, :, :Hn], where=padding[t])
                 np.copyto(Hs[start:start + k], rows[1:k + 1, :, :Hn])
+                if readout is not None:  # while the chunk's rows are in cache
+                    np.matmul(Hs[start:start + k], readout[0], out=readout[1][start:start + k])
         # c_T is copied out of the workspace: the next forward overwrites C
         return Hs, (Hs[T - 1], C[T].copy()), (X, G, C, Hs, h0, padding, self._new_cache_id())
 
@@ -465,6 +472,8 @@ class LSTMLayer(_GatedLayer):
                 dh_bands, dc_bands = _step_bands((dh_bands, dc_bands),
                                                  (np.matmul(rows, W_h_T, out=dh_back[t % 2]), dc_previous),
                                                  pad, truncated)
+            if isinstance(dH, ReadoutGrad) and dH.collects_weight_grad:  # while the chunk's rows are in cache
+                dH.add_weight_grad(Hs[start:stop], start)
         del dH_chunk  # the first steps' rows of dL/dH: not needed for the weight gradients
         dX, grads = self._weight_grads_from_rows(G.reshape(T * B, 4 * Hn), params, X, Hs, h0)
         return dX, grads, (dh_bands.sum(axis=0), dc_bands.sum(axis=0)), dh
