@@ -20,6 +20,7 @@ import math
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -158,9 +159,15 @@ def _log_outputs(logger, model, result: FitResult, workdir: Path, early_stopping
     model.save(str(weights))
     logger.log_artifact(weights)
     if logger.run_id is not None:
-        from harness.pyfunc import log_pyfunc, save_pyfunc
+        logger.log_model(partial(_save_network_model, model, X_example))
 
-        log_pyfunc(logger, lambda folder: save_pyfunc(model, folder, X_example))
+
+def _save_network_model(model, X_example: np.ndarray, folder: Path) -> str:
+    """The pyfunc model of network model at folder (harness.pyfunc); module-level, so that it pickles for
+    the metric writer process that logs a run's model (MlflowLogger.log_model)."""
+    from harness.pyfunc import save_pyfunc
+
+    return save_pyfunc(model, folder, X_example)
 
 
 @dataclass(frozen=True)
@@ -267,8 +274,8 @@ def run(cfg: dict[str, Any], *, overrides: list[str] | tuple[str, ...] = (),
     if echo is not None:
         url = None
         if logger.run_id is not None:
-            _, experiment_id = ensure_store(settings)
-            url = run_url(settings.tracking_uri, experiment_id, logger.run_id)
+            url = run_url(settings.tracking_uri, logger.experiment_id or ensure_store(settings)[1],
+                          logger.run_id)
         for line in terminal_summary(outcome, logger.run_id, url, ui_command(settings.tracking_uri)):
             echo(line)
     return objective

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -9,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -130,6 +132,78 @@ def test_signal_handlers_are_restored_after_the_run(tracking_settings):
     with open_run(tracking_settings):
         assert signal.getsignal(signal.SIGTERM) is not before[0]
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+
+
+_BEFORE_THE_FIRST_STEP = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    from harness.tracking import TrackingSettings, open_run
+    settings = TrackingSettings(uri=sys.argv[1], experiment="test", artifact_root=sys.argv[2])
+    with open_run(settings, run_name="first-step", tags={"seed": 0}) as log:
+        log.set_tags({"task": "adding"})
+        log.log_params({"model": {"hidden_size": 16}, "lr": 0.1})
+        log.log_text("seed: 0\\n", "config.yaml")
+        arrays = {"X": np.arange(24.0).reshape(3, 4, 2), "mask": np.ones((3, 4), bool)}
+        log.log_dataset("val", "f" * 64, arrays)
+        log.log_artifact(sys.argv[3], "model")
+        for step in range(3):
+            log.log_metrics({"loss": 1.0 / (step + 1)}, step)
+        log.flush()
+        loaded = sorted({name.split(".")[0] for name in sys.modules} & {"mlflow", "sqlalchemy", "pandas"})
+        print(json.dumps({"run_id": log.run_id, "loaded": loaded}))
+""")
+
+
+def test_a_run_is_opened_and_written_without_importing_mlflow_in_its_process(tracking_settings, tmp_path):
+    """open_run on an SQLite store: the metric writer process creates the run and writes what a training run
+    logs before its first step; the run's own process imports neither MLflow nor its SQL store, and the run
+    records the same as one written in-process (the dataset's schema and profile included)."""
+    artifact = tmp_path / "weights.npz"
+    np.savez(artifact, w=np.ones(3))
+    out = subprocess.run([sys.executable, "-c", _BEFORE_THE_FIRST_STEP, tracking_settings.tracking_uri,
+                          tracking_settings.artifact_root, str(artifact)],
+                         capture_output=True, text=True, check=True)
+    result = json.loads(out.stdout.splitlines()[-1])
+    assert result["loaded"] == []
+    client = _client(tracking_settings)
+    run = client.get_run(result["run_id"])
+    assert run.info.status == "FINISHED" and run.info.run_name == "first-step"
+    assert run.data.params == {"model.hidden_size": "16", "lr": "0.1"}
+    assert run.data.tags["seed"] == "0" and run.data.tags["task"] == "adding"
+    assert run.data.tags["harness.pid"] != str(os.getpid())
+    assert [m.value for m in client.get_metric_history(run.info.run_id, "loss")] == [1.0, 0.5, 1 / 3]
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} == {"config.yaml", "model"}
+    assert client.download_artifacts(run.info.run_id, "config.yaml", str(tmp_path / "dl")).endswith("yaml")
+    assert (tmp_path / "dl" / "config.yaml").read_text() == "seed: 0\n"
+    # the same dataset logged in this process, from the arrays themselves
+    _, experiment_id = ensure_store(tracking_settings)
+    here = MlflowLogger(client, client.create_run(experiment_id).info.run_id)
+    here.log_dataset("val", "f" * 64, {"X": np.arange(24.0).reshape(3, 4, 2), "mask": np.ones((3, 4), bool)})
+    (theirs,), (ours,) = (client.get_run(r).inputs.dataset_inputs for r in (run.info.run_id, here.run_id))
+    assert theirs.dataset.to_dictionary() == ours.dataset.to_dictionary()
+    assert [(t.key, t.value) for t in theirs.tags] == [(t.key, t.value) for t in ours.tags]
+
+
+def test_a_store_the_writer_cannot_open_fails_the_run_with_its_error(tmp_path):
+    db = tmp_path / "mlflow.db"
+    db.write_bytes(b"not an SQLite database" * 100)
+    settings = TrackingSettings(uri=f"sqlite:///{db}", experiment="test")
+    with pytest.raises(Exception, match="file is not a database"), open_run(settings) as log:
+        log.log_metrics({"loss": 1.0}, 0)
+    assert db.read_bytes() == b"not an SQLite database" * 100
+
+
+def test_a_signal_while_the_writer_creates_the_run_ends_it_killed(tracking_settings):
+    from harness.tracking import RunInterrupted
+
+    with pytest.raises(RunInterrupted), open_run(tracking_settings, run_name="stopped") as log:
+        log.log_metrics({"loss": 1.0}, 0)
+        os.kill(os.getpid(), signal.SIGTERM)  # at once: the writer process is still creating the run
+        time.sleep(30)
+    client = _client(tracking_settings)
+    run = client.get_run(log.run_id)
+    assert run.info.status == "KILLED" and run.info.run_name == "stopped"
+    assert [m.value for m in client.get_metric_history(log.run_id, "loss")] == [1.0]
 
 
 _LOGGING_LOOP = textwrap.dedent("""

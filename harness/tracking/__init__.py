@@ -55,6 +55,11 @@ artifacts_destination)`` runs ``mlflow server`` for tests.
 
 Metrics of an SQLite store are written by one forked child per process (harness.tracking.writer), which
 stores them with harness.tracking.sqlite_metrics.MetricTable: what log_batch stores, at a tenth of its cost.
+That child also opens the store and creates a new run of open_run on it (MlflowLogger.opened_by_writer), and
+writes the run's tags, params, texts, dataset and artifacts until the run's process needs a client of its own
+(a figure, a model): MLflow is imported beside the first training steps, not before them. Folder and file
+permissions are checked before the child is asked (StoreUnusable, one line); an error of the child opening the
+store (a file that is no database, say) is raised in the run's process within FLUSH_INTERVAL_S.
 
 Hydra multirun parent run: add to the primary config (conf/config.yaml)::
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import nullcontext
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -19,6 +22,7 @@ from harness.tracking.writer import BackgroundMetricWriter
 if TYPE_CHECKING:
     from harness.tracking.runs import Interrupts
     from harness.tracking.server import OfflineRecord
+    from harness.tracking.store import TrackingSettings
 
 # MLflow's limits (mlflow.utils.validation): values longer are truncated, batches larger are refused.
 MAX_PARAM_LENGTH = 6000
@@ -120,6 +124,25 @@ def code_source() -> Any:
     return CodeDatasetSource(tags=resolve_tags(ignore=ignore))
 
 
+@dataclass(frozen=True)
+class ArrayOutline:
+    """An array's shape and dtype (numpy's dtype string): all that MLflow's dataset schema and profile read
+    of it, sent to the metric writer process instead of the data."""
+
+    shape: tuple[int, ...]
+    dtype: str
+
+    @classmethod
+    def of(cls, array: Any) -> ArrayOutline:
+        array = np.asarray(array)
+        return cls(array.shape, array.dtype.str)
+
+    def stand_in(self) -> np.ndarray:
+        """A read-only array of this shape and dtype that occupies one element (every stride 0)."""
+        return np.lib.stride_tricks.as_strided(np.zeros(1, self.dtype), self.shape, (0,) * len(self.shape),
+                                               writeable=False)
+
+
 def _figure_name(name: str) -> str:
     return name if Path(name).suffix else f"{name}.png"
 
@@ -198,15 +221,25 @@ class MlflowLogger:
     background=True (an SQLite store on a system that can fork): full buffers, and the rest before a figure is
     drawn, go to the process's BackgroundMetricWriter, a child process that writes them while training goes
     on; flush() waits until it has written everything of this run.
+
+    ``MlflowLogger.opened_by_writer(settings, ...)`` (what open_run uses for an SQLite store) leaves the
+    opening of the store and the run's creation to that child, so that this process need not import MLflow
+    at all: until something asks for this process's own ``client``, tags, params, texts, the dataset,
+    artifacts, figures, the model (written when log_artifact, log_figure or log_model returns) and the run's
+    end go to the child too, in order, and ``run_id`` waits for the child's answer. The first use of
+    ``client`` waits until the child has written everything sent so far and opens the store here; from then
+    on the logger writes as one
+    opened with a client.
     """
 
-    def __init__(
-        self, client: Any, run_id: str, flush_every: int = MAX_METRICS_PER_BATCH, background: bool = False
-    ) -> None:
+    def __init__(self, client: Any, run_id: str | None, flush_every: int = MAX_METRICS_PER_BATCH,
+                 background: bool = False, experiment_id: str | None = None) -> None:
         if not 1 <= flush_every <= MAX_METRICS_PER_BATCH:
             raise ValueError(f"flush_every must be in [1, {MAX_METRICS_PER_BATCH}], got {flush_every}")
-        self.client = client
-        self.run_id = run_id
+        self._client = client
+        self._run_id = run_id
+        self._experiment_id = experiment_id
+        self.tracking_uri: str = "" if client is None else client.tracking_uri
         self.flush_every = flush_every
         self._buffer: list[tuple[str, float, int, int]] = []  # (key, value, timestamp ms, step)
         self._written_at_ms = int(time.time() * 1000)
@@ -214,13 +247,70 @@ class MlflowLogger:
         self.background = background
         self._writer: BackgroundMetricWriter | None = None
         self.interrupts: Interrupts | None = None
+        # set by opened_by_writer: the run's key in the writer process that opens it, and its settings
+        self._key: str | None = None
+        self._settings: TrackingSettings | None = None
+
+    _keys = itertools.count()
+
+    @classmethod
+    def opened_by_writer(cls, settings: TrackingSettings, run_name: str | None, tags: Mapping[str, str],
+                         start_time: int, flush_every: int = MAX_METRICS_PER_BATCH) -> MlflowLogger:
+        """A logger whose run the BackgroundMetricWriter of settings' SQLite store creates (ensure_store, then
+        create_run with run_name, tags and start_time, ms since the epoch); returns without waiting."""
+        logger = cls(None, None, flush_every=flush_every, background=True)
+        logger.tracking_uri = settings.tracking_uri
+        logger._settings = settings
+        logger._key = f"{os.getpid()}-{next(cls._keys)}"
+        logger._writer = BackgroundMetricWriter.shared(settings.tracking_uri)
+        logger._writer.open(logger._key, {"settings": settings, "run_name": run_name, "tags": dict(tags),
+                                          "start_time": start_time})
+        return logger
+
+    @property
+    def _forwarding(self) -> bool:
+        """Whether writes other than metrics go to the writer process (the run it opened, no client here)."""
+        return self._key is not None and self._client is None
+
+    @property
+    def run_id(self) -> str | None:
+        """The run's id (for a run the writer process opens: once it has created it, waiting if need be)."""
+        if self._run_id is None and self._key is not None:
+            self._run_id = self._writer.opened(self._key)[0]
+        return self._run_id
+
+    @property
+    def experiment_id(self) -> str | None:
+        """The run's experiment id, when known (a run the writer process opened: once it has created it)."""
+        if self._experiment_id is None and self._key is not None:
+            self._experiment_id = self._writer.opened(self._key)[1]
+        return self._experiment_id
+
+    @property
+    def client(self) -> Any:
+        """The MlflowClient of the run's store in this process (opened on first use, see the class doc)."""
+        if self._client is None:
+            self.run_id  # noqa: B018 - the run exists, or the child's error is raised
+            self._writer.sync(self._key)  # what the child was sent is stored before anything written here
+            from harness.tracking.store import ensure_store
+
+            self._client = ensure_store(self._settings)[0]
+        return self._client
+
+    def _forward(self, method: str, *args: Any) -> None:
+        self._writer.call(self._key, method, *args)
+
+    def _check_opened(self) -> None:
+        """Raise the writer process's error if it could not create the run (known without waiting)."""
+        if self._run_id is None and self._key is not None:
+            self._writer.opened(self._key, wait=False)
 
     @property
     def _hold_signals(self) -> bool:
         """Whether a signal waits for the end of a store write: for a database, whose interrupted transaction
         would hold its locks; an HTTP request to a server may be cut (a stuck server would keep Ctrl-C
         waiting for the client's timeouts)."""
-        return self.interrupts is not None and not self.client.tracking_uri.startswith(("http://", "https://"))
+        return self.interrupts is not None and not self.tracking_uri.startswith(("http://", "https://"))
 
     def _send(self, request: Callable[[], object], keep: str, *args: Any) -> None:
         """request() to the store; once the tracking server is lost, ``self.offline.<keep>(*args)``."""
@@ -234,12 +324,15 @@ class MlflowLogger:
 
                 if not server_lost(exc):
                     raise
-                self.offline = OfflineRecord(self.run_id, self.client.tracking_uri, exc)
+                self.offline = OfflineRecord(self.run_id, self.tracking_uri, exc)
                 print(f"{self.offline.message()}; the run goes on offline", file=sys.stderr)
         getattr(self.offline, keep)(*args)
 
     def _log_pairs(self, kind: str, values: dict[str, str]) -> None:
         """kind "param" or "tag": values in batches of at most 100 (MLflow's limit)."""
+        if self._forwarding:
+            self._forward("_log_pairs", kind, values)
+            return
         for chunk, batch in pair_batches(kind, values):
             self._send(partial(self.client.log_batch, self.run_id, **batch), "pairs", kind, chunk)
 
@@ -258,30 +351,44 @@ class MlflowLogger:
             self._write_buffer()
 
     def flush(self) -> None:
-        """Write every buffered metric value now; returns once all of them are in the store."""
+        """Write every buffered metric value now (and, for a run the writer process opened, whatever it was
+        sent); returns once all of them are in the store."""
         self._write_buffer()
-        if self._writer is not None:
+        if self._key is not None:
+            self.run_id  # noqa: B018 - the child's error, if it could not create the run, is raised here
+            self._writer.sync(self._key)
+        elif self._writer is not None:
             writer, self._writer = self._writer, None
             writer.sync(self.run_id)
 
     def _write_buffer(self) -> None:
         """Hand the buffer to the background writer, or write it here."""
-        from mlflow.entities import Metric
-
+        self._check_opened()
         self._written_at_ms = int(time.time() * 1000)
         while self._buffer:
             chunk, self._buffer = self._buffer[:self.flush_every], self._buffer[self.flush_every:]
             if self.background:
                 if self._writer is None:
-                    self._writer = BackgroundMetricWriter.shared(self.client.tracking_uri)
-                self._writer.submit(self.run_id, chunk)
+                    self._writer = BackgroundMetricWriter.shared(self.tracking_uri)
+                self._writer.submit(self._key or self.run_id, chunk)
                 continue
+            from mlflow.entities import Metric
+
             metrics = [Metric(k, v, t, s) for k, v, t, s in chunk]
             self._send(partial(self.client.log_batch, self.run_id, metrics=metrics), "metrics", chunk)
 
     def finish(self, status: str, error: str | None = None, end_time: int | None = None) -> None:
         """End the run with status (FINISHED/FAILED/KILLED), tagged ``error`` when given (flush first), at
-        end_time (ms since the epoch; default now)."""
+        end_time (ms since the epoch; default now). A run the writer process could not create has nothing
+        to end."""
+        if self._forwarding:
+            try:
+                self.run_id  # noqa: B018
+            except Exception:
+                return  # raised already by flush, which open_run calls first
+            self._forward("finish", status, error, end_time)
+            self._writer.sync(self._key)
+            return
         if error is not None:
             self._send(partial(self.client.set_tag, self.run_id, "error", error), "pairs", "tag",
                        {"error": error})
@@ -289,6 +396,10 @@ class MlflowLogger:
                    end_time)
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        if self._forwarding:
+            self._forward("log_artifact", str(path), artifact_path)
+            self._writer.sync(self._key)  # stored before the file can change (a checkpoint's next save)
+            return
         self._send(partial(self.client.log_artifact, self.run_id, str(path), artifact_path), "artifact", path,
                    artifact_path)
 
@@ -299,10 +410,35 @@ class MlflowLogger:
             # Drawing takes tens of milliseconds: let the writer store the buffered metrics meanwhile
             # instead of receiving them only when the run is flushed.
             self._write_buffer()
+        if self._forwarding:
+            # what MlflowClient.log_figure does: savefig to a file of the artifact's name, log that file
+            import tempfile
+
+            folder, _, file_name = name.rpartition("/")
+            with tempfile.TemporaryDirectory() as workdir:
+                fig.savefig(Path(workdir) / file_name)
+                self.log_artifact(Path(workdir) / file_name, folder or None)
+            return
         self._send(partial(self.client.log_figure, self.run_id, fig, name), "figure", fig, name)
+
+    def log_model(self, save: Callable[[Path], str]) -> None:
+        """save(folder) writes a pyfunc model directory and returns its description: logged as the artifact
+        ``model/`` with the tag ``model.description`` (harness.pyfunc.log_pyfunc). A run the writer process
+        opened has it written there (save must pickle: a module-level function and its arguments), so this
+        process need not import MLflow for it either."""
+        if self._forwarding:
+            self._forward("log_model", save)
+            self._writer.sync(self._key)
+            return
+        from harness.pyfunc import log_pyfunc
+
+        log_pyfunc(self, save)
 
     def log_text(self, text: str, name: str) -> None:
         text = redact(text)
+        if self._forwarding:
+            self._forward("log_text", text, name)
+            return
         self._send(partial(self.client.log_text, self.run_id, text, name), "text", text, name)
 
     def log_dataset(
@@ -314,13 +450,18 @@ class MlflowLogger:
         The digest is the first 36 characters of fingerprint (MLflow's digest limit); the whole fingerprint
         is the input tag ``fingerprint``; context goes in the standard ``mlflow.data.context`` input tag.
         source: the local file real data was read from (source type "local"); None: generated in code.
+        An array may be an ArrayOutline (what a logger forwarding to the writer process sends).
         """
+        if self._forwarding:
+            outlines = {k: ArrayOutline.of(v) for k, v in arrays.items()}
+            self._forward("log_dataset", name, fingerprint, outlines, context, source)
+            return
         import mlflow.data
         from mlflow.exceptions import MlflowException
 
         numpy_dataset = mlflow.data.from_numpy(
-            {k: np.asarray(v) for k, v in arrays.items()}, source=code_source(), name=name,
-            digest=fingerprint[:36],
+            {k: v.stand_in() if isinstance(v, ArrayOutline) else np.asarray(v) for k, v in arrays.items()},
+            source=code_source(), name=name, digest=fingerprint[:36],
         )
         info = numpy_dataset.to_dict()
         if source is not None:  # what MLflow records for a local file, without its ambiguous-URI warning

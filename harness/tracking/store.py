@@ -185,6 +185,12 @@ def _create_sqlite_store(db: Path) -> None:
         temporary.unlink(missing_ok=True)
 
 
+def _check_database_file(db: Path) -> None:
+    check_writable("tracking.uri", db.parent)
+    if db.exists() and not os.access(db, os.R_OK | os.W_OK):
+        raise StoreUnusable(f"tracking.uri: cannot write to the store {db} (permission denied)")
+
+
 def _open_sqlite(uri: str, db: Path):
     """The client of an SQLite store, created complete if missing (see _create_sqlite_store).
 
@@ -194,9 +200,7 @@ def _open_sqlite(uri: str, db: Path):
     """
     from sqlalchemy.exc import OperationalError
 
-    check_writable("tracking.uri", db.parent)
-    if db.exists() and not os.access(db, os.R_OK | os.W_OK):
-        raise StoreUnusable(f"tracking.uri: cannot write to the store {db} (permission denied)")
+    _check_database_file(db)
     _create_private_dir(db.parent)
     with open(db.with_name(db.name + ".lock"), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -242,6 +246,20 @@ def store_client(settings: TrackingSettings):
 _opened: dict[tuple[str, str], str] = {}
 
 
+def check_store_folders(settings: TrackingSettings) -> Path | None:
+    """StoreUnusable (one line) unless the folders settings' store writes to can be written: an SQLite
+    database and its folder, the artifact root; returns the artifact folder (None: a server chooses it).
+    Imports nothing of MLflow: the checks a run's process makes before a writer process opens the store."""
+    db = sqlite_path(settings.tracking_uri)
+    if db is not None:
+        _check_database_file(db)  # named before the artifact root that defaults beside it
+    if settings.artifact_location is None:
+        return None
+    artifacts = Path(url2pathname(urlparse(settings.artifact_location).path))
+    check_writable("tracking.artifact_root", artifacts)
+    return artifacts
+
+
 def ensure_store(settings: TrackingSettings):
     """Create the store schema and the experiment if missing; returns ``(MlflowClient, experiment_id)``.
 
@@ -255,13 +273,7 @@ def ensure_store(settings: TrackingSettings):
     key = (settings.tracking_uri, settings.experiment)
     if key in _opened:
         return _client(key[0]), _opened[key]
-    db = sqlite_path(settings.tracking_uri)
-    if db is not None:
-        check_writable("tracking.uri", db.parent)  # named before the artifact root that defaults beside it
-    artifacts = None
-    if settings.artifact_location is not None:
-        artifacts = Path(url2pathname(urlparse(settings.artifact_location).path))
-        check_writable("tracking.artifact_root", artifacts)
+    artifacts = check_store_folders(settings)
     client = store_client(settings)  # a server that does not answer stops here, before any folder exists
     if artifacts is not None:
         _create_private_dir(artifacts)

@@ -3,20 +3,29 @@
 Storing a metric value costs tens of microseconds of Python and SQLite (harness.tracking.sqlite_metrics); at
 ten values per training step that is a large part of a small network's step. A thread would not help (the
 work holds the GIL); a child process on the second core does. The child is forked, not spawned, so it starts
-in milliseconds with MLflow already imported. It opens its own database connections: MLflow caches one
-SQLAlchemy engine per URI at class level, which the child inherits with the parent's pool and the SQLite
-connections open at fork time; SQLAlchemy forbids using those across a fork, so the child drops every
-inherited engine (without closing the parent's connections) before its store builds a new one.
+in milliseconds with what the parent has imported (MLflow too, if the parent has it). It opens its own
+database connections: MLflow caches one SQLAlchemy engine per URI at class level, which the child inherits
+with the parent's pool and the SQLite connections open at fork time; SQLAlchemy forbids using those across a
+fork, so the child drops every inherited engine (without closing the parent's connections) before its store
+builds a new one.
 
 One child serves every run a process opens on one store (``BackgroundMetricWriter.shared``): a sweep's worker
 forks it and opens the store's engine once, for its first run, not once per job. The parent sends
-``(run id, rows)`` chunks through a pipe; ``sync(run_id)`` waits until every chunk of that run is written and
-raises if any failed, so no metric is dropped silently, and a failure of one run never touches the next. The
-child ignores SIGINT and SIGTERM, which a terminal or a process-group kill also delivers to it, and finishes
-what its parent sent: the parent's own handlers decide when to stop. It ends when the parent exits (an atexit
-hook, or the pipe closing if the parent dies). It is forked with os.fork rather than multiprocessing.Process:
-a multiprocessing child (a loky worker of the joblib launcher) terminates and joins its multiprocessing
-children when it ends, and would wait forever for one that ignores SIGTERM.
+``(run, rows)`` chunks through a pipe; ``sync(run)`` waits until every chunk of that run is written and
+raises if any failed, so no metric is dropped silently, and a failure of one run never touches the next.
+
+The child can also open a run (``open(run, request)``): a process that has not imported MLflow yet forks the
+child first, the child imports MLflow, opens the store and creates the run on the other core, and the
+parent trains meanwhile; the run's first tags, params, texts, dataset and artifacts reach the store through
+the child too (``call``), in order, and ``opened(run)`` gives the run's id once the child has made it.
+Importing MLflow and its SQL store (about 1.4 s of CPU) thus leaves the way to the first training step.
+``run`` is then a key the parent chose; the child maps it to the run's id.
+
+The child ignores SIGINT and SIGTERM, which a terminal or a process-group kill also delivers to it, and
+finishes what its parent sent: the parent's own handlers decide when to stop. It ends when the parent exits
+(an atexit hook, or the pipe closing if the parent dies). It is forked with os.fork rather than
+multiprocessing.Process: a multiprocessing child (a loky worker of the joblib launcher) terminates and joins
+its multiprocessing children when it ends, and would wait forever for one that ignores SIGTERM.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ import atexit
 import contextlib
 import multiprocessing
 import os
+import pickle
 import signal
 import sys
 import threading
@@ -57,6 +67,8 @@ class BackgroundMetricWriter:
 
     def __init__(self, tracking_uri: str) -> None:
         self._owner = os.getpid()  # a forked copy of this object in another process must not use the pipe
+        self._opened: dict[str, tuple[str | None, str | None, BaseException | None]] = {}
+        self._synced: dict[str, str | None] = {}
         self._conn, child_conn = multiprocessing.Pipe()
         self._pid: int | None = os.fork()
         if self._pid == 0:
@@ -79,24 +91,75 @@ class BackgroundMetricWriter:
             self._pid = None
         return not ended
 
-    def submit(self, run_id: str, rows: list[MetricRow]) -> None:
-        """Queue rows of run_id (at most MLflow's 1000 values per batch) for writing; returns once they are in
-        the pipe (a full pipe makes the training wait: the backlog stays bounded)."""
-        self._send((run_id, rows))
+    def submit(self, run: str, rows: list[MetricRow]) -> None:
+        """Queue rows of run (a run id, or the key of a run the child opened; at most MLflow's 1000 values per
+        batch) for writing; returns once they are in the pipe (a full pipe makes the training wait: the
+        backlog stays bounded)."""
+        self._send(("rows", run, rows))
 
-    def sync(self, run_id: str) -> None:
-        """Wait until every submitted row of run_id is in the store; RuntimeError if any could not be written
-        (or the child died or hangs: then it is stopped, and the next run starts a new one)."""
+    def open(self, run: str, request: dict[str, Any]) -> None:
+        """Let the child open the store and create a run under key run: request holds ensure_store's
+        ``settings`` and create_run's ``run_name``, ``tags`` (strings) and ``start_time``."""
+        self._send(("open", run, request))
+
+    def call(self, run: str, method: str, *args: Any) -> None:
+        """Queue ``MlflowLogger.<method>(*args)`` on the run the child opened under key run (small arguments:
+        the pipe carries them while the child may still be opening the store)."""
+        self._send(("call", run, method, args))
+
+    def opened(self, run: str, wait: bool = True) -> tuple[str, str] | None:
+        """(run id, experiment id) of the run the child opened under key run; None while it is not made yet
+        and wait is False. The child's error (the store cannot be opened, say) is raised here."""
+        while run not in self._opened:
+            if not wait and not self._answer_waiting():
+                return None
+            self._receive()
+        run_id, experiment_id, error = self._opened[run]
+        if error is not None:
+            raise error
+        return run_id, experiment_id
+
+    def sync(self, run: str) -> None:
+        """Wait until every submitted row and call of run is in the store; RuntimeError if any could not be
+        written (or the child died or hangs: then it is stopped, and the next run starts a new one)."""
         try:
-            self._send((run_id, None))
-            answered = self._conn.poll(SYNC_TIMEOUT_S)
-            outcome = self._conn.recv() if answered else f"no answer within {SYNC_TIMEOUT_S} s"
-        except (EOFError, OSError) as exc:
-            answered, outcome = False, f"the writer process died ({type(exc).__name__})"
-        if not answered:
-            self.close(wait=0.0)  # unusable: the next run starts a new child
+            self._send(("sync", run, None))
+        except OSError as exc:
+            self.close(wait=0.0)
+            raise RuntimeError(f"background metric writer failed: the writer process died "
+                               f"({type(exc).__name__})") from exc
+        while run not in self._synced:
+            self._receive()
+        outcome = self._synced.pop(run)
         if outcome is not None:
             raise RuntimeError(f"background metric writer failed: {outcome}")
+
+    def _answer_waiting(self) -> bool:
+        try:
+            return self._conn.poll(0)
+        except (EOFError, OSError):
+            return True  # _receive tells what happened
+
+    def _receive(self) -> None:
+        """Read the child's next answer into _opened / _synced; a child that died or hangs answers every run
+        waiting for it with that failure (and is stopped)."""
+        try:
+            answered = self._conn.poll(SYNC_TIMEOUT_S)
+            answer = self._conn.recv() if answered else None
+            failure = None if answered else f"no answer within {SYNC_TIMEOUT_S} s"
+        except (EOFError, OSError) as exc:
+            answer, failure = None, f"the writer process died ({type(exc).__name__})"
+        if failure is not None:
+            self.close(wait=0.0)  # unusable: the next run starts a new child
+            raise RuntimeError(f"background metric writer failed: {failure}")
+        kind, run, *outcome = answer
+        if kind == "failed":
+            self.close(wait=0.0)
+            raise RuntimeError(f"background metric writer failed: {outcome[0]}")
+        if kind == "opened":
+            self._opened[run] = tuple(outcome)
+        else:
+            self._synced[run] = outcome[0]
 
     def close(self, wait: float = EXIT_TIMEOUT_S) -> None:
         """End the child once it has written everything sent, killing it after wait seconds (idempotent)."""
@@ -115,7 +178,7 @@ class BackgroundMetricWriter:
                 os.waitpid(self._pid, 0)
             self._pid = None
 
-    def _send(self, message: tuple[str, list[MetricRow] | None] | None) -> None:
+    def _send(self, message: tuple[Any, ...] | None) -> None:
         # A signal handler that raises (open_run's SIGTERM/SIGINT) must not cut a message in half: the child
         # would wait for the rest forever. Signals arriving meanwhile are delivered when send returns.
         previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
@@ -140,34 +203,84 @@ def _forget_inherited_engines() -> None:
     store_class._engine_map.clear()
 
 
+class _ChildRuns:
+    """Child process: the runs it writes to, the ones it opened itself (keyed by the parent's key) and the
+    first error of each run."""
+
+    def __init__(self, tracking_uri: str) -> None:
+        self.tracking_uri = tracking_uri
+        self._table: MetricTable | None = None
+        self.run_ids: dict[str, str] = {}  # key of a run opened here -> its run id
+        self.loggers: dict[str, Any] = {}  # key -> the MlflowLogger of a run opened here
+        self.errors: dict[str, str] = {}
+        self.unopened: dict[str, str] = {}  # key -> why its run could not be opened (sticky)
+
+    def table(self) -> MetricTable:
+        if self._table is None:  # the store may not exist before the child's first run opens it
+            self._table = MetricTable(self.tracking_uri)
+        return self._table
+
+    def handle(self, message: tuple[Any, ...], conn: Any) -> None:
+        kind, run, *rest = message
+        if kind == "sync":
+            conn.send(("synced", run, self.unopened.get(run) or self.errors.pop(run, None)))
+        elif kind == "open":
+            conn.send(("opened", run, *self._open(run, rest[0])))
+        elif run in self.unopened or run in self.errors:
+            return  # the run failed: its first error is what sync reports
+        else:
+            try:
+                if kind == "rows":
+                    self.table().write(self.run_ids.get(run, run), rest[0])
+                else:
+                    method, args = rest
+                    getattr(self.loggers[run], method)(*args)
+            except Exception as exc:  # reported to the parent at sync, which fails the run
+                self.errors[run] = f"{type(exc).__name__}: {exc}"
+
+    def _open(self, run: str, request: dict[str, Any]) -> tuple[str | None, str | None, BaseException | None]:
+        from harness.tracking.loggers import MlflowLogger
+        from harness.tracking.store import ensure_store
+
+        try:
+            client, experiment_id = ensure_store(request["settings"])
+            created = client.create_run(experiment_id, start_time=request["start_time"],
+                                        run_name=request["run_name"], tags=request["tags"])
+        except Exception as exc:
+            self.unopened[run] = f"{type(exc).__name__}: {exc}"
+            return None, None, _sendable(exc)
+        run_id = self.run_ids[run] = created.info.run_id
+        self.loggers[run] = MlflowLogger(client, run_id)
+        return run_id, experiment_id, None
+
+
+def _sendable(exc: BaseException) -> BaseException:
+    """exc if it survives the pipe (pickling) as itself, else a RuntimeError with its type and message."""
+    try:
+        if type(pickle.loads(pickle.dumps(exc))) is type(exc):
+            return exc
+    except Exception:
+        pass
+    return RuntimeError(f"{type(exc).__name__}: {exc}")
+
+
 def _serve(tracking_uri: str, conn: Any, parent_end: Any) -> None:
-    """Child process: write (run id, rows) chunks until None; answer (run id, None) with that run's first
-    error, or None when all its rows are stored."""
+    """Child process: handle the parent's messages (rows, opens, calls, syncs) until None; answer a sync with
+    that run's first error, or None when all its rows and calls are stored, and an open with the run's id and
+    experiment id, or the error that prevented it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     parent_end.close()
     _forget_inherited_engines()
-    table, opening_error = None, None
-    try:
-        table = MetricTable(tracking_uri)
-    except Exception as exc:
-        opening_error = f"{type(exc).__name__}: {exc}"
-    errors: dict[str, str] = {}
+    runs = _ChildRuns(tracking_uri)
     try:
         while (message := conn.recv()) is not None:
-            run_id, rows = message
-            if rows is None:
-                conn.send(opening_error or errors.pop(run_id, None))
-            elif table is not None and run_id not in errors:
-                try:
-                    table.write(run_id, rows)
-                except Exception as exc:  # reported to the parent at sync, which fails the run
-                    errors[run_id] = f"{type(exc).__name__}: {exc}"
+            runs.handle(message, conn)
     except (EOFError, OSError):
         pass  # the parent is gone: nothing left to report to
     except Exception as exc:  # a message the child cannot read: say so rather than leave the parent waiting
         with contextlib.suppress(OSError):
-            conn.send(f"{type(exc).__name__}: {exc}")
+            conn.send(("failed", None, f"{type(exc).__name__}: {exc}"))
     finally:
         conn.close()
         os._exit(0)  # skip the parent's atexit handlers and inherited finalisers
