@@ -136,8 +136,17 @@ def test_signal_handlers_are_restored_after_the_run(tracking_settings):
 
 _BEFORE_THE_FIRST_STEP = textwrap.dedent("""
     import json, sys
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     import numpy as np
+    from harness.nn import Elman
     from harness.tracking import TrackingSettings, open_run
+
+    def save_model(folder):
+        from harness.pyfunc import save_pyfunc
+        return save_pyfunc(Elman(1, 4, 1, seed=0), folder, np.zeros((3, 2, 1)))
+
     settings = TrackingSettings(uri=sys.argv[1], experiment="test", artifact_root=sys.argv[2])
     with open_run(settings, run_name="first-step", tags={"seed": 0}) as log:
         log.set_tags({"task": "adding"})
@@ -145,10 +154,14 @@ _BEFORE_THE_FIRST_STEP = textwrap.dedent("""
         log.log_text("seed: 0\\n", "config.yaml")
         arrays = {"X": np.arange(24.0).reshape(3, 4, 2), "mask": np.ones((3, 4), bool)}
         log.log_dataset("val", "f" * 64, arrays)
-        log.log_artifact(sys.argv[3], "model")
+        log.log_artifact(sys.argv[3], "weights")
         for step in range(3):
             log.log_metrics({"loss": 1.0 / (step + 1)}, step)
         log.flush()
+        figure, axes = plt.subplots()
+        axes.plot([0, 1, 2], [1.0, 0.5, 0.25])
+        log.log_figure(figure, "figures/loss")
+        log.log_model(save_model)
         loaded = sorted({name.split(".")[0] for name in sys.modules} & {"mlflow", "sqlalchemy", "pandas"})
         print(json.dumps({"run_id": log.run_id, "loaded": loaded}))
 """)
@@ -156,8 +169,8 @@ _BEFORE_THE_FIRST_STEP = textwrap.dedent("""
 
 def test_a_run_is_opened_and_written_without_importing_mlflow_in_its_process(tracking_settings, tmp_path):
     """open_run on an SQLite store: the metric writer process creates the run and writes what a training run
-    logs before its first step; the run's own process imports neither MLflow nor its SQL store, and the run
-    records the same as one written in-process (the dataset's schema and profile included)."""
+    logs (its figures and pyfunc model too); the run's own process imports neither MLflow nor its SQL store,
+    and the run records the same as one written in-process (the dataset's schema and profile included)."""
     artifact = tmp_path / "weights.npz"
     np.savez(artifact, w=np.ones(3))
     out = subprocess.run([sys.executable, "-c", _BEFORE_THE_FIRST_STEP, tracking_settings.tracking_uri,
@@ -172,7 +185,11 @@ def test_a_run_is_opened_and_written_without_importing_mlflow_in_its_process(tra
     assert run.data.tags["seed"] == "0" and run.data.tags["task"] == "adding"
     assert run.data.tags["harness.pid"] != str(os.getpid())
     assert [m.value for m in client.get_metric_history(run.info.run_id, "loss")] == [1.0, 0.5, 1 / 3]
-    assert {a.path for a in client.list_artifacts(run.info.run_id)} == {"config.yaml", "model"}
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} == {"config.yaml", "weights", "figures",
+                                                                         "model"}
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "figures")] == ["figures/loss.png"]
+    assert "model/MLmodel" in {a.path for a in client.list_artifacts(run.info.run_id, "model")}
+    assert run.data.tags["model.description"]
     assert client.download_artifacts(run.info.run_id, "config.yaml", str(tmp_path / "dl")).endswith("yaml")
     assert (tmp_path / "dl" / "config.yaml").read_text() == "seed: 0\n"
     # the same dataset logged in this process, from the arrays themselves
