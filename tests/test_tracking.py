@@ -436,6 +436,22 @@ def test_background_writer_writes_every_chunk_and_reports_failure(tracking_setti
     assert BackgroundMetricWriter.shared(tracking_settings.tracking_uri) is not writer
 
 
+def test_a_sync_cut_short_leaves_its_answer_and_its_error_to_the_next(tracking_settings) -> None:
+    from harness.tracking.writer import BackgroundMetricWriter
+
+    ensure_store(tracking_settings)
+    missing = "0" * 32  # no such run: the store refuses its values
+    writer = BackgroundMetricWriter(tracking_settings.tracking_uri)
+    try:
+        writer.submit(missing, [("loss", 1.0, 0, 0)])
+        writer._send(("sync", missing, next(writer._syncs)))  # a sync a signal cut short: its answer unread
+        with pytest.raises(RuntimeError, match="must be in the 'active' state"):
+            writer.sync(missing)  # waits for its own answer, and reports the earlier one's error
+        writer.sync(missing)  # reported once
+    finally:
+        writer.close()
+
+
 def test_background_writer_builds_its_own_engine_after_the_fork(tracking_settings) -> None:
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import itertools
 import multiprocessing
 import os
 import pickle
@@ -68,7 +69,10 @@ class BackgroundMetricWriter:
     def __init__(self, tracking_uri: str) -> None:
         self._owner = os.getpid()  # a forked copy of this object in another process must not use the pipe
         self._opened: dict[str, tuple[str | None, str | None, BaseException | None]] = {}
-        self._synced: dict[str, str | None] = {}
+        # run -> (sync number, outcome) answers not yet taken: a sync interrupted by a signal leaves its
+        # answer to the run's next sync, which reports its error too
+        self._synced: dict[str, list[tuple[int, str | None]]] = {}
+        self._syncs = itertools.count()
         self._conn, child_conn = multiprocessing.Pipe()
         self._pid: int | None = os.fork()
         if self._pid == 0:
@@ -122,17 +126,18 @@ class BackgroundMetricWriter:
     def sync(self, run: str) -> None:
         """Wait until every submitted row and call of run is in the store; RuntimeError if any could not be
         written (or the child died or hangs: then it is stopped, and the next run starts a new one)."""
+        number = next(self._syncs)
         try:
-            self._send(("sync", run, None))
+            self._send(("sync", run, number))
         except OSError as exc:
             self.close(wait=0.0)
             raise RuntimeError(f"background metric writer failed: the writer process died "
                                f"({type(exc).__name__})") from exc
-        while run not in self._synced:
+        while all(answered < number for answered, _ in self._synced.get(run, [])):
             self._receive()
-        outcome = self._synced.pop(run)
-        if outcome is not None:
-            raise RuntimeError(f"background metric writer failed: {outcome}")
+        outcomes = [outcome for _, outcome in self._synced.pop(run) if outcome is not None]
+        if outcomes:
+            raise RuntimeError(f"background metric writer failed: {outcomes[0]}")
 
     def _answer_waiting(self) -> bool:
         try:
@@ -159,7 +164,7 @@ class BackgroundMetricWriter:
         if kind == "opened":
             self._opened[run] = tuple(outcome)
         else:
-            self._synced[run] = outcome[0]
+            self._synced.setdefault(run, []).append((outcome[0], outcome[1]))
 
     def close(self, wait: float = EXIT_TIMEOUT_S) -> None:
         """End the child once it has written everything sent, killing it after wait seconds (idempotent)."""
@@ -223,7 +228,7 @@ class _ChildRuns:
     def handle(self, message: tuple[Any, ...], conn: Any) -> None:
         kind, run, *rest = message
         if kind == "sync":
-            conn.send(("synced", run, self.unopened.get(run) or self.errors.pop(run, None)))
+            conn.send(("synced", run, rest[0], self.unopened.get(run) or self.errors.pop(run, None)))
         elif kind == "open":
             conn.send(("opened", run, *self._open(run, rest[0])))
         elif run in self.unopened or run in self.errors:
