@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from abc import abstractmethod
+from typing import ClassVar
 
 import numpy as np
 
@@ -10,7 +12,29 @@ from harness.tasks.base import SOLVED_ACCURACY, Batch, check_int, cross_entropy,
 from harness.tasks.held_out import HeldOutSplit, check_held_out, every_sequence
 
 
-class Copy(HeldOutSplit):
+class _SymbolSequences(HeldOutSplit):
+    """A task whose input is made of SYMBOLS (the name of the parameter that counts them) symbols drawn
+    uniformly from n_symbols: its n_symbols**SYMBOLS inputs are one per symbol sequence (_batch_of)."""
+
+    n_symbols: int
+    SYMBOLS: ClassVar[str]
+
+    @abstractmethod
+    def _batch_of(self, symbols: np.ndarray) -> Batch:
+        """(SYMBOLS, B) symbols -> their batch."""
+
+    @property
+    def input_count(self) -> int:
+        return self.n_symbols ** getattr(self, self.SYMBOLS)
+
+    def _all_inputs(self) -> np.ndarray:
+        return self._batch_of(every_sequence(self.n_symbols, getattr(self, self.SYMBOLS))).X
+
+    def _candidates(self, count: int, rng: np.random.Generator) -> Batch:
+        return self._batch_of(rng.integers(0, self.n_symbols, size=(getattr(self, self.SYMBOLS), count)))
+
+
+class Copy(_SymbolSequences):
     """The copy memory problem (Arjovsky, Shah & Bengio 2016).
 
     Alphabet of the inputs (D = n_symbols + 2): symbols 0 .. n_symbols - 1, blank n_symbols, marker
@@ -28,6 +52,7 @@ class Copy(HeldOutSplit):
     """
 
     name = "copy"
+    SYMBOLS = "copy_length"
     mode = "many_to_many"
     metric_name = "cross_entropy"
     higher_is_better = False
@@ -50,17 +75,7 @@ class Copy(HeldOutSplit):
         """First step whose target is a recalled symbol (the step after the marker)."""
         return self.delay + self.copy_length
 
-    @property
-    def input_count(self) -> int:
-        return self.n_symbols**self.copy_length
-
-    def _all_inputs(self) -> np.ndarray:
-        return self._copies(every_sequence(self.n_symbols, self.copy_length)).X
-
-    def _candidates(self, count: int, rng: np.random.Generator) -> Batch:
-        return self._copies(rng.integers(0, self.n_symbols, size=(self.copy_length, count)))
-
-    def _copies(self, symbols: np.ndarray) -> Batch:
+    def _batch_of(self, symbols: np.ndarray) -> Batch:
         """(copy_length, B) symbols to copy -> their batch."""
         inputs = np.full((self.length, symbols.shape[1]), self.blank)
         inputs[: self.copy_length] = symbols
@@ -92,7 +107,7 @@ class Copy(HeldOutSplit):
         }
 
 
-class Reversal(HeldOutSplit):
+class Reversal(_SymbolSequences):
     """Read a sequence of symbols, then emit it reversed (encoder_decoder).
 
     X (T_in, B, D): length one-hot symbols drawn uniformly from n_symbols; with delimiter=True (default) an
@@ -109,6 +124,7 @@ class Reversal(HeldOutSplit):
     """
 
     name = "reversal"
+    SYMBOLS = "length"
     mode = "encoder_decoder"
     metric_name = "sequence_accuracy"
     higher_is_better = True
@@ -128,17 +144,7 @@ class Reversal(HeldOutSplit):
         self.output_length = self.length
         self._check_split("length")
 
-    @property
-    def input_count(self) -> int:
-        return self.n_symbols**self.length
-
-    def _all_inputs(self) -> np.ndarray:
-        return self._reversals(every_sequence(self.n_symbols, self.length)).X
-
-    def _candidates(self, count: int, rng: np.random.Generator) -> Batch:
-        return self._reversals(rng.integers(0, self.n_symbols, size=(self.length, count)))
-
-    def _reversals(self, symbols: np.ndarray) -> Batch:
+    def _batch_of(self, symbols: np.ndarray) -> Batch:
         """(length, B) symbols -> their batch."""
         if self.delimiter:
             inputs = np.concatenate([symbols, np.full((1, symbols.shape[1]), self.n_symbols)])
