@@ -237,7 +237,9 @@ def run(cfg: dict[str, Any], *, overrides: list[str] | tuple[str, ...] = (),
             logger.log_params(cfg)
             logger.log_text(yaml.safe_dump(cfg, sort_keys=False), "config.yaml")
             logger.log_text(yaml.safe_dump(list(overrides)), "overrides.yaml")
-            logger.log_dataset(f"{config.task.name}-validation", data_fingerprint, val_arrays)
+            # the UI lists a run's dataset inputs with their context: this is the validation set
+            logger.log_dataset(f"{config.task.name}-validation", data_fingerprint, val_arrays,
+                               context="validation")
         else:
             logger.set_tags({"resumed_from_step": point.checkpoint.step,
                              "trainer.steps": config.trainer.steps})

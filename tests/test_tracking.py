@@ -353,6 +353,7 @@ def test_memory_logger_records_the_same_calls(tmp_path):
         log.log_figure(_figure(), "loss")
         log.log_text("a: 1", "config.yaml")
         log.log_dataset("d", "abc", {"X": np.zeros((3, 2))})
+        log.log_dataset("v", "def", {"X": np.zeros((2, 2))}, context="validation")
     assert log.status == "FINISHED"
     assert log.params == {"model.hidden_size": "16", "long": "y" * 6000}
     assert log.tags["seed"] == "1" and log.tags["task"] == "adding" and log.tags["mlflow.runName"] == "r"
@@ -361,7 +362,8 @@ def test_memory_logger_records_the_same_calls(tmp_path):
     np.testing.assert_allclose(values, 1.0 / np.arange(1, 6))
     assert log.artifacts == [(str(tmp_path / "w.npz"), "model")]
     assert log.figures == ["loss.png"] and log.texts == {"config.yaml": "a: 1"}
-    assert log.datasets == {"d": {"fingerprint": "abc", "shapes": {"X": (3, 2)}}}
+    assert log.datasets == {"d": {"fingerprint": "abc", "shapes": {"X": (3, 2)}, "context": "training"},
+                            "v": {"fingerprint": "def", "shapes": {"X": (2, 2)}, "context": "validation"}}
 
 
 def test_memory_logger_run_status_on_exception():

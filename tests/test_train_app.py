@@ -88,6 +88,10 @@ def test_single_run_records_params_metrics_artifacts_and_tags(tmp_path: Path, tr
     assert (tags["task"], tags["model"], tags["seed"]) == ("bit_sum", "elman", "2")
     assert "trainer.steps=8" in tags["overrides"] and "seed=2" in tags["overrides"]
     assert len(tags["dataset_fingerprint"]) == 64
+    (dataset,) = run.inputs.dataset_inputs  # the validation set, shown as such in the UI
+    assert dataset.dataset.name == "bit_sum-validation"
+    assert {t.key: t.value for t in dataset.tags} == {"mlflow.data.context": "validation",
+                                                      "fingerprint": tags["dataset_fingerprint"]}
     assert "mlflow.source.git.commit" in tags
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config.yaml", "overrides.yaml", "model.npz", "figures"} <= artifacts

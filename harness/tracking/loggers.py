@@ -47,7 +47,7 @@ class Logger(Protocol):
     def log_figure(self, fig: Any, name: str) -> None: ...
     def log_text(self, text: str, name: str) -> None: ...
     def log_dataset(self, name: str, fingerprint: str, arrays: Mapping[str, np.ndarray],
-                    source: str | None = None) -> None: ...
+                    context: str = "training", source: str | None = None) -> None: ...
     def flush(self) -> None: ...
 
 
@@ -190,9 +190,9 @@ class MemoryLogger:
         self.texts[name] = redact(text)
 
     def log_dataset(self, name: str, fingerprint: str, arrays: Mapping[str, np.ndarray],
-                    source: str | None = None) -> None:
+                    context: str = "training", source: str | None = None) -> None:
         shapes = {k: np.shape(v) for k, v in arrays.items()}
-        self.datasets[name] = {"fingerprint": fingerprint, "shapes": shapes}
+        self.datasets[name] = {"fingerprint": fingerprint, "shapes": shapes, "context": context}
         if source is not None:
             self.datasets[name]["source"] = source
 
