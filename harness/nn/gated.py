@@ -124,10 +124,9 @@ def _split_blocks(W: np.ndarray, blocks: int) -> np.ndarray:
     return W.reshape(W.shape[0], blocks, -1).transpose(1, 0, 2)
 
 
-def _join_blocks(W: np.ndarray, order: tuple[int, ...] | None) -> np.ndarray:
-    """(blocks, R, H) -> a new (R, blocks*H): the gate blocks side by side, block order[k] k-th (all in turn
-    when order is None), as the parameters store them."""
-    return np.concatenate([W[k] for k in (range(len(W)) if order is None else order)], axis=1)
+def _join_blocks(W: np.ndarray) -> np.ndarray:
+    """(blocks, R, H) -> a new (R, blocks*H): the gate blocks side by side, as the parameters store them."""
+    return np.concatenate(list(W), axis=1)
 
 
 def _step_bands(bands: tuple[np.ndarray, ...], previous: tuple[np.ndarray, ...], pad: np.ndarray | None,
@@ -172,8 +171,8 @@ def _recurrent_weight_grad(dA: np.ndarray, Hs: np.ndarray, h0: np.ndarray) -> np
 
 
 class _InputGrads:
-    """The gradients of W_x and b (block-major, internal order) and dX, added to chunk by chunk of the
-    backward sweep while the chunk's dL/da are still in cache."""
+    """GRU: the gradients of W_x and b (block-major) and dX, added to chunk by chunk of the backward sweep
+    while the chunk's dL/da are still in cache."""
 
     def __init__(self, layer: _GatedLayer, params: dict[str, np.ndarray], X: np.ndarray, dtype: np.dtype):
         T, B, D = X.shape
@@ -182,7 +181,7 @@ class _InputGrads:
         self.W_x = np.zeros((blocks, D, Hn), dtype=dtype)
         self.b = np.zeros((blocks, Hn), dtype=dtype) if layer.bias else None
         self.dX = np.empty((T, B, D), dtype=dtype) if layer.input_grad else None
-        self._W_x_blocks = _split_blocks(layer._internal(params["W_x"]), blocks) if layer.input_grad else None
+        self._W_x_blocks = _split_blocks(params["W_x"], blocks) if layer.input_grad else None
 
     def add(self, dA: np.ndarray, start: int) -> None:
         """Add the share of the steps start..start+k-1, whose dL/da are dA (blocks, k, B, H)."""
@@ -259,18 +258,6 @@ class _GatedLayer(RecurrentLayer):
         and x (B, D)."""
         Z = self._workspace.get("step_rows", (h0.shape[0], self.hidden_size + D + self.bias + extra), dtype)
         return Z, *step_rows(Z, h0, D, self.bias)
-
-    def _weight_grads(self, inputs: _InputGrads, dA: np.ndarray, Hs: np.ndarray, h0: np.ndarray,
-                      blocks_of_W_h: int) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
-        """dX (T, B, D) (None unless input_grad) and the gradients of W_x, b (from `inputs`) and of the first
-        blocks_of_W_h blocks of W_h ("W_h", the others are the caller's; one product over all steps of dL/da
-        (blocks, T, B, H)), in the parameters' layout."""
-        order = None if self.order is None else tuple(np.argsort(self.order))  # block p: internal order[p]
-        grads = {"W_x": _join_blocks(inputs.W_x, order),
-                 "W_h": _join_blocks(_recurrent_weight_grad(dA[:blocks_of_W_h], Hs, h0), order)}
-        if inputs.b is not None:
-            grads["b"] = (inputs.b if order is None else inputs.b[list(order)]).reshape(-1)
-        return inputs.dX, grads
 
     def _new_cache_id(self) -> int:
         self._forwards += 1
@@ -624,9 +611,12 @@ class GRULayer(_GatedLayer):
             dW_n += reset_h.reshape(k * B, Hn).T @ G[2, start:stop].reshape(k * B, Hn)
             inputs.add(G[:, start:stop], start)
         del dH_chunk  # the first steps' rows of dL/dH: not needed for the weight gradients
-        dX, grads = self._weight_grads(inputs, G, Hs, h0, 2)  # G now holds dL/da_t
-        grads["W_h"] = np.concatenate([grads["W_h"], dW_n], axis=1)
-        return dX, grads, (dh_bands.sum(axis=0),), dh
+        # G now holds dL/da_t: W_h's z and r blocks are one product over all steps
+        grads = {"W_x": _join_blocks(inputs.W_x),
+                 "W_h": np.concatenate([_join_blocks(_recurrent_weight_grad(G[:2], Hs, h0)), dW_n], axis=1)}
+        if inputs.b is not None:
+            grads["b"] = inputs.b.reshape(-1)
+        return inputs.dX, grads, (dh_bands.sum(axis=0),), dh
 
 
 class _GateBlocksMixin:
