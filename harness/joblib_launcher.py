@@ -41,10 +41,8 @@ import os
 import pickle
 import re
 import signal
-import sys
 import tempfile
 import time
-import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -54,6 +52,8 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra_plugins.hydra_joblib_launcher.config import JobLibLauncherConf
 from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher as PluginJoblibLauncher
 from omegaconf import OmegaConf, open_dict, read_write
+
+from harness.plugin_registry import register_plugin
 
 log = logging.getLogger(__name__)
 
@@ -312,15 +312,8 @@ def register_joblib_launcher() -> None:
     options schema (its dataclass, so every option keeps its default and type) with this ``_target_``,
     stored over the plugin's own entry after Hydra's plugin scan has made it."""
     from hydra.core.config_store import ConfigStore
-    from hydra.core.plugins import Plugins
 
-    module = sys.modules.get(PLUGIN_MODULE)
-    if module is None:
-        module = types.ModuleType(PLUGIN_MODULE, "harness.joblib_launcher under Hydra's plugin package")
-        # The subclass only carries the name Hydra accepts; the behaviour is JoblibLauncher's.
-        module.JoblibLauncher = type("JoblibLauncher", (JoblibLauncher,), {"__module__": PLUGIN_MODULE})
-        sys.modules[PLUGIN_MODULE] = module
-    Plugins.instance().register(module.JoblibLauncher)  # the first instance() scans the plugins
+    register_plugin(PLUGIN_MODULE, JoblibLauncher, "harness.joblib_launcher")
     ConfigStore.instance().store(group="hydra/launcher", name="joblib", node=JoblibLauncherConf,
                                  provider="harness")
 
