@@ -152,9 +152,13 @@ class HeldOutSplit(SequenceTask):
             if held is not None:
                 keep = np.flatnonzero(held_out_inputs(candidates.X, self.held_out) == held)
             keep = keep[:missing]
+            if not parts and len(keep) == candidates.batch_size == missing:
+                return candidates  # the first round's candidates are the batch (held_out=0): no copies
             parts.append(Batch(X=candidates.X[:, keep], Y=np.take(candidates.Y, keep, axis=axis)))
             missing -= len(keep)
             if missing == 0:
+                if len(parts) == 1:
+                    return parts[0]
                 return Batch(X=np.concatenate([part.X for part in parts], axis=1),
                              Y=np.concatenate([part.Y for part in parts], axis=axis))
         part = "held-out" if held else "training"
