@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.tracking import TrackingSettings, store_client
-from harness.tracking.callback import RERUN_TAG
+from harness.tracking.reap import superseded
 
 SEARCH_PAGE = 1000  # runs per search request
 
@@ -46,7 +46,7 @@ def runs_frame(
         page = client.search_runs([found.experiment_id], filter_string=" and ".join(clauses),
                                   max_results=SEARCH_PAGE, order_by=["attributes.start_time DESC"],
                                   page_token=token)
-        runs.extend(run for run in page if not (run.info.status == "KILLED" and RERUN_TAG in run.data.tags))
+        runs.extend(run for run in page if not superseded(run))
         token = page.token
         if not token:
             break

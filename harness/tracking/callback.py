@@ -23,7 +23,16 @@ from harness.config import ConfigError
 from harness.joblib_launcher import LostJob, TornDown
 from harness.tracking.experiment_notes import NOTE_TAG
 from harness.tracking.loggers import tag_values
-from harness.tracking.reap import HOST_TAG, PID_TAG, all_pages, end_orphans, orphaned, process_gone
+from harness.tracking.reap import (
+    HOST_TAG,
+    PID_TAG,
+    RERUN_TAG,
+    all_pages,
+    end_orphans,
+    orphaned,
+    process_gone,
+    superseded,
+)
 from harness.tracking.redact import end_run, redact, redact_folder, redact_log_records
 from harness.tracking.runs import (
     PARENT_ENV,
@@ -39,7 +48,6 @@ from harness.tracking.store import TrackingSettings, ensure_store, git_commit
 
 CHILD_STATUSES = ("FINISHED", "FAILED", "KILLED", "RUNNING", "SCHEDULED")
 RERUN = "RERUN"  # the count of KILLED runs whose job ran again (tag RERUN_TAG): not a signal, not a failure
-RERUN_TAG = "harness.rerun"
 WORKER_CLOSE_TIMEOUT_S = 20.0
 
 
@@ -392,8 +400,7 @@ def summarize_children(client: Any, parent_run_id: str) -> dict[str, list[tuple[
         )
         for run in page:
             tags = run.data.tags
-            rerun = run.info.status == "KILLED" and RERUN_TAG in tags
-            counts.setdefault(RERUN if rerun else run.info.status, []).append(
+            counts.setdefault(RERUN if superseded(run) else run.info.status, []).append(
                 (run.info.run_name, tags.get("error") or tags.get(RERUN_TAG, ""))
             )
         token = page.token

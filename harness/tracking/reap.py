@@ -24,6 +24,12 @@ from typing import Any
 from harness.tracking.redact import end_run
 
 HOST_TAG, PID_TAG, START_TAG = "harness.host", "harness.pid", "harness.pid_start"
+RERUN_TAG = "harness.rerun"  # a KILLED run whose job ran again (harness.joblib_launcher): superseded
+
+
+def superseded(run: Any) -> bool:
+    """Whether an mlflow Run is a job's attempt that another run replaced (KILLED, tagged RERUN_TAG)."""
+    return run.info.status == "KILLED" and RERUN_TAG in run.data.tags
 
 
 def _stat(pid: int) -> list[str] | None:
