@@ -44,7 +44,7 @@ from harness.resume import LOCAL_TAG, Checkpointer, SkipLogged, restore, resume_
 from harness.run_report import Outcome, describe_run, terminal_summary
 from harness.runtime import freeze_long_lived_objects, pin_blas_to_one_thread
 from harness.tasks import SequenceTask, fingerprint, make_task
-from harness.tracking import TrackingSettings, ensure_store, open_run, project_root
+from harness.tracking import TrackingSettings, open_run, project_root
 from harness.tracking.experiment_notes import NOTE_TAG
 from harness.tracking.redact import redact_config
 from harness.tracking.runs import sweep_label
@@ -276,8 +276,7 @@ def run(cfg: dict[str, Any], *, overrides: list[str] | tuple[str, ...] = (),
     if echo is not None:
         url = None
         if logger.run_id is not None:
-            url = run_url(settings.tracking_uri, logger.experiment_id or ensure_store(settings)[1],
-                          logger.run_id)
+            url = run_url(settings.tracking_uri, logger.experiment_id, logger.run_id)
         for line in terminal_summary(outcome, logger.run_id, url, ui_command(settings.tracking_uri)):
             echo(line)
     return objective

@@ -76,7 +76,7 @@ from .activations import (
     sigmoid_from_negated,
 )
 from .init import input_matrix, recurrent_matrix
-from .layers import ReadoutGrad, RecurrentLayer, clip_band_sum, grad_rows, step_rows
+from .layers import ReadoutGrad, RecurrentLayer, chunk_steps, clip_band_sum, grad_rows, step_rows
 from .model import RecurrentModel
 
 CHUNK = 16  # most steps per backward chunk: the chunk's factors are computed at once
@@ -285,7 +285,7 @@ class _GatedLayer(RecurrentLayer):
                      ) -> Iterator[tuple[int, int, np.ndarray]]:
         """(start, stop, dL/dH of the steps start..stop-1 (stop - start, B, H)) per chunk of T steps, last
         first, for step_bytes of gate values per step."""
-        steps = max(1, min(CHUNK, CHUNK_BYTES // step_bytes))
+        steps = chunk_steps(step_bytes, CHUNK, CHUNK_BYTES)
         for stop in range(T, 0, -steps):
             start = max(0, stop - steps)
             yield start, stop, grad_rows(dH, start, stop)
@@ -478,7 +478,7 @@ class LSTMLayer(_GatedLayer):
         if T > 1:  # the product into the chunk factors' buffer, free now: no new (H, 4H) array at the peak
             W_h += np.matmul(Hs[:-1].reshape(-1, Hn).T, dA[B:],
                              out=self._workspace.get("factors", W_h.shape, W_h.dtype))
-        steps = max(1, min(T, CHUNK_BYTES // (B * 4 * Hn * dA.itemsize)))
+        steps = chunk_steps(B * 4 * Hn * dA.itemsize, T, CHUNK_BYTES)
         inputs = self._workspace.get("scratch", (steps * B, D + self.bias), dA.dtype)  # rows [x_t | 1]
         if self.bias:
             inputs[:, D] = 1.0

@@ -48,10 +48,10 @@ Additions to the contract (documented here for the gated/bidirectional layers):
   sequence (default: h of the final state, i.e. h at each sequence's last valid step, since padding carries
   the state); `layer.readout_grad(d_readout, final_state) -> d_final_state` is its gradient. Bidirectional
   layers override both (h_fwd at the last valid step and h_bwd after reading back to step 0).
-- A cache serves one backward: backward may overwrite it, including the H its forward returned (the gated
-  layers write dL/da_t over their cached gate values), so the model reads H before backward. A layer
-  may also reuse its cache's buffers in its next forward (the gated layers keep them as a workspace), so a
-  cache is valid only until the layer's next forward; their backward raises on an older one.
+- A cache serves one backward: backward may overwrite it (the gated layers write dL/da_t over their cached
+  gate values), but not the H its forward returned, which a layer that fuses the read-out reads in its
+  backward. A layer may also reuse its cache's buffers in its next forward (the gated layers keep them as a
+  workspace), so a cache is valid only until the layer's next forward; their backward raises on an older one.
 """
 
 from __future__ import annotations
@@ -77,6 +77,12 @@ def clip_band_sum(deltas: np.ndarray, clip: float) -> None:
     over = total > clip
     if over.any():
         deltas *= np.where(over, clip / np.where(over, total, 1.0), 1.0)
+
+
+def chunk_steps(step_bytes: int, most: int, budget: int) -> int:
+    """Steps per chunk of a backward sweep: at most `most`, at least one, and about `budget` bytes of steps
+    of step_bytes each (sized so that a chunk stays in cache)."""
+    return max(1, min(most, budget // step_bytes))
 
 
 def step_rows(Z: np.ndarray, h0: np.ndarray, D: int, bias: bool) -> tuple[np.ndarray, np.ndarray]:

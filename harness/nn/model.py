@@ -256,7 +256,7 @@ class RecurrentModel:
         """Logits O (T_out, B, O) at the output positions, and the cache for `_network_backward`."""
         W_hy = params["W_hy"]
         B = X.shape[1]
-        T_out = {"many_to_one": 1, "encoder_decoder": self.output_length}.get(self.mode, X.shape[0])
+        T_out = self.output_length if self.mode == "encoder_decoder" else X.shape[0]  # when fused
         top = (self.dec_layers if self.mode == "encoder_decoder" else self.layers)[-1]
         fused = top.fuses_readout and self.mode != "many_to_one"  # the top layer computes H_out W_hy
         logits = np.empty((T_out, B, self.output_size), dtype=self.dtype) if fused else None
@@ -282,8 +282,8 @@ class RecurrentModel:
     def _network_backward(self, params: dict[str, np.ndarray], dO: np.ndarray, cache: Any,
                           hidden_grads: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
         """Gradients of all parameters and dh of the encoder's top layer (None unless hidden_grads), given
-        dL/dO (T_out, B, O). The layers may overwrite the cache, so H_out is read first (by the top layer
-        itself when it fuses the read-out)."""
+        dL/dO (T_out, B, O). The layers may overwrite their caches, not H_out, which the read-out's weight
+        gradient reads (the top layer itself, chunk by chunk, when it fuses the read-out)."""
         H_enc, enc_caches, dec_caches, H_out, final_top, fused = cache
         W_hy = params["W_hy"]
         dH_out = ReadoutGrad(dO, W_hy, weight_grad=fused)  # fused: the top layer adds dL/dW_hy chunk by chunk
