@@ -52,7 +52,7 @@ from harness.optim import make_optimizer
 from harness.runtime import pin_blas_to_one_thread
 from harness.tasks import make_task
 from harness.tracking import MemoryLogger
-from harness.training import fit, gradient_flow
+from harness.training import _is_check, fit, gradient_flow
 
 SIZES = ((8, 1, 16), (50, 32, 32), (100, 64, 64), (200, 128, 128), (500, 64, 256))
 QUICK_SIZES = ((8, 1, 16), (20, 8, 16))
@@ -373,8 +373,9 @@ def print_train_steps(rows: list[dict[str, Any]], peaks: dict[str, float]) -> No
             line += (f" | {d['harness_ms']:>19.3f}{_fmt(d['torch_ms'], '.3f'):>10}"
                      f"{_fmt(d['ratio'], '.2f'):>9}{shares:>12}")
         print(line + f" | {r['float32_speedup']:>8.2f}")
-    print("targets: harness/torch <= 0.8 (LSTM, GRU), <= 0.7 (Elman) at every size; >= 50% of the peak "
-          "at the two largest sizes; float64/float32 >= 1.7 at the two largest sizes")
+    ratios = ", ".join(f"<= {target} ({cell})" for cell, target in TARGET_RATIO.items())
+    print(f"targets: harness/torch {ratios} at every size; >= {100 * TARGET_PEAK_SHARE:.0f}% of the peak at "
+          f"the two largest sizes; float64/float32 >= {TARGET_FLOAT32_SPEEDUP} at the two largest sizes")
     misses = target_misses(rows)
     print("every target met" if not misses else "missed: " + "; ".join(misses))
 
@@ -458,12 +459,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"\n4. training.fit vs a bare loop, adding T=50, B=32, Elman H=64, Adam, {fit_steps} steps, "
               f"tracking off, median of {fit_repeats} (target <= 1.10)")
         overhead = {}
-        for label, interval in (("default trainer (validation every 100, diagnostics every 500)", 500),
+        default = TrainerConfig()
+        every = default.diagnostics_interval
+        for label, interval in ((f"default trainer (validation every {default.eval_interval}, diagnostics "
+                                 f"every {every})", every),
                                 ("diagnostics off", 0)):
             overhead[label] = fit_against_bare_loop(fit_steps, fit_repeats, interval)
             o = overhead[label]
             print(f"{label}: fit {o['fit_s']:.2f} s, bare loop {o['bare_s']:.2f} s, ratio {o['ratio']:.3f}")
-        checks = len(range(0, fit_steps + 1, 500)) + (fit_steps % 500 != 0)
+        checks = sum(_is_check(step, every, fit_steps) for step in range(fit_steps + 1))
         cost = gradient_flow_cost(repeats, *((10, 8) if args.quick else (50, 64)))
         print(f"one gradient-flow check: {1e3 * cost['check_s']:.1f} ms ({checks} in the fit); the "
               f"eigenvalue solver alone on its {cost['problems']:.0f} Gram matrices: "
