@@ -120,6 +120,9 @@ def test_too_short_parts_raise_a_value_error_naming_the_problem(long_arma11):
         fit_arma(x[:25], (1, 1))
     with pytest.raises(ValueError, match=r"too short for the grid up to ARMA\(3,3\)"):
         select_arma(x[:60])
+    for bad in (0, 2.5, True):  # refused before any grid point is fitted, as fit_arma refuses it
+        with pytest.raises(ValueError, match=rf"psi_lags must be a positive integer, got {bad!r}"):
+            select_arma(x, psi_lags=bad)
 
 
 @pytest.mark.parametrize(

@@ -161,14 +161,18 @@ def fit_arma(train: np.ndarray, order: tuple[int, int], *, maxiter: int | None =
             f"train has {len(train)} points, too short for ARMA({p},{q}): needs at least {needed}"
         )
     _check_maxiter(maxiter)
-    if isinstance(psi_lags, bool) or not isinstance(psi_lags, int) or psi_lags < 1:
-        raise ValueError(f"psi_lags must be a positive integer, got {psi_lags!r}")
+    _check_psi_lags(psi_lags)
     return _estimate(train, (p, q), constrained, maxiter, 0).arma_fit(train, psi_lags)
 
 
 def _check_maxiter(maxiter: Any) -> None:
     if maxiter is not None and (isinstance(maxiter, bool) or not isinstance(maxiter, int) or maxiter < 1):
         raise ValueError(f"maxiter must be None or a positive integer, got {maxiter!r}")
+
+
+def _check_psi_lags(psi_lags: Any) -> None:
+    if isinstance(psi_lags, bool) or not isinstance(psi_lags, int) or psi_lags < 1:
+        raise ValueError(f"psi_lags must be a positive integer, got {psi_lags!r}")
 
 
 def select_arma(train: np.ndarray, *, criterion: str = "aic", max_p: int = 3, max_q: int = 3,
@@ -195,6 +199,7 @@ def select_arma(train: np.ndarray, *, criterion: str = "aic", max_p: int = 3, ma
             f"needs at least {needed}"
         )
     _check_maxiter(maxiter)
+    _check_psi_lags(psi_lags)
     if isinstance(n_jobs, bool) or not isinstance(n_jobs, int | np.integer) or n_jobs < 1:
         raise ValueError(f"n_jobs must be a positive integer, got {n_jobs!r}")
     burn = max(max_p, max_q + 1) if unconstrained else 0
