@@ -755,13 +755,17 @@ def format_table(table: pd.DataFrame) -> str:
             for stat, p in zip(table["dm_pooled_stat"], table["dm_pooled_pvalue"], strict=True)
         ],
     })
-    for column in table.columns:
-        match = re.fullmatch(r"coverage(\d+(?:_\d+)?)_mean", column)
-        if match:
-            level = match[1]
-            columns[f"cover {level.replace('_', '.')}%"] = mean_std(f"coverage{level}", 3)
-            columns[f"Winkler {level.replace('_', '.')}%"] = mean_std(f"winkler{level}", 3)
+    for name, _ in _interval_levels(table):
+        columns[f"cover {name.replace('_', '.')}%"] = mean_std(f"coverage{name}", 3)
+        columns[f"Winkler {name.replace('_', '.')}%"] = mean_std(f"winkler{name}", 3)
     return pd.DataFrame(columns).to_markdown(index=False) + "\n\n" + table_legend(table)
+
+
+def _interval_levels(table: pd.DataFrame) -> list[tuple[str, float]]:
+    """(name, level) of every interval level the table has coverage columns of (``coverage97_5_mean``:
+    ("97_5", 0.975)), in column order."""
+    return [(match[1], float(match[1].replace("_", ".")) / 100.0) for column in table.columns
+            if (match := re.fullmatch(r"coverage(\d+(?:_\d+)?)_mean", column))]
 
 
 def table_legend(table: pd.DataFrame) -> str:
@@ -783,12 +787,11 @@ def table_legend(table: pd.DataFrame) -> str:
         blanks.append(f"oracle ratio for {', '.join(no_oracle)} (no known optimum: real or CSV data, "
                       "NARMA-10 driven by an input its past does not show; beyond h = 1 only ARMA series "
                       "have one)")
-    levels = sorted(float(match[1].replace("_", ".")) / 100.0 for column in table.columns
-                    if (match := re.fullmatch(r"coverage(\d+(?:_\d+)?)_mean", column)))
-    no_interval = sorted({series for level in levels for series in
-                          table.loc[table[f"coverage{level_name(level)}_mean"].isna(), "series"]})
+    levels = sorted(_interval_levels(table), key=lambda name_level: name_level[1])
+    no_interval = sorted({series for name, _ in levels for series in
+                          table.loc[table[f"coverage{name}_mean"].isna(), "series"]})
     if no_interval:
-        needs = ", ".join(f"{min_calibration_residuals(level)} at {100 * level:g}%" for level in levels)
+        needs = ", ".join(f"{min_calibration_residuals(level)} at {100 * level:g}%" for _, level in levels)
         blanks.append(f"cover and Winkler for {', '.join(no_interval)} where an RNN's split-conformal "
                       f"interval has too few calibration residuals (it needs {needs}; a validation part of n "
                       "points gives n - h + 1 at horizon h, none without a validation part)")
