@@ -97,11 +97,11 @@ def descendants_cpu_seconds() -> float:
 
 
 def interleaved_cpu_and_wall(fns: list[Callable[[], object]], repeats: int
-                             ) -> tuple[list[list[float]], list[list[float]]]:
+                             ) -> tuple[list[list[float]], list[list[float]], list[object]]:
     """(CPU seconds, wall seconds) of `repeats` calls of each fn, called in turn (fn0, fn1, fn0, ...) after
-    one untimed call each (imports, numba's compilation, worker start); CPU counts descendant processes."""
-    for fn in fns:
-        fn()
+    one untimed call each (imports, numba's compilation, worker start), and what each untimed call returned;
+    CPU counts descendant processes."""
+    results = [fn() for fn in fns]
     cpu: list[list[float]] = [[] for _ in fns]
     wall: list[list[float]] = [[] for _ in fns]
     for _ in range(repeats):
@@ -112,7 +112,7 @@ def interleaved_cpu_and_wall(fns: list[Callable[[], object]], repeats: int
             wall_out.append(time.perf_counter() - wall0)
             own = time.process_time() - cpu0
             cpu_out.append(own + descendants_cpu_seconds() - children0)
-    return cpu, wall
+    return cpu, wall, results
 
 
 def compare_on(series: np.ndarray, repeats: int) -> dict[str, Any]:
@@ -125,11 +125,10 @@ def compare_on(series: np.ndarray, repeats: int) -> dict[str, Any]:
     if _statsforecast() is not None:
         searches["statsforecast exhaustive"] = lambda: statsforecast_search(train, stepwise=False)
         searches["statsforecast stepwise"] = lambda: statsforecast_search(train, stepwise=True)
-    cpu, wall = (dict(zip(searches, times, strict=True))
-                 for times in interleaved_cpu_and_wall(list(searches.values()), repeats))
+    cpu, wall, results = (dict(zip(searches, values, strict=True))
+                          for values in interleaved_cpu_and_wall(list(searches.values()), repeats))
     predictions, orders = {}, {}
-    for name, search in searches.items():
-        found = search()
+    for name, found in results.items():  # the searches are deterministic: any call's result is theirs
         if name.startswith("harness"):
             orders[name] = found.best.order
             predictions[name] = one_step_forecasts(found.best, series, start)
