@@ -106,9 +106,8 @@ def compare(work: Callable, steps: int, repeats: int, template: Path, workdir: P
     def tracked(settings: TrackingSettings) -> None:
         with open_run(settings, run_name="benchmark") as logger:
             work(logger, steps)
-        writer = BackgroundMetricWriter._shared.pop(settings.tracking_uri, None)
-        if writer is not None:
-            writer.close()  # it has written everything (the run's end synced it); reaped, its CPU counts
+        # it has written everything (the run's end synced it); reaped, its CPU counts
+        BackgroundMetricWriter.close_shared(settings.tracking_uri)
 
     # The first store opening in a process builds SQLAlchemy machinery once; keep it out of the medians.
     tracked(fresh_store())

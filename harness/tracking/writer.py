@@ -66,6 +66,14 @@ class BackgroundMetricWriter:
             writer = cls._shared[tracking_uri] = cls(tracking_uri)
         return writer
 
+    @classmethod
+    def close_shared(cls, tracking_uri: str) -> None:
+        """End this process's writer for tracking_uri, if it has one, once it has written what it was sent
+        (a later shared() starts a new one)."""
+        writer = cls._shared.pop(tracking_uri, None)
+        if writer is not None:
+            writer.close()
+
     def __init__(self, tracking_uri: str) -> None:
         self._owner = os.getpid()  # a forked copy of this object in another process must not use the pipe
         self._opened: dict[str, tuple[str | None, str | None, BaseException | None]] = {}
