@@ -490,8 +490,8 @@ def offline_tags(offline: list[OfflineJob], sweep_dir: Path, uri: str, note: str
 def offline_report(offline: list[OfflineJob], parent_offline: bool, sweep_dir: Path, uri: str) -> str:
     """The sweep's last terminal lines when runs went offline: which jobs, and the one replay command."""
     theirs = "its run" if len(offline) == 1 else "their runs"
-    lines = [f"{_jobs(len(offline))} kept {theirs} offline (the tracking server did not answer):"]
-    lines = lines if offline else []
+    lines = ([f"{_jobs(len(offline))} kept {theirs} offline (the tracking server did not answer):"]
+             if offline else [])
     lines += [f"  {job.describe()}: {job.record}" for job in offline]
     what = "these records" if offline else "the record"
     if parent_offline:

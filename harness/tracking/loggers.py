@@ -228,8 +228,7 @@ class MlflowLogger:
     artifacts, figures, the model (written when log_artifact, log_figure or log_model returns) and the run's
     end go to the child too, in order, and ``run_id`` waits for the child's answer. The first use of
     ``client`` waits until the child has written everything sent so far and opens the store here; from then
-    on the logger writes as one
-    opened with a client.
+    on the logger writes as one opened with a client.
     """
 
     def __init__(self, client: Any, run_id: str | None, flush_every: int = MAX_METRICS_PER_BATCH,
