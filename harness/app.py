@@ -70,8 +70,10 @@ def run_app(main: Callable[[], Any], allowed_keys: AllowedKeys) -> None:
     """Run the @hydra.main function main with Hydra's folders under <project>/mlruns/hydra, one-line
     configuration errors (exit status 1) and harness.joblib_launcher behind ``hydra/launcher=joblib``."""
     from harness.joblib_launcher import register_joblib_launcher
+    from harness.tracking.store import export_entry_point
 
     export_project_root()
+    export_entry_point()
     register_joblib_launcher()
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
         main()

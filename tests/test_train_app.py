@@ -3,6 +3,7 @@ a temporary SQLite store (tests/conftest.py)."""
 
 from __future__ import annotations
 
+import getpass
 import os
 import signal
 import subprocess
@@ -93,6 +94,9 @@ def test_single_run_records_params_metrics_artifacts_and_tags(tmp_path: Path, tr
     assert {t.key: t.value for t in dataset.tags} == {"mlflow.data.context": "validation",
                                                       "fingerprint": tags["dataset_fingerprint"]}
     assert "mlflow.source.git.commit" in tags
+    # the UI's Source and User columns
+    assert (tags["mlflow.source.name"], tags["mlflow.source.type"]) == ("experiments/train.py", "LOCAL")
+    assert tags["mlflow.user"] == getpass.getuser()
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config.yaml", "overrides.yaml", "model.npz", "figures"} <= artifacts
     figures = {a.path for a in client.list_artifacts(run.info.run_id, "figures")}
@@ -147,6 +151,8 @@ def test_joblib_multirun_nests_four_jobs_and_matches_the_basic_launcher(tmp_path
     assert {run.data.tags["mlflow.parentRunId"] for run in children} == {parent.info.run_id}
     assert {run.info.status for run in children} == {"FINISHED"}
     assert sorted(run.data.tags["job_num"] for run in children) == ["0", "1", "2", "3"]
+    # the workers' argv is loky's: the source is still the command's script
+    assert {run.data.tags["mlflow.source.name"] for run in [parent, *children]} == {"experiments/train.py"}
     assert parent.info.status == "FINISHED" and parent.data.metrics["finished"] == 4.0
     # same config + seed -> bit-identical numbers, whatever the launcher
     _, basic_runs = sweep_metrics(tracking_settings, "basic")

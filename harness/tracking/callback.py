@@ -44,7 +44,7 @@ from harness.tracking.runs import (
     stop_requested,
     stops_received,
 )
-from harness.tracking.store import TrackingSettings, ensure_store, git_commit
+from harness.tracking.store import TrackingSettings, ensure_store, source_tags
 
 CHILD_STATUSES = ("FINISHED", "FAILED", "KILLED", "RUNNING", "SCHEDULED")
 RERUN = "RERUN"  # the count of KILLED runs whose job ran again (tag RERUN_TAG): not a signal, not a failure
@@ -120,10 +120,7 @@ class SweepCallback(Callback):
             # Hydra reports a callback's exception with a traceback; SystemExit leaves with the one line.
             sys.exit(f"config error: {exc}")
         sweep_dir = Path(config.hydra.sweep.dir).resolve()
-        tags = {"harness.sweep_dir": redact(str(sweep_dir))}
-        commit = git_commit()
-        if commit:
-            tags["mlflow.source.git.commit"] = commit
+        tags = {"harness.sweep_dir": redact(str(sweep_dir)), **source_tags()}
         swept = swept_keys(config)
         tags["harness.swept_keys"] = " ".join(swept)
         if threading.current_thread() is threading.main_thread():

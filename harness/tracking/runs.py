@@ -26,7 +26,7 @@ from harness.tracking.store import (
     TrackingSettings,
     check_store_folders,
     ensure_store,
-    git_commit,
+    source_tags,
     sqlite_path,
 )
 from harness.tracking.writer import fork_available
@@ -298,7 +298,7 @@ def open_run(
 
     settings.mode "off" yields a MemoryLogger. parent_run_id: a run id to nest under, None, or "auto" (the
     sweep's parent run: ``$HARNESS_PARENT_RUN_ID`` or the Hydra sweep dir's ``parent_run_id`` file).
-    Default tags: ``mlflow.runName``, ``mlflow.source.git.commit`` (when the project is a git checkout),
+    Default tags: ``mlflow.runName``, the source tags (store.source_tags: script, user, git commit),
     ``mlflow.parentRunId`` when nested. While the run is open SIGTERM/SIGINT raise RunInterrupted in the main
     thread: buffered metrics are flushed, the run ends KILLED and the exception propagates (non-zero exit).
     Any exception: buffered metrics are flushed, the run ends FAILED with ``error = "Type: message"``, the
@@ -314,10 +314,7 @@ def open_run(
     (a cell computed in a worker process); default: when the run opens and closes.
     """
     raise_if_stop_requested()  # a sweep whose signal was lost between jobs starts no new run
-    all_tags: dict[str, Any] = process_tags()
-    commit = git_commit()
-    if commit:
-        all_tags["mlflow.source.git.commit"] = commit
+    all_tags: dict[str, Any] = {**process_tags(), **source_tags()}
     if run_name:
         all_tags["mlflow.runName"] = run_name
     all_tags.update(tags or {})

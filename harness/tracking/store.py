@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import getpass
 import os
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -28,6 +30,7 @@ MODES = ("local", "server", "off")
 MAX_EXPERIMENT_NAME = 500  # mlflow.utils.validation.MAX_EXPERIMENT_NAME_LENGTH
 _DB_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 _SERVER_SCHEMES = ("http", "https")
+ENTRY_POINT_ENV = "HARNESS_ENTRY_POINT"
 
 
 @cache
@@ -314,6 +317,42 @@ def tag_experiments(client) -> None:
         token = page.token
         if not token:
             return
+
+
+def export_entry_point() -> None:
+    """Record the script this command runs (its ``sys.argv[0]``) for the processes it starts: a sweep's
+    worker processes have the launcher's argv, so their runs read the command's own script from here. Set,
+    not defaulted: a command started by another one records its own script."""
+    if sys.argv and sys.argv[0]:
+        os.environ[ENTRY_POINT_ENV] = str(Path(sys.argv[0]).resolve())
+
+
+def entry_point() -> str:
+    """The script that started this command, relative to the project root when it lies inside it
+    ('experiments/train.py'): the exported one (export_entry_point), else this process's ``sys.argv[0]``."""
+    script = os.environ.get(ENTRY_POINT_ENV) or (sys.argv[0] if sys.argv and sys.argv[0] else "")
+    if not script:
+        return "<console>"
+    path = Path(script).resolve()
+    try:
+        return str(path.relative_to(project_root()))
+    except ValueError:
+        return str(path)
+
+
+def source_tags() -> dict[str, str]:
+    """MLflow's standard source tags, which the UI shows as a run's Source, Version and User:
+    ``mlflow.source.type`` LOCAL, ``mlflow.source.name`` (entry_point), ``mlflow.user`` and, in a git
+    checkout, ``mlflow.source.git.commit``."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container's arbitrary user)
+        user = "unknown"
+    tags = {"mlflow.source.type": "LOCAL", "mlflow.source.name": entry_point(), "mlflow.user": user}
+    commit = git_commit()
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    return tags
 
 
 def git_commit(root: Path | None = None) -> str | None:
