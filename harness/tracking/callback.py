@@ -26,11 +26,14 @@ from harness.tracking.loggers import tag_values
 from harness.tracking.reap import (
     HOST_TAG,
     PID_TAG,
+    REAPED_TAG,
     RERUN_TAG,
     all_pages,
     end_orphans,
+    ending_lock,
     orphaned,
     process_gone,
+    reaped,
     superseded,
 )
 from harness.tracking.redact import end_run, redact, redact_folder, redact_log_records
@@ -84,7 +87,8 @@ class SweepCallback(Callback):
     FAILED.
     A job attempt a launcher reports lost (on_job_end with a harness.joblib_launcher.LostJob: its worker
     died, or was torn down with the pool) has its runs ended at once: those left RUNNING FAILED with the
-    cause; when the job runs again, all of them KILLED and tagged ``harness.rerun`` (counted as re-run).
+    cause, and so are those the dead worker's metric writer ended as reap does (reap.reaped), whichever came
+    first; when the job runs again, all of them KILLED and tagged ``harness.rerun`` (counted as re-run).
     The parent's description gets the report (after a study's table, when it has one).
     Arguments (all optional) override the config's ``tracking`` node: experiment, mode, uri, artifact_root.
     """
@@ -209,13 +213,19 @@ class SweepCallback(Callback):
                 if (run.data.tags.get(PID_TAG), run.data.tags.get(HOST_TAG)) == (str(lost.pid), lost.host)]
         if not isinstance(lost, TornDown):
             self._died.append(f"{type(lost).__name__}: {lost}")
-            end_orphans(client, runs, self._died[-1], status="FAILED")
+            # also the run its metric writer ended when the worker died (reap.end_lost), before or after this
+            end_orphans(client, runs, self._died[-1], status="FAILED", take_over=True)
             return
-        for run in runs:
-            client.set_tag(run.info.run_id, RERUN_TAG, str(lost))
-            client.set_tag(run.info.run_id, NOTE_TAG, f"**Torn down, run again.** Job {lost.job_num} was "
-                           f"{lost}: the runs of its next attempt supersede this one.")
-            end_run(client, run.info.run_id, "KILLED")
+        with ending_lock(client.tracking_uri):
+            for run in runs:
+                run_id = run.info.run_id
+                if reaped(client.get_run(run_id)):  # by its writer: that error was the attempt's, now re-run
+                    for key in ("error", REAPED_TAG):
+                        client.delete_tag(run_id, key)
+                client.set_tag(run_id, RERUN_TAG, str(lost))
+                client.set_tag(run_id, NOTE_TAG, f"**Torn down, run again.** Job {lost.job_num} was {lost}: "
+                               f"the runs of its next attempt supersede this one.")
+                end_run(client, run_id, "KILLED")
 
     def _end_abandoned_parent(self) -> None:
         """Ends a parent that on_multirun_end never reached, so no sweep is left RUNNING."""
@@ -226,14 +236,18 @@ class SweepCallback(Callback):
         self._deferring = True
         client, _ = ensure_store(self.settings)
         # A job's own run catches a signal first (open_run ends it KILLED, or raises it once the run is
-        # closed): the count of signals and the children tell too.
+        # closed): the count of signals and the children tell too; a run its metric writer ended when its
+        # process died (reaped) is no signal's, nor is a re-run one.
+        killed_children = self._children(client, "attributes.status = 'KILLED'")
         killed = (self._killed or stops_received() > self._stops_at_start
-                  or bool(summarize_children(client, self.parent_run_id)["KILLED"]))
+                  or any(not (superseded(run) or reaped(run)) for run in killed_children))
         status = "KILLED" if killed else "FAILED"
         # Runs whose worker was torn down (or died) before closing them; a process still running (a worker
-        # being torn down) is given a few seconds, another host's (a cluster job) is never touched.
+        # being torn down) is given a few seconds, another host's (a cluster job) is never touched. The
+        # sweep's account replaces a metric writer's.
         reason = ("the sweep was stopped before this job could end its run" if killed
                   else "the job's worker process died before it could end its run (killed, or out of memory)")
+        end_orphans(client, killed_children, reason, status=status, take_over=True)
         deadline = time.monotonic() + WORKER_CLOSE_TIMEOUT_S
         while True:
             running = self._running_children(client)

@@ -5,19 +5,27 @@
 Every run open_run creates records the process that owns it (tags ``harness.host``, ``harness.pid`` and, on
 Linux, ``harness.pid_start``, the process's start time, so a recycled pid is not taken for the run's
 process). A run that is RUNNING while its process no longer exists on this host was never closed: this
-command ends it KILLED with an ``error`` tag saying so. What it had sent is in the store: metric values are
-flushed at least every FLUSH_INTERVAL_S seconds (harness.tracking.loggers), so at most the last seconds of a
-run are missing. A run that was offline (its tracking server lost) keeps the rest in its offline record;
-the command names the record to replay. Runs of other hosts, and runs without these tags, are left alone.
+command ends it KILLED with an ``error`` tag saying so (end_lost). What it had sent is in the store: metric
+values are flushed at least every FLUSH_INTERVAL_S seconds (harness.tracking.loggers), so at most the last
+seconds of a run are missing. A run that was offline (its tracking server lost) keeps the rest in its offline
+record; the command names the record to replay. Runs of other hosts, and runs without these tags, are left
+alone.
+
+A run ended this way is tagged ``harness.reaped`` (REAPED_TAG, naming the lost process); the joblib launcher's
+more specific account of a dead worker's run (FAILED, ``WorkerDied``) replaces it (end_orphans(take_over=
+True)), whichever of the two comes first: every ending of a lost process's run holds one lock per store
+(ending_lock).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import os
 import socket
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +33,7 @@ from harness.tracking.redact import end_run
 
 HOST_TAG, PID_TAG, START_TAG = "harness.host", "harness.pid", "harness.pid_start"
 RERUN_TAG = "harness.rerun"  # a KILLED run whose job ran again (harness.joblib_launcher): superseded
+REAPED_TAG = "harness.reaped"  # a run end_lost ended: the process (_process_identity) whose loss it recorded
 
 
 def superseded(run: Any) -> bool:
@@ -86,15 +95,75 @@ def orphaned(runs: Iterable[Any], *, this_process: bool = False) -> list[Any]:
             and (process_gone(run.data.tags) or (this_process and _this_process(run.data.tags)))]
 
 
+def _process_name(tags: dict[str, str]) -> str:
+    """The process a run's tags record, as its ``error`` tag names it: ``process 4711 on host``."""
+    return f"process {tags.get(PID_TAG)} on {tags.get(HOST_TAG)}"
+
+
+def _process_identity(tags: dict[str, str]) -> str:
+    """_process_name with the process's start time where known (``process 4711 on host, started 98765``):
+    REAPED_TAG's value, which a recycled pid does not match."""
+    start = f", started {tags[START_TAG]}" if START_TAG in tags else ""
+    return f"{_process_name(tags)}{start}"
+
+
+def reaped(run: Any) -> bool:
+    """Whether an mlflow Run was ended by end_lost because its process was gone, and not resumed since (a
+    resumed run records the process that resumed it)."""
+    tags = run.data.tags
+    return run.info.status == "KILLED" and tags.get(REAPED_TAG) == _process_identity(tags)
+
+
+@contextlib.contextmanager
+def ending_lock(tracking_uri: str) -> Iterator[None]:
+    """Held while runs of the store are ended for a lost process, so that two processes that end the same
+    run at the same moment (the metric writer of a dead trainer, the joblib launcher's dead-worker handling)
+    do it one after the other, the second seeing what the first did: an flock on ``<db>.ending.lock``
+    beside an SQLite database. Other stores have no metric writer, and need none."""
+    from harness.tracking.store import sqlite_path
+
+    db = sqlite_path(tracking_uri)
+    if db is None:
+        yield
+        return
+    with open(db.with_name(db.name + ".ending.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield  # closing the file releases the lock
+
+
 def end_orphans(client: Any, runs: Iterable[Any], reason: str, status: str = "KILLED", *,
-                this_process: bool = False) -> list[Any]:
-    """End every orphaned run among runs with status and ``error = reason``; returns them."""
-    ended = orphaned(runs, this_process=this_process)
-    for run in ended:
-        tags = run.data.tags
-        client.set_tag(run.info.run_id, "error", f"{reason} (process {tags[PID_TAG]} on {tags[HOST_TAG]})")
-        end_run(client, run.info.run_id, status)
+                this_process: bool = False, take_over: bool = False, mark: bool = False) -> list[Any]:
+    """End every run among runs (mlflow Run, read again) that is orphaned with status and ``error = reason
+    (process ...)``; returns them as they were. take_over: also the runs end_lost ended (reaped), whose
+    REAPED_TAG goes; mark: tag the ended runs REAPED_TAG (end_lost)."""
+    from mlflow.entities import RunTag
+
+    ended = []
+    with ending_lock(client.tracking_uri):
+        for listed in runs:
+            run_id = listed.info.run_id
+            run = client.get_run(run_id)  # read under the lock: another process may just have ended it
+            replaced = take_over and reaped(run)
+            if not (replaced or orphaned([run], this_process=this_process)):
+                continue
+            recorded = run.data.tags
+            tags = [RunTag("error", f"{reason} ({_process_name(recorded)})")]
+            if mark:
+                tags.append(RunTag(REAPED_TAG, _process_identity(recorded)))
+            client.log_batch(run_id, tags=tags)
+            if replaced:
+                client.delete_tag(run_id, REAPED_TAG)
+            end_run(client, run_id, status)
+            ended.append(run)
     return ended
+
+
+def end_lost(client: Any, runs: Iterable[Any], by: str) -> list[Any]:
+    """End KILLED (tagged REAPED_TAG) the runs (mlflow Run) left RUNNING by a process that is gone, saying
+    who ends them (by): what this command and a dead trainer's metric writer do."""
+    reason = (f"the run's process ended without closing it (SIGKILL, out of memory or a power cut), so the "
+              f"last seconds of its metrics may be missing; ended KILLED by {by}")
+    return end_orphans(client, runs, reason, mark=True)
 
 
 def all_pages(search: Any, *args: Any, **kwargs: Any) -> list[Any]:
@@ -131,11 +200,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         experiment_ids = [e.experiment_id for e in all_pages(client.search_experiments)]
     running = all_pages(client.search_runs, experiment_ids, filter_string="attributes.status = 'RUNNING'")
-    if args.dry_run:
-        found = orphaned(running)
-    else:
-        found = end_orphans(client, running, "the run's process ended without closing it (SIGKILL, out of "
-                                              "memory or a power cut); ended KILLED by harness.tracking.reap")
+    found = orphaned(running) if args.dry_run else end_lost(client, running, "harness.tracking.reap")
     verb = "would end" if args.dry_run else "ended"
     for run in found:
         print(f"{verb} KILLED: {run.info.run_id} {run.info.run_name or ''}".rstrip())
