@@ -13,7 +13,9 @@ when the pool breaks:
   jobs that had ended keep their results;
 - every job attempt that ended this way goes to Hydra's callbacks (``on_job_end``, with a FAILED JobReturn
   whose exception, a ``LostJob``, says what happened): harness.tracking.SweepCallback ends the dead job's
-  run FAILED with the cause and the runs of a torn-down attempt KILLED, marked as re-run.
+  run FAILED with the cause and the runs of a torn-down attempt KILLED, marked as re-run. The dead worker's
+  metric writer process (harness.tracking.writer) outlives it and ends its run KILLED as reap does; the
+  callback's account replaces that one whether it comes before or after (harness.tracking.reap.ending_lock).
 
 Which worker died: each job records its process (harness.tracking.reap.process_tags) in a ledger folder of
 the sweep before it starts and its JobReturn when it ends. loky marks every pending job failed before it

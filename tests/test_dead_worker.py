@@ -4,10 +4,13 @@ real SIGKILL, real Hydra multirun with harness.joblib_launcher and real MLflow o
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
+import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -15,11 +18,12 @@ import pytest
 from hydra.core.utils import JobReturn, JobStatus
 from mlflow import MlflowClient
 from omegaconf import OmegaConf
-from test_sweep_signals import children_of, started_sweep
-from test_train_app import TINY, app, app_command, app_env, history, runs_of
+from test_sweep_signals import child_processes, children_of, gone, started_sweep, wait_for
+from test_train_app import ROOT, TINY, app, app_command, app_env, history, runs_of
 
 from harness.joblib_launcher import TornDown, WorkerDied, exit_description, reported_exit_codes
 from harness.tracking import ensure_store
+from harness.tracking.reap import REAPED_TAG, ending_lock, reaped
 
 # Job 0 trains until it is killed; job 1 (3000 steps, a few seconds) has just started when job 0's worker
 # dies, so loky tears it down; jobs 2 and 3 have not started. No periodic checkpoint: the torn-down job runs
@@ -74,6 +78,7 @@ def test_a_dead_worker_fails_its_job_and_the_sweep_goes_on(tmp_path: Path, track
     cause = ("WorkerDied: job 0's worker process died of SIGKILL (killed, or out of memory) "
              f"(process {killed} on")
     assert dead.info.status == "FAILED" and dead.data.tags["error"].startswith(cause)
+    assert REAPED_TAG not in dead.data.tags  # its metric writer's end, if it came first, is replaced
     assert len(jobs["1"]) == 2, [run.data.tags for run in jobs["1"]]  # its torn-down run, then its re-run
     partial, rerun = sorted(jobs["1"], key=lambda run: run.info.start_time)
     assert partial.info.status == "KILLED"
@@ -201,3 +206,70 @@ def test_lost_job_attempts_end_their_own_runs(tracking_settings, tmp_path: Path,
     assert run.info.status == "FAILED"
     assert run.data.tags["error"].startswith(
         f"the sweep stopped before its end (a failed job: WorkerDied: {died})")
+
+
+_IDLE_JOB = textwrap.dedent("""
+    import sys, time
+    from harness.tracking import TrackingSettings, open_run
+    settings = TrackingSettings(uri=sys.argv[1], experiment="test", artifact_root=sys.argv[2])
+    with open_run(settings, run_name="job", parent_run_id="auto") as log:
+        for step in range(100):
+            log.log_metrics({"loss": 1.0 / (step + 1)}, step)
+        log.flush()  # everything stored: the writer waits, idle, for its next message
+        print(log.run_id, flush=True)
+        time.sleep(600)
+""")
+
+
+@pytest.mark.parametrize(("first", "lost"), [("writer", WorkerDied), ("launcher", WorkerDied),
+                                             ("writer", TornDown), ("launcher", TornDown)])
+def test_a_dead_workers_run_ends_as_the_launcher_says_whoever_ends_it_first(
+        tracking_settings, tmp_path: Path, monkeypatch, first: str, lost: type) -> None:
+    """A sweep job's process (a real open_run and its real metric writer) is SIGKILLed. Its writer ends the
+    run as reap would and the launcher reports the attempt lost (SweepCallback.on_job_end): the run ends
+    FAILED with WorkerDied, or KILLED and re-run for a torn-down attempt, with no trace of the writer's
+    account, whether the writer acted first or the launcher did (the writer held stopped until then); one
+    waits for the other (reap.ending_lock), so that they never interleave."""
+    callback, config = started_sweep(tracking_settings, tmp_path, monkeypatch)
+    client = MlflowClient(tracking_settings.tracking_uri)
+    since = int(time.time() * 1000)
+    job = subprocess.Popen([sys.executable, "-c", _IDLE_JOB, tracking_settings.tracking_uri,
+                            tracking_settings.artifact_root], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        run_id = job.stdout.readline().strip()
+        (writer,) = child_processes(job.pid)
+        if first == "launcher":
+            os.kill(writer, signal.SIGSTOP)  # idle in its read of the pipe: it holds no lock of the store
+        with ending_lock(tracking_settings.tracking_uri):  # as while another process ends runs of the store
+            job.kill()
+            job.wait(timeout=60)
+            if first == "writer":
+                time.sleep(1.0)
+                assert client.get_run(run_id).info.status == "RUNNING"  # the writer waits its turn
+        if first == "writer":
+            wait_for(lambda: reaped(client.get_run(run_id)), 10.0, "the writer's end of the run")
+        host = socket.gethostname()
+        record = {"harness.host": host, "harness.pid": str(job.pid), "started_ms": since}
+        why = ("job 0's worker process died of SIGKILL (killed, or out of memory)" if lost is WorkerDied
+               else "torn down with the joblib pool when job 1 died; the job ran again in a fresh pool")
+        report = lost(why, 0, record)
+        callback.on_job_end(config, job_return=JobReturn(status=JobStatus.FAILED, _return_value=report))
+        if first == "launcher":
+            os.kill(writer, signal.SIGCONT)
+        wait_for(lambda: gone(writer), 10.0, "the writer's exit")
+    finally:
+        if job.poll() is None:
+            job.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(writer, signal.SIGCONT)
+        callback._end_abandoned_parent()
+        callback._restore_process_state()
+    run = client.get_run(run_id)
+    assert REAPED_TAG not in run.data.tags
+    if lost is WorkerDied:
+        assert run.info.status == "FAILED"
+        assert run.data.tags["error"] == f"WorkerDied: {report} (process {job.pid} on {host})"
+    else:
+        assert run.info.status == "KILLED" and "error" not in run.data.tags
+        assert run.data.tags["harness.rerun"] == str(report)
+    assert [m.step for m in client.get_metric_history(run_id, "loss")] == list(range(100))

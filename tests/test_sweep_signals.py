@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -14,14 +16,18 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 from omegaconf import OmegaConf
-from test_train_app import ROOT, TINY, app_command, app_env, runs_of
+from test_train_app import ROOT, TINY, app_command, app_env, history, runs_of
 
 from harness.tracking import RunInterrupted, SweepCallback, ensure_store, open_run
 from harness.tracking.loggers import MlflowLogger
-from harness.tracking.reap import process_tags
+from harness.tracking.reap import HOST_TAG, PID_TAG, REAPED_TAG, process_gone, process_tags, reaped
 from harness.tracking.runs import Interrupts, note_stop, stop_requested
+from harness.tracking.writer import TRAINER_EXIT_WAIT_S
 
 LONG = ["trainer.steps=1000000", "trainer.eval_interval=1000", "trainer.diagnostics_interval=0"]
+# the error tag of a run ended because its process was gone, up to who ended it
+LOST = ("the run's process ended without closing it (SIGKILL, out of memory or a power cut), so the last "
+        "seconds of its metrics may be missing; ended KILLED by ")
 
 
 def children_of(settings) -> tuple[list, list]:
@@ -254,34 +260,94 @@ def test_a_signal_during_a_store_write_stops_the_run_once_the_write_is_done(trac
     assert client.get_run(run_id).data.tags["written"] == "whole"
 
 
-_SLOW_LOGGER = textwrap.dedent("""
-    import sys, time
+def child_processes(pid: int) -> list[int]:
+    """The processes whose parent is pid (read from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            if stat.read_text().rpartition(")")[2].split()[1] == str(pid):
+                found.append(int(stat.parent.name))
+    return found
+
+
+def gone(pid: int) -> bool:
+    """Whether process pid of this host has ended (a zombie nobody reaps counts as ended)."""
+    return process_gone({HOST_TAG: socket.gethostname(), PID_TAG: str(pid)})
+
+
+def wait_for(predicate, timeout: float, what: str) -> float:
+    """Poll predicate() every 20 ms until it holds; returns the seconds it took (fails after timeout)."""
+    start = time.monotonic()
+    while not predicate():
+        assert time.monotonic() - start < timeout, f"{what}: not within {timeout} s"
+        time.sleep(0.02)
+    return time.monotonic() - start
+
+
+def test_a_sigkilled_training_run_is_ended_killed_by_its_metric_writer(tmp_path: Path,
+                                                                        tracking_settings) -> None:
+    """SIGKILL (what the out-of-memory killer sends) to a real experiments/train.py: its metric writer
+    process, which outlives it, ends the run within about a second, as harness.tracking.reap would, with
+    every metric value stored before the kill, and exits. No reap call."""
+    process, stderr = start(app_command(tracking_settings, *TINY, *LONG, "trainer.checkpoint_every=0"),
+                            tmp_path)
+    client = MlflowClient(tracking_settings.tracking_uri)
+    try:
+        wait_until(lambda: runs_of(tracking_settings) and client.get_metric_history(
+            runs_of(tracking_settings)[0].info.run_id, "train/loss"), process, stderr)
+        (run,) = runs_of(tracking_settings)
+        trainer = int(run.data.tags[PID_TAG])
+        (writer,) = child_processes(trainer)
+        assert trainer == process.pid and writer != trainer  # the training process is the run's
+        time.sleep(1.0)
+        stored = history(client, run.info.run_id, "train/loss")
+        os.kill(trainer, signal.SIGKILL)
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    took = wait_for(lambda: client.get_run(run.info.run_id).info.status != "RUNNING", 5.0, "the run's end")
+    wait_for(lambda: gone(writer), 5.0, "the writer's exit")
+    ended = client.get_run(run.info.run_id)
+    host = socket.gethostname()
+    assert ended.info.status == "KILLED", took
+    assert ended.data.tags["error"] == f"{LOST}its metric writer process (process {trainer} on {host})"
+    assert ended.data.tags[REAPED_TAG].startswith(f"process {trainer} on {host}, started ") and reaped(ended)
+    after = history(client, run.info.run_id, "train/loss")
+    assert after[:len(stored)] == stored and [step for step, _ in after] == list(range(1, len(after) + 1))
+
+
+_EXECS_IN_ITS_RUN = textwrap.dedent("""
+    import os, sys
     from harness.tracking import TrackingSettings, open_run
     settings = TrackingSettings(uri=sys.argv[1], experiment="test", artifact_root=sys.argv[2])
     with open_run(settings, run_name="victim") as log:
+        log.log_metrics({"loss": 1.0}, 0)
+        log.flush()
         print(log.run_id, flush=True)
-        for step in range(10**9):
-            log.log_metrics({"loss": 1.0 / (step + 1)}, step)
-            time.sleep(0.005)
+        # the same process (pid, start time) runs on as another program: the writer's pipe closes
+        os.execv(sys.executable, [sys.executable, "-c", "import time; time.sleep(600)"])
 """)
 
 
-def test_sigkill_loses_seconds_at_most_and_reap_ends_the_run(tracking_settings) -> None:
-    process = subprocess.Popen([sys.executable, "-c", _SLOW_LOGGER, tracking_settings.tracking_uri,
+def test_a_writer_leaves_the_run_of_a_live_process_alone_and_reap_ends_it_once_gone(tracking_settings
+                                                                                     ) -> None:
+    """The writer's pipe closes while the run's process still runs (it exec'd another program): the writer
+    exits, the run stays RUNNING. Once that process is killed too, nothing can end the run but
+    harness.tracking.reap, which ends it KILLED and leaves the run of a live process alone."""
+    process = subprocess.Popen([sys.executable, "-c", _EXECS_IN_ITS_RUN, tracking_settings.tracking_uri,
                                 tracking_settings.artifact_root], stdout=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         run_id = process.stdout.readline().strip()
-        time.sleep(6.0)  # ~1000 values: fewer than one count-based flush (1000)
+        (writer,) = child_processes(process.pid)
+        wait_for(lambda: gone(writer), 3 * TRAINER_EXIT_WAIT_S + 5.0, "the writer's exit")
+        client, experiment_id = ensure_store(tracking_settings)
+        assert process.poll() is None and client.get_run(run_id).info.status == "RUNNING"
         process.kill()
         process.wait(timeout=60)
     finally:
         if process.poll() is None:
             process.kill()
-    client, experiment_id = ensure_store(tracking_settings)
-    time.sleep(1.0)  # the metric writer finishes what the dead process had sent it
-    steps = sorted(m.step for m in client.get_metric_history(run_id, "loss"))
-    assert len(steps) >= 100 and steps == list(range(len(steps)))  # all but the last seconds
-    assert client.get_run(run_id).info.status == "RUNNING"
     alive = client.create_run(experiment_id, tags=process_tags()).info.run_id  # this process: not orphaned
     reap = [sys.executable, "-m", "harness.tracking.reap", "--uri", tracking_settings.tracking_uri]
     done = subprocess.run(reap, capture_output=True, text=True, cwd=ROOT, timeout=120)
@@ -289,5 +355,7 @@ def test_sigkill_loses_seconds_at_most_and_reap_ends_the_run(tracking_settings) 
     assert f"ended KILLED: {run_id} victim" in done.stdout
     assert done.stdout.strip().splitlines()[-1] == "1 of 2 RUNNING runs had lost their process on this host"
     run = client.get_run(run_id)
-    assert run.info.status == "KILLED" and "ended without closing it" in run.data.tags["error"]
+    assert run.info.status == "KILLED" and reaped(run)
+    assert run.data.tags["error"] == (f"{LOST}harness.tracking.reap (process {process.pid} on "
+                                      f"{socket.gethostname()})")
     assert client.get_run(alive).info.status == "RUNNING"

@@ -11,10 +11,14 @@ seconds of a run are missing. A run that was offline (its tracking server lost) 
 record; the command names the record to replay. Runs of other hosts, and runs without these tags, are left
 alone.
 
+On an SQLite store a run's process seldom leaves it for this command: its metric writer process
+(harness.tracking.writer), which outlives it, writes what it was sent and ends the run itself with end_lost
+within about a second. The command is the way for a server's or another database's runs (no writer), and
+for a run whose writer died too (a power cut, a SIGKILL of the whole process group).
+
 A run ended this way is tagged ``harness.reaped`` (REAPED_TAG, naming the lost process); the joblib launcher's
 more specific account of a dead worker's run (FAILED, ``WorkerDied``) replaces it (end_orphans(take_over=
-True)), whichever of the two comes first: every ending of a lost process's run holds one lock per store
-(ending_lock).
+True)), whichever of the two comes first: both end runs under one lock per store (ending_lock).
 """
 
 from __future__ import annotations

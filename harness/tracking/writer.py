@@ -23,7 +23,12 @@ Importing MLflow and its SQL store (about 1.4 s of CPU) thus leaves the way to t
 
 The child ignores SIGINT and SIGTERM, which a terminal or a process-group kill also delivers to it, and
 finishes what its parent sent: the parent's own handlers decide when to stop. It ends when the parent exits
-(an atexit hook, or the pipe closing if the parent dies). It is forked with os.fork rather than
+(an atexit hook, or the pipe closing if the parent dies). A parent killed without warning (SIGKILL, the
+out-of-memory killer) cannot end its runs: the child, which sees the pipe close without the closing
+message, writes everything it had received, then ends every run it served that is still RUNNING and whose
+process is gone as ``python -m harness.tracking.reap`` would (reap.end_lost: KILLED, an ``error`` tag naming
+the lost process), and exits; a parent that still runs is waited for TRAINER_EXIT_WAIT_S at most and its
+runs are left to it. It is forked with os.fork rather than
 multiprocessing.Process: a multiprocessing child (a loky worker of the joblib launcher) terminates and joins
 its multiprocessing children when it ends, and would wait forever for one that ignores SIGTERM.
 """
@@ -42,10 +47,14 @@ import threading
 import time
 from typing import Any, ClassVar
 
+from harness.tracking.reap import end_lost, process_gone, process_tags
 from harness.tracking.sqlite_metrics import MetricRow, MetricTable
 
 SYNC_TIMEOUT_S = 300  # the pipe bounds the backlog to seconds of writing; this only catches a stuck child
 EXIT_TIMEOUT_S = 10
+# A process's files close just before it becomes a zombie: the pipe's end is seen a moment before the
+# process is gone.
+TRAINER_EXIT_WAIT_S = 2.0
 
 
 def fork_available() -> bool:
@@ -82,10 +91,11 @@ class BackgroundMetricWriter:
         self._synced: dict[str, list[tuple[int, str | None]]] = {}
         self._syncs = itertools.count()
         self._conn, child_conn = multiprocessing.Pipe()
+        parent = process_tags()  # read before the fork: the child cannot tell a dead parent's start time
         self._pid: int | None = os.fork()
         if self._pid == 0:
             try:
-                _serve(tracking_uri, child_conn, self._conn)
+                _serve(tracking_uri, child_conn, self._conn, parent)
             finally:
                 os._exit(1)  # whatever happens, the child never runs on in its copy of the parent's code
         child_conn.close()
@@ -227,6 +237,7 @@ class _ChildRuns:
         self.loggers: dict[str, Any] = {}  # key -> the MlflowLogger of a run opened here
         self.errors: dict[str, str] = {}
         self.unopened: dict[str, str] = {}  # key -> why its run could not be opened (sticky)
+        self.served: dict[str, None] = {}  # the ids of the runs written to and not ended here, in order
 
     def table(self) -> MetricTable:
         if self._table is None:  # the store may not exist before the child's first run opens it
@@ -244,12 +255,31 @@ class _ChildRuns:
         else:
             try:
                 if kind == "rows":
-                    self.table().write(self.run_ids.get(run, run), rest[0])
+                    run_id = self.run_ids.get(run, run)
+                    self.served[run_id] = None
+                    self.table().write(run_id, rest[0])
                 else:
                     method, args = rest
                     getattr(self.loggers[run], method)(*args)
+                    if method == "finish":
+                        self.served.pop(self.run_ids[run], None)
             except Exception as exc:  # reported to the parent at sync, which fails the run
                 self.errors[run] = f"{type(exc).__name__}: {exc}"
+
+    def end_orphans(self, parent: dict[str, str]) -> None:
+        """The parent (process_tags) ended without closing the pipe: once it is gone, end the runs served
+        here that are still RUNNING and whose process is gone, as harness.tracking.reap would."""
+        if not self.served:
+            return
+        deadline = time.monotonic() + TRAINER_EXIT_WAIT_S
+        while not process_gone(parent):
+            if time.monotonic() > deadline:
+                return  # it runs on (the pipe closed another way): its runs are its own
+            time.sleep(0.01)
+        from harness.tracking.store import TrackingSettings, store_client
+
+        client = store_client(TrackingSettings(uri=self.tracking_uri))
+        end_lost(client, [client.get_run(run_id) for run_id in self.served], "its metric writer process")
 
     def _open(self, run: str, request: dict[str, Any]) -> tuple[str | None, str | None, BaseException | None]:
         from harness.tracking.loggers import MlflowLogger
@@ -263,6 +293,7 @@ class _ChildRuns:
             self.unopened[run] = f"{type(exc).__name__}: {exc}"
             return None, None, _sendable(exc)
         run_id = self.run_ids[run] = created.info.run_id
+        self.served[run_id] = None
         self.loggers[run] = MlflowLogger(client, run_id)
         return run_id, experiment_id, None
 
@@ -277,10 +308,11 @@ def _sendable(exc: BaseException) -> BaseException:
     return RuntimeError(f"{type(exc).__name__}: {exc}")
 
 
-def _serve(tracking_uri: str, conn: Any, parent_end: Any) -> None:
+def _serve(tracking_uri: str, conn: Any, parent_end: Any, parent: dict[str, str]) -> None:
     """Child process: handle the parent's messages (rows, opens, calls, syncs) until None; answer a sync with
     that run's first error, or None when all its rows and calls are stored, and an open with the run's id and
-    experiment id, or the error that prevented it."""
+    experiment id, or the error that prevented it. A pipe that closes before None: the parent (process_tags)
+    died, and the runs it left RUNNING are ended here."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     parent_end.close()
@@ -290,7 +322,9 @@ def _serve(tracking_uri: str, conn: Any, parent_end: Any) -> None:
         while (message := conn.recv()) is not None:
             runs.handle(message, conn)
     except (EOFError, OSError):
-        pass  # the parent is gone: nothing left to report to
+        # The parent is gone, nobody to report to: what goes wrong here leaves its runs to reap.
+        with contextlib.suppress(Exception):
+            runs.end_orphans(parent)
     except Exception as exc:  # a message the child cannot read: say so rather than leave the parent waiting
         with contextlib.suppress(OSError):
             conn.send(("failed", None, f"{type(exc).__name__}: {exc}"))
