@@ -1,10 +1,11 @@
 """``open_run``: one tracked run that ends FINISHED, FAILED or KILLED, whatever stops it short of SIGKILL.
 
 An exception, SIGTERM/SIGINT (also when Python drops the handler's exception: see stop_requested) or a lost
-tracking server all end the run. Only a process killed without warning (SIGKILL, the out-of-memory killer, a
-power cut) leaves its run RUNNING, with at most the last FLUSH_INTERVAL_S seconds of metric values unsent;
-``python -m harness.tracking.reap`` finds such runs (their ``harness.host`` / ``harness.pid`` tags name a
-process that is gone) and ends them KILLED.
+tracking server all end the run. A process killed without warning (SIGKILL, the out-of-memory killer) cannot,
+and loses at most the last FLUSH_INTERVAL_S seconds of metric values: on an SQLite store its metric writer
+process (harness.tracking.writer) ends the run KILLED within about a second; elsewhere (a server, another
+database), or after a power cut, the run stays RUNNING until ``python -m harness.tracking.reap`` finds it (its
+``harness.host`` / ``harness.pid`` tags name a process that is gone) and ends it KILLED in the same words.
 """
 
 from __future__ import annotations
