@@ -266,7 +266,7 @@ class _ChildRuns:
             except Exception as exc:  # reported to the parent at sync, which fails the run
                 self.errors[run] = f"{type(exc).__name__}: {exc}"
 
-    def end_orphans(self, parent: dict[str, str]) -> None:
+    def end_abandoned(self, parent: dict[str, str]) -> None:
         """The parent (process_tags) ended without closing the pipe: once it is gone, end the runs served
         here that are still RUNNING and whose process is gone, as harness.tracking.reap would."""
         if not self.served:
@@ -324,7 +324,7 @@ def _serve(tracking_uri: str, conn: Any, parent_end: Any, parent: dict[str, str]
     except (EOFError, OSError):
         # The parent is gone, nobody to report to: what goes wrong here leaves its runs to reap.
         with contextlib.suppress(Exception):
-            runs.end_orphans(parent)
+            runs.end_abandoned(parent)
     except Exception as exc:  # a message the child cannot read: say so rather than leave the parent waiting
         with contextlib.suppress(OSError):
             conn.send(("failed", None, f"{type(exc).__name__}: {exc}"))
