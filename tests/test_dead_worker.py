@@ -23,7 +23,7 @@ from test_train_app import ROOT, TINY, app, app_command, app_env, history, runs_
 
 from harness.joblib_launcher import TornDown, WorkerDied, exit_description, reported_exit_codes
 from harness.tracking import ensure_store
-from harness.tracking.reap import REAPED_TAG, ending_lock, reaped
+from harness.tracking.reap import REAPED_TAG, end_lost, ending_lock, reaped
 
 # Job 0 trains until it is killed; job 1 (3000 steps, a few seconds) has just started when job 0's worker
 # dies, so loky tears it down; jobs 2 and 3 have not started. No periodic checkpoint: the torn-down job runs
@@ -273,3 +273,29 @@ def test_a_dead_workers_run_ends_as_the_launcher_says_whoever_ends_it_first(
         assert run.info.status == "KILLED" and "error" not in run.data.tags
         assert run.data.tags["harness.rerun"] == str(report)
     assert [m.step for m in client.get_metric_history(run_id, "loss")] == list(range(100))
+
+
+def test_a_sweep_that_stops_takes_over_the_run_a_metric_writer_ended(tracking_settings, tmp_path: Path,
+                                                                      monkeypatch) -> None:
+    """A sweep stopped with no signal (a crash, a dead worker its launcher could not name) ends its parent
+    FAILED, not KILLED, though a child was ended KILLED by its metric writer (reap.end_lost) when its process
+    died; that child's end is the sweep's account, as when the sweep had found it RUNNING."""
+    callback, _ = started_sweep(tracking_settings, tmp_path, monkeypatch)
+    client, experiment_id = ensure_store(tracking_settings)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    tags = {"mlflow.parentRunId": callback.parent_run_id, "harness.pid": str(dead.pid),
+            "harness.host": socket.gethostname()}
+    run_id = client.create_run(experiment_id, run_name="job", tags=tags).info.run_id
+    assert len(end_lost(client, [client.get_run(run_id)], "its metric writer process")) == 1
+    assert reaped(client.get_run(run_id))
+    parent = callback.parent_run_id
+    try:
+        callback._end_abandoned_parent()
+    finally:
+        callback._restore_process_state()
+    assert client.get_run(parent).info.status == "FAILED"
+    run = client.get_run(run_id)
+    assert run.info.status == "FAILED" and REAPED_TAG not in run.data.tags
+    assert run.data.tags["error"] == ("the job's worker process died before it could end its run (killed, or "
+                                      f"out of memory) (process {dead.pid} on {socket.gethostname()})")
