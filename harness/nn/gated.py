@@ -28,26 +28,29 @@ elementwise operation of each gate reads the product's row and writes the gate's
 where the rest is computed in place, so G ends up holding the gate values (LSTM's sigmoid gates as their
 denominators, see below). LSTM keeps its blocks internally in the order o, i, f, g: the three sigmoid gates
 are one group in the forward pass, the three deltas that dc_t drives (i, f, g) one in the backward sweep;
-parameters and gradients keep i, f, g, o. BPTT keeps nothing else but the hidden states and, for LSTM, c_t: 6x
-the bytes of the hidden states for LSTM, 4x for GRU. The backward sweep runs in chunks of steps: the factors
-of a chunk that need no backpropagated gradient (g s'(i), ...) are computed for the whole chunk at once (at
-most CHUNK steps and about CHUNK_BYTES of gate values, so that the step loop finds them still in cache), then
-the step loop does only the recurrence and writes dL/da_t over the gate values of step t, which nothing reads
-again. GRU's chunks then add their share to the gradients of W_x and b and to dX while their dL/da_t are in
-cache, and the gradient of W_h is one product over all steps (its candidate block, whose input r h_{t-1} is
-not kept, one product per chunk).
+parameters and gradients keep i, f, g, o. BPTT keeps nothing else but the hidden states (LSTM's next to the
+inputs, as step rows) and, for LSTM, c_t: 6x the bytes of the hidden states for LSTM, 4x for GRU. The
+backward sweep runs in chunks of steps: the factors of a chunk that need no backpropagated gradient
+(g s'(i), ...) are computed for the whole chunk at once (at most CHUNK steps and about CHUNK_BYTES of gate
+values, so that the step loop finds them still in cache), then the step loop does only the recurrence and
+writes dL/da_t over the gate values (LSTM: the factors) of step t, which nothing reads again. GRU's chunks
+then add their share to the gradients of W_x and b and to dX while their dL/da_t are in cache, and the
+gradient of W_h is one product over all steps (its candidate block, whose input r h_{t-1} is not kept, one
+product per chunk).
 
 LSTM's gate buffer is step-major, (T, 4, B, H): the four gates of a step are one contiguous block, which the
-sigmoid writes whole, and which the backward sweep overwrites with dL/da_t as the step's row (B, 4H) of the
-fused recurrent product dL/da_t W_h^T: the deltas are read where they were written, and the weight
-gradients are products of all steps' rows (T*B, 4H): W_h one with the states h_{t-1}, W_x and b one per
-chunk with the rows [x_t | 1] (b's sum as a product), dX one. Its forward copies x_t into the step rows
-for a chunk of steps at once, writes h_t straight into the next step's row and copies the chunk's hidden
-states out once. It keeps the sigmoid gates o, i, f as their denominators 1 + exp(-a) and divides by them
-(f c_{t-1} as c_{t-1} / (1 + exp(-a_f)), ...): no reciprocal pass, and one rounding instead of two; the
-backward turns a chunk's denominators into the gate values in place before computing its factors. LSTM
-fuses the read-out (layers.py, `fuses_readout`): the forward writes each chunk's outputs H W_hy right after
-the chunk's steps, the backward adds each chunk's share of dW_hy = H^T dO, both while the rows are in cache.
+sigmoid writes whole. LSTM keeps the step rows Z[t] = [h_{t-1} | x_t | 1] of every step (T + 1, B, H + D + 1)
+instead of a separate hidden-state array: the forward copies X into them once, writes h_t straight into the
+next step's row, and returns the hidden states as the view Z[1:, :, :H]. The backward computes a chunk's
+factors in place over its gates (step t's four factor slabs in G[t]), builds each step's deltas as a row
+(B, 4H) of the fused recurrent product dL/da_t W_h^T and copies it over G[t], whose factors it has read, so
+that G ends up holding every step's rows (T*B, 4H): the gradients of W_h, W_x and b are then one product
+Z^T dL/da (b's sum as a product, over pieces of steps), dX one. It keeps the sigmoid gates o, i, f as their
+denominators 1 + exp(-a) and divides by them (f c_{t-1} as c_{t-1} / (1 + exp(-a_f)), ...): no reciprocal
+pass, and one rounding instead of two; the backward turns a chunk's denominators into the gate values in
+place before computing its factors. LSTM fuses the read-out (layers.py, `fuses_readout`): the forward writes
+each chunk's outputs H W_hy right after the chunk's steps, the backward adds each chunk's share of
+dW_hy = H^T dO, both while the rows are in cache.
 
 The gate buffer, c_t and the chunk buffers are the layer's workspace, reused by every call: arrays above
 glibc's mmap threshold (32 MiB) come from the kernel as fresh pages at every allocation, which cost as much
@@ -81,6 +84,9 @@ from .model import RecurrentModel
 
 CHUNK = 16  # most steps per backward chunk: the chunk's factors are computed at once
 CHUNK_BYTES = 1 << 20  # a chunk holds at least one step and at most about this many bytes of gate values
+# LSTM's weight-gradient product is summed over pieces of at least this many rows: each piece costs an
+# addition of an (H + D + 1, 4H) array; pieces of 128-256 rows measured no more accurate, up to 1.2x slower
+MIN_ROWS = 512
 
 _LSTM_ORDER = (3, 0, 1, 2)  # LSTM's internal block order o, i, f, g, as indices of the parameters' i, f, g, o
 
@@ -345,29 +351,26 @@ class LSTMLayer(_GatedLayer):
         ws = self._workspace
         G = ws.get("gates", (T, 4, B, Hn), W.dtype)  # the gate values o, i, f, g of every step
         C = ws.get("c", (T + 1, B, Hn), W.dtype)  # C[t] = c_{t-1}
-        Hs = np.empty((T, B, Hn), dtype=W.dtype)
+        # the step rows Z[t] = [h_{t-1} | x_t | 1] of every step, kept: the weight gradients are one product
+        # Z^T dL/da, and the hidden states are their views Hs = Z[1:, :, :H] (Z[T] holds only h_{T-1})
+        Z = np.empty((T + 1, B, Hn + D + self.bias), dtype=W.dtype)
         h0, C[0] = self._initial_state(state0, B, W.dtype)
-        steps = min(CHUNK, T)
-        # the step rows [h_{t-1} | x_t | 1] of a chunk, rows[j] for step start + j (in the buffer of the
-        # backward's chunk scratch: never needed at the same time)
-        rows = ws.get("scratch", (steps + 1, B, Hn + D + self.bias), W.dtype)
-        rows[0, :, :Hn] = h0
+        Z[0, :, :Hn] = h0
+        Z[:T, :, Hn:Hn + D] = X
         if self.bias:
-            rows[:, :, Hn + D] = 1.0
+            Z[:T, :, Hn + D] = 1.0
+        Hs = Z[1:, :, :Hn]
         pre = ws.get("pre_activations", (B, 4 * Hn), W.dtype)
         pre_blocks = pre.reshape(B, 4, Hn).transpose(1, 0, 2)
         input_part = ws.get("input_part", (B, Hn), W.dtype)
         padding = None if valid.all() else ~valid[:, :, None]
         act = activation_function(self.activation)
+        steps = min(CHUNK, T)
         with np.errstate(over="ignore"):  # sigmoid's exp(-a) is inf for a << 0: 1 / (1 + inf) = 0 is right
             for start in range(0, T, steps):
-                k = min(steps, T - start)
-                if start:
-                    np.copyto(rows[0, :, :Hn], rows[steps, :, :Hn])
-                np.copyto(rows[:k, :, Hn:Hn + D], X[start:start + k])
-                for j in range(k):
-                    t = start + j
-                    np.matmul(rows[j], W, out=pre)  # all pre-activations of the step: the fused product
+                stop = min(T, start + steps)
+                for t in range(start, stop):
+                    np.matmul(Z[t], W, out=pre)  # all pre-activations of the step: the fused product
                     d_o, d_i, d_f, g = a = G[t]  # the sigmoid gates as their denominators 1 + exp(-a)
                     sigmoid_denominator_from_negated(pre_blocks[:3], out=a[:3])
                     act(pre_blocks[3], out=g)
@@ -375,42 +378,46 @@ class LSTMLayer(_GatedLayer):
                     np.divide(C[t], d_f, out=c_new)
                     np.divide(g, d_i, out=input_part)
                     c_new += input_part
-                    h_new = rows[j + 1, :, :Hn]  # h_t goes straight into the next step's row
+                    h_new = Hs[t]  # h_t is the next step's row
                     act(c_new, out=h_new)
                     np.divide(h_new, d_o, out=h_new)
                     if padding is not None:
                         np.copyto(c_new, C[t], where=padding[t])
-                        np.copyto(h_new, rows[j, :, :Hn], where=padding[t])
-                np.copyto(Hs[start:start + k], rows[1:k + 1, :, :Hn])
+                        np.copyto(h_new, Z[t, :, :Hn], where=padding[t])
                 if readout is not None:  # while the chunk's rows are in cache
-                    np.matmul(Hs[start:start + k], readout[0], out=readout[1][start:start + k])
+                    np.matmul(Hs[start:stop], readout[0], out=readout[1][start:stop])
         # c_T is copied out of the workspace: the next forward overwrites C
-        return Hs, (Hs[T - 1], C[T].copy()), (X, G, C, Hs, h0, padding, self._new_cache_id())
+        return Hs, (Hs[T - 1], C[T].copy()), (X, G, C, Z, padding, self._new_cache_id())
 
     def _chunk_factors(self, gates: np.ndarray, C: np.ndarray, start: int, padding: np.ndarray | None
                        ) -> tuple[np.ndarray, np.ndarray]:
-        """The factors of steps start..start+k-1 that need no gradient, for gate values gates (k, 4, B, H) and
-        the cells C (T + 1, B, H) (C[t] = c_{t-1}): F (4, k, B, H) = [act(c_t) s'(o), g s'(i), c_{t-1} s'(f),
-        i act'(g)] (zero at padding steps) and o act'(act(c_t)) (k, B, H). Both live in the workspace until
-        the next chunk."""
+        """The factors of steps start..start+k-1 that need no gradient, for the gate values gates (k, 4, B, H)
+        (o, i, f as their denominators) and the cells C (T + 1, B, H) (C[t] = c_{t-1}), written over the
+        gates in place: gates[:, m] becomes F_m of F = [act(c_t) s'(o), g s'(i), c_{t-1} s'(f), i act'(g)]
+        (zero at padding steps), so that the step loop reads a step's factors where it writes its dL/da_t.
+        Returns f and o act'(act(c_t)), each (k, B, H) in the workspace until the next chunk."""
         k, _, B, Hn = gates.shape
         np.reciprocal(gates[:, :3], out=gates[:, :3])  # the sigmoid gates o, i, f from their denominators
         o, i, f, g = gates.transpose(1, 0, 2, 3)
         ws = self._workspace
-        F = ws.get("factors", (4, k, B, Hn), gates.dtype)
-        h_to_c = ws.get("h_to_c", (k, B, Hn), gates.dtype)
-        scratch = ws.get("scratch", (k, B, Hn), gates.dtype)
-        act_c = activate(self.activation, C[start + 1:start + k + 1], out=F[0])
+        forget, h_to_c, scratch = (ws.get(name, (k, B, Hn), gates.dtype)
+                                   for name in ("forget", "h_to_c", "scratch"))
+        act_c = activate(self.activation, C[start + 1:start + k + 1], out=forget)  # forget's buffer, free yet
         derivative_from_output(self.activation, act_c, out=h_to_c)
         h_to_c *= o
-        act_c *= derivative_from_output("sigmoid", o, out=scratch)
-        np.multiply(g, derivative_from_output("sigmoid", i, out=scratch), out=F[1])
-        derivative_from_output("sigmoid", f, out=F[2])
-        F[2] *= C[start:start + k]
-        np.multiply(i, derivative_from_output(self.activation, g, out=scratch), out=F[3])
+        o *= np.subtract(1.0, o, out=scratch)  # s'(o)
+        o *= act_c
+        derivative_from_output(self.activation, g, out=scratch)
+        input_to_c = derivative_from_output("sigmoid", i, out=forget)  # s'(i); act(c_t) is read no more
+        input_to_c *= g
+        np.multiply(i, scratch, out=g)
+        np.copyto(i, input_to_c)
+        np.copyto(forget, f)
+        derivative_from_output("sigmoid", forget, out=f)
+        f *= C[start:start + k]
         if padding is not None:
-            F *= ~padding[start:start + k]
-        return F, h_to_c
+            gates *= ~padding[start:start + k, None]
+        return forget, h_to_c
 
     def backward(self, params: dict[str, np.ndarray], dH: np.ndarray | ReadoutGrad, cache: Any,
                  d_final_state: tuple[np.ndarray, ...] | None = None, truncation: int | None = None,
@@ -419,10 +426,11 @@ class LSTMLayer(_GatedLayer):
                             np.ndarray | None]:
         """dH (T, B, H) from above -> dX, grads, (dL/dh_0, dL/dc_0), dh (T, B, H) or None.
         Overwrites the gate values in the cache with dL/da_t."""
-        X, G, C, Hs, h0, padding, cache_id = cache
+        X, G, C, Z, padding, cache_id = cache
         self._check_current(cache_id)
         T, B, _ = X.shape
         Hn = self.hidden_size
+        Hs = Z[1:, :, :Hn]
         W_h_T = self._transposed_blocks(params["W_h"], slice(None))  # (4H, H)
         (dh_bands, dc_bands), truncated = self._initial_bands((T, B, Hn), G.dtype, d_final_state, truncation)
         n = dh_bands.shape[0]
@@ -431,30 +439,29 @@ class LSTMLayer(_GatedLayer):
         dc_total = ws.get("dc_total", (n, B, Hn), G.dtype)
         # the bands that step t sends back, in buffers alternating with t (a padding step keeps the other's)
         dh_back, dc_back = (ws.get(name, (2, n, B, Hn), G.dtype) for name in ("dh_back", "dc_back"))
-        if truncated:  # each band's deltas as rows for the fused W_h^T product; their sum is dL/da_t
-            band_rows = ws.get("band_rows", (n, B, 4 * Hn), G.dtype)
-            band_deltas = band_rows.reshape(n, B, 4, Hn).transpose(2, 0, 1, 3)
+        # each band's deltas as rows for the fused W_h^T product (their sum is dL/da_t), in a buffer of their
+        # own: G[t] holds the step's factors in the gate slabs' layout, which the rows' layout would overwrite
+        rows = ws.get("rows", (n, B, 4 * Hn), G.dtype)
+        deltas = rows.reshape(n, B, 4, Hn).transpose(2, 0, 1, 3)
         clip = self.clip_hidden_delta
         for start, stop, dH_chunk in self._chunks_back(dH, G.shape[0], 4 * B * Hn * G.itemsize):
             k = stop - start
-            F, h_to_c = self._chunk_factors(G[start:stop], C, start, padding)
-            # the chunk's gates are read no more but for f_t: dL/da_t overwrites them, as step rows
-            dA = G[start:stop].reshape(k, B, 4 * Hn)
-            dA_blocks = dA.reshape(k, B, 4, Hn).transpose(2, 0, 1, 3)
+            forget, h_to_c = self._chunk_factors(G[start:stop], C, start, padding)
+            dA = G[start:stop].reshape(k, B, 4 * Hn)  # dL/da_t overwrites the factors of step t, as its rows
             for j in range(k - 1, -1, -1):
                 t = start + j
                 self._arrive(dh_bands, dH_chunk[j], dh, t)
                 np.multiply(dh_bands, h_to_c[j], out=dc_total)
                 dc_total += dc_bands
-                dc_previous = np.multiply(dc_total, G[t, 2], out=dc_back[t % 2])  # f_t, read before dL/da_t
-                # with one band the deltas are dL/da_t itself: written straight into its rows
-                rows, deltas = (band_rows, band_deltas) if truncated else (dA[j:j + 1], dA_blocks[:, j:j + 1])
-                np.multiply(dh_bands, F[0, j], out=deltas[0])
-                np.multiply(dc_total, F[1:, j, None], out=deltas[1:])
+                dc_previous = np.multiply(dc_total, forget[j], out=dc_back[t % 2])
+                np.multiply(dh_bands, G[t, 0], out=deltas[0])
+                np.multiply(dc_total, G[t, 1:, None], out=deltas[1:])
                 if clip is not None:
                     clip_band_sum(deltas, clip)
                 if truncated:
                     rows.sum(axis=0, out=dA[j])
+                else:
+                    np.copyto(dA[j], rows[0])
                 pad = None if padding is None else padding[t]
                 dh_bands, dc_bands = _step_bands((dh_bands, dc_bands),
                                                  (np.matmul(rows, W_h_T, out=dh_back[t % 2]), dc_previous),
@@ -462,34 +469,28 @@ class LSTMLayer(_GatedLayer):
             if isinstance(dH, ReadoutGrad) and dH.collects_weight_grad:  # while the chunk's rows are in cache
                 dH.add_weight_grad(Hs[start:stop], start)
         del dH_chunk  # the first steps' rows of dL/dH: not needed for the weight gradients
-        dX, grads = self._weight_grads_from_rows(G.reshape(T * B, 4 * Hn), params, X, Hs, h0)
+        dX, grads = self._weight_grads_from_rows(G.reshape(T * B, 4 * Hn), params, Z[:T])
         return dX, grads, (dh_bands.sum(axis=0), dc_bands.sum(axis=0)), dh
 
-    def _weight_grads_from_rows(self, dA: np.ndarray, params: dict[str, np.ndarray], X: np.ndarray,
-                                Hs: np.ndarray, h0: np.ndarray
+    def _weight_grads_from_rows(self, dA: np.ndarray, params: dict[str, np.ndarray], Z: np.ndarray
                                 ) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
         """dX (T, B, D) (None unless input_grad) and the gradients of W_x, W_h and b from dL/da as step rows
-        dA (T*B, 4H) (internal block order), in the parameters' layout. W_x and b come from one product with
-        the rows [x_t | 1] per chunk of steps (the bias's sum as a product), W_h from one over all steps."""
-        T, B, D = X.shape
+        dA (T*B, 4H) (internal block order), in the parameters' layout: all three are one product Z^T dA of
+        the step rows Z (T, B, H + D + bias) = [h_{t-1} | x_t | 1] (the bias's sum as a product), summed
+        over pieces of about CHUNK_BYTES of dA and at least MIN_ROWS rows: shorter running sums than one
+        product's, as accurate as the per-chunk products of W_x and b were."""
+        T, B, K = Z.shape
         Hn = self.hidden_size
+        D = K - Hn - self.bias
         order = tuple(np.argsort(self.order))  # parameter block p is internal block order[p]
-        W_h = h0.T @ dA[:B]
-        if T > 1:  # the product into the chunk factors' buffer, free now: no new (H, 4H) array at the peak
-            W_h += np.matmul(Hs[:-1].reshape(-1, Hn).T, dA[B:],
-                             out=self._workspace.get("factors", W_h.shape, W_h.dtype))
-        steps = chunk_steps(B * 4 * Hn * dA.itemsize, T, CHUNK_BYTES)
-        inputs = self._workspace.get("scratch", (steps * B, D + self.bias), dA.dtype)  # rows [x_t | 1]
+        Z = Z.reshape(T * B, K)
+        rows = max(MIN_ROWS, B * chunk_steps(B * 4 * Hn * dA.itemsize, T, CHUNK_BYTES))
+        W_hxb = Z[:rows].T @ dA[:rows]  # (H + D + bias, 4H)
+        for start in range(rows, T * B, rows):
+            W_hxb += Z[start:start + rows].T @ dA[start:start + rows]
+        grads = {"W_x": _reorder_blocks(W_hxb[Hn:Hn + D], order), "W_h": _reorder_blocks(W_hxb[:Hn], order)}
         if self.bias:
-            inputs[:, D] = 1.0
-        W_xb = np.zeros((D + self.bias, 4 * Hn), dtype=dA.dtype)
-        for start in range(0, T, steps):
-            rows = inputs[:(min(T, start + steps) - start) * B]
-            np.copyto(rows[:, :D], X[start:start + steps].reshape(-1, D))
-            W_xb += rows.T @ dA[start * B:start * B + len(rows)]
-        grads = {"W_x": _reorder_blocks(W_xb[:D], order), "W_h": _reorder_blocks(W_h, order)}
-        if self.bias:
-            grads["b"] = _reorder_blocks(W_xb[D:], order)[0]
+            grads["b"] = _reorder_blocks(W_hxb[Hn + D:], order)[0]
         dX = None
         if self.input_grad:
             dX = (dA @ self._transposed_blocks(params["W_x"], slice(None))).reshape(T, B, D)
