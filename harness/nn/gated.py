@@ -186,6 +186,8 @@ class _InputGrads:
         self.X = X
         self.W_x = np.zeros((blocks, D, Hn), dtype=dtype)
         self.b = np.zeros((blocks, Hn), dtype=dtype) if layer.bias else None
+        # b's sum as a product with ones: measured 2x faster than a sum over axis 1 (as Elman's)
+        self._ones = np.ones(B * min(T, CHUNK), dtype=dtype) if layer.bias else None
         self.dX = np.empty((T, B, D), dtype=dtype) if layer.input_grad else None
         self._W_x_blocks = _split_blocks(params["W_x"], blocks) if layer.input_grad else None
 
@@ -195,7 +197,7 @@ class _InputGrads:
         dA3 = dA.reshape(blocks, k * B, Hn)
         self.W_x += self.X[start:start + k].reshape(k * B, -1).T @ dA3
         if self.b is not None:
-            self.b += dA3.sum(axis=1)
+            self.b += self._ones[:k * B] @ dA3
         if self.dX is not None:
             rows = self.dX[start:start + k].reshape(k * B, -1)
             np.matmul(dA3[0], self._W_x_blocks[0].T, out=rows)
