@@ -94,8 +94,8 @@ class FitResult:
 
 def evaluate(model, task: SequenceTask, batch: Batch) -> dict[str, float]:
     """val/loss, val/<task metrics> and val/solved (0/1) of model on batch."""
-    loss = model.loss(batch.X, batch.Y, batch.mask)
-    scores = task.evaluate(model.predict(batch.X, batch.mask), batch)
+    loss, predictions = model.loss_and_predict(batch.X, batch.Y, batch.mask)
+    scores = task.evaluate(predictions, batch)
     metrics = {"val/loss": float(loss), **{f"val/{key}": float(value) for key, value in scores.items()}}
     metrics["val/solved"] = float(task.solved(scores))
     return metrics
@@ -105,10 +105,11 @@ def gradient_flow(model, batch: Batch) -> GradientFlowReport | np.ndarray:
     """The gradient-flow check on batch: a full GradientFlowReport for a one-layer Elman network (linear,
     IRNN included), else only the per-step norms ||dL/dh_t|| (T,) of the top layer (the Jacobian products of
     harness.diagnostics are derived for the Elman recurrence)."""
-    _, _, dh = model.loss_and_grads(batch.X, batch.Y, batch.mask, return_hidden_grads=True)
     if type(model) is Elman and model.num_layers == 1:
-        H = model.hidden_states(batch.X, batch.mask)
+        _, _, dh, H = model.loss_and_grads(batch.X, batch.Y, batch.mask, return_hidden_grads=True,
+                                           return_hidden_states=True)
         return gradient_flow_report(model.recurrent_matrix(), H, model.activation, dh)
+    _, _, dh = model.loss_and_grads(batch.X, batch.Y, batch.mask, return_hidden_grads=True)
     return step_gradient_norms(dh)
 
 

@@ -184,6 +184,41 @@ def test_hidden_states_and_recurrent_matrix() -> None:
     assert jordan.hidden_states(X_SEQ).shape == (T, B, H)
 
 
+ONE_PASS_MODELS = [
+    ("many_to_many", lambda mode, head: model_for(mode, head=head, num_layers=2)),
+    ("many_to_one", lambda mode, head: model_for(mode, LSTM, head=head)),
+    ("many_to_many", lambda mode, head: model_for(mode, GRU, head=head)),
+    ("encoder_decoder", lambda mode, head: model_for(mode, head=head)),
+    ("one_to_many", lambda mode, head: model_for(mode, head=head)),
+    ("many_to_many", lambda mode, head: Jordan(D, H, K, mode=mode, head=head)),
+    ("many_to_one", lambda mode, head: Bidirectional("lstm", D, H, K, mode=mode, head=head)),
+]
+
+
+@pytest.mark.parametrize(("mode", "build"), ONE_PASS_MODELS)
+@pytest.mark.parametrize("head", ["identity_mse", "sigmoid_bce", "softmax_ce"])
+@pytest.mark.parametrize("masked", [False, True])
+def test_one_forward_pass_gives_what_the_separate_calls_give(mode, build, head, masked) -> None:
+    model = build(mode, head)
+    X, Y = data_for(mode)
+    mask = None
+    if masked:  # ragged sequences: every sequence keeps at least its first step
+        steps = L if mode in ("one_to_many", "encoder_decoder") else T
+        mask = (np.arange(steps)[:, None] < np.array([steps, 2, 1])[None, :]).astype(float)
+    loss, predictions = model.loss_and_predict(X, Y, mask)
+    assert loss == model.loss(X, Y, mask)
+    np.testing.assert_array_equal(predictions, model.predict(X, mask))
+    loss_g, grads, dh, states = model.loss_and_grads(X, Y, mask, return_hidden_grads=True,
+                                                     return_hidden_states=True)
+    expected_loss, expected_grads, expected_dh = model.loss_and_grads(X, Y, mask, return_hidden_grads=True)
+    assert loss_g == expected_loss == loss
+    np.testing.assert_array_equal(states, model.hidden_states(X, mask))
+    np.testing.assert_array_equal(dh, expected_dh)
+    for name in expected_grads:
+        np.testing.assert_array_equal(grads[name], expected_grads[name])
+    assert len(model.loss_and_grads(X, Y, mask, return_hidden_states=True)) == 3
+
+
 def peak_bptt_bytes(model: RecurrentModel, X: np.ndarray, Y: np.ndarray, **kw) -> int:
     """tracemalloc peak of one loss_and_grads, inputs and parameters excluded."""
     tracemalloc.start()

@@ -315,17 +315,24 @@ class RecurrentModel:
     def _shape_output(self, Y: np.ndarray) -> np.ndarray:
         return Y[0] if self.mode == "many_to_one" else Y
 
+    def _forward(self, X: Any, Y: Any, mask: Any
+                 ) -> tuple[np.ndarray, Any, np.ndarray | None, np.ndarray | None]:
+        """One forward pass: logits (T_out, B, O), the cache for `_network_backward`, and `_prepare`'s target
+        and loss weights (None without Y / without a loss mask)."""
+        X, valid, target, weights = self._prepare(X, Y, mask)
+        logits, cache = self._network_forward(self.params, X, valid)
+        return logits, cache, target, weights
+
+    def _outputs(self, logits: np.ndarray) -> np.ndarray:
+        return self._shape_output(head_output(self.head, logits))
+
     def predict(self, X: Any, mask: Any = None) -> np.ndarray:
         """Head outputs: (T, B, O) many_to_many, (B, O) many_to_one, (L, B, O) one_to_many/encoder_decoder."""
-        X, valid, _, _ = self._prepare(X, None, mask)
-        logits, _ = self._network_forward(self.params, X, valid)
-        return self._shape_output(head_output(self.head, logits))
+        return self._outputs(self._forward(X, None, mask)[0])
 
     def hidden_states(self, X: Any, mask: Any = None) -> np.ndarray:
         """Top-layer hidden states (T, B, H_top) of the network that reads X."""
-        X, valid, _, _ = self._prepare(X, None, mask)
-        _, cache = self._network_forward(self.params, X, valid)
-        return self._top_hidden(cache)
+        return self._top_hidden(self._forward(X, None, mask)[1])
 
     def _loss_and_dO(self, logits: np.ndarray, target: np.ndarray, weights: np.ndarray | None
                      ) -> tuple[float, np.ndarray]:
@@ -342,24 +349,30 @@ class RecurrentModel:
 
     def loss(self, X: Any, Y: Any, mask: Any = None) -> float:
         """The reduced loss (float)."""
-        X, valid, target, weights = self._prepare(X, Y, mask)
-        logits, _ = self._network_forward(self.params, X, valid)
+        logits, _, target, weights = self._forward(X, Y, mask)
         return self._loss_and_dO(logits, target, weights)[0]
 
-    def loss_and_grads(self, X: Any, Y: Any, mask: Any = None, return_hidden_grads: bool = False):
+    def loss_and_predict(self, X: Any, Y: Any, mask: Any = None) -> tuple[float, np.ndarray]:
+        """`loss(X, Y, mask)` and `predict(X, mask)` from one forward pass, bit-identical to the two calls."""
+        logits, _, target, weights = self._forward(X, Y, mask)
+        return self._loss_and_dO(logits, target, weights)[0], self._outputs(logits)
+
+    def loss_and_grads(self, X: Any, Y: Any, mask: Any = None, return_hidden_grads: bool = False,
+                       return_hidden_states: bool = False):
         """One forward and one backward pass.
 
-        Returns (loss, grads) or, with return_hidden_grads, (loss, grads, dh): grads has the keys and shapes
-        of `params`; dh (T, B, H_top) is the total dL/dh_t of the encoder's top layer (recurrent path
-        included, truncated like the parameter gradients when `truncation` is set).
+        Returns (loss, grads), then dh if return_hidden_grads, then H if return_hidden_states: grads has the
+        keys and shapes of `params`; dh (T, B, H_top) is the total dL/dh_t of the encoder's top layer
+        (recurrent path included, truncated like the parameter gradients when `truncation` is set); H
+        (T, B, H_top) is `hidden_states(X, mask)` as this pass computed it (the layers keep their cached H).
         """
-        X, valid, target, weights = self._prepare(X, Y, mask)
-        logits, cache = self._network_forward(self.params, X, valid)
+        logits, cache, target, weights = self._forward(X, Y, mask)
         loss, dO = self._loss_and_dO(logits, target, weights)
         del logits  # the backward pass does not need them
         grads, dh = self._network_backward(self.params, dO, cache, return_hidden_grads)
         grads = {k: grads[k] for k in self.params}
-        return (loss, grads, dh) if return_hidden_grads else (loss, grads)
+        return (loss, grads, *((dh,) if return_hidden_grads else ()),
+                *((self._top_hidden(cache),) if return_hidden_states else ()))
 
     def recurrent_matrix(self) -> np.ndarray:
         """W_hh of the first layer (H, H)."""
