@@ -15,7 +15,7 @@ import inspect
 import math
 import numbers
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -47,7 +47,8 @@ class StepInfo:
 
     def as_metrics(self, prefix: str = "") -> dict[str, float]:
         """The fields that are set, as floats keyed `prefix + field`, ready for `Logger.log_metrics`."""
-        return {prefix + k: float(v) for k, v in asdict(self).items() if v is not None}
+        # vars, not dataclasses.asdict: the fields are scalars, and asdict's deep copy took 10x as long
+        return {prefix + k: float(v) for k, v in vars(self).items() if v is not None}
 
 
 def global_norm(grads: Arrays) -> float:

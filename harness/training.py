@@ -30,6 +30,7 @@ FitResult (steps_done > 0) and continues at the next step, so its history equals
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -158,6 +159,7 @@ def fit(model, task: SequenceTask, optimizer, trainer: TrainerConfig, *, train_r
         return stop
 
     interrupts = logger.interrupts
+    grad_keys = {name: f"grad_norm/{name}" for name in model.params}
     if result.steps_done == 0:
         check(0)
     # A resumed run that had already diverged or stopped early trains no further.
@@ -170,7 +172,7 @@ def fit(model, task: SequenceTask, optimizer, trainer: TrainerConfig, *, train_r
             with np.errstate(over="ignore", invalid="ignore"):
                 loss, grads = model.loss_and_grads(batch.X, batch.Y, batch.mask)
                 grad_norms = {name: float(np.linalg.norm(g)) for name, g in grads.items()}
-            if not (np.isfinite(loss) and np.isfinite(list(grad_norms.values())).all()):
+            if not (math.isfinite(loss) and all(map(math.isfinite, grad_norms.values()))):
                 result.diverged_step = step
                 logger.log_metrics({"diverged_step": float(step)}, step)
                 break
@@ -178,7 +180,7 @@ def fit(model, task: SequenceTask, optimizer, trainer: TrainerConfig, *, train_r
             result.steps_done = step
             if step % trainer.log_every == 0 or step == steps:
                 logger.log_metrics({"train/loss": float(loss), **info.as_metrics("train/"),
-                                    **{f"grad_norm/{name}": norm for name, norm in grad_norms.items()}}, step)
+                                    **{grad_keys[name]: norm for name, norm in grad_norms.items()}}, step)
                 result.train_steps.append(step)
                 result.train_loss.append(float(loss))
                 result.grad_norm.append(info.grad_norm)
