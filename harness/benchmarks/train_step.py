@@ -1,5 +1,6 @@
 """Speed and memory of the harness engine: `python -m harness.benchmarks.train_step [--quick] [--cells lstm]
-[--sizes 200x128x128] [--steps-only]` (--cells and --sizes narrow section 1, --steps-only skips sections 2-4).
+[--sizes 200x128x128] [--sections 4] [--steps-only]` (--cells and --sizes narrow section 1; --sections runs
+only the sections listed, e.g. `--sections 4` the fit overhead alone; --steps-only is `--sections 1`).
 
 1. Train-step time (forward + backward + plain SGD update p -= lr * g) of harness Elman (tanh, identity_mse,
    many_to_many), LSTM and GRU against torch.nn.RNN / LSTM / GRU + nn.Linear head + MSELoss + torch.optim.SGD
@@ -19,9 +20,10 @@
    (adding, T=50, B=32, Elman H=64, Adam, 2,000 steps, tracking off): with every per-step metric, the
    validation every 100 steps and the gradient-flow diagnostics every 500 steps of the default trainer, and
    with the diagnostics off. Then what one gradient-flow check costs, next to its floor: the spectral norms
-   of the T * B Jacobian products (one per lag and sequence, the numbers the check reports) need one
-   symmetric eigenvalue problem each, timed alone (LAPACK syevd through np.linalg.eigvalsh) on as many
-   H x H Gram matrices.
+   of the T * B Jacobian products (one per lag and sequence, the numbers the check reports) need the largest
+   eigenvalue of one symmetric Gram matrix each, timed alone (LAPACK syevr through
+   harness.lapack.largest_eigenvalues) on as many H x H Gram matrices, and against np.linalg.eigvalsh
+   (syevd, every eigenvalue) on the same. `--sections 4` runs this section alone.
 
 Times are CPU seconds of this process (time.process_time; every engine runs on one thread), so that time
 spent waiting for a core on a shared machine is not counted; medians over repeated measurements, ratios
@@ -45,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from harness.config import TrainerConfig
+from harness.lapack import largest_eigenvalues
 from harness.nn import Elman
 from harness.nn.gated import GRU, LSTM
 from harness.nn.model import RecurrentModel
@@ -65,6 +68,7 @@ PEAK_SIZE = 2000
 TARGET_RATIO = {"elman": 0.7, "lstm": 0.8, "gru": 0.8}  # harness/torch step time, at every size
 TARGET_PEAK_SHARE = 0.5  # of the one-thread matmul peak, at the two largest sizes
 TARGET_FLOAT32_SPEEDUP = 1.7  # float64 / float32 step time, at the two largest sizes
+SECTIONS = (1, 2, 3, 4)
 
 
 @contextlib.contextmanager
@@ -319,7 +323,8 @@ def fit_against_bare_loop(steps: int, repeats: int, diagnostics_interval: int) -
 
 def gradient_flow_cost(repeats: int, length: int = 50, hidden: int = 64) -> dict[str, float]:
     """Seconds of one gradient-flow check of the default trainer (diagnostics batch of 32, adding T=length,
-    Elman H=hidden) and of np.linalg.eigvalsh alone on its T * 32 Gram matrices (hidden x hidden)."""
+    Elman H=hidden), of the check's eigenvalue solver (harness.lapack.largest_eigenvalues) alone on its
+    T * 32 Gram matrices (hidden x hidden) and of np.linalg.eigvalsh, all n eigenvalues, on the same."""
     task = make_task("adding", length=length)
     trainer = TrainerConfig()
     model = Elman(task.input_size, hidden, task.output_size, head=task.head, mode=task.mode, seed=0)
@@ -327,10 +332,12 @@ def gradient_flow_cost(repeats: int, length: int = 50, hidden: int = 64) -> dict
     products = np.random.default_rng(0).standard_normal((length * trainer.diagnostics_batch_size, hidden,
                                                          hidden))
     grams = np.swapaxes(products, 1, 2) @ products
-    check_s, eigen_s = interleaved_seconds(
-        [lambda: gradient_flow(model, batch), lambda: np.linalg.eigvalsh(grams)], repeats)
+    check_s, eigen_s, eigvalsh_s = interleaved_seconds(
+        [lambda: gradient_flow(model, batch), lambda: largest_eigenvalues(grams),
+         lambda: np.linalg.eigvalsh(grams)], repeats)
     return {"check_s": statistics.median(check_s), "eigen_s": statistics.median(eigen_s),
-            "problems": float(len(grams))}
+            "eigvalsh_s": statistics.median(eigvalsh_s),
+            "eigen_vs_eigvalsh": median_ratio(eigen_s, eigvalsh_s), "problems": float(len(grams))}
 
 
 # ------------------------------------------------------------------------------------------- report
@@ -418,6 +425,43 @@ def _sizes(text: str) -> tuple[tuple[int, int, int], ...]:
     return sizes  # type: ignore[return-value]
 
 
+def _sections(text: str) -> frozenset[int]:
+    try:
+        sections = frozenset(int(n) for n in text.split(","))
+    except ValueError:
+        sections = frozenset()
+    if not sections or not sections <= set(SECTIONS):
+        raise argparse.ArgumentTypeError(f"sections must be comma-separated numbers among {list(SECTIONS)}, "
+                                         f"e.g. 4, got {text!r}")
+    return sections
+
+
+def fit_overhead_section(fit_steps: int, repeats: int, quick: bool) -> tuple[dict[str, dict[str, float]],
+                                                                              dict[str, float]]:
+    """Section 4, printed: fit against the bare loop with the default trainer's diagnostics and without,
+    then one gradient-flow check against its eigenvalue solver; returns (overhead per label, check cost)."""
+    fit_repeats = 1 if quick else 3
+    print(f"\n4. training.fit vs a bare loop, adding T=50, B=32, Elman H=64, Adam, {fit_steps} steps, "
+          f"tracking off, median of {fit_repeats} (target <= 1.10)")
+    overhead = {}
+    default = TrainerConfig()
+    every = default.diagnostics_interval
+    for label, interval in ((f"default trainer (validation every {default.eval_interval}, diagnostics "
+                             f"every {every})", every),
+                            ("diagnostics off", 0)):
+        overhead[label] = fit_against_bare_loop(fit_steps, fit_repeats, interval)
+        o = overhead[label]
+        print(f"{label}: fit {o['fit_s']:.2f} s, bare loop {o['bare_s']:.2f} s, ratio {o['ratio']:.3f}")
+    checks = sum(_is_check(step, every, fit_steps) for step in range(fit_steps + 1))
+    cost = gradient_flow_cost(repeats, *((10, 8) if quick else (50, 64)))
+    print(f"one gradient-flow check: {1e3 * cost['check_s']:.1f} ms ({checks} in the fit); its "
+          f"eigenvalue solver (LAPACK syevr, largest eigenvalue) alone on its {cost['problems']:.0f} Gram "
+          f"matrices: {1e3 * cost['eigen_s']:.1f} ms ({100 * cost['eigen_s'] / cost['check_s']:.0f}% of the "
+          f"check); np.linalg.eigvalsh (all eigenvalues) on the same: {1e3 * cost['eigvalsh_s']:.1f} ms, "
+          f"syevr/eigvalsh {cost['eigen_vs_eigvalsh']:.2f}")
+    return overhead, cost
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes and few repeats (smoke test)")
@@ -426,56 +470,47 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help=f"comma-separated cells of section 1 (default all: {','.join(CELLS)})")
     parser.add_argument("--sizes", type=_sizes, default=None,
                         help="comma-separated TxBxH sizes of section 1, e.g. 200x128x128 (default: all five)")
+    parser.add_argument("--sections", type=_sections, default=frozenset(SECTIONS),
+                        help="comma-separated sections to run, e.g. 4 (default all: 1,2,3,4)")
     parser.add_argument("--steps-only", action="store_true", help="section 1 only (the train-step table)")
     args = parser.parse_args(argv)
+    sections = frozenset({1}) if args.steps_only else args.sections
     repeats = 3 if args.quick else args.repeats
     sizes = args.sizes or (QUICK_SIZES if args.quick else SIZES)
     memory_size = (50, 8, 16) if args.quick else (1000, 64, 128)
     fit_steps = 20 if args.quick else 2000
+    result: dict[str, Any] = {}
     with single_thread():
         torch = _torch()
         print(f"NumPy {np.__version__}: every BLAS pinned to 1 thread; torch "
               f"{'not installed (columns skipped)' if torch is None else torch.__version__ + ', 1 thread'}; "
               f"{load_average()}")
         print("\n".join(blas_report()))
-        peaks = {dtype: matmul_peak(dtype, repeats, 200 if args.quick else PEAK_SIZE) for dtype in DTYPES}
-        print(f"\n1. Train step (forward + backward + SGD), D = O = {IO_SIZE}, median of {repeats}")
-        steps = train_step_table(sizes, repeats, peaks, args.cells)
-        print_train_steps(steps, peaks)
-        if args.steps_only:
-            print(f"\n{load_average()}")
-            return {"train_step": steps, "peaks": peaks}
-        rates = binary_addition_rates(repeats, samples=64 if args.quick else 256)
-        print("\n2. Binary addition, 8 bits, Elman H=16 sigmoid, samples/s (median)")
-        print(f"harness, batches of 64: {rates['harness_samples_per_s']:,.0f}   one sample at a time "
-              f"(note 000 loop): {rates['loop_samples_per_s']:,.0f}   speedup {rates['speedup']:.1f}x "
-              f"(target >= 20x)")
-        T, B, H = memory_size
-        print(f"\n3. Peak memory of loss_and_grads at T={T}, B={B}, H={H} / hidden-state storage T*B*H*8 "
-              f"(targets: Elman <= 1.5x, LSTM <= 7x, GRU <= 5x)")
-        memory = {cell: peak_memory_ratio(cell, T, B, H) for cell in CELLS}
-        print("   ".join(f"{cell}: {ratio:.2f}x" for cell, ratio in memory.items()))
-        fit_repeats = 1 if args.quick else 3
-        print(f"\n4. training.fit vs a bare loop, adding T=50, B=32, Elman H=64, Adam, {fit_steps} steps, "
-              f"tracking off, median of {fit_repeats} (target <= 1.10)")
-        overhead = {}
-        default = TrainerConfig()
-        every = default.diagnostics_interval
-        for label, interval in ((f"default trainer (validation every {default.eval_interval}, diagnostics "
-                                 f"every {every})", every),
-                                ("diagnostics off", 0)):
-            overhead[label] = fit_against_bare_loop(fit_steps, fit_repeats, interval)
-            o = overhead[label]
-            print(f"{label}: fit {o['fit_s']:.2f} s, bare loop {o['bare_s']:.2f} s, ratio {o['ratio']:.3f}")
-        checks = sum(_is_check(step, every, fit_steps) for step in range(fit_steps + 1))
-        cost = gradient_flow_cost(repeats, *((10, 8) if args.quick else (50, 64)))
-        print(f"one gradient-flow check: {1e3 * cost['check_s']:.1f} ms ({checks} in the fit); the "
-              f"eigenvalue solver alone on its {cost['problems']:.0f} Gram matrices: "
-              f"{1e3 * cost['eigen_s']:.1f} ms ({100 * cost['eigen_s'] / cost['check_s']:.0f}% of the check, "
-              f"its floor with unchanged numbers)")
+        if 1 in sections:
+            peaks = {dtype: matmul_peak(dtype, repeats, 200 if args.quick else PEAK_SIZE) for dtype in DTYPES}
+            print(f"\n1. Train step (forward + backward + SGD), D = O = {IO_SIZE}, median of {repeats}")
+            steps = train_step_table(sizes, repeats, peaks, args.cells)
+            print_train_steps(steps, peaks)
+            result.update(train_step=steps, peaks=peaks)
+        if 2 in sections:
+            rates = binary_addition_rates(repeats, samples=64 if args.quick else 256)
+            print("\n2. Binary addition, 8 bits, Elman H=16 sigmoid, samples/s (median)")
+            print(f"harness, batches of 64: {rates['harness_samples_per_s']:,.0f}   one sample at a time "
+                  f"(note 000 loop): {rates['loop_samples_per_s']:,.0f}   speedup {rates['speedup']:.1f}x "
+                  f"(target >= 20x)")
+            result["binary_addition"] = rates
+        if 3 in sections:
+            T, B, H = memory_size
+            print(f"\n3. Peak memory of loss_and_grads at T={T}, B={B}, H={H} / hidden-state storage T*B*H*8 "
+                  f"(targets: Elman <= 1.5x, LSTM <= 7x, GRU <= 5x)")
+            memory = {cell: peak_memory_ratio(cell, T, B, H) for cell in CELLS}
+            print("   ".join(f"{cell}: {ratio:.2f}x" for cell, ratio in memory.items()))
+            result["memory"] = memory
+        if 4 in sections:
+            result["fit_overhead"], result["gradient_flow_check"] = fit_overhead_section(fit_steps, repeats,
+                                                                                         args.quick)
         print(f"\n{load_average()}")
-    return {"train_step": steps, "binary_addition": rates, "memory": memory, "fit_overhead": overhead,
-            "gradient_flow_check": cost, "peaks": peaks}
+    return result
 
 
 if __name__ == "__main__":
