@@ -96,7 +96,7 @@ def jacobian_product_norms(W_hh: np.ndarray, H: np.ndarray, activation: str,
         product, spare = spare, product
         exponent += _scale_to_unit_(product)
         np.matmul(np.swapaxes(product, 1, 2), product, out=gram)
-        top = largest_eigenvalues(gram)
+        top = largest_eigenvalues(gram, overwrite=True)  # gram is rebuilt at the next lag
         norms[lag - 1] = np.mean(np.ldexp(np.sqrt(np.maximum(top, 0.0)).astype(np.float64), exponent))
     return norms
 

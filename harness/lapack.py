@@ -1,10 +1,10 @@
 """The largest eigenvalue of each symmetric matrix of a stack, by LAPACK's syevr with range 'I'.
 
 np.linalg.eigvalsh (syevd) computes all n eigenvalues of each matrix; syevr with range 'I' and il = iu = n
-shares its tridiagonalisation and then bisects for the one eigenvalue asked for, which took 0.70x
-eigvalsh's time on the gradient-flow check's 1,600 64x64 Gram matrices (120.6 against 172.3 ms, one
-thread); the check's reported lag norms moved by at most 3.7e-16 relative (the eigenvalues themselves by
-2.8e-15, LAPACK's own rounding). NumPy does not expose syevr, and `scipy.linalg` would cost its import
+shares its tridiagonalisation and then bisects for the one eigenvalue asked for, which took 0.67-0.68x
+eigvalsh's time on the gradient-flow check's 1,600 64x64 Gram matrices (one thread); the check's reported
+lag norms moved by at most 7.6e-16 relative (the eigenvalues themselves by up to 8 ulps, LAPACK's own
+rounding). NumPy does not expose syevr, and `scipy.linalg` would cost its import
 (0.24-0.45 s of CPU) on the way to the first training step, so it is called through ctypes in the LAPACK
 that NumPy's linear algebra itself links: the scipy-openblas64 of NumPy's wheels, whose LAPACKE C
 interface takes 64-bit integers. Where that symbol is absent (another NumPy build) the values come from
@@ -44,11 +44,17 @@ def _dsyevr() -> Callable[..., int] | None:
     return function
 
 
-def largest_eigenvalues(G: np.ndarray) -> np.ndarray:
+def uses_syevr(dtype: np.dtype, n: int) -> bool:
+    """Whether largest_eigenvalues solves (n, n) matrices of dtype by syevr (else by eigvalsh)."""
+    return dtype == np.float64 and n >= SYEVR_FROM and _dsyevr() is not None
+
+
+def largest_eigenvalues(G: np.ndarray, overwrite: bool = False) -> np.ndarray:
     """The largest eigenvalue (B,) of each symmetric G_b of a stack G (B, n, n); the lower triangle is
     read, as eigvalsh reads it. float64 with n >= SYEVR_FROM through syevr; float32 (whose eigenvalues
-    syevr moved by up to 3 ulp), smaller n and a NumPy without the symbol through np.linalg.eigvalsh."""
-    function = _dsyevr() if G.dtype == np.float64 and G.shape[-1] >= SYEVR_FROM else None
+    syevr moved by up to 3 ulp), smaller n and a NumPy without the symbol through np.linalg.eigvalsh.
+    overwrite: G is scratch that syevr may destroy (when C-contiguous), which saves copying each matrix."""
+    function = _dsyevr() if uses_syevr(G.dtype, G.shape[-1]) else None
     if function is None:
         return np.linalg.eigvalsh(G)[:, -1]
     B, n, _ = G.shape
@@ -56,17 +62,25 @@ def largest_eigenvalues(G: np.ndarray) -> np.ndarray:
     work, iwork = np.empty(lwork, dtype=G.dtype), np.empty(liwork, dtype=np.int64)
     found, values = np.empty(1, dtype=np.int64), np.empty(n, dtype=G.dtype)
     support, z = np.empty(2, dtype=np.int64), np.empty(1, dtype=G.dtype)
-    scratch = np.empty((n, n), dtype=G.dtype)  # syevr overwrites its matrix
+    in_place = overwrite and G.flags.c_contiguous
+    scratch = G if in_place else np.empty((1, n, n), dtype=G.dtype)  # syevr overwrites its matrix
+    stride = G.itemsize * n * n if in_place else 0
     top = np.empty(B, dtype=G.dtype)
     # the buffers' addresses once: each .ctypes.data builds an object, as dear as the call at small n
-    arguments = (scratch.ctypes.data, n, 0.0, 0.0, n, n, 0.0, found.ctypes.data, values.ctypes.data,
-                 z.ctypes.data, 1, support.ctypes.data, work.ctypes.data, lwork, iwork.ctypes.data, liwork)
+    first = scratch.ctypes.data
+    arguments = (n, 0.0, 0.0, n, n, 0.0, found.ctypes.data, values.ctypes.data, z.ctypes.data, 1,
+                 support.ctypes.data, work.ctypes.data, lwork, iwork.ctypes.data, liwork)
     for b in range(B):
+        if not in_place:
+            np.copyto(scratch[0], G[b])
         # G_b's lower triangle is, read in column-major order, the upper one: uplo "U"
-        np.copyto(scratch, G[b])
         # abstol 0: LAPACK's default tolerance, eps * ||T||_1 (twice the underflow threshold, its most
         # accurate, measured no faster than eigvalsh)
-        info = function(_COLUMN_MAJOR, b"N", b"I", b"U", n, *arguments)
-        # info > 0: syevr's bisection did not converge (LAPACK's internal error); eigvalsh answers
-        top[b] = values[0] if info == 0 else np.linalg.eigvalsh(G[b])[-1]
+        info = function(_COLUMN_MAJOR, b"N", b"I", b"U", n, first + b * stride, *arguments)
+        if info == 0:
+            top[b] = values[0]
+        elif in_place:  # G_b is destroyed: fail as eigvalsh does (a NaN or inf entry gets here)
+            raise np.linalg.LinAlgError("Eigenvalues did not converge")
+        else:  # syevr's bisection did not converge (a NaN or inf entry, or LAPACK's internal error)
+            top[b] = np.linalg.eigvalsh(G[b])[-1]
     return top

@@ -106,11 +106,11 @@ def gradient_flow(model, batch: Batch) -> GradientFlowReport | np.ndarray:
     """The gradient-flow check on batch: a full GradientFlowReport for a one-layer Elman network (linear,
     IRNN included), else only the per-step norms ||dL/dh_t|| (T,) of the top layer (the Jacobian products of
     harness.diagnostics are derived for the Elman recurrence)."""
-    if type(model) is Elman and model.num_layers == 1:
-        _, _, dh, H = model.loss_and_grads(batch.X, batch.Y, batch.mask, return_hidden_grads=True,
-                                           return_hidden_states=True)
-        return gradient_flow_report(model.recurrent_matrix(), H, model.activation, dh)
-    _, _, dh = model.loss_and_grads(batch.X, batch.Y, batch.mask, return_hidden_grads=True)
+    one_layer_elman = type(model) is Elman and model.num_layers == 1
+    _, _, dh, *H = model.loss_and_grads(batch.X, batch.Y, batch.mask, return_hidden_grads=True,
+                                        return_hidden_states=one_layer_elman)
+    if one_layer_elman:
+        return gradient_flow_report(model.recurrent_matrix(), H[0], model.activation, dh)
     return step_gradient_norms(dh)
 
 

@@ -72,3 +72,20 @@ def test_strided_stacks_are_read_as_their_values() -> None:
     got = largest_eigenvalues(strided)
     expected = np.linalg.eigvalsh(strided)[:, -1]
     assert np.all(np.abs(got - expected) <= TOLERANCE * expected)
+
+
+@pytest.mark.parametrize("name", list(STACKS))
+def test_overwriting_the_stack_gives_the_same_bits(name) -> None:
+    G = STACKS[name].copy()
+    expected = largest_eigenvalues(G)
+    np.testing.assert_array_equal(largest_eigenvalues(G, overwrite=True), expected)
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_non_finite_matrix_fails_as_eigvalsh_does(overwrite) -> None:
+    G = STACKS["random"].copy()
+    G[3, 5, 2] = np.nan
+    with pytest.raises(np.linalg.LinAlgError, match="did not converge"):
+        np.linalg.eigvalsh(G.copy())
+    with pytest.raises(np.linalg.LinAlgError, match="did not converge"):
+        largest_eigenvalues(G, overwrite=overwrite)

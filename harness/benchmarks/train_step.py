@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from harness.config import TrainerConfig
-from harness.lapack import largest_eigenvalues
+from harness.lapack import largest_eigenvalues, uses_syevr
 from harness.nn import Elman
 from harness.nn.gated import GRU, LSTM
 from harness.nn.model import RecurrentModel
@@ -453,12 +453,15 @@ def fit_overhead_section(fit_steps: int, repeats: int, quick: bool) -> tuple[dic
         o = overhead[label]
         print(f"{label}: fit {o['fit_s']:.2f} s, bare loop {o['bare_s']:.2f} s, ratio {o['ratio']:.3f}")
     checks = sum(_is_check(step, every, fit_steps) for step in range(fit_steps + 1))
-    cost = gradient_flow_cost(repeats, *((10, 8) if quick else (50, 64)))
+    length, hidden = (10, 8) if quick else (50, 64)
+    cost = gradient_flow_cost(repeats, length, hidden)
+    solver = ("LAPACK syevr, largest eigenvalue" if uses_syevr(np.dtype(np.float64), hidden)
+              else "np.linalg.eigvalsh itself: no syevr at this size or in this NumPy")
     print(f"one gradient-flow check: {1e3 * cost['check_s']:.1f} ms ({checks} in the fit); its "
-          f"eigenvalue solver (LAPACK syevr, largest eigenvalue) alone on its {cost['problems']:.0f} Gram "
+          f"eigenvalue solver ({solver}) alone on its {cost['problems']:.0f} Gram "
           f"matrices: {1e3 * cost['eigen_s']:.1f} ms ({100 * cost['eigen_s'] / cost['check_s']:.0f}% of the "
           f"check); np.linalg.eigvalsh (all eigenvalues) on the same: {1e3 * cost['eigvalsh_s']:.1f} ms, "
-          f"syevr/eigvalsh {cost['eigen_vs_eigvalsh']:.2f}")
+          f"solver/eigvalsh {cost['eigen_vs_eigvalsh']:.2f}")
     return overhead, cost
 
 

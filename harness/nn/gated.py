@@ -389,7 +389,7 @@ class LSTMLayer(_GatedLayer):
                 if readout is not None:  # while the chunk's rows are in cache
                     np.matmul(Hs[start:stop], readout[0], out=readout[1][start:stop])
         # c_T is copied out of the workspace: the next forward overwrites C
-        return Hs, (Hs[T - 1], C[T].copy()), (X, G, C, Z, padding, self._new_cache_id())
+        return Hs, (Hs[T - 1], C[T].copy()), (G, C, Z, padding, self._new_cache_id())
 
     def _chunk_factors(self, gates: np.ndarray, C: np.ndarray, start: int, padding: np.ndarray | None
                        ) -> tuple[np.ndarray, np.ndarray]:
@@ -428,9 +428,9 @@ class LSTMLayer(_GatedLayer):
                             np.ndarray | None]:
         """dH (T, B, H) from above -> dX, grads, (dL/dh_0, dL/dc_0), dh (T, B, H) or None.
         Overwrites the gate values in the cache with dL/da_t."""
-        X, G, C, Z, padding, cache_id = cache
+        G, C, Z, padding, cache_id = cache  # Z holds the inputs X too
         self._check_current(cache_id)
-        T, B, _ = X.shape
+        T, _, B, _ = G.shape
         Hn = self.hidden_size
         Hs = Z[1:, :, :Hn]
         W_h_T = self._transposed_blocks(params["W_h"], slice(None))  # (4H, H)
