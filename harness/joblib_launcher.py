@@ -44,6 +44,7 @@ import pickle
 import re
 import signal
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -64,6 +65,9 @@ LAUNCHER_TARGET = f"{PLUGIN_MODULE}.JoblibLauncher"  # hydra.launcher._target_ o
 FAILED_JOB_VALUE = "failed_job_value"
 MAX_UNEXPLAINED_BREAKS = 2
 STARTED = "started_ms"  # in a job's ledger record, beside its process tags
+LAUNCHER_POLL_S = 0.2
+# what a worker whose launcher died gives its job to end its runs after SIGTERM, as a stopped sweep does
+LAUNCHER_GONE_GRACE_S = 20.0
 
 
 @dataclass
@@ -133,19 +137,48 @@ def _write_atomically(path: Path, data: bytes) -> None:
     os.replace(temporary, path)
 
 
-def execute_recorded_job(ledger: str, idx: int, *job: Any) -> JobReturn:
+_idle = threading.Event()  # in a worker: no job runs
+_idle.set()
+_watcher: threading.Thread | None = None
+
+
+def _end_with_launcher(launcher: dict[str, str]) -> None:
+    """Worker thread: once the launching process (its process tags) is gone (SIGKILL, the out-of-memory
+    killer), stop this worker, whose results nobody would receive: a running job gets SIGTERM, which ends its
+    runs KILLED with their metrics and checkpoint as in a sweep stopped by a signal, and
+    LAUNCHER_GONE_GRACE_S to do it (a run still open then is its metric writer's, harness.tracking.writer)."""
+    from harness.tracking.reap import process_gone
+
+    while not process_gone(launcher):
+        time.sleep(LAUNCHER_POLL_S)
+    if not _idle.is_set():
+        os.kill(os.getpid(), signal.SIGTERM)
+        _idle.wait(LAUNCHER_GONE_GRACE_S)
+    os._exit(128 + signal.SIGTERM)
+
+
+def execute_recorded_job(ledger: str, launcher: dict[str, str], idx: int, *job: Any) -> JobReturn:
     """The plugin's job function (run in a loky worker), with the job's process recorded in ledger before
-    it starts (``<idx>.pid``) and its JobReturn after it ends (``<idx>.done``)."""
+    it starts (``<idx>.pid``) and its JobReturn after it ends (``<idx>.done``); the worker ends itself when
+    the launching process (launcher: its process tags) is gone (_end_with_launcher)."""
     from hydra_plugins.hydra_joblib_launcher._core import execute_job
     from joblib.externals.loky.backend.reduction import dumps
 
     from harness.tracking.reap import process_tags
 
+    global _watcher
+    if _watcher is None:  # a worker runs many jobs, of one launcher
+        _watcher = threading.Thread(target=_end_with_launcher, args=(launcher,), daemon=True)
+        _watcher.start()
     folder = Path(ledger)
     record = {**process_tags(), STARTED: int(time.time() * 1000)}
-    _write_atomically(folder / f"{idx}.pid", json.dumps(record).encode())
-    job_return = execute_job(idx, *job)
-    _write_atomically(folder / f"{idx}.done", dumps(job_return))  # pickled as loky sends it back
+    _idle.clear()
+    try:
+        _write_atomically(folder / f"{idx}.pid", json.dumps(record).encode())
+        job_return = execute_job(idx, *job)
+        _write_atomically(folder / f"{idx}.done", dumps(job_return))  # pickled as loky sends it back
+    finally:
+        _idle.set()
     return job_return
 
 
@@ -248,11 +281,15 @@ class JoblibLauncher(PluginJoblibLauncher):
         from hydra.core.singleton import Singleton
         from joblib import Parallel, delayed
 
+        from harness.tracking.reap import process_tags
+
+        launcher = process_tags()
         options = {key: value for key, value in joblib_cfg.items() if key != "backend"}
         parallel = Parallel(backend=watched_loky_backend(ledger.take_roll_call), **options)
         singleton_state = Singleton.get_state()
-        return parallel(delayed(execute_recorded_job)(str(ledger.folder), idx, overrides, self.hydra_context,
-                                                      self.config, self.task_function, singleton_state)
+        return parallel(delayed(execute_recorded_job)(str(ledger.folder), launcher, idx, overrides,
+                                                      self.hydra_context, self.config, self.task_function,
+                                                      singleton_state)
                         for idx, overrides in jobs.items())
 
     def _settle_break(self, ledger: Ledger, pending: list[int], jobs: dict[int, list[str]],

@@ -359,3 +359,91 @@ def test_a_writer_leaves_the_run_of_a_live_process_alone_and_reap_ends_it_once_g
     assert run.data.tags["error"] == (f"{LOST}harness.tracking.reap (process {process.pid} on "
                                       f"{socket.gethostname()})")
     assert client.get_run(alive).info.status == "RUNNING"
+
+
+def reap_store(settings) -> str:
+    """The output of ``python -m harness.tracking.reap`` on the store of settings (which must succeed)."""
+    reap = [sys.executable, "-m", "harness.tracking.reap", "--uri", settings.tracking_uri]
+    done = subprocess.run(reap, capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+@pytest.mark.parametrize("launcher", ["basic", "joblib"])
+def test_a_sigkilled_sweep_leaves_no_run_running(tmp_path: Path, tracking_settings, launcher: str) -> None:
+    """SIGKILL (the out-of-memory killer's signal) to the launching process of a real sweep while its jobs
+    train: no exit runs there, yet within seconds and with no reap call the parent ends KILLED by that
+    process's metric writer, as reap would; the basic launcher's job run (in the same process) with it. The
+    joblib workers, whose launcher is gone, stop their jobs as a SIGTERM would (KILLED, metrics stored) and
+    exit. Reap then finds nothing left."""
+    joblib = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"] if launcher == "joblib" else []
+    command = app_command(tracking_settings, "-m", *TINY, *LONG, "seed=0,1", *joblib,
+                          f"hydra.sweep.dir={tmp_path}/sweep")
+    process, stderr = start(command, tmp_path)
+    try:
+        _check_a_sigkilled_sweep(tracking_settings, process, stderr, 2 if joblib else 1)
+    finally:  # workers that outlived the launcher (they trained on before) are still in its group
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def _check_a_sigkilled_sweep(settings, process: subprocess.Popen, stderr: Path, training: int) -> None:
+    client = MlflowClient(settings.tracking_uri)
+
+    def jobs_training() -> bool:
+        _, children = children_of(settings)
+        return len(children) == training and all(client.get_metric_history(run.info.run_id, "train/loss")
+                                                 for run in children)
+    wait_until(jobs_training, process, stderr)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=60)
+    (parent,), children = children_of(settings)
+    everyone = [parent.info.run_id] + [run.info.run_id for run in children]
+    took = wait_for(lambda: all(client.get_run(run_id).info.status != "RUNNING" for run_id in everyone), 10.0,
+                    "the runs' end")
+    host = socket.gethostname()
+    parent = client.get_run(parent.info.run_id)
+    assert parent.info.status == "KILLED", took
+    assert parent.data.tags[PID_TAG] == str(process.pid) and parent.data.tags[HOST_TAG] == host
+    assert parent.data.tags["error"] == f"{LOST}its metric writer process (process {process.pid} on {host})"
+    assert reaped(parent)
+    workers = {int(run.data.tags[PID_TAG]) for run in children}
+    joblib = training == 2
+    for run in map(client.get_run, everyone[1:]):
+        assert run.info.status == "KILLED"
+        assert client.get_metric_history(run.info.run_id, "train/loss")
+        if joblib:  # each worker ended its own run
+            assert run.data.tags["error"] == "RunInterrupted: interrupted by SIGTERM"
+        else:
+            assert run.data.tags["error"] == parent.data.tags["error"] and reaped(run)
+    assert (process.pid in workers) != joblib and len(children) == training
+    wait_for(lambda: all(gone(worker) for worker in workers), 10.0, "the workers' exit")
+    assert reap_store(settings).strip().splitlines()[-1] == (
+        "0 of 0 RUNNING runs had lost their process on this host")
+
+
+def test_reap_ends_the_parent_of_a_sweep_killed_with_its_writer(tmp_path: Path, tracking_settings) -> None:
+    """SIGKILL to the whole process group of a sweep takes its metric writer too: nothing ends its runs but
+    harness.tracking.reap, which finds the parent by the launching process it records, and its job run."""
+    command = app_command(tracking_settings, "-m", *TINY, *LONG, "seed=0,1", f"hydra.sweep.dir={tmp_path}/s")
+    process, stderr = start(command, tmp_path)
+    client = MlflowClient(tracking_settings.tracking_uri)
+    try:
+        wait_until(lambda: any(client.get_metric_history(run.info.run_id, "train/loss")
+                               for run in children_of(tracking_settings)[1]), process, stderr)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    time.sleep(1.0)
+    (parent,), (child,) = children_of(tracking_settings)
+    assert parent.info.status == child.info.status == "RUNNING"  # the writer died with its process
+    out = reap_store(tracking_settings)
+    assert f"ended KILLED: {parent.info.run_id} {parent.info.run_name}" in out
+    assert out.strip().splitlines()[-1] == "2 of 2 RUNNING runs had lost their process on this host"
+    for run in (parent, child):
+        ended = client.get_run(run.info.run_id)
+        assert ended.info.status == "KILLED" and reaped(ended)
+        assert ended.data.tags["error"] == (f"{LOST}harness.tracking.reap (process {process.pid} on "
+                                            f"{socket.gethostname()})")

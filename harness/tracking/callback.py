@@ -33,6 +33,7 @@ from harness.tracking.reap import (
     ending_lock,
     orphaned,
     process_gone,
+    process_tags,
     reaped,
     superseded,
 )
@@ -47,7 +48,8 @@ from harness.tracking.runs import (
     stop_requested,
     stops_received,
 )
-from harness.tracking.store import TrackingSettings, ensure_store, source_tags
+from harness.tracking.store import TrackingSettings, ensure_store, source_tags, sqlite_path
+from harness.tracking.writer import BackgroundMetricWriter, fork_available
 
 CHILD_STATUSES = ("FINISHED", "FAILED", "KILLED", "RUNNING", "SCHEDULED")
 RERUN = "RERUN"  # the count of KILLED runs whose job ran again (tag RERUN_TAG): not a signal, not a failure
@@ -90,6 +92,11 @@ class SweepCallback(Callback):
     cause, and so are those the dead worker's metric writer ended as reap does (reap.reaped), whichever came
     first; when the job runs again, all of them KILLED and tagged ``harness.rerun`` (counted as re-run).
     The parent's description gets the report (after a study's table, when it has one).
+    The parent records the launching process (reap.process_tags). A launching process killed without warning
+    (SIGKILL, the out-of-memory killer) runs no exit: on an SQLite store its metric writer process
+    (harness.tracking.writer, ``watch``) ends the parent KILLED as reap does, with the basic launcher's job
+    run; elsewhere ``python -m harness.tracking.reap`` does. The joblib launcher's workers stop their jobs
+    themselves then (harness.joblib_launcher).
     Arguments (all optional) override the config's ``tracking`` node: experiment, mode, uri, artifact_root.
     """
 
@@ -124,7 +131,8 @@ class SweepCallback(Callback):
             # Hydra reports a callback's exception with a traceback; SystemExit leaves with the one line.
             sys.exit(f"config error: {exc}")
         sweep_dir = Path(config.hydra.sweep.dir).resolve()
-        tags = {"harness.sweep_dir": redact(str(sweep_dir)), **source_tags()}
+        # the process tags: reap and this process's metric writer can tell when the launching process is gone
+        tags = {"harness.sweep_dir": redact(str(sweep_dir)), **process_tags(), **source_tags()}
         swept = swept_keys(config)
         tags["harness.swept_keys"] = " ".join(swept)
         if threading.current_thread() is threading.main_thread():
@@ -135,6 +143,9 @@ class SweepCallback(Callback):
         with self._signals_deferred():  # a signal inside create_run would leave a parent nobody knows of
             run = client.create_run(experiment_id, run_name=sweep_run_name(config), tags=tags)
             self.settings, self.parent_run_id = settings, run.info.run_id
+            if sqlite_path(settings.tracking_uri) is not None and fork_available():
+                # SIGKILL skips atexit: the metric writer, which outlives this process, then ends the parent
+                BackgroundMetricWriter.shared(settings.tracking_uri).watch(run.info.run_id)
             atexit.register(self._end_abandoned_parent)
             sweep_dir.mkdir(parents=True, exist_ok=True)
             (sweep_dir / PARENT_FILE).write_text(run.info.run_id)

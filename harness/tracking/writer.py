@@ -28,9 +28,11 @@ out-of-memory killer) cannot end its runs: the child, which sees the pipe close 
 message, writes everything it had received, then ends every run it served that is still RUNNING and whose
 process is gone as ``python -m harness.tracking.reap`` would (reap.end_lost: KILLED, an ``error`` tag naming
 the lost process), and exits; a parent that still runs is waited for TRAINER_EXIT_WAIT_S at most and its
-runs are left to it. It is forked with os.fork rather than
-multiprocessing.Process: a multiprocessing child (a loky worker of the joblib launcher) terminates and joins
-its multiprocessing children when it ends, and would wait forever for one that ignores SIGTERM.
+runs are left to it. A run the parent made and ends by itself joins them with ``watch(run_id)``: the parent
+run of a sweep (harness.tracking.SweepCallback), whose launching process would otherwise leave it RUNNING.
+It is forked with os.fork rather than multiprocessing.Process: a multiprocessing child (a loky worker of the
+joblib launcher) terminates and joins its multiprocessing children when it ends, and would wait forever for
+one that ignores SIGTERM.
 """
 
 from __future__ import annotations
@@ -123,6 +125,11 @@ class BackgroundMetricWriter:
         """Let the child open the store and create a run under key run: request holds ensure_store's
         ``settings`` and create_run's ``run_name``, ``tags`` (strings) and ``start_time``."""
         self._send(("open", run, request))
+
+    def watch(self, run_id: str) -> None:
+        """Count run_id, a run this process made and ends itself (a sweep's parent), among the runs the child
+        ends should this process die without closing the pipe: it is left alone if it has ended by then."""
+        self._send(("watch", run_id))
 
     def call(self, run: str, method: str, *args: Any) -> None:
         """Queue ``MlflowLogger.<method>(*args)`` on the run the child opened under key run (small arguments:
@@ -237,7 +244,8 @@ class _ChildRuns:
         self.loggers: dict[str, Any] = {}  # key -> the MlflowLogger of a run opened here
         self.errors: dict[str, str] = {}
         self.unopened: dict[str, str] = {}  # key -> why its run could not be opened (sticky)
-        self.served: dict[str, None] = {}  # the ids of the runs written to and not ended here, in order
+        # the ids of the runs written to (or watched) and not ended here, in order
+        self.served: dict[str, None] = {}
 
     def table(self) -> MetricTable:
         if self._table is None:  # the store may not exist before the child's first run opens it
@@ -250,6 +258,8 @@ class _ChildRuns:
             conn.send(("synced", run, rest[0], self.unopened.get(run) or self.errors.pop(run, None)))
         elif kind == "open":
             conn.send(("opened", run, *self._open(run, rest[0])))
+        elif kind == "watch":
+            self.served[run] = None
         elif run in self.unopened or run in self.errors:
             return  # the run failed: its first error is what sync reports
         else:
