@@ -164,10 +164,11 @@ def execute_recorded_job(ledger: str, launcher: dict[str, str], idx: int, *job: 
     from hydra_plugins.hydra_joblib_launcher._core import execute_job
     from joblib.externals.loky.backend.reduction import dumps
 
-    from harness.tracking.reap import process_tags
+    from harness.tracking.reap import PID_TAG, process_tags
 
     global _watcher
-    if _watcher is None:  # a worker runs many jobs, of one launcher
+    # a worker runs many jobs, of one launcher; joblib runs a one-worker pool's jobs in the launcher itself
+    if _watcher is None and launcher[PID_TAG] != str(os.getpid()):
         _watcher = threading.Thread(target=_end_with_launcher, args=(launcher,), daemon=True)
         _watcher.start()
     folder = Path(ledger)

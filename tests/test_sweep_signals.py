@@ -412,8 +412,9 @@ def _check_a_sigkilled_sweep(settings, process: subprocess.Popen, stderr: Path, 
     for run in map(client.get_run, everyone[1:]):
         assert run.info.status == "KILLED"
         assert client.get_metric_history(run.info.run_id, "train/loss")
-        if joblib:  # each worker ended its own run
+        if joblib:  # each worker ended its own run, as a SIGTERM'd sweep's: checkpointed, resumable
             assert run.data.tags["error"] == "RunInterrupted: interrupted by SIGTERM"
+            assert "checkpoint.local" in run.data.tags, sorted(run.data.tags)
         else:
             assert run.data.tags["error"] == parent.data.tags["error"] and reaped(run)
     assert (process.pid in workers) != joblib and len(children) == training

@@ -13,8 +13,11 @@ alone.
 
 On an SQLite store a run's process seldom leaves it for this command: its metric writer process
 (harness.tracking.writer), which outlives it, writes what it was sent and ends the run itself with end_lost
-within about a second. The command is the way for a server's or another database's runs (no writer), and
-for a run whose writer died too (a power cut, a SIGKILL of the whole process group).
+within about a second. A sweep's parent run records its launching process too, and that process's writer
+ends it the same way (harness.tracking.SweepCallback); the joblib launcher's workers stop their jobs when
+their launcher is gone (harness.joblib_launcher). So a SIGKILLed sweep on an SQLite store leaves nothing for
+this command. It is the way for a server's or another database's runs (no writer), and for a run whose
+writer died too (a power cut, a SIGKILL of the whole process group: the parent and its job runs alike).
 
 A run ended this way is tagged ``harness.reaped`` (REAPED_TAG, naming the lost process); the joblib launcher's
 more specific account of a dead worker's run (FAILED, ``WorkerDied``) replaces it (end_orphans(take_over=
