@@ -299,3 +299,36 @@ def test_a_sweep_that_stops_takes_over_the_run_a_metric_writer_ended(tracking_se
     assert run.info.status == "FAILED" and REAPED_TAG not in run.data.tags
     assert run.data.tags["error"] == ("the job's worker process died before it could end its run (killed, or "
                                       f"out of memory) (process {dead.pid} on {socket.gethostname()})")
+
+
+_RESUMED_JOB = textwrap.dedent("""
+    import sys, time
+    from harness.tracking import TrackingSettings, open_run
+    settings = TrackingSettings(uri=sys.argv[1], experiment="test", artifact_root=sys.argv[2])
+    with open_run(settings, resume_run_id=sys.argv[3]) as log:
+        print(log.run_id, flush=True)  # nothing logged yet: no metric has gone to the writer
+        time.sleep(600)
+""")
+
+
+def test_a_resumed_run_killed_before_its_first_metric_is_ended_by_its_writer(tracking_settings) -> None:
+    """A resumed run is reopened by its process itself, not by the metric writer; SIGKILLed before it sent
+    a metric, the writer (started and told of the run when it was reopened) still ends it as reap would."""
+    client, experiment_id = ensure_store(tracking_settings)
+    run_id = client.create_run(experiment_id, run_name="earlier").info.run_id
+    client.set_terminated(run_id, "KILLED")
+    job = subprocess.Popen([sys.executable, "-c", _RESUMED_JOB, tracking_settings.tracking_uri,
+                            tracking_settings.artifact_root, run_id], stdout=subprocess.PIPE, text=True,
+                           cwd=ROOT)
+    try:
+        assert job.stdout.readline().strip() == run_id
+        assert client.get_run(run_id).info.status == "RUNNING"
+        job.kill()
+        job.wait(timeout=60)
+        wait_for(lambda: reaped(client.get_run(run_id)), 10.0, "the writer's end of the resumed run")
+    finally:
+        if job.poll() is None:
+            job.kill()
+    run = client.get_run(run_id)
+    assert run.data.tags["harness.pid"] == str(job.pid)
+    assert run.data.tags["error"].startswith("the run's process ended without closing it")

@@ -8,14 +8,13 @@ jobs can share one study and an interrupted search resumes where it stopped.
 
 from __future__ import annotations
 
-import fcntl
 from collections.abc import Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from harness.tracking import TrackingSettings, project_root
-from harness.tracking.store import sqlite_path
+from harness.tracking.store import lock_beside, sqlite_path
 
 DIRECTIONS = ("auto", "minimize", "maximize")
 SAMPLERS = ("tpe", "random", "qmc")
@@ -74,12 +73,8 @@ def storage_lock(storage: str | None):
         yield
         return
     db.parent.mkdir(parents=True, exist_ok=True)
-    with open(db.with_name(db.name + ".lock"), "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with lock_beside(db):
+        yield
 
 
 def open_study(name: str, storage: str | None, direction: str, sampler):

@@ -26,9 +26,9 @@ from harness.tracking.loggers import tag_values
 from harness.tracking.reap import (
     HOST_TAG,
     PID_TAG,
-    REAPED_TAG,
     RERUN_TAG,
     all_pages,
+    drop_reaped,
     end_orphans,
     ending_lock,
     orphaned,
@@ -47,9 +47,10 @@ from harness.tracking.runs import (
     raise_if_stop_requested,
     stop_requested,
     stops_received,
+    uses_metric_writer,
 )
-from harness.tracking.store import TrackingSettings, ensure_store, source_tags, sqlite_path
-from harness.tracking.writer import BackgroundMetricWriter, fork_available
+from harness.tracking.store import TrackingSettings, ensure_store, source_tags
+from harness.tracking.writer import BackgroundMetricWriter
 
 CHILD_STATUSES = ("FINISHED", "FAILED", "KILLED", "RUNNING", "SCHEDULED")
 RERUN = "RERUN"  # the count of KILLED runs whose job ran again (tag RERUN_TAG): not a signal, not a failure
@@ -143,7 +144,7 @@ class SweepCallback(Callback):
         with self._signals_deferred():  # a signal inside create_run would leave a parent nobody knows of
             run = client.create_run(experiment_id, run_name=sweep_run_name(config), tags=tags)
             self.settings, self.parent_run_id = settings, run.info.run_id
-            if sqlite_path(settings.tracking_uri) is not None and fork_available():
+            if uses_metric_writer(settings.tracking_uri):
                 # SIGKILL skips atexit: the metric writer, which outlives this process, then ends the parent
                 BackgroundMetricWriter.shared(settings.tracking_uri).watch(run.info.run_id)
             atexit.register(self._end_abandoned_parent)
@@ -218,7 +219,8 @@ class SweepCallback(Callback):
     def _end_runs_of_lost_job(self, lost: LostJob) -> None:
         """End the runs of the lost job attempt (its worker's, opened since it started). TornDown (the job
         runs again and logs them again): all of them KILLED, tagged and described as re-run, finished ones
-        too (a study's cells). Otherwise those left RUNNING end FAILED with the cause."""
+        too (a study's cells). Otherwise those left RUNNING, and those its metric writer ended when the worker
+        died (reap.end_lost), end FAILED with the cause."""
         client, _ = ensure_store(self.settings)
         runs = [run for run in self._children(client, f"attributes.start_time >= {lost.since_ms}")
                 if (run.data.tags.get(PID_TAG), run.data.tags.get(HOST_TAG)) == (str(lost.pid), lost.host)]
@@ -230,9 +232,7 @@ class SweepCallback(Callback):
         with ending_lock(client.tracking_uri):
             for run in runs:
                 run_id = run.info.run_id
-                if reaped(client.get_run(run_id)):  # by its writer: that error was the attempt's, now re-run
-                    for key in ("error", REAPED_TAG):
-                        client.delete_tag(run_id, key)
+                drop_reaped(client, client.get_run(run_id))  # its writer's account was the attempt's
                 client.set_tag(run_id, RERUN_TAG, str(lost))
                 client.set_tag(run_id, NOTE_TAG, f"**Torn down, run again.** Job {lost.job_num} was {lost}: "
                                f"the runs of its next attempt supersede this one.")

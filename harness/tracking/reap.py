@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import os
 import socket
 import sys
@@ -127,15 +126,14 @@ def ending_lock(tracking_uri: str) -> Iterator[None]:
     run at the same moment (the metric writer of a dead trainer, the joblib launcher's dead-worker handling)
     do it one after the other, the second seeing what the first did: an flock on ``<db>.ending.lock``
     beside an SQLite database. Other stores have no metric writer, and need none."""
-    from harness.tracking.store import sqlite_path
+    from harness.tracking.store import lock_beside, sqlite_path
 
     db = sqlite_path(tracking_uri)
     if db is None:
         yield
         return
-    with open(db.with_name(db.name + ".ending.lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield  # closing the file releases the lock
+    with lock_beside(db, ".ending.lock"):
+        yield
 
 
 def end_orphans(client: Any, runs: Iterable[Any], reason: str, status: str = "KILLED", *,
@@ -145,24 +143,35 @@ def end_orphans(client: Any, runs: Iterable[Any], reason: str, status: str = "KI
     REAPED_TAG goes; mark: tag the ended runs REAPED_TAG (end_lost)."""
     from mlflow.entities import RunTag
 
+    def candidate(run: Any) -> bool:
+        return (take_over and reaped(run)) or bool(orphaned([run], this_process=this_process))
+
+    listed = [run for run in runs if candidate(run)]
     ended = []
+    if not listed:
+        return ended
     with ending_lock(client.tracking_uri):
-        for listed in runs:
-            run_id = listed.info.run_id
-            run = client.get_run(run_id)  # read under the lock: another process may just have ended it
-            replaced = take_over and reaped(run)
-            if not (replaced or orphaned([run], this_process=this_process)):
+        for run in listed:
+            run = client.get_run(run.info.run_id)  # under the lock: another process may just have ended it
+            if not candidate(run):
                 continue
-            recorded = run.data.tags
+            run_id, recorded = run.info.run_id, run.data.tags
+            drop_reaped(client, run)
             tags = [RunTag("error", f"{reason} ({_process_name(recorded)})")]
             if mark:
                 tags.append(RunTag(REAPED_TAG, _process_identity(recorded)))
             client.log_batch(run_id, tags=tags)
-            if replaced:
-                client.delete_tag(run_id, REAPED_TAG)
             end_run(client, run_id, status)
             ended.append(run)
     return ended
+
+
+def drop_reaped(client: Any, run: Any) -> None:
+    """Take end_lost's account (its ``error`` and REAPED_TAG) off run (an mlflow Run, read under
+    ending_lock) when it is reaped: a more specific ending replaces it."""
+    if reaped(run):
+        for key in ("error", REAPED_TAG):
+            client.delete_tag(run.info.run_id, key)
 
 
 def end_lost(client: Any, runs: Iterable[Any], by: str) -> list[Any]:

@@ -30,7 +30,7 @@ from harness.tracking.store import (
     source_tags,
     sqlite_path,
 )
-from harness.tracking.writer import fork_available
+from harness.tracking.writer import BackgroundMetricWriter, fork_available
 
 PARENT_ENV = "HARNESS_PARENT_RUN_ID"
 PARENT_FILE = "parent_run_id"
@@ -264,9 +264,11 @@ def _open_here(settings: TrackingSettings, run_name: str | None, all_tags: dict[
     try:
         client, experiment_id = ensure_store(settings)
         if resume_run_id is not None:
-            client.update_run(resume_run_id, status="RUNNING")
-            for _, batch in pair_batches("tag", process_tags()):  # the run's process is this one now
+            # The run's process is this one now: recorded before it is RUNNING again, so that no reaper
+            # takes it, in between, for the lost process's run.
+            for _, batch in pair_batches("tag", process_tags()):
                 client.log_batch(resume_run_id, **batch)
+            client.update_run(resume_run_id, status="RUNNING")
             run = client.get_run(resume_run_id)
         else:
             run = client.create_run(experiment_id, start_time=start_time, run_name=run_name,
@@ -277,10 +279,18 @@ def _open_here(settings: TrackingSettings, run_name: str | None, all_tags: dict[
         # A job of a sweep whose server is gone: the sweep goes on, this job's run lives offline.
         return _offline_logger(settings, run_name, all_tags, start_time, flush_every, exc)
     # A server's HTTP batches are cheap to send and keep the offline fallback here; a resumed SQLite run's
-    # metrics go to the forked writer.
-    background = sqlite_path(settings.tracking_uri) is not None and fork_available()
+    # metrics go to the forked writer, which ends the run if this process dies before its first metric.
+    background = uses_metric_writer(settings.tracking_uri)
+    if background:
+        BackgroundMetricWriter.shared(settings.tracking_uri).watch(run.info.run_id)
     return MlflowLogger(client, run.info.run_id, flush_every=flush_every, background=background,
                         experiment_id=experiment_id)
+
+
+def uses_metric_writer(tracking_uri: str) -> bool:
+    """Whether runs on tracking_uri are written by a forked metric writer (harness.tracking.writer): an
+    SQLite store, on a system that can fork."""
+    return sqlite_path(tracking_uri) is not None and fork_available()
 
 
 @contextmanager
@@ -325,7 +335,7 @@ def open_run(
         parent = None if resume_run_id is not None else resolve_parent_run_id(parent_run_id)
         if parent:
             all_tags["mlflow.parentRunId"] = parent
-        if resume_run_id is None and sqlite_path(settings.tracking_uri) is not None and fork_available():
+        if resume_run_id is None and uses_metric_writer(settings.tracking_uri):
             # Storing a metric value in SQLite costs tens of microseconds: a forked writer takes that off the
             # training process. It also opens the store and creates the run while this process goes on, so
             # MLflow and its SQL store (about 1.4 s of CPU to import) stay off the way to the first step.

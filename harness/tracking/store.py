@@ -8,7 +8,7 @@ import getpass
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
 from functools import cache
 from pathlib import Path
@@ -205,24 +205,20 @@ def _open_sqlite(uri: str, db: Path):
 
     _check_database_file(db)
     _create_private_dir(db.parent)
-    with open(db.with_name(db.name + ".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            if not db.exists():
-                _create_sqlite_store(db)
-            deadline = time.monotonic() + _OPEN_RETRY_S
-            while True:
-                try:
-                    client = _client(uri)  # MlflowClient opens (and migrates) the store when constructed
-                    client.search_experiments(max_results=1)
-                    return client
-                except OperationalError:
-                    if time.monotonic() > deadline:
-                        raise
-                    _client.cache_clear()
-                    time.sleep(0.5)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with lock_beside(db):
+        if not db.exists():
+            _create_sqlite_store(db)
+        deadline = time.monotonic() + _OPEN_RETRY_S
+        while True:
+            try:
+                client = _client(uri)  # MlflowClient opens (and migrates) the store when constructed
+                client.search_experiments(max_results=1)
+                return client
+            except OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                _client.cache_clear()
+                time.sleep(0.5)
 
 
 def _open_schema(uri: str):
@@ -317,6 +313,16 @@ def tag_experiments(client) -> None:
         token = page.token
         if not token:
             return
+
+
+@contextlib.contextmanager
+def lock_beside(db: Path, suffix: str = ".lock") -> Iterator[None]:
+    """An exclusive flock on the file ``<db><suffix>`` beside an SQLite database, held for the block: how
+    the harness's processes take turns at what SQLite's own locking does not order (creating the schema,
+    ending a lost process's runs, an Optuna study's trials)."""
+    with open(db.with_name(db.name + suffix), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield  # closing the file releases the lock
 
 
 def export_entry_point() -> None:
