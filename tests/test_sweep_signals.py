@@ -413,7 +413,9 @@ def _check_a_sigkilled_sweep(settings, process: subprocess.Popen, stderr: Path, 
         assert run.info.status == "KILLED"
         assert client.get_metric_history(run.info.run_id, "train/loss")
         if joblib:  # each worker ended its own run, as a SIGTERM'd sweep's: checkpointed, resumable
-            assert run.data.tags["error"] == "RunInterrupted: interrupted by SIGTERM"
+            assert run.data.tags["error"] == (
+                "RunInterrupted: interrupted by SIGTERM: the sweep's launching process "
+                f"(process {process.pid} on {host}) is gone (SIGKILL, or out of memory)")
             assert "checkpoint.local" in run.data.tags, sorted(run.data.tags)
         else:
             assert run.data.tags["error"] == parent.data.tags["error"] and reaped(run)

@@ -52,9 +52,22 @@ class RunInterrupted(SystemExit):
     def __init__(self, signum: int) -> None:
         super().__init__(128 + signum)
         self.signum = signum
+        self.cause = _self_signal_cause
 
     def __str__(self) -> str:
-        return f"interrupted by {signal.Signals(self.signum).name}"
+        cause = f": {self.cause}" if self.cause else ""
+        return f"interrupted by {signal.Signals(self.signum).name}{cause}"
+
+
+_self_signal_cause: str | None = None  # why this process signalled itself (signal_self), for the run's error
+
+
+def signal_self(signum: int, cause: str) -> None:
+    """Stop this process's run with signum as a signal from outside would, for cause (a watcher thread's
+    reason, which the run's ``error`` tag then gives after the signal's name)."""
+    global _self_signal_cause
+    _self_signal_cause = cause
+    os.kill(os.getpid(), signum)
 
 
 def hydra_sweep_dir() -> Path | None:
