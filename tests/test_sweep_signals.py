@@ -205,15 +205,44 @@ def test_a_signal_whose_exception_python_drops_still_ends_the_run_killed(trackin
     assert MlflowClient(tracking_settings.tracking_uri).get_run(log.run_id).info.status == "FINISHED"
 
 
-def started_sweep(settings, tmp_path: Path, monkeypatch) -> tuple[SweepCallback, object]:
-    """A SweepCallback whose sweep (of this process, on the store of settings) has started, and its config."""
+def started_sweep(settings, tmp_path: Path, monkeypatch, launcher: str | None = None
+                  ) -> tuple[SweepCallback, object]:
+    """A SweepCallback whose sweep (of this process, on the store of settings) has started, and its config
+    (hydra.launcher._target_ launcher, when given)."""
     monkeypatch.delenv("HARNESS_PARENT_RUN_ID", raising=False)
     tracking = {"mode": "local", "uri": settings.tracking_uri, "experiment": "test",
                 "artifact_root": settings.artifact_root}
-    config = OmegaConf.create({"tracking": tracking, "hydra": {"sweep": {"dir": str(tmp_path / "sweep")}}})
+    hydra: dict = {"sweep": {"dir": str(tmp_path / "sweep")}}
+    if launcher:
+        hydra["launcher"] = {"_target_": launcher}
+    config = OmegaConf.create({"tracking": tracking, "hydra": hydra})
     callback = SweepCallback()
     callback.on_multirun_start(config)
     return callback, config
+
+
+def test_a_signal_between_basic_sweep_jobs_waits_for_the_next_jobs_start(tracking_settings, tmp_path,
+                                                                           monkeypatch):
+    """The basic launcher's jobs run in the sweep's process: between two of them (Hydra composing the next
+    job's config, where an exception would leave OmegaConf half-done) SIGTERM is recorded and raised when
+    the next job starts; during a job it is raised at once."""
+    callback, config = started_sweep(tracking_settings, tmp_path, monkeypatch,
+                                     launcher="hydra._internal.core_plugins.basic_launcher.BasicLauncher")
+    try:
+        callback.on_job_start(config)
+        with pytest.raises(RunInterrupted):  # in a job's own code: at once
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        callback.on_job_end(config)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.2)  # the handler has run: it only recorded the signal
+        with pytest.raises(RunInterrupted):
+            callback.on_job_start(config)
+    finally:
+        parent = callback.parent_run_id
+        callback._end_abandoned_parent()
+        callback._restore_process_state()
+    assert MlflowClient(tracking_settings.tracking_uri).get_run(parent).info.status == "KILLED"
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")

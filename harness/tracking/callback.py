@@ -117,6 +117,12 @@ class SweepCallback(Callback):
         self._killed = False
         self._stopping_workers = False
         self._deferring = False
+        # the basic launcher's jobs run in this process: between two of them Hydra composes the next job's
+        # config, and an exception raised inside OmegaConf leaves it half-done (a later OmegaConf call then
+        # fails on it and the sweep ended as a config error); a signal there is recorded, raised at the next
+        # job's start (on_job_start) or at the sweep's end (on_multirun_end)
+        self._jobs_here = False
+        self._between_jobs = False
         self._stops_at_start = 0
         self._died: list[str] = []  # the lost jobs whose worker died (WorkerDied), for the parent's error
 
@@ -153,6 +159,8 @@ class SweepCallback(Callback):
             (sweep_dir / SWEPT_FILE).write_text("\n".join(swept))
             self._previous_env = os.environ.get(PARENT_ENV)
             os.environ[PARENT_ENV] = run.info.run_id
+            launcher = OmegaConf.select(config, "hydra.launcher._target_", default="") or ""
+            self._jobs_here = self._between_jobs = launcher.endswith(".BasicLauncher")
 
     @contextlib.contextmanager
     def _signals_deferred(self) -> Iterator[None]:
@@ -168,8 +176,9 @@ class SweepCallback(Callback):
     def _exit_on_sigterm(self, signum: int, frame: Any) -> None:
         note_stop(signum)
         self._killed = True
-        if self._stopping_workers or self._deferring:
-            return  # a second signal while the workers close their runs, or the parent is being written
+        if self._stopping_workers or self._deferring or (self._jobs_here and self._between_jobs):
+            return  # a second signal while the workers close their runs, the parent is being written, or
+            # Hydra is between two jobs of this process
         self._stopping_workers = True
         try:
             self._stop_workers(signum)
@@ -207,10 +216,12 @@ class SweepCallback(Callback):
                          filter_string=f"tags.mlflow.parentRunId = '{self.parent_run_id}' and {condition}")
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._between_jobs = False
         redact_hydra_outputs(config)
-        raise_if_stop_requested()  # the basic launcher: a signal lost between jobs stops the sweep here
+        raise_if_stop_requested()  # the basic launcher: a signal recorded or lost between jobs stops it here
 
     def on_job_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self._between_jobs = True
         redact_hydra_outputs(config)  # the job's log
         lost = getattr(kwargs.get("job_return"), "_return_value", None)
         if isinstance(lost, LostJob) and self.settings is not None and self.parent_run_id is not None:
