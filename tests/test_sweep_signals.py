@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -221,6 +222,18 @@ def started_sweep(settings, tmp_path: Path, monkeypatch, launcher: str | None = 
     return callback, config
 
 
+@contextlib.contextmanager
+def ended_at_exit(callback: SweepCallback) -> Iterator[str]:
+    """Yields the started sweep's parent run id; afterwards ends the sweep as this process's exit would
+    (its parent run) and gives the process back its signal handlers and environment."""
+    parent = callback.parent_run_id
+    try:
+        yield parent
+    finally:
+        callback._end_abandoned_parent()
+        callback._restore_process_state()
+
+
 def test_a_signal_between_basic_sweep_jobs_waits_for_the_next_jobs_start(tracking_settings, tmp_path,
                                                                            monkeypatch):
     """The basic launcher's jobs run in the sweep's process: between two of them (Hydra composing the next
@@ -228,7 +241,7 @@ def test_a_signal_between_basic_sweep_jobs_waits_for_the_next_jobs_start(trackin
     the next job starts; during a job it is raised at once."""
     callback, config = started_sweep(tracking_settings, tmp_path, monkeypatch,
                                      launcher="hydra._internal.core_plugins.basic_launcher.BasicLauncher")
-    try:
+    with ended_at_exit(callback) as parent:
         callback.on_job_start(config)
         with pytest.raises(RunInterrupted):  # in a job's own code: at once
             os.kill(os.getpid(), signal.SIGTERM)
@@ -238,10 +251,6 @@ def test_a_signal_between_basic_sweep_jobs_waits_for_the_next_jobs_start(trackin
         time.sleep(0.2)  # the handler has run: it only recorded the signal
         with pytest.raises(RunInterrupted):
             callback.on_job_start(config)
-    finally:
-        parent = callback.parent_run_id
-        callback._end_abandoned_parent()
-        callback._restore_process_state()
     assert MlflowClient(tracking_settings.tracking_uri).get_run(parent).info.status == "KILLED"
 
 
@@ -252,14 +261,10 @@ def test_a_dropped_signal_between_sweep_jobs_stops_the_next_job(tracking_setting
     # a job run the signal cut off between its creation and open_run's guard (the basic launcher's process)
     cut_off = client.create_run(experiment_id, tags={**process_tags(),
                                                      "mlflow.parentRunId": callback.parent_run_id})
-    try:
+    with ended_at_exit(callback) as callback_parent:
         _SignalInFinalizer(signal.SIGINT)
         with pytest.raises(RunInterrupted):
             callback.on_job_start(config)
-    finally:
-        callback_parent = callback.parent_run_id
-        callback._end_abandoned_parent()
-        callback._restore_process_state()
     statuses = {run.info.run_id: run.info.status for run in runs_of(tracking_settings)}
     assert statuses == {callback_parent: "KILLED", cut_off.info.run_id: "KILLED"}
 
