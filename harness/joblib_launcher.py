@@ -147,14 +147,14 @@ def _end_with_launcher(launcher: dict[str, str]) -> None:
     killer), stop this worker, whose results nobody would receive: a running job gets SIGTERM, which ends its
     runs KILLED with their metrics and checkpoint as in a sweep stopped by a signal, and
     LAUNCHER_GONE_GRACE_S to do it (a run still open then is its metric writer's, harness.tracking.writer)."""
-    from harness.tracking.reap import HOST_TAG, PID_TAG, process_gone
+    from harness.tracking.reap import process_gone, process_name
     from harness.tracking.runs import signal_self
 
     while not process_gone(launcher):
         time.sleep(LAUNCHER_POLL_S)
     if not _idle.is_set():
-        signal_self(signal.SIGTERM, f"the sweep's launching process (process {launcher[PID_TAG]} on "
-                                    f"{launcher[HOST_TAG]}) is gone (SIGKILL, or out of memory)")
+        signal_self(signal.SIGTERM, f"the sweep's launching process ({process_name(launcher)}) is gone "
+                                    "(SIGKILL, or out of memory)")
         _idle.wait(LAUNCHER_GONE_GRACE_S)
     os._exit(128 + signal.SIGTERM)
 

@@ -324,7 +324,8 @@ def fit_against_bare_loop(steps: int, repeats: int, diagnostics_interval: int) -
 def gradient_flow_cost(repeats: int, length: int = 50, hidden: int = 64) -> dict[str, float]:
     """Seconds of one gradient-flow check of the default trainer (diagnostics batch of 32, adding T=length,
     Elman H=hidden), of the check's eigenvalue solver (harness.lapack.largest_eigenvalues) alone on its
-    T * 32 Gram matrices (hidden x hidden) and of np.linalg.eigvalsh, all n eigenvalues, on the same."""
+    T * 32 Gram matrices (hidden x hidden; each copied first, which the check, solving in place, skips) and
+    of np.linalg.eigvalsh, all n eigenvalues, on the same."""
     task = make_task("adding", length=length)
     trainer = TrainerConfig()
     model = Elman(task.input_size, hidden, task.output_size, head=task.head, mode=task.mode, seed=0)

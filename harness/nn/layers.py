@@ -80,8 +80,9 @@ def clip_band_sum(deltas: np.ndarray, clip: float) -> None:
 
 
 def chunk_steps(step_bytes: int, most: int, budget: int) -> int:
-    """Steps per chunk of a backward sweep: at most `most`, at least one, and about `budget` bytes of steps
-    of step_bytes each (sized so that a chunk stays in cache)."""
+    """Steps per chunk of a sweep over the steps (a backward sweep, a fused read-out, a weight-gradient
+    product): at most `most`, at least one, and about `budget` bytes of steps of step_bytes each (sized so
+    that a chunk stays in cache)."""
     return max(1, min(most, budget // step_bytes))
 
 

@@ -20,6 +20,8 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -857,10 +859,15 @@ def _log_cell(settings, parent_run_id: str | None, unit: Unit, cell: Cell, confi
         for file_name, text in cell.texts.items():
             log.log_text(text, file_name)
         if cell.forecaster is not None and log.run_id is not None:
-            from harness.pyfunc import log_pyfunc, save_forecaster_pyfunc
+            log.log_model(partial(_save_forecaster_model, cell.forecaster, unit.values[: unit.test_start]))
 
-            example = unit.values[: unit.test_start]
-            log_pyfunc(log, lambda folder: save_forecaster_pyfunc(cell.forecaster, folder, example))
+
+def _save_forecaster_model(forecaster, example: np.ndarray, folder: Path) -> str:
+    """The pyfunc model of a fitted forecaster at folder (harness.pyfunc); module-level, so that it pickles
+    for the metric writer process that logs a run's model (MlflowLogger.log_model)."""
+    from harness.pyfunc import save_forecaster_pyfunc
+
+    return save_forecaster_pyfunc(forecaster, folder, example)
 
 
 def _log_link(settings, parent, link: Link, config: StudyConfig) -> None:

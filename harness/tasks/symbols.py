@@ -68,7 +68,7 @@ class Copy(_SymbolSequences):
         self.blank, self.marker = self.n_symbols, self.n_symbols + 1
         self.input_size, self.output_size, self.head = self.n_symbols + 2, self.n_symbols + 1, "softmax_ce"
         self.length = self.delay + 2 * self.copy_length
-        self._check_split("copy_length")
+        self._check_split(self.SYMBOLS)
 
     @property
     def recall_start(self) -> int:
@@ -142,7 +142,7 @@ class Reversal(_SymbolSequences):
         self.input_size = self.n_symbols + int(self.delimiter)
         self.output_size, self.head = self.n_symbols, "softmax_ce"
         self.output_length = self.length
-        self._check_split("length")
+        self._check_split(self.SYMBOLS)
 
     def _batch_of(self, symbols: np.ndarray) -> Batch:
         """(length, B) symbols -> their batch."""

@@ -216,6 +216,7 @@ class SweepCallback(Callback):
                          filter_string=f"tags.mlflow.parentRunId = '{self.parent_run_id}' and {condition}")
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._jobs_here = True  # also a joblib sweep of one worker, which joblib runs in this process
         self._between_jobs = False
         redact_hydra_outputs(config)
         raise_if_stop_requested()  # the basic launcher: a signal recorded or lost between jobs stops it here

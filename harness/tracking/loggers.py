@@ -35,7 +35,9 @@ FLUSH_INTERVAL_S = 2.0
 
 
 class Logger(Protocol):
-    """What a training loop may call; every call is cheap enough for every step except artifacts."""
+    """What a training loop may call; every call is cheap enough for every step except artifacts. MlflowLogger
+    also has experiment_id and log_model(save) (a pyfunc model), which callers use on a tracked run (run_id
+    not None) only."""
 
     run_id: str | None
     interrupts: Interrupts | None  # open_run's signal guard (None outside open_run)
@@ -49,6 +51,7 @@ class Logger(Protocol):
     def log_dataset(self, name: str, fingerprint: str, arrays: Mapping[str, np.ndarray],
                     context: str = "training", source: str | None = None) -> None: ...
     def flush(self) -> None: ...
+
 
 
 def _flat_items(mapping: Mapping[str, Any], prefix: str) -> Iterator[tuple[str, Any]]:
@@ -274,16 +277,22 @@ class MlflowLogger:
     @property
     def run_id(self) -> str | None:
         """The run's id (for a run the writer process opens: once it has created it, waiting if need be)."""
-        if self._run_id is None and self._key is not None:
-            self._run_id = self._writer.opened(self._key)[0]
+        self._learn_opened()
         return self._run_id
 
     @property
     def experiment_id(self) -> str | None:
         """The run's experiment id, when known (a run the writer process opened: once it has created it)."""
-        if self._experiment_id is None and self._key is not None:
-            self._experiment_id = self._writer.opened(self._key)[1]
+        self._learn_opened()
         return self._experiment_id
+
+    def _learn_opened(self, wait: bool = True) -> None:
+        """Take the run's ids from the writer process once it has created the run (waiting for it when
+        wait); its error, if it could not, is raised here."""
+        if self._run_id is None and self._key is not None:
+            opened = self._writer.opened(self._key, wait=wait)
+            if opened is not None:
+                self._run_id, self._experiment_id = opened
 
     @property
     def client(self) -> Any:
@@ -299,10 +308,6 @@ class MlflowLogger:
     def _forward(self, method: str, *args: Any) -> None:
         self._writer.call(self._key, method, *args)
 
-    def _check_opened(self) -> None:
-        """Raise the writer process's error if it could not create the run (known without waiting)."""
-        if self._run_id is None and self._key is not None:
-            self._writer.opened(self._key, wait=False)
 
     @property
     def _hold_signals(self) -> bool:
@@ -362,7 +367,7 @@ class MlflowLogger:
 
     def _write_buffer(self) -> None:
         """Hand the buffer to the background writer, or write it here."""
-        self._check_opened()
+        self._learn_opened(wait=False)  # the writer's error, known without waiting
         self._written_at_ms = int(time.time() * 1000)
         while self._buffer:
             chunk, self._buffer = self._buffer[:self.flush_every], self._buffer[self.flush_every:]

@@ -101,16 +101,16 @@ def orphaned(runs: Iterable[Any], *, this_process: bool = False) -> list[Any]:
             and (process_gone(run.data.tags) or (this_process and _this_process(run.data.tags)))]
 
 
-def _process_name(tags: dict[str, str]) -> str:
+def process_name(tags: dict[str, str]) -> str:
     """The process a run's tags record, as its ``error`` tag names it: ``process 4711 on host``."""
     return f"process {tags.get(PID_TAG)} on {tags.get(HOST_TAG)}"
 
 
 def _process_identity(tags: dict[str, str]) -> str:
-    """_process_name with the process's start time where known (``process 4711 on host, started 98765``):
+    """process_name with the process's start time where known (``process 4711 on host, started 98765``):
     REAPED_TAG's value, which a recycled pid does not match."""
     start = f", started {tags[START_TAG]}" if START_TAG in tags else ""
-    return f"{_process_name(tags)}{start}"
+    return f"{process_name(tags)}{start}"
 
 
 def reaped(run: Any) -> bool:
@@ -157,7 +157,7 @@ def end_orphans(client: Any, runs: Iterable[Any], reason: str, status: str = "KI
                 continue
             run_id, recorded = run.info.run_id, run.data.tags
             drop_reaped(client, run)
-            tags = [RunTag("error", f"{reason} ({_process_name(recorded)})")]
+            tags = [RunTag("error", f"{reason} ({process_name(recorded)})")]
             if mark:
                 tags.append(RunTag(REAPED_TAG, _process_identity(recorded)))
             client.log_batch(run_id, tags=tags)

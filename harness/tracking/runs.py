@@ -243,8 +243,6 @@ def _offline_logger(settings: TrackingSettings, run_name: str | None, tags: Mapp
                     start_time: int | None, flush_every: int, error: BaseException) -> MlflowLogger:
     """A logger whose run could not be created on the server: everything goes to an OfflineRecord
     (OfflineRecord.started: a local run id; the replay creates the run)."""
-    import time
-
     from mlflow import MlflowClient
 
     from harness.tracking.server import OfflineRecord
@@ -273,7 +271,8 @@ def _error_text(exc: BaseException) -> str:
 
 def _open_here(settings: TrackingSettings, run_name: str | None, all_tags: dict[str, Any], parent: str | None,
                flush_every: int, resume_run_id: str | None, start_time: int | None) -> MlflowLogger:
-    """open_run's logger of a run this process opens (a server's) or reopens (a resumed run) itself."""
+    """open_run's logger of a run this process opens (a server's, another database's, or SQLite's
+    without fork) or reopens (a resumed run) itself."""
     try:
         client, experiment_id = ensure_store(settings)
         if resume_run_id is not None:
