@@ -18,7 +18,7 @@ import pytest
 from hydra.core.utils import JobReturn, JobStatus
 from mlflow import MlflowClient
 from omegaconf import OmegaConf
-from test_sweep_signals import child_processes, children_of, gone, started_sweep, wait_for
+from test_sweep_signals import child_processes, children_of, ended_at_exit, gone, started_sweep, wait_for
 from test_train_app import ROOT, TINY, app, app_command, app_env, history, runs_of
 
 from harness.joblib_launcher import TornDown, WorkerDied, exit_description, reported_exit_codes
@@ -187,7 +187,7 @@ def test_lost_job_attempts_end_their_own_runs(tracking_settings, tmp_path: Path,
                       {**record, "harness.pid": str(dead_pid)})
     torn = TornDown("torn down with the joblib pool when job 1 died; the job ran again in a fresh pool", 0,
                     {**record, "harness.pid": str(torn_pid)})
-    try:
+    with ended_at_exit(callback) as parent:  # the basic sweeper raised the failed job's exception
         for lost in (died, torn):
             callback.on_job_end(config, job_return=JobReturn(status=JobStatus.FAILED, _return_value=lost))
         ended = {name: client.get_run(run_id) for name, run_id in runs.items()}
@@ -198,10 +198,6 @@ def test_lost_job_attempts_end_their_own_runs(tracking_settings, tmp_path: Path,
         for name in ("cell", "partial"):
             assert ended[name].data.tags["harness.rerun"] == str(torn)
         assert "harness.rerun" not in ended["earlier"].data.tags
-    finally:
-        parent = callback.parent_run_id
-        callback._end_abandoned_parent()  # the basic sweeper raised the failed job's exception
-        callback._restore_process_state()
     run = client.get_run(parent)
     assert run.info.status == "FAILED"
     assert run.data.tags["error"].startswith(
@@ -233,37 +229,36 @@ def test_a_dead_workers_run_ends_as_the_launcher_says_whoever_ends_it_first(
     callback, config = started_sweep(tracking_settings, tmp_path, monkeypatch)
     client = MlflowClient(tracking_settings.tracking_uri)
     since = int(time.time() * 1000)
-    job = subprocess.Popen([sys.executable, "-c", _IDLE_JOB, tracking_settings.tracking_uri,
-                            tracking_settings.artifact_root], stdout=subprocess.PIPE, text=True, cwd=ROOT)
-    try:
-        run_id = job.stdout.readline().strip()
-        (writer,) = child_processes(job.pid)
-        if first == "launcher":
-            os.kill(writer, signal.SIGSTOP)  # idle in its read of the pipe: it holds no lock of the store
-        with ending_lock(tracking_settings.tracking_uri):  # as while another process ends runs of the store
-            job.kill()
-            job.wait(timeout=60)
+    with ended_at_exit(callback):
+        job = subprocess.Popen([sys.executable, "-c", _IDLE_JOB, tracking_settings.tracking_uri,
+                                tracking_settings.artifact_root], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        try:
+            run_id = job.stdout.readline().strip()
+            (writer,) = child_processes(job.pid)
+            if first == "launcher":
+                os.kill(writer, signal.SIGSTOP)  # idle in its read of the pipe: it holds no lock of the store
+            with ending_lock(tracking_settings.tracking_uri):  # as while another process ends its runs
+                job.kill()
+                job.wait(timeout=60)
+                if first == "writer":
+                    time.sleep(1.0)
+                    assert client.get_run(run_id).info.status == "RUNNING"  # the writer waits its turn
             if first == "writer":
-                time.sleep(1.0)
-                assert client.get_run(run_id).info.status == "RUNNING"  # the writer waits its turn
-        if first == "writer":
-            wait_for(lambda: reaped(client.get_run(run_id)), 10.0, "the writer's end of the run")
-        host = socket.gethostname()
-        record = {"harness.host": host, "harness.pid": str(job.pid), "started_ms": since}
-        why = ("job 0's worker process died of SIGKILL (killed, or out of memory)" if lost is WorkerDied
-               else "torn down with the joblib pool when job 1 died; the job ran again in a fresh pool")
-        report = lost(why, 0, record)
-        callback.on_job_end(config, job_return=JobReturn(status=JobStatus.FAILED, _return_value=report))
-        if first == "launcher":
-            os.kill(writer, signal.SIGCONT)
-        wait_for(lambda: gone(writer), 10.0, "the writer's exit")
-    finally:
-        if job.poll() is None:
-            job.kill()
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(writer, signal.SIGCONT)
-        callback._end_abandoned_parent()
-        callback._restore_process_state()
+                wait_for(lambda: reaped(client.get_run(run_id)), 10.0, "the writer's end of the run")
+            host = socket.gethostname()
+            record = {"harness.host": host, "harness.pid": str(job.pid), "started_ms": since}
+            why = ("job 0's worker process died of SIGKILL (killed, or out of memory)" if lost is WorkerDied
+                   else "torn down with the joblib pool when job 1 died; the job ran again in a fresh pool")
+            report = lost(why, 0, record)
+            callback.on_job_end(config, job_return=JobReturn(status=JobStatus.FAILED, _return_value=report))
+            if first == "launcher":
+                os.kill(writer, signal.SIGCONT)
+            wait_for(lambda: gone(writer), 10.0, "the writer's exit")
+        finally:
+            if job.poll() is None:
+                job.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(writer, signal.SIGCONT)
     run = client.get_run(run_id)
     assert REAPED_TAG not in run.data.tags
     if lost is WorkerDied:
@@ -289,11 +284,8 @@ def test_a_sweep_that_stops_takes_over_the_run_a_metric_writer_ended(tracking_se
     run_id = client.create_run(experiment_id, run_name="job", tags=tags).info.run_id
     assert len(end_lost(client, [client.get_run(run_id)], "its metric writer process")) == 1
     assert reaped(client.get_run(run_id))
-    parent = callback.parent_run_id
-    try:
-        callback._end_abandoned_parent()
-    finally:
-        callback._restore_process_state()
+    with ended_at_exit(callback) as parent:
+        pass
     assert client.get_run(parent).info.status == "FAILED"
     run = client.get_run(run_id)
     assert run.info.status == "FAILED" and REAPED_TAG not in run.data.tags

@@ -1,26 +1,29 @@
-"""LSTM's fused read-out (layers.py, `fuses_readout`) against the model's own read-out over all steps."""
+"""The fused read-out of Elman and LSTM (layers.py, `fuses_readout`) against the model's own read-out over all
+steps."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from harness.nn import LSTM
+from harness.nn import LSTM, Elman
 
 B, D, K = 3, 2, 3
 RNG = np.random.default_rng(0)
 
 
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize(("cell", "width", "dtype"), [(Elman, 300, "float64"), (LSTM, 7, "float64"),
+                                                      (LSTM, 7, "float32")])
 @pytest.mark.parametrize("mode", ["many_to_many", "one_to_many", "encoder_decoder"])
-def test_lstm_fused_readout_gives_the_readout_of_the_model(mode, dtype) -> None:
-    """The top LSTM layer writes H W_hy after each chunk of 16 steps and adds each chunk's share of dW_hy:
-    the same logits and loss bit for bit, the same gradients to round-off, over three chunks."""
-    steps, width = 40, 7
+def test_fused_readout_gives_the_readout_of_the_model(mode, cell, width, dtype) -> None:
+    """The top layer writes H W_hy after each chunk of steps and adds each chunk's share of dW_hy (16 steps
+    per chunk: Elman's at width 300 and B = 3, LSTM's fixed): the same logits and loss bit for bit, the same
+    gradients to round-off as the model's own read-out, over three chunks."""
+    steps = 40
     kw = {"output_length": 37} if mode != "many_to_many" else {}
     X = RNG.standard_normal((1 if mode == "one_to_many" else steps, B, D)).astype(dtype)
     Y = RNG.standard_normal((steps if mode == "many_to_many" else 37, B, K)).astype(dtype)
-    fused, unfused = (LSTM(D, width, K, mode=mode, num_layers=2, dtype=dtype, **kw) for _ in range(2))
+    fused, unfused = (cell(D, width, K, mode=mode, num_layers=2, dtype=dtype, **kw) for _ in range(2))
     for layer in unfused.dec_layers or unfused.layers:
         layer.fuses_readout = False
     assert np.array_equal(fused.predict(X), unfused.predict(X))

@@ -383,11 +383,9 @@ def test_a_writer_leaves_the_run_of_a_live_process_alone_and_reap_ends_it_once_g
         if process.poll() is None:
             process.kill()
     alive = client.create_run(experiment_id, tags=process_tags()).info.run_id  # this process: not orphaned
-    reap = [sys.executable, "-m", "harness.tracking.reap", "--uri", tracking_settings.tracking_uri]
-    done = subprocess.run(reap, capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert f"ended KILLED: {run_id} victim" in done.stdout
-    assert done.stdout.strip().splitlines()[-1] == "1 of 2 RUNNING runs had lost their process on this host"
+    out = reap_store(tracking_settings)
+    assert f"ended KILLED: {run_id} victim" in out
+    assert out.strip().splitlines()[-1] == "1 of 2 RUNNING runs had lost their process on this host"
     run = client.get_run(run_id)
     assert run.info.status == "KILLED" and reaped(run)
     assert run.data.tags["error"] == (f"{LOST}harness.tracking.reap (process {process.pid} on "
