@@ -13,7 +13,14 @@ from statsmodels.tsa.arima.model import ARIMA
 
 from harness.forecast.arma import fit_arma, h_step_forecasts
 from harness.forecast.backtest import BacktestPlan, dm_by_horizon, run_backtest, score_backtest, score_key
-from harness.forecast.intervals import conformal_quantiles, coverage, min_calibration_residuals, winkler_score
+from harness.forecast.intervals import (
+    conformal_quantiles,
+    coverage,
+    level_name,
+    level_of_name,
+    min_calibration_residuals,
+    winkler_score,
+)
 from harness.forecast.metrics import diebold_mariano
 from harness.forecast.models import ArmaForecaster, RnnForecaster, lagged_inputs
 from harness.forecast.series import make_series
@@ -132,6 +139,13 @@ def test_min_calibration_residuals_is_where_the_conformal_half_width_turns_finit
     assert np.isfinite(conformal_quantiles(residuals, [level])[0, 0])
     assert n == 1 or conformal_quantiles(residuals[:-1], [level])[0, 0] == np.inf
     assert n == math.ceil(Fraction(str(level)) / (1 - Fraction(str(level))))
+
+
+@pytest.mark.parametrize(("level", "name"), [(0.5, "50"), (0.8, "80"), (0.95, "95"), (0.975, "97_5"),
+                                             (0.995, "99_5"), (0.9999, "99_99")])
+def test_level_names_in_metric_names_read_back_to_the_same_level(level, name):
+    assert level_name(level) == name
+    assert level_of_name(name) == level
 
 
 def test_winkler_score_and_coverage_by_hand():

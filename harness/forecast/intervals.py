@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from fractions import Fraction
 
 import numpy as np
 
@@ -36,6 +37,12 @@ def check_levels(levels: Sequence[float]) -> tuple[float, ...]:
 def level_name(level: float) -> str:
     """The level as a metric-name suffix: 0.95 -> "95", 0.975 -> "97_5"."""
     return f"{100 * level:g}".replace(".", "_")
+
+
+def level_of_name(name: str) -> float:
+    """The level a metric-name suffix stands for, level_name's inverse: "97_5" -> 0.975."""
+    # exact decimal division, then one rounding: float("99.99") / 100 is not the float 0.9999
+    return float(Fraction(name.replace("_", ".")) / 100)
 
 
 def gaussian_bounds(mean: np.ndarray, variance: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:

@@ -50,7 +50,7 @@ from harness.forecast.backtest import (
     score_key,
 )
 from harness.forecast.datasets import ALL_SERIES_NAMES, CSV_FIELDS, load_series
-from harness.forecast.intervals import DEFAULT_LEVELS, level_name, min_calibration_residuals
+from harness.forecast.intervals import DEFAULT_LEVELS, level_name, level_of_name, min_calibration_residuals
 from harness.forecast.metrics import diebold_mariano
 from harness.forecast.models import ArmaForecaster, RnnForecaster, fit_linear_recurrent_predictor
 from harness.forecast.series import SERIES_NAMES, Series
@@ -73,9 +73,11 @@ LINK_SEQUENCE_LENGTH = 100  # compute_link trains on chunks of this many points
 ROW_KEYS = ("series", "window", "h", "model", "seed")  # the key columns of the cells frame
 WHOLE_TEST = "test"  # the window name of the whole test part
 WINDOW_NAME = re.compile(r"[A-Za-z0-9_-]+")
-INTERVAL_SCORE = re.compile(r"(coverage|winkler)\d+(?:_\d+)?")
+LEVEL = r"\d+(?:_\d+)?"  # an interval level in a metric's name (intervals.level_name: "95", "97_5")
+INTERVAL_SCORE = re.compile(rf"(coverage|winkler)({LEVEL})")
+COVERAGE_COLUMN = re.compile(rf"coverage({LEVEL})_mean")  # the summary table's coverage columns
 SCORE_KEY = re.compile(  # backtest.score_key's names: score[.h<h>][.<window>]
-    r"(?P<score>[a-z_]+(?:\d+(?:_\d+)?)?)(?:\.h(?P<h>\d+))?(?:\.(?P<window>[A-Za-z0-9_-]+))?"
+    rf"(?P<score>[a-z_]+(?:{LEVEL})?)(?:\.h(?P<h>\d+))?(?:\.(?P<window>[A-Za-z0-9_-]+))?"
 )
 
 
@@ -642,7 +644,7 @@ def _cells(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """The cells frame of rows: the ROW_KEYS, then TABLE_METRICS, then interval scores by level."""
     metrics = {key for row in rows for key in row} - set(ROW_KEYS)
     intervals = sorted(metrics - set(TABLE_METRICS),
-                       key=lambda m: (float(re.sub(r"^[a-z]+", "", m).replace("_", ".")), m))
+                       key=lambda m: (level_of_name(INTERVAL_SCORE.fullmatch(m)[2]), m))
     return pd.DataFrame(rows, columns=[*ROW_KEYS, *TABLE_METRICS, *intervals])
 
 
@@ -766,8 +768,8 @@ def format_table(table: pd.DataFrame) -> str:
 def _interval_levels(table: pd.DataFrame) -> list[tuple[str, float]]:
     """(name, level) of every interval level the table has coverage columns of (``coverage97_5_mean``:
     ("97_5", 0.975)), in column order."""
-    return [(match[1], float(match[1].replace("_", ".")) / 100.0) for column in table.columns
-            if (match := re.fullmatch(r"coverage(\d+(?:_\d+)?)_mean", column))]
+    return [(match[1], level_of_name(match[1])) for column in table.columns
+            if (match := COVERAGE_COLUMN.fullmatch(column))]
 
 
 def table_legend(table: pd.DataFrame) -> str:
