@@ -34,6 +34,15 @@ def export_project_root() -> None:
     os.environ.setdefault("HARNESS_PROJECT_ROOT", str(project_root()))
 
 
+def silence_artifact_progress_bars() -> None:
+    """Turn off MLflow's "Downloading artifacts" progress bars (unless the user's environment sets
+    MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR): the harness downloads only its own checkpoints, in a fraction of a
+    second, and each bar drew three lines of noise in stderr; the variable reaches the joblib workers too."""
+    import os
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
 _frozen = False
 
 

@@ -122,6 +122,7 @@ def test_a_run_stopped_at_a_random_step_then_resumed_equals_an_uninterrupted_run
 
     resumed = app(tmp_path, tracking_settings, *long, "seed=1", f"trainer.resume={run_id}")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Downloading artifacts" not in resumed.stderr  # the checkpoint's download draws no progress bar
     (reference_run,) = runs_of(tracking_settings, "reference")
     (done,) = runs_of(tracking_settings)
     assert done.info.run_id == run_id and done.info.status == "FINISHED"
