@@ -168,3 +168,13 @@ def config_differences(old: dict[str, Any], new: dict[str, Any], *,
     leaving out the keys in ignore."""
     a, b = _flat(old), _flat(new)
     return sorted(key for key in set(a) | set(b) if key not in ignore and a.get(key, ...) != b.get(key, ...))
+
+
+def describe_differences(old: dict[str, Any], new: dict[str, Any], keys: list[str]) -> str:
+    """keys (config_differences(old, new)) with both values: "model.hidden_size (4 in the run, 5 now)"."""
+    a, b = _flat(old), _flat(new)
+
+    def shown(flat: dict[str, Any], key: str) -> str:
+        return repr(flat[key]) if key in flat else "unset"
+
+    return ", ".join(f"{key} ({shown(a, key)} in the run, {shown(b, key)} now)" for key in keys)

@@ -29,6 +29,7 @@ from harness.checkpoint import (
     Checkpoint,
     CheckpointError,
     config_differences,
+    describe_differences,
     load_checkpoint,
     restore_rng_states,
     rng_states,
@@ -112,8 +113,11 @@ def _check_continuable(run: Any, checkpoint: Checkpoint, cfg: dict[str, Any], co
         raise ConfigError(f"trainer.resume: the checkpoint of run {run_id} is run {checkpoint.run_id}'s")
     differ = config_differences(checkpoint.config, cfg, ignore=RESUMABLE_KEYS)
     if differ:
+        started = run.data.tags.get("overrides")
+        again = f"; it was started with the overrides `{started}`: give them again" if started else ""
         raise ConfigError(f"trainer.resume: run {run_id} was trained with another config; keys that differ: "
-                          f"{', '.join(differ)} (only trainer.steps may change on resume)")
+                          f"{describe_differences(checkpoint.config, cfg, differ)}{again} (only "
+                          f"trainer.steps may change on resume)")
     steps = config.trainer.steps
     curves = checkpoint.curves
     if steps < checkpoint.step:

@@ -41,13 +41,20 @@ from harness.environment import DIFF_ARTIFACT, environment_tags
 from harness.nn import GRU, LSTM, Bidirectional, Elman, Jordan
 from harness.optim import make_optimizer
 from harness.resume import LOCAL_TAG, Checkpointer, SkipLogged, restore, resume_point, snapshot
-from harness.run_report import Outcome, describe_run, terminal_summary
+from harness.run_report import (
+    Outcome,
+    continue_command,
+    describe_run,
+    describe_stopped_run,
+    stopped_summary,
+    terminal_summary,
+)
 from harness.runtime import freeze_long_lived_objects, pin_blas_to_one_thread
 from harness.tasks import SequenceTask, fingerprint, make_task
 from harness.tracking import TrackingSettings, open_run, project_root
 from harness.tracking.experiment_notes import NOTE_TAG
 from harness.tracking.redact import redact_config
-from harness.tracking.runs import sweep_label
+from harness.tracking.runs import RunInterrupted, sweep_label
 from harness.training import FitResult, fit
 from harness.ui import run_url, ui_command
 
@@ -219,7 +226,8 @@ def run(cfg: dict[str, Any], *, overrides: list[str] | tuple[str, ...] = (),
     data_fingerprint = fingerprint(*val_arrays.values())
     recorded = redact_config(cfg)  # what is logged and checkpointed: no credentials
     point = resume_point(config, recorded, settings, output_dir)
-    start = None if point is None else restore(point, model, optimizer, streams, early_stopping)
+    # the caller's FitResult: a run stopped by a signal still tells how far it got
+    start = FitResult() if point is None else restore(point, model, optimizer, streams, early_stopping)
 
     tags = {"task": config.task.name, "model": model_label(config.model), "seed": config.seed,
             "overrides": " ".join(overrides), "job_num": "" if job_num is None else job_num,
@@ -256,6 +264,14 @@ def run(cfg: dict[str, Any], *, overrides: list[str] | tuple[str, ...] = (),
             result = fit(model, task, optimizer, config.trainer, train_rng=streams["train"],
                          val_batch=val_batch, diagnostics_batch=diagnostics_batch, logger=logger,
                          description=name, early_stopping=early_stopping, result=start, save=save)
+        except RunInterrupted as stop:
+            done = start.steps_done
+            command = continue_command(logger.run_id, overrides) if done and logger.run_id else None
+            logger.set_tags({NOTE_TAG: describe_stopped_run(config, done, stop, command)})
+            if echo is not None:
+                for line in stopped_summary(name, logger.run_id, done, config.trainer.steps, stop, command):
+                    echo(line)
+            raise
         finally:
             logger.set_tags(checkpointer.cost_tags())
         if result.stopped_reason:

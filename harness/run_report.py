@@ -4,10 +4,13 @@ the solved flag, the run's URL in the UI)."""
 
 from __future__ import annotations
 
+import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from harness.config import RunConfig
 from harness.tasks import SequenceTask
+from harness.tracking.store import entry_point
 from harness.training import FitResult
 
 
@@ -68,6 +71,34 @@ def describe_run(config: RunConfig, outcome: Outcome) -> str:
         f"level (a predictor that ignores the inputs) {outcome.chance:.4g}. Solved means `{outcome.rule}` on "
         f"the fixed validation set of {config.trainer.eval_batch_size} sequences (metric `solved`).",
     ])
+
+
+def continue_command(run_id: str, overrides: Sequence[str]) -> str:
+    """The shell command that continues run run_id: this command's overrides, trainer.resume replaced."""
+    kept = [override for override in overrides if not override.lstrip("+~").startswith("trainer.resume=")]
+    return shlex.join(["python", entry_point(), *kept, f"trainer.resume={run_id}"])
+
+
+def describe_stopped_run(config: RunConfig, steps_done: int, stop: BaseException, command: str | None
+                         ) -> str:
+    """The Markdown description of a run a signal stopped (stop: its RunInterrupted) after steps_done
+    steps: how far it got and the command that continues it (continue_command; None: there is nothing to
+    continue)."""
+    head = f"**Stopped at step {steps_done} of {config.trainer.steps}** ({stop})."
+    if command is None:
+        return f"{head} It had no training step to keep: run it again."
+    return (f"{head} Its checkpoint holds step {steps_done}; continue this run (bit for bit as if it had "
+            f"not stopped) with\n\n`{command}`")
+
+
+def stopped_summary(name: str, run_id: str | None, steps_done: int, steps: int, stop: BaseException,
+                    command: str | None) -> list[str]:
+    """The lines train.py ends with when a signal stops it: the run, how far it got, how to continue."""
+    lines = [f"run {name}" + (f" ({run_id})" if run_id else " (tracking off)") +
+             f" stopped at step {steps_done} of {steps} ({stop})"]
+    if command is not None:
+        lines.append(f"continue it with: {command}")
+    return lines
 
 
 def terminal_summary(outcome: Outcome, run_id: str | None, url: str | None, ui_command: str | None

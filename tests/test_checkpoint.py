@@ -11,7 +11,13 @@ import numpy as np
 import pytest
 from test_configs import composed
 
-from harness.checkpoint import CheckpointError, config_differences, load_checkpoint, save_checkpoint
+from harness.checkpoint import (
+    CheckpointError,
+    config_differences,
+    describe_differences,
+    load_checkpoint,
+    save_checkpoint,
+)
 from harness.config import validate
 from harness.early_stopping import EarlyStopping
 from harness.resume import ResumePoint, restore, snapshot
@@ -164,3 +170,5 @@ def test_config_differences_name_the_dotted_keys() -> None:
     new = {"model": {"hidden_size": 8, "name": "elman"}, "trainer": {"steps": 20}, "seed": 0, "extra": 1}
     assert config_differences(old, new) == ["extra", "model.hidden_size", "trainer.steps"]
     assert config_differences(old, new, ignore=("trainer.steps",)) == ["extra", "model.hidden_size"]
+    assert describe_differences(old, new, ["extra", "model.hidden_size"]) == (
+        "extra (unset in the run, 1 now), model.hidden_size (4 in the run, 8 now)")

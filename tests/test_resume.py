@@ -5,6 +5,7 @@ weights equal those of an uninterrupted run (experiments/train.py subprocesses, 
 from __future__ import annotations
 
 import random
+import shlex
 import signal
 import subprocess
 from pathlib import Path
@@ -48,15 +49,16 @@ def refusal(cfg: dict) -> str:
 
 def test_resume_refusals_are_one_line_and_leave_the_run_alone(tmp_path: Path, tracking_settings) -> None:
     overrides = (*TINY, *store_overrides(tracking_settings), "trainer.progress=false")
-    run(composed(*overrides))
+    run(composed(*overrides), overrides=TINY)  # the overrides the run records
     (finished,) = runs_of(tracking_settings)
     run_id = finished.info.run_id
     client = MlflowClient(tracking_settings.tracking_uri)
     again = (*overrides, f"trainer.resume={run_id}")
 
     assert refusal(composed(*again, "model.hidden_size=5", "seed=3")) == (
-        f"trainer.resume: run {run_id} was trained with another config; keys that differ: model.hidden_size, "
-        "seed (only trainer.steps may change on resume)")
+        f"trainer.resume: run {run_id} was trained with another config; keys that differ: model.hidden_size "
+        f"(4 in the run, 5 now), seed (0 in the run, 3 now); it was started with the overrides "
+        f"`{' '.join(TINY)}`: give them again (only trainer.steps may change on resume)")
     assert refusal(composed(*again)) == (
         f"trainer.resume: run {run_id} has finished; nothing to continue (raise trainer.steps above 8)")
     assert refusal(composed(*again, "trainer.steps=4")).startswith("trainer.steps must be >= 8")
@@ -116,6 +118,12 @@ def test_a_run_stopped_at_a_random_step_then_resumed_equals_an_uninterrupted_run
     assert 0 < stopped_at < STEPS, f"the signal (after {delay:.2f} s) missed the run"
     if signum == signal.SIGTERM:  # a checkpoint at the signal's step, the run ended KILLED
         assert process.returncode == 128 + signum and interrupted.info.status == "KILLED", stderr.read_text()
+        # its description says where it stopped and gives the command that continues it
+        note = interrupted.data.tags["mlflow.note.content"]
+        assert note.startswith(f"**Stopped at step {stopped_at} of {STEPS}** (interrupted by SIGTERM)")
+        overrides = app_command(tracking_settings, *long, "seed=1")[2:]
+        assert note.endswith(f"`{shlex.join(['python', 'experiments/train.py', *overrides])} "
+                             f"trainer.resume={run_id}`")
     else:  # no chance to react: its metric writer ends it, steps after the last periodic checkpoint logged
         assert process.returncode == -signum
         wait_for(lambda: reaped(client.get_run(run_id)), 10.0, "the writer's end of the run")
@@ -126,6 +134,8 @@ def test_a_run_stopped_at_a_random_step_then_resumed_equals_an_uninterrupted_run
     (reference_run,) = runs_of(tracking_settings, "reference")
     (done,) = runs_of(tracking_settings)
     assert done.info.run_id == run_id and done.info.status == "FINISHED"
+    # the stop's account (RunInterrupted, or the writer's reaped ending) went when the run went on
+    assert "error" not in done.data.tags and "harness.reaped" not in done.data.tags
     resumed_from = int(done.data.tags["resumed_from_step"])
     if signum == signal.SIGTERM:
         assert resumed_from == stopped_at, "the checkpoint is the signal's step"

@@ -170,7 +170,14 @@ def drop_reaped(client: Any, run: Any) -> None:
     """Take end_lost's account (its ``error`` and REAPED_TAG) off run (an mlflow Run, read under
     ending_lock) when it is reaped: a more specific ending replaces it."""
     if reaped(run):
-        for key in ("error", REAPED_TAG):
+        drop_ending(client, run)
+
+
+def drop_ending(client: Any, run: Any) -> None:
+    """Take the account of run's last ending (an mlflow Run: its ``error``, end_lost's REAPED_TAG) off it:
+    for a run that goes on (a resumed one) or that another ending replaces."""
+    for key in ("error", REAPED_TAG):
+        if key in run.data.tags:
             client.delete_tag(run.info.run_id, key)
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.tracking.loggers import MAX_TAG_LENGTH, MemoryLogger, MlflowLogger, pair_batches, tag_values
-from harness.tracking.reap import process_tags
+from harness.tracking.reap import drop_ending, process_tags
 from harness.tracking.redact import redact
 from harness.tracking.store import (
     TrackingSettings,
@@ -276,6 +276,8 @@ def _open_here(settings: TrackingSettings, run_name: str | None, all_tags: dict[
     try:
         client, experiment_id = ensure_store(settings)
         if resume_run_id is not None:
+            # its last ending's error would stay on the run, FINISHED or not, after it goes on
+            drop_ending(client, client.get_run(resume_run_id))
             # The run's process is this one now: recorded before it is RUNNING again, so that no reaper
             # takes it, in between, for the lost process's run.
             for _, batch in pair_batches("tag", process_tags()):
