@@ -74,9 +74,10 @@ their number, bytes and seconds (the metric flush before each included)."""
 
 @dataclass(frozen=True)
 class ResumePoint:
-    """A run to continue (run_id) and the checkpoint it continues from."""
+    """A run to continue (run_id, named run_name in the store) and the checkpoint it continues from."""
 
     run_id: str
+    run_name: str
     checkpoint: Checkpoint
 
 
@@ -168,7 +169,7 @@ def resume_point(config: RunConfig, cfg: dict[str, Any], settings: TrackingSetti
         except CheckpointError as exc:
             raise ConfigError(f"trainer.resume: run {run_id} has no usable checkpoint: {exc}") from exc
     _check_continuable(run, checkpoint, cfg, config)
-    return ResumePoint(run.info.run_id, checkpoint)
+    return ResumePoint(run.info.run_id, run.info.run_name, checkpoint)
 
 
 def snapshot(result: FitResult, model: Any, optimizer: Any, streams: dict[str, np.random.Generator],

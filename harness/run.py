@@ -233,7 +233,8 @@ def run(cfg: dict[str, Any], *, overrides: list[str] | tuple[str, ...] = (),
             "overrides": " ".join(overrides), "job_num": "" if job_num is None else job_num,
             "dataset_fingerprint": data_fingerprint, "metric_name": task.metric_name,
             "chance_level": task.chance()[task.metric_name], "solved_rule": task.solved_rule}
-    name = run_name(config, overrides)
+    # a resumed run keeps its name: a sweep's job named it after the sweep's other values too
+    name = run_name(config, overrides) if point is None else point.run_name
     with open_run(settings, run_name=name, tags=tags, parent_run_id="auto",
                   resume_run_id=None if point is None else point.run_id) as logger, \
             tempfile.TemporaryDirectory() as workdir:

@@ -78,7 +78,8 @@ def test_a_fit_restored_from_a_checkpoint_continues_bit_identically(tmp_path: Pa
     resumed = Fit(*overrides)
     checkpoint = load_checkpoint(path)
     assert checkpoint.step == 40 and checkpoint.run_id == "run-1" and checkpoint.config == resumed.cfg
-    start = restore(ResumePoint("run-1", checkpoint), resumed.model, resumed.optimizer, resumed.streams, None)
+    start = restore(ResumePoint("run-1", "name", checkpoint), resumed.model, resumed.optimizer,
+                    resumed.streams, None)
     end = resumed.run(result=start)
 
     for name, value in whole.model.params.items():
@@ -108,7 +109,7 @@ def test_early_stopping_fires_restores_best_weights_and_survives_a_resume(tmp_pa
                for name, value in best.best_params.items())
 
     resumed = Fit(*overrides)
-    start = restore(ResumePoint("run-1", load_checkpoint(path)), resumed.model, resumed.optimizer,
+    start = restore(ResumePoint("run-1", "name", load_checkpoint(path)), resumed.model, resumed.optimizer,
                     resumed.streams, resumed.early)
     again = resumed.run(result=start)
     assert (again.stopped_step, resumed.early.best_step, resumed.early.best) == (

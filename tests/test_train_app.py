@@ -174,6 +174,16 @@ def test_sweep_goes_on_past_diverging_jobs(tmp_path: Path, tracking_settings) ->
     assert diverged.info.status == "FINISHED" and diverged.data.metrics["diverged"] == 1.0
     assert diverged.data.metrics["diverged_step"] >= 1 and np.isnan(diverged.data.metrics["objective"])
     assert by_lr["0.01"].data.metrics["diverged"] == 0.0
+    # the sweep's results as a table, in job order: printed at its end and in the parent's description
+    (parent,) = [run for run in runs_of(tracking_settings) if "mlflow.parentRunId" not in run.data.tags]
+    step = f"{diverged.data.metrics['diverged_step']:.0f}"
+    value = f"{by_lr['0.01'].data.metrics['objective']:.4g}"
+    table = "\n".join([
+        "| job | run | optimizer.lr | status | steps | val sequence_accuracy | solved |", "|" + "---|" * 7,
+        f"| 0 | reversal-lr1000000.0-linear-s0 | 1000000.0 | finished | {int(step) - 1} | diverged at step "
+        f"{step} | no |", f"| 1 | reversal-lr0.01-linear-s0 | 0.01 | finished | 8 | {value} | no |"])
+    assert parent.data.tags["mlflow.note.content"].endswith(table)
+    assert table in done.stdout
 
 
 def signal_when_training(process: subprocess.Popen, settings, stderr: Path, *, delay: float = 0.0,

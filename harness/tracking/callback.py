@@ -50,9 +50,11 @@ from harness.tracking.runs import (
     uses_metric_writer,
 )
 from harness.tracking.store import TrackingSettings, ensure_store, source_tags
+from harness.tracking.sweep_results import results_table
 from harness.tracking.writer import BackgroundMetricWriter
 
 CHILD_STATUSES = ("FINISHED", "FAILED", "KILLED", "RUNNING", "SCHEDULED")
+SWEPT_TAG = "harness.swept_keys"  # the parent's swept keys, "model task.length"
 RERUN = "RERUN"  # the count of KILLED runs whose job ran again (tag RERUN_TAG): not a signal, not a failure
 WORKER_CLOSE_TIMEOUT_S = 20.0
 
@@ -141,7 +143,7 @@ class SweepCallback(Callback):
         # the process tags: reap and this process's metric writer can tell when the launching process is gone
         tags = {"harness.sweep_dir": redact(str(sweep_dir)), **process_tags(), **source_tags()}
         swept = swept_keys(config)
-        tags["harness.swept_keys"] = " ".join(swept)
+        tags[SWEPT_TAG] = " ".join(swept)
         if threading.current_thread() is threading.main_thread():
             # SIGTERM's default action skips atexit: turn it into an exit that runs it. Installed before the
             # parent exists, so no signal finds the default action with a parent RUNNING.
@@ -211,9 +213,7 @@ class SweepCallback(Callback):
 
     def _children(self, client: Any, condition: str) -> list[Any]:
         """The runs nested under the parent that meet condition (an MLflow search filter)."""
-        parent = client.get_run(self.parent_run_id)
-        return all_pages(client.search_runs, [parent.info.experiment_id],
-                         filter_string=f"tags.mlflow.parentRunId = '{self.parent_run_id}' and {condition}")
+        return child_runs(client, self.parent_run_id, condition)
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._jobs_here = True  # also a joblib sweep of one worker, which joblib runs in this process
@@ -336,8 +336,16 @@ class SweepCallback(Callback):
         """Count the children, print the report, log the counts on the parent (with the jobs that went
         offline) and end it FINISHED (KILLED when a signal arrived meanwhile)."""
         client, _ = ensure_store(self.settings)
-        counts = summarize_children(client, self.parent_run_id)
+        children = child_runs(client, self.parent_run_id)
+        counts = count_children(children)
+        parent = client.get_run(self.parent_run_id)
+        study_note = parent.data.tags.get(NOTE_TAG)  # a study's or a search's own account, written already
+        # a grid sweep of training runs: their results as a table (a study's table says more, and a
+        # search's trials are ranked in its own)
+        table = None if study_note else results_table(children, parent.data.tags.get(SWEPT_TAG, "").split())
         print(format_sweep_report(self.parent_run_id, counts, jobs, len(offline)))
+        if table:
+            print(table)
         from mlflow.entities import Metric, RunTag
 
         now = _now_ms()
@@ -345,8 +353,7 @@ class SweepCallback(Callback):
         metrics.append(Metric("jobs", float(jobs), now, 0))
         metrics.append(Metric("offline", float(len(offline)), now, 0))
         # The description: a study's table (when it wrote one), the sweep's report, its offline jobs.
-        note = "\n\n".join(filter(None, [client.get_run(self.parent_run_id).data.tags.get(NOTE_TAG),
-                                         sweep_note(counts, jobs, len(offline))]))
+        note = "\n\n".join(filter(None, [study_note, sweep_note(counts, jobs, len(offline)), table]))
         described = offline_tags(offline, sweep_dir, self.settings.tracking_uri, note) if offline else {
             NOTE_TAG: note}
         tags = [RunTag(key, value) for key, value in tag_values(described).items()]
@@ -421,25 +428,28 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def summarize_children(client: Any, parent_run_id: str) -> dict[str, list[tuple[str, str]]]:
-    """Status (or RERUN) -> [(run name, error tag or re-run reason)] of every run nested under
-    parent_run_id (all pages)."""
+def child_runs(client: Any, parent_run_id: str, condition: str | None = None) -> list[Any]:
+    """The runs (mlflow Run) nested under parent_run_id that meet condition (an MLflow search filter; None:
+    all of them), all pages."""
     parent = client.get_run(parent_run_id)
+    nested = f"tags.mlflow.parentRunId = '{parent_run_id}'"
+    return all_pages(client.search_runs, [parent.info.experiment_id],
+                     filter_string=f"{nested} and {condition}" if condition else nested)
+
+
+def count_children(runs: list[Any]) -> dict[str, list[tuple[str, str]]]:
+    """Status (or RERUN) -> [(run name, error tag or re-run reason)] of runs (a parent's child_runs)."""
     counts: dict[str, list[tuple[str, str]]] = {status: [] for status in (*CHILD_STATUSES, RERUN)}
-    token = None
-    while True:
-        page = client.search_runs(
-            [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'",
-            max_results=1000, page_token=token,
-        )
-        for run in page:
-            tags = run.data.tags
-            counts.setdefault(RERUN if superseded(run) else run.info.status, []).append(
-                (run.info.run_name, tags.get("error") or tags.get(RERUN_TAG, ""))
-            )
-        token = page.token
-        if not token:
-            return counts
+    for run in runs:
+        tags = run.data.tags
+        counts.setdefault(RERUN if superseded(run) else run.info.status, []).append(
+            (run.info.run_name, tags.get("error") or tags.get(RERUN_TAG, "")))
+    return counts
+
+
+def summarize_children(client: Any, parent_run_id: str) -> dict[str, list[tuple[str, str]]]:
+    """count_children of every run nested under parent_run_id."""
+    return count_children(child_runs(client, parent_run_id))
 
 
 def _label(status: str) -> str:
