@@ -83,9 +83,17 @@ def test_a_signalled_joblib_sweep_ends_every_run_killed(tmp_path: Path, tracking
     assert parent.info.status == "KILLED"
     errors = [run.data.tags.get("error") for run in children]
     assert [run.info.status for run in children] == ["KILLED", "KILLED"], errors
+    name = signal.Signals(signum).name
     for run in children:  # each job closed its own run: its metrics were flushed, its error is the signal
-        assert run.data.tags["error"] == f"RunInterrupted: interrupted by {signal.Signals(signum).name}"
+        assert run.data.tags["error"] == f"RunInterrupted: interrupted by {name}"
         assert client.get_metric_history(run.info.run_id, "train/loss")
+        assert run.data.tags["mlflow.note.content"].startswith("**Stopped at step ")
+    # the parent says why it stopped and where to look, and shows its runs
+    why = f"stopped by {name}; each stopped run's description gives the command that continues it"
+    assert parent.data.tags["error"] == f"the sweep stopped before its end ({why})"
+    note = parent.data.tags["mlflow.note.content"]
+    assert note.startswith(f"**Stopped before its end** ({why}).\n\n**Sweep: 2 jobs, 2 runs (2 killed).**")
+    assert "| job | run | seed | status | steps | val accuracy | solved |" in note, note
 
 
 def test_a_signalled_basic_sweep_stops_and_ends_its_runs(tmp_path: Path, tracking_settings) -> None:

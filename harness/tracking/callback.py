@@ -117,6 +117,8 @@ class SweepCallback(Callback):
         self._previous_sigterm: Any = None
         self._previous_sigint: Any = None
         self._killed = False
+        self._signal: int | None = None  # the first stop signal the launching process received
+        self._sweep_dir: Path | None = None
         self._stopping_workers = False
         self._deferring = False
         # the basic launcher's jobs run in this process: between two of them Hydra composes the next job's
@@ -139,7 +141,7 @@ class SweepCallback(Callback):
         except ConfigError as exc:
             # Hydra reports a callback's exception with a traceback; SystemExit leaves with the one line.
             sys.exit(f"config error: {exc}")
-        sweep_dir = Path(config.hydra.sweep.dir).resolve()
+        sweep_dir = self._sweep_dir = Path(config.hydra.sweep.dir).resolve()
         # the process tags: reap and this process's metric writer can tell when the launching process is gone
         tags = {"harness.sweep_dir": redact(str(sweep_dir)), **process_tags(), **source_tags()}
         swept = swept_keys(config)
@@ -178,6 +180,7 @@ class SweepCallback(Callback):
     def _exit_on_sigterm(self, signum: int, frame: Any) -> None:
         note_stop(signum)
         self._killed = True
+        self._signal = self._signal or signum
         if self._stopping_workers or self._deferring or (self._jobs_here and self._between_jobs):
             return  # a second signal while the workers close their runs, the parent is being written, or
             # Hydra is between two jobs of this process
@@ -280,12 +283,36 @@ class SweepCallback(Callback):
             time.sleep(0.2)
         # A sweeper raises a failed job's exception (Hydra's basic sweeper does, after the batch), such as a
         # dead worker's.
-        why = (f"a failed job: {'; '.join(self._died)}" if self._died and not killed
-               else "signal, rejected overrides or a crash in the launcher")
-        client.set_tag(self.parent_run_id, "error", f"the sweep stopped before its end ({why}); see the "
-                       f"launching terminal")
+        if killed:
+            by = signal.Signals(self._signal).name if self._signal else "a signal"
+            why = f"stopped by {by}; each stopped run's description gives the command that continues it"
+        elif self._died:
+            why = f"a failed job: {'; '.join(self._died)}"
+        else:
+            why = "rejected overrides or a crash in the launcher; see the launching terminal"
+        from mlflow.entities import RunTag
+
+        counts, table, study_note = self._account(client)
+        jobs = launched_jobs(self._sweep_dir) if self._sweep_dir is not None else 0
+        stopped = f"the sweep stopped before its end ({why})"
+        print(format_sweep_report(self.parent_run_id, counts, jobs), f"  {stopped}", *filter(None, [table]),
+              sep="\n", flush=True)
+        note = "\n\n".join(filter(None, [f"**Stopped before its end** ({why}).", study_note,
+                                         sweep_note(counts, jobs), table]))
+        tags = tag_values({"error": stopped, NOTE_TAG: note})
+        client.log_batch(self.parent_run_id, tags=[RunTag(key, value) for key, value in tags.items()])
         end_run(client, self.parent_run_id, status)
         self.settings = self.parent_run_id = None
+
+    def _account(self, client: Any) -> tuple[dict[str, list[tuple[str, str]]], str | None, str | None]:
+        """(count_children, results_table, the study's description) of the parent's children: a grid
+        sweep of training runs gets their table; a study's or a search's own account (its description,
+        written already) says more, and ranks its trials."""
+        children = child_runs(client, self.parent_run_id)
+        parent = client.get_run(self.parent_run_id)
+        study_note = parent.data.tags.get(NOTE_TAG)
+        table = None if study_note else results_table(children, parent.data.tags.get(SWEPT_TAG, "").split())
+        return count_children(children), table, study_note
 
     def _restore_process_state(self) -> None:
         atexit.unregister(self._end_abandoned_parent)
@@ -336,16 +363,9 @@ class SweepCallback(Callback):
         """Count the children, print the report, log the counts on the parent (with the jobs that went
         offline) and end it FINISHED (KILLED when a signal arrived meanwhile)."""
         client, _ = ensure_store(self.settings)
-        children = child_runs(client, self.parent_run_id)
-        counts = count_children(children)
-        parent = client.get_run(self.parent_run_id)
-        study_note = parent.data.tags.get(NOTE_TAG)  # a study's or a search's own account, written already
-        # a grid sweep of training runs: their results as a table (a study's table says more, and a
-        # search's trials are ranked in its own)
-        table = None if study_note else results_table(children, parent.data.tags.get(SWEPT_TAG, "").split())
-        print(format_sweep_report(self.parent_run_id, counts, jobs, len(offline)))
-        if table:
-            print(table)
+        counts, table, study_note = self._account(client)
+        print(format_sweep_report(self.parent_run_id, counts, jobs, len(offline)), *filter(None, [table]),
+              sep="\n")
         from mlflow.entities import Metric, RunTag
 
         now = _now_ms()
