@@ -29,3 +29,10 @@ def test_an_existing_untagged_experiment_gets_the_tags_and_keeps_a_users_descrip
     assert client.get_experiment(bare).tags == experiment_tags("made-elsewhere")
     tags = client.get_experiment(described).tags
     assert tags[KIND_TAG] == KIND and tags[NOTE_TAG] == "my own notes"
+
+
+def test_each_description_begins_with_plain_text_for_the_experiments_list():
+    # the list shows the description's first characters as they are: no Markdown there
+    for name in ("train", "rnn_vs_arma", "gradient_flow", "anything-else"):
+        first_sentence = experiment_tags(name)[NOTE_TAG].split(": ")[0]
+        assert not set(first_sentence) & set("*`#["), (name, first_sentence)

@@ -3,7 +3,7 @@
 The UI chooses between its GenAI view (traces) and its training view (runs, charts) from the experiment
 tag ``mlflow.experimentKind``; every harness experiment holds training runs: ``custom_model_development``.
 The tag ``mlflow.note.content`` is rendered as Markdown on the experiment's page: it says what the runs are
-and how to read them.
+and how to read them. Its first sentence is plain text: the experiments list shows its beginning unrendered.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ NOTE_TAG = "mlflow.note.content"
 
 _DESCRIPTIONS = {
     "train": """\
-**Training runs** of `python experiments/train.py`: one recurrent network trained on one synthetic sequence
+Training runs of experiments/train.py: one recurrent network trained on one synthetic sequence
 task. A run is named `<task>-<model>-s<seed>`; within a sweep (`-m`) the name also carries the swept values
 (e.g. `adding-T20-lstm-s0`) and every job is a child of the sweep's parent run `train-sweep-<date>`.
 
@@ -26,7 +26,7 @@ loss and gradient norms; `grad_flow/*` the gradient-flow diagnostics, one chart 
 (Elman networks) ||dh_T/dh_k|| against the lag; their `_log10` twins turn exponential decay into a straight
 line. The weights are `model.npz`.""",
     "rnn_vs_arma": """\
-**The RNN-vs-ARMA comparison** (`python experiments/rnn_vs_arma.py`): on every series and seed an ARMA model
+The RNN-vs-ARMA comparison (python experiments/rnn_vs_arma.py): on every series and seed an ARMA model
 (order by AIC) and recurrent networks forecast the same test points 1..H steps ahead from every origin of a
 rolling-origin backtest, with prediction intervals.
 
@@ -39,7 +39,7 @@ these are the one-step scores, `<score>.h<h>` the h-step ones and `<score>.h<h>.
 window of the test part. `forecasts.csv` holds every forecast and interval bound.
 `python experiments/rnn_vs_arma.py rebuild=<parent run id>` prints the table again from this store alone.""",
     "gradient_flow": """\
-**Gradient-flow studies** (`python experiments/gradient_flow.py study=closed_form|spectral|remedies`):
+Gradient-flow studies (python experiments/gradient_flow.py study=closed_form|spectral|remedies):
 measured backpropagated gradients held against the theory of vanishing and exploding gradients.
 
 A parent run per study holds the table and the findings (in its description, and as `table.md`,
