@@ -34,5 +34,5 @@ def test_an_existing_untagged_experiment_gets_the_tags_and_keeps_a_users_descrip
 def test_each_description_begins_with_plain_text_for_the_experiments_list():
     # the list shows the description's first characters as they are: no Markdown there
     for name in ("train", "rnn_vs_arma", "gradient_flow", "anything-else"):
-        first_sentence = experiment_tags(name)[NOTE_TAG].split(": ")[0]
+        first_sentence = experiment_tags(name)[NOTE_TAG].replace(".", ":").split(":")[0]
         assert not set(first_sentence) & set("*`#["), (name, first_sentence)

@@ -49,7 +49,7 @@ figures again from this store alone.""",
 }
 
 _GENERIC = """\
-Runs of the `harness` project (recurrent networks in NumPy). Each run's description says what it is; its
+Runs of the harness project (recurrent networks in NumPy). Each run's description says what it is; its
 parameters are the flattened config, its tags the task, model and seed.""".replace("\n", " ")
 
 
