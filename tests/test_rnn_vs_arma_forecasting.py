@@ -119,6 +119,26 @@ def test_legend_names_the_series_whose_conformal_intervals_are_blank():
     assert "cover and Winkler" not in rnn_vs_arma.table_legend(table)
 
 
+def test_legend_names_exactly_the_blank_oracle_cells():
+    # the quick start's case: setar and sine have a one-step optimum only, narma10 none, ar2 every horizon
+    table = pd.DataFrame({"series": ["ar2"] * 3 + ["setar"] * 3 + ["sine"] * 3 + ["narma10"] * 3,
+                          "h": [1, 2, 3] * 4, "seeds": 3,
+                          "oracle_ratio_mean": [1.0, 1.1, 1.2, 1.157, np.nan, np.nan, 1.01, np.nan, np.nan,
+                                                np.nan, np.nan, np.nan],
+                          "coverage80_mean": 0.8})
+    legend = rnn_vs_arma.table_legend(table)
+    assert "oracle ratio for narma10, setar at h = 2-3, sine at h = 2-3 (no known optimum" in legend
+    table["oracle_ratio_mean"] = 1.0
+    assert "oracle ratio" not in rnn_vs_arma.table_legend(table).split("Blank:")[1]
+
+
+def test_blank_where_gives_horizons_as_runs():
+    table = pd.DataFrame({"series": ["a"] * 5 + ["b"] * 2, "h": [1, 2, 3, 5, 6, 1, 2]})
+    assert rnn_vs_arma.blank_where(table, table["h"] > 1) == "a at h = 2-3, 5-6, b at h = 2"
+    assert rnn_vs_arma.blank_where(table, table["series"] == "b") == "b"
+    assert rnn_vs_arma.blank_where(table, table["h"] > 9) == ""
+
+
 def test_rebuilt_table_equals_the_study_table(study, store):
     rebuilt = rnn_vs_arma.rebuild_table(study.parent_run_id, store)
     pd.testing.assert_frame_equal(rebuilt, study.table, check_exact=True)

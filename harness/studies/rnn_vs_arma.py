@@ -772,6 +772,31 @@ def _interval_levels(table: pd.DataFrame) -> list[tuple[str, float]]:
             if (match := COVERAGE_COLUMN.fullmatch(column))]
 
 
+def blank_where(table: pd.DataFrame, blank: pd.Series) -> str:
+    """The rows of table (columns series and h) that blank (a boolean Series on its index) marks, in words:
+    a series alone where all its rows are marked, else the series at the marked horizons ("setar at h = 2-3");
+    "" where none is marked."""
+    parts = []
+    for series in sorted(set(table.loc[blank, "series"])):
+        rows = table["series"] == series
+        if blank[rows].all():
+            parts.append(series)
+        else:
+            parts.append(f"{series} at h = {_spans(sorted(set(table.loc[rows & blank, 'h'])))}")
+    return ", ".join(parts)
+
+
+def _spans(values: list[int]) -> str:
+    """Ascending integers as runs: [2, 3, 4, 7] -> "2-4, 7"."""
+    runs: list[list[int]] = []
+    for value in values:
+        if runs and value == runs[-1][-1] + 1:
+            runs[-1].append(value)
+        else:
+            runs.append([value])
+    return ", ".join(f"{run[0]}-{run[-1]}" if len(run) > 1 else f"{run[0]}" for run in runs)
+
+
 def table_legend(table: pd.DataFrame) -> str:
     """The lines under the table (a Markdown list): what ±, the DM columns and a blank cell mean."""
     spread = ("±: sample standard deviation over the row's seeds (none for one seed)"
@@ -786,17 +811,16 @@ def table_legend(table: pd.DataFrame) -> str:
     blanks = ["DM columns on ARMA rows (the reference)"]
     if (table["h"] > 1).any():
         blanks.append("pooled DM beyond h = 1 (overlapping multi-step errors are not pooled)")
-    no_oracle = sorted(set(table.loc[table["oracle_ratio_mean"].isna(), "series"]))
+    no_oracle = blank_where(table, table["oracle_ratio_mean"].isna())
     if no_oracle:
-        blanks.append(f"oracle ratio for {', '.join(no_oracle)} (no known optimum: real or CSV data, "
-                      "NARMA-10 driven by an input its past does not show; beyond h = 1 only ARMA series "
+        blanks.append(f"oracle ratio for {no_oracle} (no known optimum: real or CSV data and NARMA-10, "
+                      "driven by an input its past does not show, have none; beyond h = 1 only ARMA series "
                       "have one)")
     levels = sorted(_interval_levels(table), key=lambda name_level: name_level[1])
-    no_interval = sorted({series for name, _ in levels for series in
-                          table.loc[table[f"coverage{name}_mean"].isna(), "series"]})
+    no_interval = blank_where(table, table[[f"coverage{name}_mean" for name, _ in levels]].isna().any(axis=1))
     if no_interval:
         needs = ", ".join(f"{min_calibration_residuals(level)} at {100 * level:g}%" for _, level in levels)
-        blanks.append(f"cover and Winkler for {', '.join(no_interval)} where an RNN's split-conformal "
+        blanks.append(f"cover and Winkler for {no_interval} where an RNN's split-conformal "
                       f"interval has too few calibration residuals (it needs {needs}; a validation part of n "
                       "points gives n - h + 1 at horizon h, none without a validation part)")
     lines.append("Blank: " + "; ".join(blanks) + ".")
