@@ -15,9 +15,9 @@ when the pool breaks:
   whose exception, a ``LostJob``, says what happened): harness.tracking.SweepCallback ends the dead job's
   run FAILED with the cause and the runs of a torn-down attempt KILLED, marked as re-run. The dead worker's
   metric writer process (harness.tracking.writer) outlives it and ends its run KILLED as reap does; the
-  callback's account replaces that one whether it comes before or after (harness.tracking.reap.ending_lock).
+  callback's account replaces that one whether it comes before or after (orphans.ending_lock).
 
-Which worker died: each job records its process (harness.tracking.reap.process_tags) in a ledger folder of
+Which worker died: each job records its process (harness.tracking.orphans.process_tags) in a ledger folder of
 the sweep before it starts and its JobReturn when it ends. loky marks every pending job failed before it
 kills the other workers; the launcher's backend watches for that moment and takes the roll call then: a job
 whose process is gone died, a job whose process still runs was torn down. A break that no job's death
@@ -83,7 +83,7 @@ class LostJob(Exception):
     the runs that worker opened since are the attempt's)."""
 
     def __init__(self, message: str, job_num: int, process: dict[str, Any]) -> None:
-        from harness.tracking.reap import HOST_TAG, PID_TAG
+        from harness.tracking.orphans import HOST_TAG, PID_TAG
 
         super().__init__(message)
         self.job_num, self.pid, self.host = job_num, int(process[PID_TAG]), str(process[HOST_TAG])
@@ -147,7 +147,7 @@ def _end_with_launcher(launcher: dict[str, str]) -> None:
     killer), stop this worker, whose results nobody would receive: a running job gets SIGTERM, which ends its
     runs KILLED with their metrics and checkpoint as in a sweep stopped by a signal, and
     LAUNCHER_GONE_GRACE_S to do it (a run still open then is its metric writer's, harness.tracking.writer)."""
-    from harness.tracking.reap import process_gone, process_name
+    from harness.tracking.orphans import process_gone, process_name
     from harness.tracking.runs import signal_self
 
     while not process_gone(launcher):
@@ -166,7 +166,7 @@ def execute_recorded_job(ledger: str, launcher: dict[str, str], idx: int, *job: 
     from hydra_plugins.hydra_joblib_launcher._core import execute_job
     from joblib.externals.loky.backend.reduction import dumps
 
-    from harness.tracking.reap import PID_TAG, process_tags
+    from harness.tracking.orphans import PID_TAG, process_tags
 
     global _watcher
     # a worker runs many jobs, of one launcher; joblib runs a one-worker pool's jobs in the launcher itself
@@ -207,7 +207,7 @@ class Ledger:
         before loky kills the workers that still run (the first call counts)."""
         if self.gone_at_break is not None:
             return
-        from harness.tracking.reap import process_gone
+        from harness.tracking.orphans import process_gone
 
         unfinished = [int(path.stem) for path in self.folder.glob("*.pid")
                       if not path.with_suffix(".done").is_file()]
@@ -284,7 +284,7 @@ class JoblibLauncher(PluginJoblibLauncher):
         from hydra.core.singleton import Singleton
         from joblib import Parallel, delayed
 
-        from harness.tracking.reap import process_tags
+        from harness.tracking.orphans import process_tags
 
         launcher = process_tags()
         options = {key: value for key, value in joblib_cfg.items() if key != "backend"}

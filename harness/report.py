@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.tracking import TrackingSettings, store_client
-from harness.tracking.reap import superseded
+from harness.tracking.orphans import superseded
 
 SEARCH_PAGE = 1000  # runs per search request
 

@@ -23,7 +23,7 @@ from test_train_app import ROOT, TINY, app, app_command, app_env, history, runs_
 
 from harness.joblib_launcher import TornDown, WorkerDied, exit_description, reported_exit_codes
 from harness.tracking import ensure_store
-from harness.tracking.reap import REAPED_TAG, end_lost, ending_lock, reaped
+from harness.tracking.orphans import REAPED_TAG, end_lost, ending_lock, reaped
 
 # Job 0 trains until it is killed; job 1 (3000 steps, a few seconds) has just started when job 0's worker
 # dies, so loky tears it down; jobs 2 and 3 have not started. No periodic checkpoint: the torn-down job runs
@@ -225,7 +225,7 @@ def test_a_dead_workers_run_ends_as_the_launcher_says_whoever_ends_it_first(
     run as reap would and the launcher reports the attempt lost (SweepCallback.on_job_end): the run ends
     FAILED with WorkerDied, or KILLED and re-run for a torn-down attempt, with no trace of the writer's
     account, whether the writer acted first or the launcher did (the writer held stopped until then); one
-    waits for the other (reap.ending_lock), so that they never interleave."""
+    waits for the other (orphans.ending_lock), so that they never interleave."""
     callback, config = started_sweep(tracking_settings, tmp_path, monkeypatch)
     client = MlflowClient(tracking_settings.tracking_uri)
     since = int(time.time() * 1000)
@@ -273,7 +273,7 @@ def test_a_dead_workers_run_ends_as_the_launcher_says_whoever_ends_it_first(
 def test_a_sweep_that_stops_takes_over_the_run_a_metric_writer_ended(tracking_settings, tmp_path: Path,
                                                                       monkeypatch) -> None:
     """A sweep stopped with no signal (a crash, a dead worker its launcher could not name) ends its parent
-    FAILED, not KILLED, though a child was ended KILLED by its metric writer (reap.end_lost) when its process
+    FAILED, not KILLED, though a child was ended KILLED by its metric writer (end_lost) when its process
     died; that child's end is the sweep's account, as when the sweep had found it RUNNING."""
     callback, _ = started_sweep(tracking_settings, tmp_path, monkeypatch)
     client, experiment_id = ensure_store(tracking_settings)

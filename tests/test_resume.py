@@ -20,7 +20,7 @@ from test_train_app import TINY, app, app_command, app_env, runs_of, signal_when
 from harness.config import ConfigError
 from harness.nn import load_model
 from harness.run import run
-from harness.tracking.reap import reaped
+from harness.tracking.orphans import reaped
 
 STEPS = 6000
 

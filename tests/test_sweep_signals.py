@@ -21,7 +21,7 @@ from test_train_app import ROOT, TINY, app_command, app_env, history, runs_of
 
 from harness.tracking import RunInterrupted, SweepCallback, ensure_store, open_run
 from harness.tracking.loggers import MlflowLogger
-from harness.tracking.reap import HOST_TAG, PID_TAG, REAPED_TAG, process_gone, process_tags, reaped
+from harness.tracking.orphans import HOST_TAG, PID_TAG, REAPED_TAG, process_gone, process_tags, reaped
 from harness.tracking.runs import Interrupts, note_stop, stop_requested
 from harness.tracking.writer import TRAINER_EXIT_WAIT_S
 

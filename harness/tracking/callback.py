@@ -23,7 +23,7 @@ from harness.config import ConfigError
 from harness.joblib_launcher import LostJob, TornDown
 from harness.tracking.experiment_notes import NOTE_TAG
 from harness.tracking.loggers import tag_values
-from harness.tracking.reap import (
+from harness.tracking.orphans import (
     HOST_TAG,
     PID_TAG,
     RERUN_TAG,
@@ -92,10 +92,10 @@ class SweepCallback(Callback):
     FAILED.
     A job attempt a launcher reports lost (on_job_end with a harness.joblib_launcher.LostJob: its worker
     died, or was torn down with the pool) has its runs ended at once: those left RUNNING FAILED with the
-    cause, and so are those the dead worker's metric writer ended as reap does (reap.reaped), whichever came
+    cause, and so are those the dead worker's metric writer ended as reap does (reaped), whichever came
     first; when the job runs again, all of them KILLED and tagged ``harness.rerun`` (counted as re-run).
     The parent's description gets the report (after a study's table, when it has one).
-    The parent records the launching process (reap.process_tags). A launching process killed without warning
+    The parent records the launching process (process_tags). A launching process killed without warning
     (SIGKILL, the out-of-memory killer) runs no exit: on an SQLite store its metric writer process
     (harness.tracking.writer, ``watch``) ends the parent KILLED as reap does, with the basic launcher's job
     run; elsewhere ``python -m harness.tracking.reap`` does. The joblib launcher's workers stop their jobs
@@ -235,13 +235,13 @@ class SweepCallback(Callback):
         """End the runs of the lost job attempt (its worker's, opened since it started). TornDown (the job
         runs again and logs them again): all of them KILLED, tagged and described as re-run, finished ones
         too (a study's cells). Otherwise those left RUNNING, and those its metric writer ended when the worker
-        died (reap.end_lost), end FAILED with the cause."""
+        died (end_lost), end FAILED with the cause."""
         client, _ = ensure_store(self.settings)
         runs = [run for run in self._children(client, f"attributes.start_time >= {lost.since_ms}")
                 if (run.data.tags.get(PID_TAG), run.data.tags.get(HOST_TAG)) == (str(lost.pid), lost.host)]
         if not isinstance(lost, TornDown):
             self._died.append(f"{type(lost).__name__}: {lost}")
-            # also the run its metric writer ended when the worker died (reap.end_lost), before or after this
+            # also the run its metric writer ended when the worker died (end_lost), before or after this
             end_orphans(client, runs, self._died[-1], status="FAILED", take_over=True)
             return
         with ending_lock(client.tracking_uri):

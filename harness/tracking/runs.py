@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.tracking.loggers import MAX_TAG_LENGTH, MemoryLogger, MlflowLogger, pair_batches, tag_values
-from harness.tracking.reap import drop_ending, process_tags
+from harness.tracking.orphans import drop_ending, process_tags
 from harness.tracking.redact import redact
 from harness.tracking.store import (
     TrackingSettings,

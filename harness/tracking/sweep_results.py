@@ -9,7 +9,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from harness.tracking.reap import superseded
+from harness.tracking.orphans import superseded
 
 MAX_ROWS = 40  # a longer sweep's table names how many rows it leaves out (a tag holds 8,000 characters)
 

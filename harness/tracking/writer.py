@@ -26,7 +26,7 @@ finishes what its parent sent: the parent's own handlers decide when to stop. It
 (an atexit hook, or the pipe closing if the parent dies). A parent killed without warning (SIGKILL, the
 out-of-memory killer) cannot end its runs: the child, which sees the pipe close without the closing
 message, writes everything it had received, then ends every run it served that is still RUNNING and whose
-process is gone as ``python -m harness.tracking.reap`` would (reap.end_lost: KILLED, an ``error`` tag naming
+process is gone as ``python -m harness.tracking.reap`` would (end_lost: KILLED, an ``error`` tag naming
 the lost process), and exits; a parent that still runs is waited for TRAINER_EXIT_WAIT_S at most and its
 runs are left to it. A run the parent made and ends by itself joins them with ``watch(run_id)``: the parent
 run of a sweep (harness.tracking.SweepCallback), whose launching process would otherwise leave it RUNNING.
@@ -49,7 +49,7 @@ import threading
 import time
 from typing import Any, ClassVar
 
-from harness.tracking.reap import end_lost, process_gone, process_tags
+from harness.tracking.orphans import end_lost, process_gone, process_tags
 from harness.tracking.sqlite_metrics import MetricRow, MetricTable
 
 SYNC_TIMEOUT_S = 300  # the pipe bounds the backlog to seconds of writing; this only catches a stuck child
