@@ -57,7 +57,9 @@ def varying_params(frame: pd.DataFrame) -> list[str]:
 
 
 def group_label(row: pd.Series, groups: list[str]) -> str:
-    return " ".join(f"{g}={row[g]}" for g in groups) or "all runs"
+    """``model.name=lstm model.hidden_size=8``: the group's parameters, those that do not apply to it
+    (missing: an LSTM's model.activation) left out."""
+    return " ".join(f"{g}={row[g]}" for g in groups if pd.notna(row[g])) or "all runs"
 
 
 def seed_report(parent_run_id: str, settings: TrackingSettings | None = None, kind: str = "t",
@@ -115,7 +117,10 @@ def _mean_std_interval(row: pd.Series, metric: str) -> str:
 
 def seed_markdown(table: pd.DataFrame, groups: list[str], metrics: list[str], kind: str) -> str:
     """table as Markdown: per metric 'mean ± std [95% interval]', solved as 'k/n rate [Wilson 95%]'."""
-    shown = table[groups].copy() if groups else pd.DataFrame(index=table.index)
+    # a parameter that does not apply to a group (an LSTM's model.activation) is missing: a blank cell
+    shown = pd.DataFrame(index=table.index)
+    for group in groups:
+        shown[group] = table[group].astype(object).where(table[group].notna(), "")
     shown["seeds"] = table["seeds"]
     for metric in metrics:
         shown[metric] = [_mean_std_interval(row, metric) for _, row in table.iterrows()]
@@ -125,6 +130,8 @@ def seed_markdown(table: pd.DataFrame, groups: list[str], metrics: list[str], ki
             f"{r['solved_high']:.2f}]" for _, r in table.iterrows()]
     legend = (f"mean ± std (ddof 1) [95% {INTERVAL_NAMES[kind]} interval of the mean] over seeds; "
               "(n=k): only k seeds gave a finite value")
+    if groups and table[groups].isna().any(axis=None):
+        legend += "; a blank parameter does not apply to that group's runs"
     return shown.to_markdown(index=False) + "\n\n" + legend
 
 

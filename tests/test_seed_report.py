@@ -7,13 +7,14 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 from test_train_app import TINY, app, runs_of
 
 from harness.report import main
-from harness.seed_report import seed_report
-from harness.seed_stats import t_interval, wilson_interval
+from harness.seed_report import group_label, seed_markdown, seed_report
+from harness.seed_stats import summarize_over_seeds, t_interval, wilson_interval
 from harness.tracking import TrackingSettings
 
 
@@ -72,3 +73,18 @@ def test_a_run_that_is_no_sweep_parent_is_one_line(sweep, store) -> None:
     _, children = sweep
     with pytest.raises(SystemExit, match=f"error: run {children[0].info.run_id} has no child runs"):
         main([children[0].info.run_id, "--uri", store.tracking_uri])
+
+
+def test_a_parameter_that_does_not_apply_to_a_group_is_a_blank_cell() -> None:
+    # an Elman/LSTM sweep: the LSTM runs log no model.activation (None in runs_frame, NaN once grouped)
+    frame = pd.DataFrame({"model.name": ["elman", "elman", "lstm", "lstm"],
+                          "model.activation": ["tanh", "tanh", None, None], "seed": [0, 1, 0, 1],
+                          "objective": [1.0, 2.0, 3.0, 4.0]})
+    groups = ["model.name", "model.activation"]
+    table = summarize_over_seeds(frame, groups, ["objective"], solved=None, kind="t")
+    markdown = seed_markdown(table, groups, ["objective"], "t")
+    rows = [line.split("|")[1:3] for line in markdown.splitlines() if line.startswith("| lstm")]
+    assert [cell.strip() for cell in rows[0]] == ["lstm", ""]
+    assert "nan" not in markdown and "a blank parameter does not apply" in markdown
+    assert [group_label(row, groups) for _, row in table.iterrows()] == [
+        "model.name=elman model.activation=tanh", "model.name=lstm"]
