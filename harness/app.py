@@ -25,7 +25,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from harness.config import ConfigError
+from harness.config import ConfigError, unknown_key_message
 from harness.runtime import export_project_root, silence_artifact_progress_bars
 from harness.search import SWEEPER_TARGET
 from harness.tracking.redact import redact
@@ -37,21 +37,24 @@ BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 def one_line(exc: BaseException, allowed_keys: AllowedKeys) -> str:
     """A Hydra or OmegaConf error (and its cause) folded into one line; listed options joined by commas.
 
-    A key Hydra refuses to override becomes "unknown key ..." with the keys allowed_keys(key) lists, or, when
-    the schema knows the key, the fact that the chosen config group option does not set it.
+    A key Hydra refuses to override becomes "unknown key ..." with the keys of its section in the composed
+    config (the chosen group option's; allowed_keys(key) where the error names no section) and the closest
+    of them (config.unknown_key_message), or, when the schema (allowed_keys) knows the key, the fact that the
+    chosen config group option does not set it.
     """
     text = redact("\n".join(str(part) for part in (exc, exc.__cause__) if part is not None))
     text = text.split("Config search path")[0]
     misspelt = re.search(r"Could not override '([^']+)'", text)
     if misspelt and "not in struct" in text:
         key = misspelt.group(1)
-        allowed = allowed_keys(key)
+        schema = allowed_keys(key)
         section, _, leaf = key.rpartition(".")
-        if allowed and leaf in allowed and section:
+        if schema and leaf in schema and section:
             return (f"key {key!r} does not apply to the chosen {section} option (its conf/{section}/ YAML "
                     f"does not set {leaf!r})")
-        what = f"allowed: {allowed}" if allowed else "see the keys of its conf/ YAML"
-        return f"unknown key {key!r}; {what}"
+        node = getattr(exc.__cause__, "parent_node", None)  # OmegaConf's node that refused the key
+        chosen = [str(name) for name in node if name != "hydra"] if isinstance(node, DictConfig) else None
+        return unknown_key_message(key, chosen or schema or [])
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     lines = [line for line in lines if not line.startswith(("full_key:", "object_type=", "reference_type="))]
     folded: list[str] = []

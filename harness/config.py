@@ -14,6 +14,7 @@ memory this machine has available, all raising ConfigError.
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -214,8 +215,18 @@ def _section(section: str, values: Any) -> dict[str, Any]:
     return values
 
 
+def unknown_key_message(key: str, allowed: Iterable[str]) -> str:
+    """"unknown key 'task.lenght'; allowed: ['length', 'name']; did you mean 'task.length'?": the keys allowed
+    beside dotted key, and the closest of them to its last part when one is close (difflib's ratio >= 0.6)."""
+    allowed = sorted(allowed)
+    section, _, leaf = key.rpartition(".")
+    close = difflib.get_close_matches(leaf, allowed, n=1)
+    hint = f"; did you mean {f'{section}.{close[0]}' if section else close[0]!r}?" if close else ""
+    return f"unknown key {key!r}; allowed: {allowed}{hint}"
+
+
 def _unknown_key(key: str, allowed: list[str]) -> ConfigError:
-    return ConfigError(f"unknown key {key!r}; allowed: {sorted(allowed)}")
+    return ConfigError(unknown_key_message(key, allowed))
 
 
 def _build(section: str, cls: type, values: dict[str, Any], *, extra: str | None = None) -> Any:

@@ -124,11 +124,18 @@ CLI_CASES = [
     ("train", ["-m", "trainer.steps=20,abc"], "job 1 (trainer.steps=abc): trainer.steps must be an integer"),
     ("train", ["-m", "model=foo,elman"], "job 0 (model=foo): In 'config': Could not find 'model/foo'"),
     ("train", ["-m", "task=reversal", "model=linear,jordan"], "job 1 (model=jordan): model.mode must be one"),
-    ("rnn", ["lenght=600"], "unknown key 'lenght'; allowed: ['series', 'model',"),
+    ("rnn", ["lenght=600"], "unknown key 'lenght'; allowed: ['backtest', 'csv', 'figure_window', "
+                           "'intervals', 'length', 'link', 'model', 'models', 'n_jobs', 'rebuild', "
+                           "'reference', 'rnn', 'seed', 'series', 'series_params', 'split', 'tracking', "
+                           "'windows']; did you mean 'length'?"),
+    ("rnn", ["rnn.hiden=3"], "unknown key 'rnn.hiden'; allowed: ['batch_size', 'burn_in', 'eval_every', "
+                             "'hidden_size', 'lags', 'lr', 'sequence_length', 'steps']; did you mean "
+                             "'rnn.hidden_size'?"),
     ("rnn", ["tracking=server", "tracking.uri=http://127.0.0.1:1"],
      "tracking.uri: no MLflow tracking server answers at http://127.0.0.1:1"),
     ("rnn", ["-m", "length=600,abc"], "job 1 (length=abc): length must be an integer >= 2, got 'abc'"),
-    ("gf", ["studyy=spectral"], "unknown key 'studyy'; allowed: ['study', 'n_jobs',"),
+    ("gf", ["studyy=spectral"], "unknown key 'studyy'; allowed: ['closed_form', 'n_jobs', 'rebuild', "
+                                "'remedies', 'spectral', 'study', 'tracking']; did you mean 'study'?"),
     ("gf", ["n_jobs=0"], "n_jobs must be an integer >= 1, got 0"),
     ("gf", ["-m", "study=spectral,foo"], "job 1 (study=foo): study must be one of"),
 ]

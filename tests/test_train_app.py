@@ -113,7 +113,10 @@ def test_single_run_records_params_metrics_artifacts_and_tags(tmp_path: Path, tr
     ("optimizer.lr=-1", "config error: optimizer.lr must be a number > 0, got -1"),
     ("model=elmn", "config error: In 'config': Could not find 'model/elmn'; Available options in 'model': "
                    "bidirectional, elman, gru, irnn, jordan, linear, lstm"),
-    ("trainer.stesp=5", "config error: unknown key 'trainer.stesp'; allowed: ['steps', 'batch_size'"),
+    ("trainer.stesp=5", "config error: unknown key 'trainer.stesp'; allowed: ['batch_size', "
+                        "'checkpoint_every'"),
+    ("task.lenght=20", "config error: unknown key 'task.lenght'; allowed: ['held_out', 'length', 'name']; "
+                       "did you mean 'task.length'?"),
 ])
 def test_bad_config_exits_with_one_line_and_no_run(tmp_path: Path, tracking_settings, override: str,
                                                   expected: str) -> None:
