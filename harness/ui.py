@@ -56,6 +56,12 @@ def ui_command(tracking_uri: str) -> str | None:
     return "python -m harness.ui" + ("" if default else f" --uri {redact(tracking_uri)}")
 
 
+def ui_hint(tracking_uri: str) -> str:
+    """The line an app ends with that says how to see its runs: ``MLflow UI: python -m harness.ui`` (the
+    command for a database store), or the server's address for a tracking server."""
+    return f"MLflow UI: {ui_command(tracking_uri) or f'open {without_userinfo(tracking_uri)} in a browser'}"
+
+
 def port_taken(port: int) -> bool:
     """Whether something already listens on HOST:port (a bind to it fails with EADDRINUSE)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:

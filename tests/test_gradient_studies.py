@@ -132,6 +132,8 @@ def test_study_records_parent_children_table_and_figures(tracking_settings, stud
     assert {"table.md", "table.csv", "cells.csv", "findings.txt"} <= names
     assert any(name.endswith(".png") for name in names)
     assert result.outputs.markdown in echoed
+    # it ends, as the other apps do, with the command that opens the MLflow UI on its (non-default) store
+    assert echoed[-1] == f"MLflow UI: python -m harness.ui --uri {tracking_settings.tracking_uri}"
     table = pd.read_csv(client.download_artifacts(result.parent_run_id, "table.csv"))
     assert len(table) == (4 if study == "closed_form" else 2)
 

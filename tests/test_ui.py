@@ -19,8 +19,10 @@ from hydra import compose, initialize_config_dir
 from mlflow import MlflowClient
 from omegaconf import OmegaConf
 
+from harness.tracking import default_tracking_uri
 from harness.tracking.experiment_notes import KIND, KIND_TAG, NOTE_TAG, experiment_tags
 from harness.tracking.server import free_port
+from harness.ui import ui_hint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -91,3 +93,10 @@ def test_the_ui_server_reads_the_kind_and_the_descriptions(tracking_settings) ->
         process.wait(timeout=60)
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5)
+
+
+def test_the_apps_ui_hint_names_the_command_or_the_server() -> None:
+    assert ui_hint(default_tracking_uri()) == "MLflow UI: python -m harness.ui"
+    assert ui_hint("sqlite:////tmp/x/mlflow.db") == ("MLflow UI: python -m harness.ui --uri "
+                                                    "sqlite:////tmp/x/mlflow.db")
+    assert ui_hint("http://alice:pw@host:5000") == "MLflow UI: open http://host:5000 in a browser"

@@ -50,6 +50,7 @@ from harness.studies.study_run import (
     study_settings,
 )
 from harness.tasks import make_task
+from harness.ui import ui_hint
 
 ROUND_OFF = 1e-10  # relative errors below this are float64 round-off accumulated over <= ~10^4 operations
 SATURATED = 0.1  # a unit derivative below SATURATED * γ counts as saturated (tanh, sigmoid) or dead (relu)
@@ -509,6 +510,7 @@ def run(cfg: Mapping[str, Any], sweep: bool = False, echo: Callable[[str], Any] 
     if result.parent_run_id:
         again = rebuild_command(study.name, result.parent_run_id)
         echo(f"parent run {result.parent_run_id}; its table again: {again}")
+        echo(ui_hint(settings.tracking_uri))
     return result
 
 

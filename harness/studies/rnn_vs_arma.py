@@ -61,7 +61,7 @@ from harness.studies import figures
 from harness.studies.study_run import check_int, now_ms, study_settings
 from harness.tasks import fingerprint
 from harness.tracking.experiment_notes import NOTE_TAG
-from harness.tracking.redact import without_userinfo
+from harness.ui import ui_hint
 
 STUDY = "rnn_vs_arma"
 FORECASTERS: dict[str, Callable[..., Any]] = {"arma": ArmaForecaster, "rnn": RnnForecaster}
@@ -1123,14 +1123,6 @@ def _logged_list(parent: pd.DataFrame, key: str) -> list[str] | None:
 # ------------------------------------------------------------------------------------------------------ app
 
 
-def ui_hint(settings) -> str:
-    """How to open the MLflow UI on this study's store."""
-    from harness.ui import ui_command
-
-    server = without_userinfo(settings.tracking_uri)
-    return ui_command(settings.tracking_uri) or f"open {server} in a browser (tracking server)"
-
-
 def check(cfg: Mapping[str, Any]) -> tuple[Any, StudyConfig | None]:
     """(tracking settings, the validated study config; None for rebuild=<run id>) of the composed config cfg:
     keys, values, grid, part lengths, memory and the tracking store or server checked before any run exists;
@@ -1174,5 +1166,5 @@ def main(cfg: Mapping[str, Any], sweep: bool = False, echo: Callable[[str], Any]
     result = run_study(config, settings, echo)
     if settings.mode != "off":
         echo(f"parent run {result.parent_run_id}; its table again: {rebuild_command(result.parent_run_id)}")
-        echo(f"MLflow UI: {ui_hint(settings)}")
+        echo(ui_hint(settings.tracking_uri))
     return result.table
