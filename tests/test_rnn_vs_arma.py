@@ -124,7 +124,12 @@ def test_study_logs_a_parent_with_one_child_per_cell(study, store):
             metrics["mse"]
         )  # both series have innovation variance 1
         artifacts = [a.path for a in client.list_artifacts(run.info.run_id)]
+        note = tags["mlflow.note.content"]  # the run page's description
+        assert note.startswith(f"**{tags['series']}**, seed {tags['seed']}: **{tags['model']}** (")
+        assert f"MSE {metrics['mse']:.4g}; oracle ratio {metrics['oracle_ratio']:.4g}" in note
+        assert f"80% interval coverage {metrics['coverage80']:.3g}" in note
         if tags["kind"] == "arma":
+            assert f"(ARMA{tags['order']} chosen by AIC)" in note and "Diebold-Mariano" not in note
             p, q = int(metrics["p"]), int(metrics["q"])
             assert tags["order"] == f"({p},{q})" and tags["converged"] in ("true", "false")
             assert (
@@ -135,9 +140,11 @@ def test_study_logs_a_parent_with_one_child_per_cell(study, store):
             assert fit["order"] == [p, q] and fit["psi"][0] == 1.0 and set(fit["bse"]) == set(fit["params"])
         else:
             assert 0.0 <= metrics["dm_pvalue"] <= 1.0 and np.isfinite(metrics["dm_stat"])
+            assert f"Diebold-Mariano against arma {metrics['dm_stat']:.3g}" in note and "(RNN)" in note
             curve = client.get_metric_history(run.info.run_id, "train_loss")
             assert [m.step for m in curve] == [10, 20] and "rnn_fit.json" in artifacts
     [link] = [run for run in children if run.data.tags["kind"] == "link"]
+    assert link.data.tags["mlflow.note.content"].startswith("RNN-ARMA(1,1) link on arma11")
     assert {"rnn_input_weight", "rnn_feedback_weight", "arma_phi_plus_theta", "arma_minus_theta"} <= set(
         link.data.metrics
     )

@@ -842,6 +842,35 @@ class StudyResult:
     link: Link | None
 
 
+def cell_note(cell: Cell, config: StudyConfig) -> str:
+    """A cell run's description (its page in the MLflow UI): what the cell is and its one-step scores over
+    the whole test part; the comparison's table is on the parent run."""
+    if "order" in cell.tags:  # an ARMA cell: its order fixed by the catalog or chosen by AIC
+        fixed = config.spec(cell.model).get("order") is not None
+        what = f"ARMA{cell.tags['order']}{'' if fixed else ' chosen by AIC'}"
+    else:
+        what = config.kind(cell.model).upper()
+    plan = config.plan
+    horizons = "1 step" if plan.horizon == 1 else f"1 to {plan.horizon} steps"
+    refits = "" if plan.refit_every is None else f", refitted every {plan.refit_every} origins"
+    fitted = f"fitted on the training part{refits}"
+    every = "every origin" if plan.step == 1 else f"origins {plan.step} points apart"
+    scores = [f"MSE {cell.metrics['mse']:.4g}"]
+    if math.isfinite(cell.metrics.get("oracle_ratio", math.nan)):
+        scores.append(f"oracle ratio {cell.metrics['oracle_ratio']:.4g} (1 is the best possible)")
+    for level in sorted(config.levels):
+        coverage = cell.metrics.get(f"coverage{level_name(level)}", math.nan)
+        if math.isfinite(coverage):
+            scores.append(f"{100 * level:g}% interval coverage {coverage:.3g}")
+    if math.isfinite(cell.metrics.get("dm_stat", math.nan)):
+        scores.append(f"Diebold-Mariano against {config.reference} {cell.metrics['dm_stat']:.3g} "
+                      f"(p = {cell.metrics['dm_pvalue']:.2g}; negative favours this model)")
+    return (f"**{cell.series}**, seed {cell.seed}: **{cell.model}** ({what}), one cell of the RNN-vs-ARMA "
+            f"comparison: {fitted}, it forecasts {horizons} ahead from {every} of the test part (rolling "
+            f"origin). One step ahead over the test part: {'; '.join(scores)}. "
+            "The comparison's table is on the parent run; this run's metrics hold every horizon and window.")
+
+
 def _log_cell(settings, parent_run_id: str | None, unit: Unit, cell: Cell, config: StudyConfig,
               label: str = "", job_num: int | None = None) -> None:
     from harness.tracking import open_run
@@ -855,6 +884,7 @@ def _log_cell(settings, parent_run_id: str | None, unit: Unit, cell: Cell, confi
         "kind": config.kind(cell.model),
         "dataset_fingerprint": unit.fingerprint,
         **cell.tags,
+        NOTE_TAG: cell_note(cell, config),
     }
     run_name = "-".join(part for part in (cell.series, cell.model, label, f"s{cell.seed}") if part)
     with open_run(settings, run_name=run_name, tags=tags, parent_run_id=parent_run_id,
@@ -909,6 +939,7 @@ def _log_link(settings, parent, link: Link, config: StudyConfig) -> None:
         "series": link.series,
         "seed": link.seed,
         "dataset_fingerprint": link.fingerprint,
+        NOTE_TAG: link.summary,
     }
     with open_run(
         settings, run_name=f"link-{link.series}-s{link.seed}", tags=tags, parent_run_id=parent.run_id
