@@ -26,12 +26,17 @@ def pin_blas_to_one_thread() -> None:
 
 def export_project_root() -> None:
     """Expose the project root to the Hydra configs (``${oc.env:HARNESS_PROJECT_ROOT}``), so Hydra's own
-    output folders land under <project>/mlruns/hydra whatever the working directory."""
+    output folders land under <project>/mlruns/hydra whatever the working directory; that folder (and
+    mlruns/, when missing) is created private to the user first, as the store's are (Hydra would make them
+    with the umask's mode, and a job's folder holds its full config)."""
     import os
+    from pathlib import Path
 
     from harness.tracking import project_root
+    from harness.tracking.store import create_private_dir
 
-    os.environ.setdefault("HARNESS_PROJECT_ROOT", str(project_root()))
+    root = os.environ.setdefault("HARNESS_PROJECT_ROOT", str(project_root()))
+    create_private_dir(Path(root) / "mlruns" / "hydra")
 
 
 def silence_artifact_progress_bars() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -70,6 +71,12 @@ def test_main_job_and_its_rebuild_from_a_fresh_clone(clone: Path) -> None:
     parent = re.search(r"parent run (\w+); its table again: python experiments/rnn_vs_arma.py rebuild=\1",
                        printed).group(1)
     assert "MLflow UI: python -m harness.ui" in printed
+    # what the harness created is the user's alone (README, "Browsing results"); the clone has no mlruns/
+    mlruns = clone / "mlruns"
+    modes = {path: stat.S_IMODE((mlruns / path).stat().st_mode)
+             for path in (".", "hydra", "artifacts", "artifacts/rnn_vs_arma", "mlflow.db", "mlflow.db.lock")}
+    assert modes == {".": 0o700, "hydra": 0o700, "artifacts": 0o700, "artifacts/rnn_vs_arma": 0o700,
+                     "mlflow.db": 0o600, "mlflow.db.lock": 0o600}
     assert table(app(clone, "rnn_vs_arma.py", f"rebuild={parent}")) == table(printed)
     notes_hold_tables(clone, {parent: printed})
     assert files_outside_mlruns(clone) == before  # no stray mlflow.db, outputs/ or anything else

@@ -5,6 +5,7 @@ MLflow (tests/conftest.py), on the embedded store and on a loopback tracking ser
 from __future__ import annotations
 
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -106,6 +107,14 @@ def test_the_study_lives_beside_the_mlflow_store(tracking_settings) -> None:
     db = Path(tracking_settings.uri.removeprefix("sqlite:///"))
     assert default_storage(tracking_settings) == f"sqlite:///{db.parent / 'optuna.db'}"
     assert default_storage(TrackingSettings(mode="off")) is None
+
+
+def test_a_new_sqlite_study_is_private_to_the_user(tmp_path: Path) -> None:
+    db = tmp_path / "fresh" / "optuna.db"
+    open_study("s", f"sqlite:///{db}", "minimize", make_sampler("random", 0))
+    assert stat.S_IMODE(db.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(db.stat().st_mode) == 0o600  # Optuna's own creation gave the umask's 0644
+    assert stat.S_IMODE((db.parent / "optuna.db.lock").stat().st_mode) == 0o600
 
 
 def test_failed_diverged_and_non_numeric_jobs_are_failed_trials() -> None:

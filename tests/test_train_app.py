@@ -6,6 +6,7 @@ from __future__ import annotations
 import getpass
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -105,6 +106,7 @@ def test_single_run_records_params_metrics_artifacts_and_tags(tmp_path: Path, tr
     assert load_model(weights).hidden_size == 4
     # Hydra's own folders live under <project>/mlruns/hydra; the working directory gets no outputs/
     assert (tmp_path / "mlruns" / "hydra" / "runs").is_dir()
+    assert stat.S_IMODE((tmp_path / "mlruns" / "hydra").stat().st_mode) == 0o700  # private, as the store
     assert not (tmp_path / "outputs").exists()
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.tracking import TrackingSettings, project_root
-from harness.tracking.store import lock_beside, sqlite_path
+from harness.tracking.store import create_private_file, lock_beside, sqlite_path
 
 DIRECTIONS = ("auto", "minimize", "maximize")
 SAMPLERS = ("tpe", "random", "qmc")
@@ -72,7 +72,7 @@ def storage_lock(storage: str | None):
     if db is None:
         yield
         return
-    db.parent.mkdir(parents=True, exist_ok=True)
+    create_private_file(db)  # private as the MLflow database beside it (Optuna would use the umask's mode)
     with lock_beside(db):
         yield
 

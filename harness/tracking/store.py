@@ -157,7 +157,7 @@ STORE_FILE_MODE = 0o600
 _OPEN_RETRY_S = 60.0
 
 
-def _create_private_dir(folder: Path) -> None:
+def create_private_dir(folder: Path) -> None:
     """Create folder (and missing parents) readable by the user only; an existing folder keeps its mode, so
     ``chmod g+rx`` shares a store on purpose."""
     missing = []
@@ -167,6 +167,16 @@ def _create_private_dir(folder: Path) -> None:
     for path in reversed(missing):
         with contextlib.suppress(FileExistsError):
             path.mkdir(mode=STORE_DIR_MODE)
+
+
+def create_private_file(path: Path) -> None:
+    """Create the empty file path (and its missing folders, create_private_dir) readable by the user only,
+    unless it exists: an SQLite database that a library would create with the umask's mode (Optuna's study
+    file) is then made by the library in place, private. SQLite gives its journal files the database's
+    mode."""
+    create_private_dir(path.parent)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, STORE_FILE_MODE))
 
 
 def _create_sqlite_store(db: Path) -> None:
@@ -204,7 +214,7 @@ def _open_sqlite(uri: str, db: Path):
     from sqlalchemy.exc import OperationalError
 
     _check_database_file(db)
-    _create_private_dir(db.parent)
+    create_private_dir(db.parent)
     with lock_beside(db):
         if not db.exists():
             _create_sqlite_store(db)
@@ -275,7 +285,7 @@ def ensure_store(settings: TrackingSettings):
     artifacts = check_store_folders(settings)
     client = store_client(settings)  # a server that does not answer stops here, before any folder exists
     if artifacts is not None:
-        _create_private_dir(artifacts)
+        create_private_dir(artifacts)
     experiment = client.get_experiment_by_name(settings.experiment)
     if experiment is None:
         try:
@@ -320,9 +330,12 @@ def lock_beside(db: Path, suffix: str = ".lock") -> Iterator[None]:
     """An exclusive flock on the file ``<db><suffix>`` beside an SQLite database, held for the block: how
     the harness's processes take turns at what SQLite's own locking does not order (creating the schema,
     ending a lost process's runs, an Optuna study's trials)."""
-    with open(db.with_name(db.name + suffix), "a") as lock:
+    lock = os.open(db.with_name(db.name + suffix), os.O_CREAT | os.O_WRONLY | os.O_APPEND, STORE_FILE_MODE)
+    try:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        yield  # closing the file releases the lock
+        yield
+    finally:
+        os.close(lock)  # closing the file releases the lock
 
 
 def export_entry_point() -> None:
