@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from harness.config import ConfigError, unknown_key_message
-from harness.runtime import export_project_root, silence_artifact_progress_bars
+from harness.runtime import export_project_root, quiet_library_logs, silence_artifact_progress_bars
 from harness.search import SWEEPER_TARGET
 from harness.tracking.redact import redact
 
@@ -78,6 +78,7 @@ def run_app(main: Callable[[], Any], allowed_keys: AllowedKeys) -> None:
     export_project_root()
     export_entry_point()
     silence_artifact_progress_bars()
+    quiet_library_logs()
     register_joblib_launcher()
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
         main()

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.runtime import quiet_library_logs
 from harness.tracking import TrackingSettings, store_client
 from harness.tracking.orphans import superseded
 
@@ -141,4 +142,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    quiet_library_logs()
     main()

@@ -48,6 +48,17 @@ def silence_artifact_progress_bars() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
+def quiet_library_logs() -> None:
+    """Keep MLflow's INFO messages ("Creating initial MLflow database tables...", on a fresh store) out of
+    the terminal, in this process and in those it starts: MLflow reads MLFLOW_LOGGING_LEVEL when it is
+    imported. Its warnings and errors still show, and a user's own MLFLOW_LOGGING_LEVEL wins; the harness
+    prints its own account of what it did. (Optuna has no such variable: harness.search.study sets its
+    level.)"""
+    import os
+
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+
+
 _frozen = False
 
 

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from harness.runtime import quiet_library_logs
 from harness.tracking.redact import redact, without_userinfo
 
 DEFAULT_PORT = 5000
@@ -121,4 +122,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    quiet_library_logs()
     main()

@@ -44,6 +44,8 @@ def app(clone: Path, script: str, *args: str) -> str:
     done = subprocess.run([sys.executable, f"experiments/{script}", *args], cwd=clone, env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
+    # no library INFO chatter on a fresh store (MLflow's "Creating initial MLflow database tables...")
+    assert not re.search(r"^\S+ \S+ INFO |^\[I ", done.stderr, re.MULTILINE), done.stderr[-3000:]
     return done.stdout
 
 

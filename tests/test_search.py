@@ -147,6 +147,7 @@ def test_search_goes_on_past_diverging_trials_and_describes_the_best_on_the_pare
     done = search(tmp_path, tracking_settings, "optimizer.lr=choice(1e6,0.01)", "hydra.sweeper.n_trials=4",
                   "hydra.sweeper.sampler=random", "hydra/launcher=joblib")
     assert done.returncode == 0, done.stderr
+    assert "A new study created" not in done.stderr  # Optuna's INFO line on a fresh study file
     study = study_of(tracking_settings)
     states = [t.state.name for t in study.trials]
     assert len(states) == 4 and "FAIL" in states and "COMPLETE" in states

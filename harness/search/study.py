@@ -84,6 +84,9 @@ def open_study(name: str, storage: str | None, direction: str, sampler):
     """
     import optuna
 
+    # its INFO line "A new study created in RDB ..." is noise beside the sweeper's own account of the study
+    # (harness.runtime.quiet_library_logs does the same for MLflow); warnings still show
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     with storage_lock(storage):
         backend: Any = storage
         if storage is not None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from harness.runtime import quiet_library_logs
 from harness.tracking.orphans import all_pages, end_lost, orphaned
 
 
@@ -64,4 +65,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    quiet_library_logs()
     main()

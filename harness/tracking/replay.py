@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.runtime import quiet_library_logs
 from harness.tracking.loggers import MAX_METRICS_PER_BATCH, dataset_input, pair_batches
 from harness.tracking.redact import end_run, redact
 
@@ -246,4 +247,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    quiet_library_logs()
     main()
