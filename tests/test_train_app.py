@@ -139,12 +139,17 @@ def sweep_metrics(settings, experiment: str) -> tuple[list, dict[str, dict[str, 
                      for name, run in children.items()}
 
 
-def test_joblib_multirun_nests_four_jobs_and_matches_the_basic_launcher(tmp_path: Path,
-                                                                       tracking_settings) -> None:
+def test_joblib_multirun_nests_four_jobs_and_matches_the_basic_launcher(tmp_path: Path, tracking_settings,
+                                                                       monkeypatch) -> None:
     sweep = ["-m", *TINY, "seed=0,1", "model=elman,gru"]
-    parallel = app(tmp_path, tracking_settings, *sweep, "hydra/launcher=joblib",
-                   f"hydra.sweep.dir={tmp_path}/sweeps/joblib", experiment="joblib")
+    # MLflow's progress bars on, as a user may set them: their tqdm lock, made in a worker's metric writer,
+    # was reported by the resource tracker at the sweep's end as a leaked semaphore (writer._serve)
+    with monkeypatch.context() as env:
+        env.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "true")
+        parallel = app(tmp_path, tracking_settings, *sweep, "hydra/launcher=joblib",
+                       f"hydra.sweep.dir={tmp_path}/sweeps/joblib", experiment="joblib")
     assert parallel.returncode == 0, parallel.stderr
+    assert "Downloading artifacts" in parallel.stderr and "resource_tracker" not in parallel.stderr
     sequential = app(tmp_path, tracking_settings, *sweep, f"hydra.sweep.dir={tmp_path}/sweeps/basic",
                      experiment="basic")
     assert sequential.returncode == 0, sequential.stderr

@@ -325,6 +325,11 @@ def _serve(tracking_uri: str, conn: Any, parent_end: Any, parent: dict[str, str]
     died, and the runs it left RUNNING are ended here."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # A loky worker's default multiprocessing context spawns, and a lock made in that context (tqdm's, for an
+    # MLflow progress bar) is a named semaphore registered with the resource tracker until it is finalised,
+    # which this child's os._exit skips: the tracker then warned of "leaked semaphore objects" at the end of
+    # every joblib sweep. This child spawns nothing, so its locks need no name: the fork context's have none.
+    multiprocessing.set_start_method("fork", force=True)
     parent_end.close()
     _forget_inherited_engines()
     runs = _ChildRuns(tracking_uri)
