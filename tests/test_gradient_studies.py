@@ -25,6 +25,7 @@ from harness.studies.gradient_flow import (
     closed_form_cell,
     run,
     spectral_cell,
+    summarize_sweep,
 )
 from harness.tracking import PARENT_ENV, open_run
 
@@ -181,6 +182,10 @@ def test_sweep_job_cells_nest_under_the_sweep_parent_with_the_sequential_numbers
     rebuilt = run(composed(tracking_settings, "study=closed_form", f"rebuild={parent_run_id}"),
                   echo=lambda _: None)
     pd.testing.assert_frame_equal(rebuilt.outputs.table, sequential.outputs.table)
+    echoed: list[str] = []  # what a -m sweep ends with (harness.studies.sweep_summary)
+    summarize_sweep(composed(tracking_settings, "study=closed_form"), parent_run_id, echo=echoed.append)
+    assert echoed[-2].startswith(f"sweep parent run {parent_run_id}; its table again: ")
+    assert echoed[-1] == f"MLflow UI: python -m harness.ui --uri {tracking_settings.tracking_uri}"
 
 
 @pytest.mark.slow

@@ -524,4 +524,5 @@ def summarize_sweep(cfg: Mapping[str, Any], parent_run_id: str, echo: Callable[[
     command that makes them again."""
     result = run({**cfg, "rebuild": parent_run_id}, echo=echo)
     echo(f"sweep parent run {parent_run_id}; its table again: {rebuild_command(cfg['study'], parent_run_id)}")
+    echo(ui_hint(study_settings(cfg["tracking"]).tracking_uri))
     return result

@@ -1055,6 +1055,7 @@ def summarize_sweep(cfg: Mapping[str, Any], parent_run_id: str, echo: Callable[[
     client.log_text(parent_run_id, table.to_csv(index=False), "table.csv")
     echo(markdown)
     echo(f"sweep parent run {parent_run_id}; its table again: {rebuild_command(parent_run_id)}")
+    echo(ui_hint(settings.tracking_uri))
     return table
 
 
