@@ -813,9 +813,10 @@ def table_legend(table: pd.DataFrame) -> str:
         blanks.append("pooled DM beyond h = 1 (overlapping multi-step errors are not pooled)")
     no_oracle = blank_where(table, table["oracle_ratio_mean"].isna())
     if no_oracle:
-        blanks.append(f"oracle ratio for {no_oracle} (no known optimum: real or CSV data and NARMA-10, "
-                      "driven by an input its past does not show, have none; beyond h = 1 only ARMA series "
-                      "have one)")
+        blanks.append(f"oracle ratio for {no_oracle} (no known optimum, or an optimum of 0: real or CSV data "
+                      "and NARMA-10, driven by an input its past does not show, have none, a noise-free "
+                      "deterministic series such as the logistic map at noise_std=0 has 0; beyond h = 1 only "
+                      "ARMA series have one)")
     levels = sorted(_interval_levels(table), key=lambda name_level: name_level[1])
     no_interval = blank_where(table, table[[f"coverage{name}_mean" for name, _ in levels]].isna().any(axis=1))
     if no_interval:
