@@ -27,15 +27,16 @@ def pin_blas_to_one_thread() -> None:
 def export_project_root() -> None:
     """Expose the project root to the Hydra configs (``${oc.env:HARNESS_PROJECT_ROOT}``), so Hydra's own
     output folders land under <project>/mlruns/hydra whatever the working directory; that folder (and
-    mlruns/, when missing) is created private to the user first, as the store's are (Hydra would make them
-    with the umask's mode, and a job's folder holds its full config)."""
+    mlruns/, when missing or as a clone brings it) is made private to the user first, as the store's are
+    (Hydra would make them with the umask's mode, and a job's folder holds its full config)."""
     import os
     from pathlib import Path
 
     from harness.tracking import project_root
-    from harness.tracking.store import create_private_dir
+    from harness.tracking.store import claim_cloned_store_dir, create_private_dir
 
     root = os.environ.setdefault("HARNESS_PROJECT_ROOT", str(project_root()))
+    claim_cloned_store_dir(Path(root) / "mlruns")
     create_private_dir(Path(root) / "mlruns" / "hydra")
 
 

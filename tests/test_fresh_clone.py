@@ -33,6 +33,9 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
             shutil.copytree(source, root / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy2(source, root / name)
+    (root / "mlruns").mkdir()  # as git checks it out: the repository's .gitkeep, the umask's 0755
+    (root / "mlruns").chmod(0o755)
+    (root / "mlruns" / ".gitkeep").touch()
     return root
 
 
@@ -73,7 +76,7 @@ def test_main_job_and_its_rebuild_from_a_fresh_clone(clone: Path) -> None:
     parent = re.search(r"parent run (\w+); its table again: python experiments/rnn_vs_arma.py rebuild=\1",
                        printed).group(1)
     assert "MLflow UI: python -m harness.ui" in printed
-    # what the harness created is the user's alone (README, "Browsing results"); the clone has no mlruns/
+    # what the harness created is the user's alone (README, "Browsing results"), the clone's mlruns/ too
     mlruns = clone / "mlruns"
     modes = {path: stat.S_IMODE((mlruns / path).stat().st_mode)
              for path in (".", "hydra", "artifacts", "artifacts/rnn_vs_arma", "mlflow.db", "mlflow.db.lock")}

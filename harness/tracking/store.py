@@ -169,6 +169,15 @@ def create_private_dir(folder: Path) -> None:
             path.mkdir(mode=STORE_DIR_MODE)
 
 
+def claim_cloned_store_dir(folder: Path) -> None:
+    """Make the project's store folder (mlruns/) private (STORE_DIR_MODE) while it holds nothing but the
+    repository's .gitkeep: git gives a fresh clone's folders the umask's mode (0755); once the harness has
+    written into it, its mode is the user's to choose."""
+    with contextlib.suppress(FileNotFoundError):
+        if {entry.name for entry in folder.iterdir()} <= {".gitkeep"}:
+            folder.chmod(STORE_DIR_MODE)
+
+
 def create_private_file(path: Path) -> None:
     """Create the empty file path (and its missing folders, create_private_dir) readable by the user only,
     unless it exists: an SQLite database that a library would create with the umask's mode (Optuna's study
