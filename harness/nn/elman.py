@@ -10,13 +10,14 @@ BPTT, side by side with the forward pass (dL/dh_t written dh_t, a_t the pre-acti
 
 Memory and speed: each step's whole pre-activation is one product, [h_{t-1} | x_t | 1] [W_hh; W_xh; b_h]
 (no input projection of all steps is written and read back). The forward pass keeps only the hidden states
-Hs (T, B, H). The backward sweep runs in chunks of at most CHUNK steps and about CHUNK_BYTES of dL/da_t, so
-besides Hs it needs O(CHUNK * B * H), and each chunk adds its share to every gradient (dW_hh, dW_xh, db_h, dX)
-while its dL/da_t are still in cache. The read-out's dH = dO W_hy^T arrives factored (ReadoutGrad) and is
-materialised one chunk at a time. The layer fuses the read-out (layers.py, `fuses_readout`): the forward
-writes each chunk's outputs H W_hy right after the chunk's steps, and the backward adds each chunk's share of
-dW_hy = H^T dO next to its dW_hh, so the read-out never reads Hs back from memory (measured 1-5% of a train
-step from (100, 64, 64) to (500, 64, 256)).
+Hs (T, B, H). The backward sweep runs in chunks of at most CHUNK steps and about CHUNK_BYTES of dL/da_t,
+so besides Hs it needs O(CHUNK * B * H), and each chunk adds its share to every gradient (dW_hh, dW_xh, db_h,
+dX) while its dL/da_t are still in cache; the shares are summed pairwise (layers.PairwiseSum). The
+read-out's dH = dO W_hy^T arrives factored (ReadoutGrad) and is materialised one chunk at a time. The layer
+fuses the read-out (layers.py, `fuses_readout`): the forward writes each chunk's outputs H W_hy right after
+the chunk's steps, and the backward adds each chunk's share of dW_hy = H^T dO next to its dW_hh, so the
+read-out never reads Hs back from memory (measured 1-5% of a train step from (100, 64, 64) to (500, 64,
+256)).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import numpy as np
 
 from .activations import activate_, derivative_from_output
 from .init import input_matrix, recurrent_matrix
-from .layers import ReadoutGrad, RecurrentLayer, chunk_steps, clip_band_sum, grad_rows, step_rows
+from .layers import PairwiseSum, ReadoutGrad, RecurrentLayer, chunk_steps, clip_band_sum, grad_rows, step_rows
 from .model import RecurrentModel
 
 CHUNK = 16  # most steps per backward chunk: enough rows for efficient matmuls, few next to T * B * H
@@ -98,9 +99,7 @@ class ElmanLayer(RecurrentLayer):
         H = self.hidden_size
         W_hh_T = np.ascontiguousarray(params["W_hh"].T)
         dh = np.empty((T, B, H), dtype=Hs.dtype) if hidden_grads else None
-        grads = {"W_xh": np.zeros((D, H), dtype=Hs.dtype), "W_hh": np.zeros((H, H), dtype=Hs.dtype)}
-        if self.bias:
-            grads["b_h"] = np.zeros(H, dtype=Hs.dtype)
+        sums = {name: PairwiseSum() for name in ("W_xh", "W_hh", *(["b_h"] if self.bias else []))}
         dX = np.empty((T, B, D), dtype=Hs.dtype) if self.input_grad else None
         steps = chunk_steps(B * H * Hs.itemsize, CHUNK, CHUNK_BYTES)
         dA_buffer = np.empty((min(T, steps), B, H), dtype=Hs.dtype)
@@ -128,16 +127,18 @@ class ElmanLayer(RecurrentLayer):
                 dH.add_weight_grad(Hs[start:stop], start)
             dA2 = dA.reshape(-1, H)
             if start == 0:  # h_{-1} is h0, not a row of Hs
-                grads["W_hh"] += h0.T @ dA[0]
-                grads["W_hh"] += Hs[:stop - 1].reshape(-1, H).T @ dA2[B:]
+                share = h0.T @ dA[0]
+                share += Hs[:stop - 1].reshape(-1, H).T @ dA2[B:]
             else:
-                grads["W_hh"] += Hs[start - 1:stop - 1].reshape(-1, H).T @ dA2
-            grads["W_xh"] += X[start:stop].reshape(-1, D).T @ dA2
+                share = Hs[start - 1:stop - 1].reshape(-1, H).T @ dA2
+            sums["W_hh"].add(share)
+            sums["W_xh"].add(X[start:stop].reshape(-1, D).T @ dA2)
             if self.bias:
-                grads["b_h"] += ones[:len(dA2)] @ dA2  # measured 2x faster than dA2.sum(axis=0)
+                sums["b_h"].add(ones[:len(dA2)] @ dA2)  # measured 2x faster than dA2.sum(axis=0)
             if dX is not None:
                 np.matmul(dA, W_xh_T, out=dX[start:stop])
         d_state0 = carry.sum(axis=0) if truncated else carry
+        grads = {name: total.total() for name, total in sums.items()}
         return dX, grads, (d_state0,), dh
 
     def _full_steps(self, W_hh_T: np.ndarray, carry: np.ndarray, dH: np.ndarray, dA: np.ndarray,
