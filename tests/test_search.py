@@ -22,8 +22,9 @@ from test_train_app import TINY, app, app_command, app_env, runs_of, signal_when
 
 from harness.config import validate
 from harness.search.optuna_sweeper import trial_value
+from harness.search.sampler import make_sampler, trial_seed
 from harness.search.space import parse_search_space
-from harness.search.study import default_storage, make_sampler, objective_direction, open_study
+from harness.search.study import default_storage, objective_direction, open_study
 from harness.tracking import TrackingSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,17 +130,45 @@ def test_failed_diverged_and_non_numeric_jobs_are_failed_trials() -> None:
     assert trial_value(returned(RuntimeError("boom"), JobStatus.FAILED)) == (None, "RuntimeError: boom")
 
 
-def test_a_seeded_sampler_asks_the_same_trials() -> None:
-    space = parse_search_space({"a": "interval(0, 1)", "b": "choice(x, y, z)"})
+CONTINUOUS = parse_search_space({"a": "interval(0, 1)", "b": "tag(log, interval(1e-4, 1))"})
 
-    def asked(name: str) -> list[dict]:
-        study = open_study(name, None, "minimize", make_sampler("tpe", 3, {"n_startup_trials": 2}))
-        for _ in range(5):
-            trial = study.ask(space.distributions)
-            study.tell(trial, trial.params["a"] ** 2)
-        return [t.params for t in study.trials]
 
-    assert asked("one") == asked("two")
+def grow(storage: str, sampler: str, trials: int) -> list[dict]:
+    """Open study 's' in storage as a new invocation would (its own sampler object), ask and tell it up to
+    trials trials two at a time (a batch of n_jobs=2), return the params of all its trials."""
+    study = open_study("s", storage, "minimize", make_sampler(sampler, 3, {"n_startup_trials": 5}
+                                                                        if sampler == "tpe" else {}))
+    while len(study.trials) < trials:
+        batch = [study.ask(CONTINUOUS.distributions) for _ in range(min(2, trials - len(study.trials)))]
+        for trial in batch:
+            study.tell(trial, (trial.params["a"] - 0.3) ** 2 + trial.params["b"])
+    return [t.params for t in study.trials]
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random", "qmc"])
+def test_a_grown_study_asks_new_trials_and_a_seeded_search_repeats_itself(tmp_path: Path,
+                                                                           sampler: str) -> None:
+    def grown_in_two(storage: str) -> tuple[list[dict], list[dict]]:
+        return grow(storage, sampler, 3), grow(storage, sampler, 8)  # TPE: 2 more startup trials, then TPE
+
+    first, grown = grown_in_two(f"sqlite:///{tmp_path / 'one.db'}")
+    assert grown[:3] == first
+    assert not [params for params in grown[3:] if params in first]  # before: trials 3, 4 repeated 0, 1
+    assert len({tuple(params.values()) for params in grown}) == 8
+    # the same settings and invocations on a fresh study ask the same trials
+    assert grown_in_two(f"sqlite:///{tmp_path / 'two.db'}") == (first, grown)
+
+
+def test_each_trial_draws_from_its_own_seed() -> None:
+    assert trial_seed(0, 1) != trial_seed(1, 0) and trial_seed(0, 1) == trial_seed(0, 1)
+    # a random study's trial n takes the same point whatever the trials before it (a queued one, say)
+    study = open_study("queued", None, "minimize", make_sampler("random", 3))
+    study.enqueue_trial({"a": 0.5, "b": 0.5})
+    asked = [study.ask(CONTINUOUS.distributions) for _ in range(3)]
+    alone = open_study("alone", None, "minimize", make_sampler("random", 3))
+    unqueued = [alone.ask(CONTINUOUS.distributions) for _ in range(3)]
+    assert asked[0].params == {"a": 0.5, "b": 0.5}
+    assert [t.params for t in asked[1:]] == [t.params for t in unqueued[1:]]
 
 
 def test_search_goes_on_past_diverging_trials_and_describes_the_best_on_the_parent(tmp_path: Path,
@@ -195,6 +224,8 @@ def test_a_study_whose_every_trial_fails_ends_with_one_line(tmp_path: Path, trac
      "hydra.sweeper.n_trials must be an integer >= 1, got 0"),
     (["+hydra.sweeper.trials=3", "seed=choice(0,1)"],
      "hydra.sweeper: got an unexpected keyword argument 'trials'"),
+    (["hydra.sweeper.seed=-1", "seed=choice(0,1)"],
+     "hydra.sweeper.seed must be null or an integer in [0, 2**32), got -1"),
     ([], "hydra.sweeper.params: nothing to search; give at least one choice(), range() or interval() "
          "(a preset of conf/hparams_search, or key=choice(...) on the command line)"),
 ])
@@ -228,6 +259,9 @@ def test_two_processes_share_one_sqlite_study_and_a_resume_completes_it(tmp_path
     assert resumed.returncode == 0, resumed.stderr
     study = optuna.load_study(study_name="shared", storage=storage)
     assert len(study.trials) == 7 and all(t.state.name == "COMPLETE" for t in study.trials)
+    # neither the second process nor the resumption asked a learning rate again (before: the seeded
+    # sampler of every process started at the same draw)
+    assert len({t.params["optimizer.lr"] for t in study.trials}) == 7
     parents, children = parent_and_children(tracking_settings)
     assert len(children) == 7
     resumed_parent = max(parents, key=lambda p: p.info.start_time)
@@ -257,6 +291,7 @@ def test_an_interrupted_search_resumes_with_the_cut_trial_first(tmp_path: Path, 
     cut, retried, new = study_of(tracking_settings).trials
     assert retried.params == cut.params and retried.user_attrs["retry_of"] == 0
     assert (retried.state.name, new.state.name) == ("COMPLETE", "COMPLETE")
+    assert new.params != cut.params  # before: the resumed process's sampler asked trial 0's again
 
 
 @pytest.mark.slow

@@ -7,7 +7,8 @@ study whose every trial failed ends the command with one line. The study stops a
 ``n_trials`` trials, whichever processes ran them, so a second process (or a SLURM job) shares the work and an
 interrupted search resumes with what is left. A trial cut short when the sweep stops (a signal, a crash of
 the launcher) is told FAILED with the user attribute ``interrupted``, does not count towards n_trials, and
-its parameters are queued, so the resumed search runs it first.
+its parameters are queued, so the resumed search runs it first. The sampler draws each trial from its own
+seed (harness.search.sampler).
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from omegaconf import DictConfig, OmegaConf
 from harness.search.space import SearchSpace, parse_search_space
 from harness.search.study import (
     INTERRUPTED,
-    make_sampler,
     objective_direction,
     open_study,
     remaining_trials,
@@ -125,6 +125,7 @@ class OptunaSweeper(Sweeper):
     def plan(self, config: DictConfig, arguments: list[str]) -> tuple[str, str | None, SearchSpace, Any]:
         """(direction, storage, search space, sampler) of this search of config with the command line's
         arguments; ValueError names the first bad setting. Opens no study and no run."""
+        from harness.search.sampler import make_sampler
         from harness.tracking.callback import sweep_settings
 
         app_config = OmegaConf.to_container(config, resolve=False)

@@ -1,4 +1,4 @@
-"""The Optuna side of a search: where the study lives, its sampler, its direction and its trial budget.
+"""The Optuna side of a search: where the study lives, its direction and its trial budget.
 
 Default storage: an SQLite file ``optuna.db`` beside the MLflow database (``mlruns/optuna.db`` for the
 embedded store, and for a tracking server the checkout's ``mlruns/``); in memory with ``tracking=off``. Any
@@ -17,7 +17,6 @@ from harness.tracking import TrackingSettings, project_root
 from harness.tracking.store import create_private_file, lock_beside, sqlite_path
 
 DIRECTIONS = ("auto", "minimize", "maximize")
-SAMPLERS = ("tpe", "random", "qmc")
 STORAGE_FILE = "optuna.db"
 INTERRUPTED = "interrupted"  # user attribute of a trial cut short by its sweep's end (signal, crash)
 # Writers of one SQLite study wait this long for each other's transactions (sqlite3's default is 5 s).
@@ -48,20 +47,6 @@ def objective_direction(direction: str, config: Mapping[str, Any]) -> str:
         raise ValueError("hydra.sweeper.direction: auto needs a training config with task.name "
                          f"(one of {sorted(TASKS)}); set minimize or maximize for this app")
     return "maximize" if TASKS[task].higher_is_better else "minimize"
-
-
-def make_sampler(name: str, seed: int | None, options: Mapping[str, Any] | None = None):
-    """The Optuna sampler name (tpe, random, qmc) seeded with seed; options go to its constructor."""
-    import optuna
-
-    classes = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler,
-               "qmc": optuna.samplers.QMCSampler}
-    if name not in classes:
-        raise ValueError(f"hydra.sweeper.sampler must be one of {list(SAMPLERS)}, got {name!r}")
-    try:
-        return classes[name](seed=seed, **dict(options or {}))
-    except TypeError as exc:
-        raise ValueError(f"hydra.sweeper.sampler_options: {exc}") from None
 
 
 @contextmanager
