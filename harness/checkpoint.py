@@ -153,11 +153,12 @@ def restore_rng_states(streams: dict[str, np.random.Generator], states: dict[str
         rng.bit_generator.state = states[name]
 
 
-def _flat(config: Any, prefix: str = "") -> dict[str, Any]:
+def flat_config(config: Any, prefix: str = "") -> dict[str, Any]:
+    """config (nested dicts) as one dict of dotted keys, e.g. {"trainer.steps": 200}; empty dicts vanish."""
     if isinstance(config, dict):
         flat: dict[str, Any] = {}
         for key, value in config.items():
-            flat.update(_flat(value, f"{prefix}{key}."))
+            flat.update(flat_config(value, f"{prefix}{key}."))
         return flat
     return {prefix[:-1]: config}
 
@@ -166,15 +167,17 @@ def config_differences(old: dict[str, Any], new: dict[str, Any], *,
                        ignore: tuple[str, ...] = ()) -> list[str]:
     """Dotted keys whose values differ between two nested configs (missing on one side counts), sorted,
     leaving out the keys in ignore."""
-    a, b = _flat(old), _flat(new)
+    a, b = flat_config(old), flat_config(new)
     return sorted(key for key in set(a) | set(b) if key not in ignore and a.get(key, ...) != b.get(key, ...))
 
 
-def describe_differences(old: dict[str, Any], new: dict[str, Any], keys: list[str]) -> str:
-    """keys (config_differences(old, new)) with both values: "model.hidden_size (4 in the run, 5 now)"."""
-    a, b = _flat(old), _flat(new)
+def describe_differences(old: dict[str, Any], new: dict[str, Any], keys: list[str], *,
+                         old_is: str = "the run", missing: str = "unset") -> str:
+    """keys (config_differences(old, new)) with both values: "model.hidden_size (4 in the run, 5 now)";
+    old_is names what old belongs to, missing stands for a key one side lacks."""
+    a, b = flat_config(old), flat_config(new)
 
     def shown(flat: dict[str, Any], key: str) -> str:
-        return repr(flat[key]) if key in flat else "unset"
+        return repr(flat[key]) if key in flat else missing
 
-    return ", ".join(f"{key} ({shown(a, key)} in the run, {shown(b, key)} now)" for key in keys)
+    return ", ".join(f"{key} ({shown(a, key)} in {old_is}, {shown(b, key)} now)" for key in keys)

@@ -21,6 +21,7 @@ from test_tracking_server import server_app_command
 from test_train_app import TINY, app, app_command, app_env, runs_of, signal_when_training
 
 from harness.config import validate
+from harness.search.fixed import fixed_changes, fixed_config
 from harness.search.optuna_sweeper import trial_value
 from harness.search.sampler import make_sampler, trial_seed
 from harness.search.space import parse_search_space
@@ -112,7 +113,7 @@ def test_the_study_lives_beside_the_mlflow_store(tracking_settings) -> None:
 
 def test_a_new_sqlite_study_is_private_to_the_user(tmp_path: Path) -> None:
     db = tmp_path / "fresh" / "optuna.db"
-    open_study("s", f"sqlite:///{db}", "minimize", make_sampler("random", 0))
+    open_study("s", f"sqlite:///{db}", "minimize", make_sampler("random", 0), {})
     assert stat.S_IMODE(db.parent.stat().st_mode) == 0o700
     assert stat.S_IMODE(db.stat().st_mode) == 0o600  # Optuna's own creation gave the umask's 0644
     assert stat.S_IMODE((db.parent / "optuna.db.lock").stat().st_mode) == 0o600
@@ -137,7 +138,7 @@ def grow(storage: str, sampler: str, trials: int) -> list[dict]:
     """Open study 's' in storage as a new invocation would (its own sampler object), ask and tell it up to
     trials trials two at a time (a batch of n_jobs=2), return the params of all its trials."""
     study = open_study("s", storage, "minimize", make_sampler(sampler, 3, {"n_startup_trials": 5}
-                                                                        if sampler == "tpe" else {}))
+                                                                        if sampler == "tpe" else {}), {})
     while len(study.trials) < trials:
         batch = [study.ask(CONTINUOUS.distributions) for _ in range(min(2, trials - len(study.trials)))]
         for trial in batch:
@@ -162,13 +163,25 @@ def test_a_grown_study_asks_new_trials_and_a_seeded_search_repeats_itself(tmp_pa
 def test_each_trial_draws_from_its_own_seed() -> None:
     assert trial_seed(0, 1) != trial_seed(1, 0) and trial_seed(0, 1) == trial_seed(0, 1)
     # a random study's trial n takes the same point whatever the trials before it (a queued one, say)
-    study = open_study("queued", None, "minimize", make_sampler("random", 3))
+    study = open_study("queued", None, "minimize", make_sampler("random", 3), {})
     study.enqueue_trial({"a": 0.5, "b": 0.5})
     asked = [study.ask(CONTINUOUS.distributions) for _ in range(3)]
-    alone = open_study("alone", None, "minimize", make_sampler("random", 3))
+    alone = open_study("alone", None, "minimize", make_sampler("random", 3), {})
     unqueued = [alone.ask(CONTINUOUS.distributions) for _ in range(3)]
     assert asked[0].params == {"a": 0.5, "b": 0.5}
     assert [t.params for t in asked[1:]] == [t.params for t in unqueued[1:]]
+
+
+def test_the_fixed_config_leaves_out_searched_and_ignored_keys() -> None:
+    job = {"seed": 0, "tracking": {"uri": "sqlite:///x.db", "experiment": "e"},
+           "trainer": {"steps": 200, "progress": True, "progress_every": 1},
+           "model": {"name": "elman", "hidden_size": 16}, "optimizer": {"lr": 0.1, "name": "adam"}}
+    fixed = fixed_config(job, ["optimizer.lr", "model", "tracking", "trainer.progress"])
+    # "model" drops the subtree of a searched group; "trainer.progress" is no prefix of trainer.progress_every
+    assert fixed == {"optimizer.name": "adam", "seed": 0, "trainer.progress_every": 1, "trainer.steps": 200}
+    assert fixed_changes(fixed, {**fixed, "trainer.steps": 1500, "optimizer.lr": 0.01}) == (
+        "optimizer.lr (not fixed in the study, 0.01 now), trainer.steps (200 in the study, 1500 now)")
+    assert fixed_changes(fixed, dict(fixed)) == ""
 
 
 def test_search_goes_on_past_diverging_trials_and_describes_the_best_on_the_parent(tmp_path: Path,
@@ -226,6 +239,8 @@ def test_a_study_whose_every_trial_fails_ends_with_one_line(tmp_path: Path, trac
      "hydra.sweeper: got an unexpected keyword argument 'trials'"),
     (["hydra.sweeper.seed=-1", "seed=choice(0,1)"],
      "hydra.sweeper.seed must be null or an integer in [0, 2**32), got -1"),
+    (["hydra.sweeper.ignored_keys=tracking", "seed=choice(0,1)"],
+     "hydra.sweeper.ignored_keys must be a list of config keys, got 'tracking'"),
     ([], "hydra.sweeper.params: nothing to search; give at least one choice(), range() or interval() "
          "(a preset of conf/hparams_search, or key=choice(...) on the command line)"),
 ])
@@ -272,7 +287,10 @@ def test_two_processes_share_one_sqlite_study_and_a_resume_completes_it(tmp_path
 
 def test_an_interrupted_search_resumes_with_the_cut_trial_first(tmp_path: Path, tracking_settings) -> None:
     common = ["-m", "hydra/sweeper=optuna", "hydra.sweeper.study_name=s", "hydra.sweeper.n_trials=2",
-              "hydra.sweeper.n_jobs=1", *LINEAR_REVERSAL, "optimizer.lr=tag(log,interval(1e-3,1e-1))"]
+              "hydra.sweeper.n_jobs=1", *LINEAR_REVERSAL, "optimizer.lr=tag(log,interval(1e-3,1e-1))",
+              # the cut invocation trains long enough to be signalled, its resumption briefly
+              "hydra.sweeper.ignored_keys=[tracking,trainer.steps,trainer.eval_interval,"
+              "trainer.diagnostics_interval]"]
     stderr = tmp_path / "stderr.txt"
     with stderr.open("w") as sink:
         process = subprocess.Popen(
@@ -292,6 +310,36 @@ def test_an_interrupted_search_resumes_with_the_cut_trial_first(tmp_path: Path, 
     assert retried.params == cut.params and retried.user_attrs["retry_of"] == 0
     assert (retried.state.name, new.state.name) == ("COMPLETE", "COMPLETE")
     assert new.params != cut.params  # before: the resumed process's sampler asked trial 0's again
+
+
+def test_a_study_refuses_another_fixed_config_before_any_run(tmp_path: Path, tracking_settings) -> None:
+    lr = "optimizer.lr=tag(log,interval(1e-3,1e-1))"
+    done = search(tmp_path, tracking_settings, lr, "hydra.sweeper.n_trials=1")
+    assert done.returncode == 0, done.stderr
+    where = default_storage(tracking_settings)
+    for args, message in [
+        (["trainer.steps=9", lr],
+         "ran its trials with another fixed config: trainer.steps (8 in the study, 9 now); name a new study "
+         "for these settings (hydra.sweeper.study_name=<new name>) or use the study's values"),
+        (["optimizer.lr=0.01", "model.init=choice(glorot,orthogonal)"],  # a key searched and one fixed now
+         "ran its trials with another fixed config: model.init ('glorot' in the study, not fixed now), "
+         "optimizer.lr (not fixed in the study, 0.01 now); name a new study"),
+    ]:
+        refused = search(tmp_path, tracking_settings, *args, "hydra.sweeper.n_trials=2")
+        assert refused.returncode == 1
+        assert refused.stderr.strip().splitlines()[-1].startswith(
+            f"config error: hydra.sweeper.study_name: study 's' in {where} {message}")
+    refused = search(tmp_path, tracking_settings, lr, "hydra.sweeper.direction=minimize")
+    assert refused.stderr.strip().splitlines()[-1] == (
+        f"config error: hydra.sweeper.direction: study 's' in {where} was created to maximize, not minimize; "
+        "choose another study_name")
+    assert len(study_of(tracking_settings).trials) == 1 and len(runs_of(tracking_settings)) == 2
+    # what changes no number may differ: tracking (another experiment), the progress bar, the sweeper's budget
+    grown = app(tmp_path, tracking_settings, "-m", "hydra/sweeper=optuna", "hydra.sweeper.study_name=s",
+                *LINEAR_REVERSAL, lr, "trainer.progress=false", "hydra.sweeper.n_trials=2",
+                "hydra.sweeper.n_jobs=1", experiment="other")
+    assert grown.returncode == 0, grown.stderr
+    assert len(study_of(tracking_settings).trials) == 2 and len(runs_of(tracking_settings, "other")) == 2
 
 
 @pytest.mark.slow

@@ -7,8 +7,11 @@ study whose every trial failed ends the command with one line. The study stops a
 ``n_trials`` trials, whichever processes ran them, so a second process (or a SLURM job) shares the work and an
 interrupted search resumes with what is left. A trial cut short when the sweep stops (a signal, a crash of
 the launcher) is told FAILED with the user attribute ``interrupted``, does not count towards n_trials, and
-its parameters are queued, so the resumed search runs it first. The sampler draws each trial from its own
-seed (harness.search.sampler).
+its parameters are queued, so the resumed search runs it first.
+
+The sampler draws each trial from its own seed (harness.search.sampler), and the study records its trials'
+fixed config (harness.search.fixed): an invocation with another one is refused before the sweep's parent
+run exists (check_search).
 """
 
 from __future__ import annotations
@@ -16,23 +19,27 @@ from __future__ import annotations
 import logging
 import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
+from harness.search.fixed import fixed_config
 from harness.search.space import SearchSpace, parse_search_space
 from harness.search.study import (
     INTERRUPTED,
+    check_study,
     objective_direction,
     open_study,
     remaining_trials,
     resolve_storage,
     storage_label,
     storage_lock,
+    stored_study,
 )
 
 log = logging.getLogger(__name__)
@@ -65,14 +72,34 @@ def abandon(study: Any, trial: Any) -> None:
 
 def check_search(config: DictConfig) -> None:
     """Raise ValueError for what the search of config (a composed multirun config with hydra/sweeper=optuna)
-    would refuse: its settings and its search space. Called by harness.app.SweepCheck before the sweep's
-    parent run or the study exists."""
+    would refuse: its settings, its search space, and a stored study of its name that optimises the other
+    way or ran with another fixed config. Called by harness.app.SweepCheck before the sweep's parent run
+    exists; creates no study."""
+    from hydra.core.global_hydra import GlobalHydra
+
     settings = {key: value for key, value in config.hydra.sweeper.items() if key != "_target_"}
     try:
         sweeper = OptunaSweeper(**settings)
     except TypeError as exc:  # an argument the sweeper does not take
         raise ValueError(f"hydra.sweeper: {exc}".replace("OptunaSweeper.__init__() ", "")) from None
-    sweeper.plan(config, OmegaConf.to_container(config.hydra.overrides.task, resolve=False))
+    plan = sweeper.plan(config, OmegaConf.to_container(config.hydra.overrides.task, resolve=False),
+                        GlobalHydra.instance().config_loader())
+    stored = stored_study(sweeper.study_name, plan.storage)
+    if stored is not None:
+        check_study(stored, plan.storage, plan.direction, plan.fixed)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a search needs before it opens its study: direction (minimize | maximize), storage (an Optuna
+    storage URL, None in memory), the search space, the sampler and the trials' fixed config
+    (harness.search.fixed)."""
+
+    direction: str
+    storage: str | None
+    space: SearchSpace
+    sampler: Any
+    fixed: dict[str, Any]
 
 
 class OptunaSweeper(Sweeper):
@@ -80,7 +107,8 @@ class OptunaSweeper(Sweeper):
 
     def __init__(self, study_name: str, storage: str | None = None, direction: str = "auto",
                  n_trials: int = 20, n_jobs: int = 1, sampler: str = "tpe", seed: int | None = 0,
-                 sampler_options: Any = None, params: Any = None, top_trials: int = 10) -> None:
+                 sampler_options: Any = None, params: Any = None, top_trials: int = 10,
+                 ignored_keys: Any = ()) -> None:
         for key, value in (("n_trials", n_trials), ("n_jobs", n_jobs), ("top_trials", top_trials)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"hydra.sweeper.{key} must be an integer >= 1, got {value!r}")
@@ -91,6 +119,11 @@ class OptunaSweeper(Sweeper):
         self.sampler, self.seed = sampler, seed
         self.sampler_options = OmegaConf.to_container(sampler_options) if sampler_options else {}
         self.params = OmegaConf.to_container(params) if params else {}
+        ignored = OmegaConf.to_container(ignored_keys) if isinstance(ignored_keys, ListConfig) \
+            else ignored_keys
+        if not isinstance(ignored, list | tuple) or not all(isinstance(key, str) and key for key in ignored):
+            raise ValueError(f"hydra.sweeper.ignored_keys must be a list of config keys, got {ignored!r}")
+        self.ignored_keys = list(ignored)
         self.config: DictConfig | None = None
         self.launcher: Any = None
         self.job_idx = 0
@@ -122,9 +155,10 @@ class OptunaSweeper(Sweeper):
             todo = min(remaining_trials(study, self.n_trials), self.n_jobs)
             return [study.ask(space.distributions) for _ in range(todo)]
 
-    def plan(self, config: DictConfig, arguments: list[str]) -> tuple[str, str | None, SearchSpace, Any]:
-        """(direction, storage, search space, sampler) of this search of config with the command line's
-        arguments; ValueError names the first bad setting. Opens no study and no run."""
+    def plan(self, config: DictConfig, arguments: list[str], loader: Any) -> Plan:
+        """The Plan of this search of config with the command line's arguments (loader: Hydra's config
+        loader, which composes a trial's job config); ValueError names the first bad setting. Opens no
+        study and no run."""
         from harness.search.sampler import make_sampler
         from harness.tracking.callback import sweep_settings
 
@@ -137,16 +171,25 @@ class OptunaSweeper(Sweeper):
             raise ValueError("hydra.sweeper.params: nothing to search; give at least one choice(), range() "
                              "or interval() (a preset of conf/hparams_search, or key=choice(...) on the "
                              "command line)")
-        return direction, storage, space, make_sampler(self.sampler, self.seed, self.sampler_options)
+        sampler = make_sampler(self.sampler, self.seed, self.sampler_options)
+        # what every trial's job gets: the config with the fixed overrides, the searched keys left out
+        job = loader.load_sweep_config(config, list(space.fixed))
+        with open_dict(job):
+            del job["hydra"]
+        fixed = fixed_config(OmegaConf.to_container(job, resolve=True), [*space.distributions,
+                                                                          *self.ignored_keys])
+        return Plan(direction, storage, space, sampler, fixed)
 
     def _prepare(self, arguments: list[str]) -> tuple[Any, SearchSpace, Any]:
         from harness.search.record import TrialRecorder
         from harness.tracking.callback import sweep_settings
 
         assert self.config is not None
-        direction, self._storage, space, sampler = self.plan(self.config, arguments)
-        study = open_study(self.study_name, self._storage, direction, sampler)
-        return study, space, TrialRecorder(sweep_settings(self.config), study, self.top_trials, self._storage)
+        plan = self.plan(self.config, arguments, self.hydra_context.config_loader)
+        self._storage = plan.storage
+        study = open_study(self.study_name, plan.storage, plan.direction, plan.sampler, plan.fixed)
+        return study, plan.space, TrialRecorder(sweep_settings(self.config), study, self.top_trials,
+                                                plan.storage)
 
     def _run_batch(self, study: Any, space: SearchSpace, recorder: Any, trials: list[Any]) -> None:
         from optuna.trial import TrialState

@@ -1,4 +1,4 @@
-"""The Optuna side of a search: where the study lives, its direction and its trial budget.
+"""The Optuna side of a search: where the study lives, its direction, its fixed config and its trial budget.
 
 Default storage: an SQLite file ``optuna.db`` beside the MLflow database (``mlruns/optuna.db`` for the
 embedded store, and for a tracking server the checkout's ``mlruns/``); in memory with ``tracking=off``. Any
@@ -8,14 +8,17 @@ jobs can share one study and an interrupted search resumes where it stopped.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from harness.search.fixed import FIXED_CONFIG, fixed_changes
 from harness.tracking import TrackingSettings, project_root
 from harness.tracking.store import create_private_file, lock_beside, sqlite_path
 
+log = logging.getLogger(__name__)
 DIRECTIONS = ("auto", "minimize", "maximize")
 STORAGE_FILE = "optuna.db"
 INTERRUPTED = "interrupted"  # user attribute of a trial cut short by its sweep's end (signal, crash)
@@ -62,10 +65,52 @@ def storage_lock(storage: str | None):
         yield
 
 
-def open_study(name: str, storage: str | None, direction: str, sampler):
-    """The study name in storage, created on first use and loaded after (resume, several processes).
+def _backend(storage: str | None) -> Any:
+    """What optuna.create_study and load_study take for storage (None: in memory)."""
+    import optuna
 
-    Raises ValueError if the stored study optimises in the other direction.
+    if storage is None:
+        return None
+    engine = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}} if sqlite_path(storage) else None
+    return optuna.storages.RDBStorage(storage, engine_kwargs=engine)
+
+
+def stored_study(name: str, storage: str | None):
+    """The study name in storage, or None when there is none; creates neither (a fresh SQLite file stays
+    absent, so a refused command leaves nothing behind)."""
+    import optuna
+
+    db = sqlite_path(storage) if storage else None
+    if storage is None or (db is not None and not db.is_file()):
+        return None
+    with storage_lock(storage):
+        try:
+            return optuna.load_study(study_name=name, storage=_backend(storage))
+        except KeyError:  # optuna's "Record does not exist."
+            return None
+
+
+def check_study(study, storage: str | None, direction: str, fixed: Mapping[str, Any]) -> None:
+    """Raise ValueError if the stored study optimises in the other direction, or if its trials ran with
+    another fixed config than fixed (a study from before the harness recorded one is not checked)."""
+    name, where = study.study_name, storage_label(storage)
+    stored = study.direction.name.lower()
+    if stored != direction:
+        raise ValueError(f"hydra.sweeper.direction: study {name!r} in {where} was created to {stored}, not "
+                         f"{direction}; choose another study_name")
+    recorded = study.user_attrs.get(FIXED_CONFIG)
+    changed = "" if recorded is None else fixed_changes(recorded, fixed)
+    if changed:
+        raise ValueError(f"hydra.sweeper.study_name: study {name!r} in {where} ran its trials with another "
+                         f"fixed config: {changed}; name a new study for these settings "
+                         f"(hydra.sweeper.study_name=<new name>) or use the study's values")
+
+
+def open_study(name: str, storage: str | None, direction: str, sampler, fixed: Mapping[str, Any]):
+    """The study name in storage, created on first use and loaded after (resume, several processes), with
+    fixed (the trials' fixed config, harness.search.fixed) recorded as its user attribute FIXED_CONFIG.
+
+    Raises ValueError as check_study does.
     """
     import optuna
 
@@ -73,16 +118,13 @@ def open_study(name: str, storage: str | None, direction: str, sampler):
     # (harness.runtime.quiet_library_logs does the same for MLflow); warnings still show
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with storage_lock(storage):
-        backend: Any = storage
-        if storage is not None:
-            engine = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}} if sqlite_path(storage) else None
-            backend = optuna.storages.RDBStorage(storage, engine_kwargs=engine)
-        study = optuna.create_study(study_name=name, storage=backend, sampler=sampler, direction=direction,
-                                    load_if_exists=True)
-    stored = study.direction.name.lower()
-    if stored != direction:
-        raise ValueError(f"hydra.sweeper.direction: study {name!r} in {storage} was created to {stored}, "
-                         f"not {direction}; choose another study_name")
+        study = optuna.create_study(study_name=name, storage=_backend(storage), sampler=sampler,
+                                    direction=direction, load_if_exists=True)
+        check_study(study, storage, direction, fixed)
+        if FIXED_CONFIG not in study.user_attrs:
+            if study.get_trials(deepcopy=False):
+                log.warning("study %s recorded no fixed config (older harness): recording this one", name)
+            study.set_user_attr(FIXED_CONFIG, dict(fixed))
     return study
 
 
