@@ -50,6 +50,7 @@ from harness.run_report import (
     terminal_summary,
 )
 from harness.runtime import freeze_long_lived_objects, pin_blas_to_one_thread
+from harness.search import current_trial, trial_run_name
 from harness.tasks import SequenceTask, fingerprint, make_task
 from harness.tracking import TrackingSettings, open_run, project_root
 from harness.tracking.experiment_notes import NOTE_TAG
@@ -131,10 +132,12 @@ def model_label(model: ModelConfig) -> str:
 
 def run_name(config: RunConfig, overrides: list[str] | tuple[str, ...] = ()) -> str:
     """'<task>-<model>-s<seed>', e.g. 'adding-lstm-s0'; in a sweep the job's values of the other swept keys
-    follow the task, e.g. 'adding-T20-lstm-s0' for ``-m model=elman,lstm task.length=10,20``."""
+    follow the task, e.g. 'adding-T20-lstm-s0' for ``-m model=elman,lstm task.length=10,20``; an Optuna
+    trial's number ends it, e.g. 'adding-elman-s0-t3' (harness.search.trial_run_name)."""
     swept = sweep_label(overrides, named=("task", "model", "seed"))
-    return "-".join(part for part in (config.task.name, swept, model_label(config.model), f"s{config.seed}")
+    name = "-".join(part for part in (config.task.name, swept, model_label(config.model), f"s{config.seed}")
                     if part)
+    return trial_run_name(name, current_trial())
 
 
 def _log_outputs(logger, model, result: FitResult, workdir: Path, early_stopping: EarlyStopping | None,

@@ -21,6 +21,7 @@ from test_tracking_server import server_app_command
 from test_train_app import TINY, app, app_command, app_env, runs_of, signal_when_training
 
 from harness.config import validate
+from harness.search import trial_run_name
 from harness.search.fixed import fixed_changes, fixed_config
 from harness.search.optuna_sweeper import trial_value
 from harness.search.sampler import make_sampler, trial_seed
@@ -184,6 +185,12 @@ def test_the_fixed_config_leaves_out_searched_and_ignored_keys() -> None:
     assert fixed_changes(fixed, dict(fixed)) == ""
 
 
+def test_a_trial_s_run_name_ends_with_its_number_once() -> None:
+    assert trial_run_name("adding-elman-s0", 3) == "adding-elman-s0-t3"
+    assert trial_run_name("adding-elman-s0-t3", 3) == "adding-elman-s0-t3"
+    assert trial_run_name("adding-elman-s0", None) == "adding-elman-s0"
+
+
 def test_search_goes_on_past_diverging_trials_and_describes_the_best_on_the_parent(tmp_path: Path,
                                                                                    tracking_settings) -> None:
     done = search(tmp_path, tracking_settings, "optimizer.lr=choice(1e6,0.01)", "hydra.sweeper.n_trials=4",
@@ -285,9 +292,14 @@ def test_two_processes_share_one_sqlite_study_and_a_resume_completes_it(tmp_path
     assert {a.path for a in figures} == {"search/optimization_history.png", "search/param_importances.png"}
 
 
-def test_an_interrupted_search_resumes_with_the_cut_trial_first(tmp_path: Path, tracking_settings) -> None:
-    common = ["-m", "hydra/sweeper=optuna", "hydra.sweeper.study_name=s", "hydra.sweeper.n_trials=2",
-              "hydra.sweeper.n_jobs=1", *LINEAR_REVERSAL, "optimizer.lr=tag(log,interval(1e-3,1e-1))",
+def terminal_run_names(stdout: str) -> list[str]:
+    """The run names of the 'run <name> (<id>)' lines the jobs print."""
+    return [line.split()[1] for line in stdout.splitlines() if line.startswith("run ")]
+
+
+def test_an_interrupted_search_resumes_with_the_cut_trials_first(tmp_path: Path, tracking_settings) -> None:
+    common = ["-m", "hydra/sweeper=optuna", "hydra.sweeper.study_name=s", "hydra.sweeper.n_trials=3",
+              "hydra.sweeper.n_jobs=2", *LINEAR_REVERSAL, "optimizer.lr=tag(log,interval(1e-3,1e-1))",
               # the cut invocation trains long enough to be signalled, its resumption briefly
               "hydra.sweeper.ignored_keys=[tracking,trainer.steps,trainer.eval_interval,"
               "trainer.diagnostics_interval]"]
@@ -299,17 +311,31 @@ def test_an_interrupted_search_resumes_with_the_cut_trial_first(tmp_path: Path, 
             env=app_env(tmp_path), cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=sink)
     signal_when_training(process, tracking_settings, stderr, signum=signal.SIGINT)
     assert process.returncode != 0
-    cut, queued = study_of(tracking_settings).trials
-    assert cut.state.name == "FAIL" and cut.user_attrs["interrupted"] is True
-    assert queued.state.name == "WAITING" and queued.user_attrs["retry_of"] == 0
+    # the basic launcher runs the batch of two one after another: trial 0 was cut, trial 1 never started
+    cut, unstarted, *queued = study_of(tracking_settings).trials
+    for trial in (cut, unstarted):
+        assert trial.state.name == "FAIL" and trial.user_attrs["interrupted"] is True
+    assert [(t.state.name, t.user_attrs["retry_of"]) for t in queued] == [("WAITING", 0), ("WAITING", 1)]
     (parent,), (child,) = parent_and_children(tracking_settings)
     assert (parent.info.status, child.info.status) == ("KILLED", "KILLED")
+    # named after its trial from the start, and tagged with it although the trial never ended
+    assert child.info.run_name == f"reversal-lr{cut.params['optimizer.lr']}-linear-s0-t0"
+    assert (child.data.tags["optuna.trial"], child.data.tags["optuna.state"]) == ("0", "FAIL")
+    assert child.data.tags["optuna.error"].startswith("interrupted: the sweep stopped before this trial")
+
     resumed = app(tmp_path, tracking_settings, *common)
     assert resumed.returncode == 0, resumed.stderr
-    cut, retried, new = study_of(tracking_settings).trials
-    assert retried.params == cut.params and retried.user_attrs["retry_of"] == 0
-    assert (retried.state.name, new.state.name) == ("COMPLETE", "COMPLETE")
-    assert new.params != cut.params  # before: the resumed process's sampler asked trial 0's again
+    trials = study_of(tracking_settings).trials
+    retried, new = trials[2:4], trials[4]
+    assert [t.params for t in retried] == [cut.params, unstarted.params]
+    assert all(t.state.name == "COMPLETE" for t in trials[2:])
+    assert new.params not in (cut.params, unstarted.params)  # before: the resumed sampler asked trial 0's
+    _, children = parent_and_children(tracking_settings)
+    names = {run.data.tags["optuna.trial"]: run.info.run_name for run in children}
+    assert sorted(names) == ["0", "2", "3", "4"]
+    assert all(name.endswith(f"-linear-s0-t{number}") for number, name in names.items())
+    # the terminal names each run as MLflow does (before: without the trial number)
+    assert terminal_run_names(resumed.stdout) == [names["2"], names["3"], names["4"]]
 
 
 def test_a_study_refuses_another_fixed_config_before_any_run(tmp_path: Path, tracking_settings) -> None:
@@ -340,6 +366,23 @@ def test_a_study_refuses_another_fixed_config_before_any_run(tmp_path: Path, tra
                 "hydra.sweeper.n_jobs=1", experiment="other")
     assert grown.returncode == 0, grown.stderr
     assert len(study_of(tracking_settings).trials) == 2 and len(runs_of(tracking_settings, "other")) == 2
+
+
+def test_a_search_asks_and_scores_the_same_trials_with_either_launcher(tmp_path: Path,
+                                                                        tracking_settings) -> None:
+    settings = ["optimizer.lr=tag(log,interval(1e-3,1e-1))", "hydra.sweeper.n_trials=3",
+                "hydra.sweeper.n_jobs=2", "+hydra.sweeper.sampler_options.n_startup_trials=1"]
+    common = ["-m", "hydra/sweeper=optuna", *LINEAR_REVERSAL, *settings]
+    basic = app(tmp_path, tracking_settings, *common, "hydra.sweeper.study_name=basic")
+    joblib = app(tmp_path, tracking_settings, *common, "hydra.sweeper.study_name=joblib",
+                 "hydra/launcher=joblib")
+    assert basic.returncode == 0 and joblib.returncode == 0, basic.stderr + joblib.stderr
+    by_launcher = [[(t.params, t.value) for t in study_of(tracking_settings, name).trials]
+                   for name in ("basic", "joblib")]
+    assert by_launcher[0] == by_launcher[1] and len(by_launcher[0]) == 3  # trials 1, 2 by TPE
+    assert sorted(terminal_run_names(joblib.stdout)) == sorted(
+        run.info.run_name for run in parent_and_children(tracking_settings)[1]
+        if run.data.tags["optuna.study"] == "joblib")
 
 
 @pytest.mark.slow

@@ -7,11 +7,12 @@ study whose every trial failed ends the command with one line. The study stops a
 ``n_trials`` trials, whichever processes ran them, so a second process (or a SLURM job) shares the work and an
 interrupted search resumes with what is left. A trial cut short when the sweep stops (a signal, a crash of
 the launcher) is told FAILED with the user attribute ``interrupted``, does not count towards n_trials, and
-its parameters are queued, so the resumed search runs it first.
+its parameters are queued, so the resumed search runs it first; the runs it had started are tagged with it.
 
-The sampler draws each trial from its own seed (harness.search.sampler), and the study records its trials'
-fixed config (harness.search.fixed): an invocation with another one is refused before the sweep's parent
-run exists (check_search).
+Every job gets its trial number (``$HARNESS_OPTUNA_TRIAL``, harness.search), so its run is named after the
+trial from the start. The sampler draws each trial from its own seed (harness.search.sampler), and the
+study records its trials' fixed config (harness.search.fixed): an invocation with another one is refused
+before the sweep's parent run exists (check_search).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
+from harness.search import TRIAL_ENV
 from harness.search.fixed import fixed_config
 from harness.search.space import SearchSpace, parse_search_space
 from harness.search.study import (
@@ -195,9 +197,9 @@ class OptunaSweeper(Sweeper):
         from optuna.trial import TrialState
 
         told: set[int] = set()
+        jobs = [[*space.overrides(t.params), f"++hydra.job.env_set.{TRIAL_ENV}={t.number}"] for t in trials]
         try:
-            returns = self.launcher.launch([space.overrides(t.params) for t in trials],
-                                           initial_job_idx=self.job_idx)
+            returns = self.launcher.launch(jobs, initial_job_idx=self.job_idx)
             for job, (trial, job_return) in enumerate(zip(trials, returns, strict=True), start=self.job_idx):
                 value, error = trial_value(job_return)
                 recorder.link(trial, job, value, error)
@@ -209,9 +211,14 @@ class OptunaSweeper(Sweeper):
                 told.add(trial.number)
             self.job_idx += len(returns)
         finally:
-            for trial in trials:
-                if trial.number not in told:
-                    abandon(study, trial)
+            cut = [(job, trial) for job, trial in enumerate(trials, start=self.job_idx)
+                   if trial.number not in told]
+            for _, trial in cut:
+                abandon(study, trial)
+            # the study first (a trial left RUNNING would count as running elsewhere), then the runs the cut
+            # trials had started (the basic launcher runs a batch one job after another: some may have none)
+            for job, trial in cut:
+                recorder.tag_interrupted(trial, job)
 
     def _finish(self, study: Any, recorder: Any) -> None:
         from optuna.trial import TrialState

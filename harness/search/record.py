@@ -1,9 +1,10 @@
 """What a search writes to MLflow: each trial's child run is tagged with its study and trial number, and the
 sweep's parent run gets the best trial, a table of the top trials and Optuna's figures.
 
-Jobs open their own runs (nested under the sweep's parent by harness.tracking); the sweeper finds a job's
-runs by the ``job_num`` tag they carry and links both ways: the runs get ``optuna.*`` tags and a run name
-ending in ``-t<trial number>``, the trial gets the user attribute ``mlflow_run_ids``.
+Jobs open their own runs (nested under the sweep's parent by harness.tracking), named after their trial
+when the app reads ``$HARNESS_OPTUNA_TRIAL`` (train.py); the sweeper finds a job's runs by the ``job_num``
+tag they carry and links both ways: the runs get ``optuna.*`` tags and, if the app did not name them so, a
+run name ending in ``-t<trial number>``; the trial gets the user attribute ``mlflow_run_ids``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from harness.search import trial_run_name
 from harness.search.study import storage_label
 from harness.tracking import TrackingSettings
 from harness.tracking.runs import resolve_parent_run_id
@@ -85,10 +87,16 @@ class TrialRecorder:
             filter_string=f"tags.mlflow.parentRunId = '{self.parent_run_id}' and tags.job_num = '{job}'"))
 
     def link(self, trial: Any, job: int, value: float | None, error: str) -> None:
-        """Tag job's runs with trial (study, number, state, value, sampled params) and name them after it."""
-        if self.client is None:
-            return
-        runs = self.job_runs(job)
+        """tag_runs, and list job's runs in the trial's user attribute mlflow_run_ids (before it is told)."""
+        if self.client is not None:
+            trial.set_user_attr("mlflow_run_ids", self.tag_runs(trial, job, value, error))
+
+    def tag_runs(self, trial: Any, job: int, value: float | None, error: str) -> list[str]:
+        """Tag job's runs with trial (study, number, state, value, sampled params) and name them after it if
+        the job did not (harness.search.trial_run_name); their ids."""
+        assert self.client is not None
+        from mlflow.entities import RunTag
+
         tags = {"optuna.study": self.study.study_name, "optuna.trial": str(trial.number),
                 "optuna.state": "COMPLETE" if value is not None else "FAIL",
                 "optuna.params": " ".join(f"{k}={v}" for k, v in trial.params.items())}
@@ -96,12 +104,22 @@ class TrialRecorder:
             tags["optuna.value"] = repr(value)
         if error:
             tags["optuna.error"] = error[:5000]
-        from mlflow.entities import RunTag
-
+        runs = self.job_runs(job)
         for run in runs:
-            named = {**tags, "mlflow.runName": f"{run.info.run_name}-t{trial.number}"}
+            named = {**tags, "mlflow.runName": trial_run_name(run.info.run_name, trial.number)}
             self.client.log_batch(run.info.run_id, tags=[RunTag(k, v) for k, v in named.items()])
-        trial.set_user_attr("mlflow_run_ids", [run.info.run_id for run in runs])
+        return [run.info.run_id for run in runs]
+
+    def tag_interrupted(self, trial: Any, job: int) -> None:
+        """tag_runs for a trial its sweep abandoned (already told), as far as the store still answers: the
+        sweep is stopping, and its own exception must reach the user, not this one's."""
+        if self.client is None:
+            return
+        try:
+            self.tag_runs(trial, job, None, "interrupted: the sweep stopped before this trial ended; its "
+                                            "parameters are queued again")
+        except Exception as exc:
+            log.warning("trial %d: its runs were not tagged: %s: %s", trial.number, type(exc).__name__, exc)
 
     def describe_parent(self) -> None:
         """Best trial and top-trials table as the parent's description; its figures as artifacts."""
