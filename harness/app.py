@@ -18,6 +18,7 @@ import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 from hydra.errors import HydraException
@@ -32,6 +33,7 @@ from harness.tracking.redact import redact
 
 AllowedKeys = Callable[[str], "list[str] | None"]
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+RESUME_SWEEP_KEY = "trainer.resume_sweep"  # conf/trainer/default.yaml: experiments/train.py's sweeps only
 
 
 def one_line(exc: BaseException, allowed_keys: AllowedKeys) -> str:
@@ -47,6 +49,9 @@ def one_line(exc: BaseException, allowed_keys: AllowedKeys) -> str:
     misspelt = re.search(r"Could not override '([^']+)'", text)
     if misspelt and "not in struct" in text:
         key = misspelt.group(1)
+        if key == RESUME_SWEEP_KEY:  # an app without it: a study (rnn_vs_arma.py, gradient_flow.py)
+            return (f"{key} continues sweeps of experiments/train.py only; a study's sweep runs again whole "
+                    f"(its table from the store: rebuild=<parent run id>)")
         schema = allowed_keys(key)
         section, _, leaf = key.rpartition(".")
         if schema and leaf in schema and section:
@@ -115,6 +120,26 @@ def sweep_jobs(config: DictConfig, loader: Any) -> list[list[str]]:
     return [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
 
 
+def composed_jobs(config: DictConfig) -> Iterator[tuple[int, str, Any]]:
+    """(job number, its name ``job N (<its swept values>)``, a callable composing its config as the plain
+    dict its run receives) for every job of the basic sweeper's grid of the multirun config, in launch
+    order; the callable raises Hydra's and OmegaConf's errors."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    loader = GlobalHydra.instance().config_loader()
+    jobs = sweep_jobs(config, loader)
+    swept = [k for k, values in enumerate(zip(*jobs, strict=True)) if len(set(values)) > 1]
+
+    def compose(overrides: list[str]) -> dict[str, Any]:
+        job = loader.load_sweep_config(config, list(overrides))
+        with open_dict(job):
+            del job["hydra"]
+        return OmegaConf.to_container(job, resolve=True)
+
+    for number, overrides in enumerate(jobs):
+        yield number, f"job {number} ({' '.join(overrides[k] for k in swept)})", partial(compose, overrides)
+
+
 class SweepCheck(Callback):
     """Hydra callback: compose and check every job of a basic sweep before the sweep starts.
 
@@ -123,7 +148,8 @@ class SweepCheck(Callback):
     the app's allowed-keys function for Hydra's misspelt-key errors. The first refused job ends the program
     with one line `config error: job N (<its swept values>): ...`. Other sweepers choose their jobs as they
     go; their jobs are checked one by one as they start. For harness.search's Optuna sweeper its settings and
-    search space are checked here (check_search).
+    search space are checked here (check_search), and ``trainer.resume_sweep`` is refused (its studies
+    resume by name).
     """
 
     def __init__(self, check: str, allowed_keys: str) -> None:
@@ -131,6 +157,10 @@ class SweepCheck(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         if config.hydra.sweeper.get("_target_") == SWEEPER_TARGET:
+            if OmegaConf.select(config, RESUME_SWEEP_KEY, default=None) is not None:
+                sys.exit(f"config error: {RESUME_SWEEP_KEY} continues grid sweeps (the basic sweeper); an "
+                         f"Optuna search resumes by its study's name already: run the same command again "
+                         f"without {RESUME_SWEEP_KEY}")
             from harness.search.optuna_sweeper import check_search
 
             try:
@@ -140,20 +170,12 @@ class SweepCheck(Callback):
             return
         if config.hydra.sweeper.get("_target_") != BASIC_SWEEPER:
             return
-        from hydra.core.global_hydra import GlobalHydra
         from hydra.utils import get_method
 
         check, allowed_keys = get_method(self.check), get_method(self.allowed_keys)
-        loader = GlobalHydra.instance().config_loader()
-        jobs = sweep_jobs(config, loader)
-        swept = [k for k, values in enumerate(zip(*jobs, strict=True)) if len(set(values)) > 1]
-        for number, overrides in enumerate(jobs):
-            job_name = f"job {number} ({' '.join(overrides[k] for k in swept)})"
+        for _, job_name, compose in composed_jobs(config):
             try:
-                job = loader.load_sweep_config(config, list(overrides))
-                with open_dict(job):
-                    del job["hydra"]
-                check(OmegaConf.to_container(job, resolve=True))
+                check(compose())
             except (HydraException, OmegaConfBaseException) as exc:
                 sys.exit(f"config error: {job_name}: {one_line(exc, allowed_keys)}")
             except ConfigError as exc:

@@ -121,6 +121,7 @@ class TrainerConfig:
     progress: bool = _field(True, kind=bool)
     checkpoint_every: int = _field(500, kind=int, minimum=0)
     resume: str | None = _field(None, kind=str, optional=True)
+    resume_sweep: str | None = _field(None, kind=str, optional=True)
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
 
 

@@ -42,8 +42,10 @@ from harness.training import FitResult
 
 ARTIFACT_DIR = "checkpoint"
 LOCAL_TAG = "checkpoint.local"
-# What may change between a run and its resumption: the budget, the resumption itself, the progress bar.
-RESUMABLE_KEYS = ("trainer.steps", "trainer.resume", "trainer.progress")
+# Keys that change no number of a run: how it was started (a resumption, a sweep's continuation) and shown.
+RUN_CONTROL_KEYS = ("trainer.resume", "trainer.resume_sweep", "trainer.progress")
+# What may change between a run and its resumption: the budget and the keys above.
+RESUMABLE_KEYS = ("trainer.steps", *RUN_CONTROL_KEYS)
 
 
 class Checkpointer:
@@ -131,10 +133,11 @@ def _check_continuable(run: Any, checkpoint: Checkpoint, cfg: dict[str, Any], co
 
 
 def resume_point(config: RunConfig, cfg: dict[str, Any], settings: TrackingSettings,
-                 output_dir: Path | None) -> ResumePoint | None:
+                 output_dir: Path | None, run_id: str | None = None) -> ResumePoint | None:
     """The run to continue and its checkpoint, or None for a fresh run; ConfigError (one line) when the
-    requested resumption is impossible. See the module docstring."""
-    run_id = config.trainer.resume
+    requested resumption is impossible. See the module docstring. run_id: the run to continue in place of
+    trainer.resume (a continued sweep's job, harness.sweep_continuation)."""
+    run_id = run_id or config.trainer.resume
     local = output_dir / FILENAME if output_dir is not None else None
     if run_id is None and (local is None or not local.is_file()):
         return None

@@ -12,6 +12,8 @@ signal and at the end; `trainer.resume=<run id>` - or a checkpoint of an unfinis
 folder (a requeued submitit job) - reopens that run and continues it from its checkpoint: model, optimizer,
 every random stream, early-stopping state and curves are restored, so the run's history and weights equal
 those of an uninterrupted run. Early stopping (trainer.early_stopping.patience) logs the best weights.
+In a sweep continued by `trainer.resume_sweep=<parent run id>` (harness.sweep_continuation) a job whose
+config finished before returns that run's objective untrained, one killed before continues its run.
 """
 
 from __future__ import annotations
@@ -195,6 +197,9 @@ def prepare(cfg: dict[str, Any]) -> Prepared:
     """Check the composed config cfg and build what its run needs; ConfigError (one line) on bad input, with
     nothing allocated beyond what the memory estimate allowed and nothing tracked."""
     config = validate(cfg)
+    if config.trainer.resume is not None and config.trainer.resume_sweep is not None:
+        raise ConfigError("trainer.resume: not with trainer.resume_sweep, which continues every killed job "
+                          "of the sweep from its checkpoint itself; drop trainer.resume")
     task = build_task(config)
     optimizer = build_optimizer(config)
     require_run_memory(config, task, optimizer)
@@ -214,6 +219,16 @@ def run(cfg: dict[str, Any], *, overrides: list[str] | tuple[str, ...] = (),
     prepared = prepare(cfg)
     config, task, model, optimizer, settings = (prepared.config, prepared.task, prepared.model,
                                                 prepared.optimizer, prepared.settings)
+    continued = None  # the run this job of a continued sweep continues (harness.sweep_continuation)
+    if config.trainer.resume_sweep is not None:
+        from harness.sweep_continuation import CONTINUE, FINISHED, planned_job
+
+        planned = planned_job(config.trainer.resume_sweep, cfg, job_num)
+        if planned.action == FINISHED:
+            if echo is not None:
+                echo(f"job {job_num}: finished before, as run {planned.run_id}; not trained again")
+            return planned.objective
+        continued = planned.run_id if planned.action == CONTINUE else None
     output_dir = Path(output_dir).resolve() if output_dir is not None else None
     patience = config.trainer.early_stopping.patience
     early_stopping = None if patience is None else EarlyStopping(
@@ -228,7 +243,7 @@ def run(cfg: dict[str, Any], *, overrides: list[str] | tuple[str, ...] = (),
                   (("X", val_batch.X), ("Y", val_batch.Y), ("mask", val_batch.mask)) if array is not None}
     data_fingerprint = fingerprint(*val_arrays.values())
     recorded = redact_config(cfg)  # what is logged and checkpointed: no credentials
-    point = resume_point(config, recorded, settings, output_dir)
+    point = resume_point(config, recorded, settings, output_dir, run_id=continued)
     # the caller's FitResult: a run stopped by a signal still tells how far it got
     start = FitResult() if point is None else restore(point, model, optimizer, streams, early_stopping)
 

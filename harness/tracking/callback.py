@@ -129,15 +129,26 @@ class SweepCallback(Callback):
         self._between_jobs = False
         self._stops_at_start = 0
         self._died: list[str] = []  # the lost jobs whose worker died (WorkerDied), for the parent's error
+        self.continuation: Any = None  # harness.sweep_continuation.Continuation of trainer.resume_sweep
+        self._started_ms = 0
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         redact_log_records()  # the launcher logs every job's overrides
         settings = sweep_settings(config, **self.overrides)
+        resume_sweep = OmegaConf.select(config, "trainer.resume_sweep", default=None)
         if settings.mode == "off":
+            if resume_sweep is not None:
+                sys.exit("config error: trainer.resume_sweep needs the tracking store the sweep ran on; "
+                         "tracking=off has none")
             return
         self._stops_at_start = stops_received()
+        self._started_ms = _now_ms()
         try:
             client, experiment_id = ensure_store(settings)
+            if resume_sweep is not None:
+                from harness.sweep_continuation import prepare_continuation
+
+                self.continuation = prepare_continuation(client, experiment_id, str(resume_sweep), config)
         except ConfigError as exc:
             # Hydra reports a callback's exception with a traceback; SystemExit leaves with the one line.
             sys.exit(f"config error: {exc}")
@@ -152,17 +163,21 @@ class SweepCallback(Callback):
             self._previous_sigterm = signal.signal(signal.SIGTERM, self._exit_on_sigterm)
             self._previous_sigint = signal.signal(signal.SIGINT, self._exit_on_sigterm)
         with self._signals_deferred():  # a signal inside create_run would leave a parent nobody knows of
-            run = client.create_run(experiment_id, run_name=sweep_run_name(config), tags=tags)
-            self.settings, self.parent_run_id = settings, run.info.run_id
+            sweep_dir.mkdir(parents=True, exist_ok=True)
+            if self.continuation is None:
+                parent_run_id = client.create_run(experiment_id, run_name=sweep_run_name(config),
+                                                  tags=tags).info.run_id
+            else:
+                parent_run_id = self.continuation.reopen(client, tags, sweep_dir)
+            self.settings, self.parent_run_id = settings, parent_run_id
             if uses_metric_writer(settings.tracking_uri):
                 # SIGKILL skips atexit: the metric writer, which outlives this process, then ends the parent
-                BackgroundMetricWriter.shared(settings.tracking_uri).watch(run.info.run_id)
+                BackgroundMetricWriter.shared(settings.tracking_uri).watch(parent_run_id)
             atexit.register(self._end_abandoned_parent)
-            sweep_dir.mkdir(parents=True, exist_ok=True)
-            (sweep_dir / PARENT_FILE).write_text(run.info.run_id)
+            (sweep_dir / PARENT_FILE).write_text(parent_run_id)
             (sweep_dir / SWEPT_FILE).write_text("\n".join(swept))
             self._previous_env = os.environ.get(PARENT_ENV)
-            os.environ[PARENT_ENV] = run.info.run_id
+            os.environ[PARENT_ENV] = parent_run_id
             launcher = OmegaConf.select(config, "hydra.launcher._target_", default="") or ""
             self._jobs_here = self._between_jobs = launcher.endswith(".BasicLauncher")
 
@@ -264,7 +279,9 @@ class SweepCallback(Callback):
         # A job's own run catches a signal first (open_run ends it KILLED, or raises it once the run is
         # closed): the count of signals and the children tell too; a run its metric writer ended when its
         # process died (reaped) is no signal's, nor is a re-run one.
-        killed_children = self._children(client, "attributes.status = 'KILLED'")
+        # only those that ended since this sweep started: a continued sweep's parent holds earlier ones
+        killed_children = [run for run in self._children(client, "attributes.status = 'KILLED'")
+                           if (run.info.end_time or 0) >= self._started_ms]
         killed = (self._killed or stops_received() > self._stops_at_start
                   or any(not (superseded(run) or reaped(run)) for run in killed_children))
         status = "KILLED" if killed else "FAILED"
@@ -364,16 +381,20 @@ class SweepCallback(Callback):
         offline) and end it FINISHED (KILLED when a signal arrived meanwhile)."""
         client, _ = ensure_store(self.settings)
         counts, table, study_note = self._account(client)
-        print(format_sweep_report(self.parent_run_id, counts, jobs, len(offline)), *filter(None, [table]),
-              sep="\n")
+        continued = "" if self.continuation is None else self.continuation.summary()
+        print(format_sweep_report(self.parent_run_id, counts, jobs, len(offline), continued),
+              *filter(None, [table]), sep="\n")
         from mlflow.entities import Metric, RunTag
 
         now = _now_ms()
         metrics = count_metrics(counts, now)
         metrics.append(Metric("jobs", float(jobs), now, 0))
         metrics.append(Metric("offline", float(len(offline)), now, 0))
+        if self.continuation is not None:
+            metrics += [Metric(key, value, now, 0) for key, value in self.continuation.counts().items()]
         # The description: a study's table (when it wrote one), the sweep's report, its offline jobs.
-        note = "\n\n".join(filter(None, [study_note, sweep_note(counts, jobs, len(offline)), table]))
+        note = "\n\n".join(filter(None, [study_note, sweep_note(counts, jobs, len(offline), continued),
+                                         table]))
         described = offline_tags(offline, sweep_dir, self.settings.tracking_uri, note) if offline else {
             NOTE_TAG: note}
         tags = [RunTag(key, value) for key, value in tag_values(described).items()]
@@ -462,7 +483,9 @@ def count_children(runs: list[Any]) -> dict[str, list[tuple[str, str]]]:
     counts: dict[str, list[tuple[str, str]]] = {status: [] for status in (*CHILD_STATUSES, RERUN)}
     for run in runs:
         tags = run.data.tags
-        counts.setdefault(RERUN if superseded(run) else run.info.status, []).append(
+        # a FAILED run a continued sweep's job ran again is tagged too (harness.sweep_continuation)
+        rerun = superseded(run) or (run.info.status == "FAILED" and RERUN_TAG in tags)
+        counts.setdefault(RERUN if rerun else run.info.status, []).append(
             (run.info.run_name, tags.get("error") or tags.get(RERUN_TAG, "")))
     return counts
 
@@ -476,29 +499,33 @@ def _label(status: str) -> str:
     return "re-run" if status == RERUN else status.lower()
 
 
-def _report_parts(counts: dict[str, list[tuple[str, str]]], jobs: int, offline: int) -> tuple[str, list[str]]:
+def _report_parts(counts: dict[str, list[tuple[str, str]]], jobs: int, offline: int,
+                  continued: str = "") -> tuple[str, list[str]]:
     """("4 jobs, 5 runs (3 finished, 1 failed, 1 re-run)", ["failed: <name>  <error>", ...]): the summary
-    (with how many jobs kept their runs offline), then one entry per failed, killed or re-run run with its
-    error (a job may log several runs: a study's job logs one per cell)."""
+    (with what a continued sweep's jobs did, ``4 jobs (2 already finished, 2 run), ...``, and how many jobs
+    kept their runs offline), then one entry per failed, killed or re-run run with its error (a job may log
+    several runs: a study's job logs one per cell)."""
     total = sum(len(runs) for runs in counts.values())
     summary = ", ".join(f"{len(runs)} {_label(status)}" for status, runs in counts.items() if runs)
     kept = f"; {_jobs(offline)} offline" if offline else ""
+    done = f" ({continued})" if continued else ""
     entries = [f"{_label(status)}: {name}  {error}".rstrip()
                for status in ("FAILED", "KILLED", RERUN) for name, error in counts[status]]
-    return f"{_jobs(jobs)}, {total} runs ({summary or 'none tracked'}){kept}", entries
+    return f"{_jobs(jobs)}{done}, {total} runs ({summary or 'none tracked'}){kept}", entries
 
 
 def format_sweep_report(parent_run_id: str, counts: dict[str, list[tuple[str, str]]], jobs: int,
-                        offline: int = 0) -> str:
+                        offline: int = 0, continued: str = "") -> str:
     """Multi-line summary: Hydra jobs, their runs per status, then one line per failed, killed or re-run
     run with its error (_report_parts)."""
-    summary, entries = _report_parts(counts, jobs, offline)
+    summary, entries = _report_parts(counts, jobs, offline, continued)
     return "\n".join([f"sweep {parent_run_id}: {summary}", *(f"  {entry}" for entry in entries)])
 
 
-def sweep_note(counts: dict[str, list[tuple[str, str]]], jobs: int, offline: int = 0) -> str:
+def sweep_note(counts: dict[str, list[tuple[str, str]]], jobs: int, offline: int = 0,
+               continued: str = "") -> str:
     """The report as the parent run's Markdown description."""
-    summary, entries = _report_parts(counts, jobs, offline)
+    summary, entries = _report_parts(counts, jobs, offline, continued)
     bullets = [f"- {entry}" for entry in entries]
     return "\n".join([f"**Sweep: {summary}.**", *([""] if bullets else []), *bullets])
 

@@ -1,0 +1,230 @@
+"""Completing a stopped sweep: the sweep's command again, with ``trainer.resume_sweep=<its parent run id>``.
+
+    python experiments/train.py -m model=elman,lstm seed=0,1 trainer.resume_sweep=<parent run id>
+
+The launching process (harness.tracking.SweepCallback, on_multirun_start) checks the parent
+(`prepare_continuation`: a sweep parent of this app and experiment whose launcher is gone), matches every job
+of the grid to the parent's earlier children by configuration (`match_key`: the flattened config runs log
+as params, minus tracking.* and resume.RUN_CONTROL_KEYS) and plans each job, before the parent is reopened:
+
+- ``finished``: a FINISHED child has the job's config: the job returns that run's objective and trains and
+  logs nothing;
+- ``continue``: a KILLED child with a checkpoint: the job continues it as ``trainer.resume`` does (the
+  same run, RUNNING again, bit-identical to an uninterrupted one);
+- ``new``: no match, or only a FAILED child or a KILLED one without a checkpoint (that one is tagged
+  ``harness.rerun`` and counted re-run): the job runs as a new child.
+
+Children tagged ``harness.rerun`` (torn-down attempts, replaced runs) never match; each child matches one job
+at most. Children left RUNNING by a process that is gone are ended first, as reap does. The plan goes to
+``<sweep dir>/continuation.json``; each job's run reads its entry (`planned_job`) by its Hydra job number
+and checks that its config is the one planned.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.config import ConfigError
+from harness.resume import ARTIFACT_DIR, LOCAL_TAG, RUN_CONTROL_KEYS
+
+KEY = "trainer.resume_sweep"
+PLAN_FILE = "continuation.json"
+FINISHED, CONTINUE, NEW = "finished", "continue", "new"
+CONTINUED_TAG = "harness.continued"  # on the parent: how many times the sweep was continued
+
+
+def match_key(params: Mapping[str, str]) -> str:
+    """The part of a run's flattened config (loggers.flatten_params: its MLflow params) that decides its
+    numbers, as one string: every key but tracking.* and RUN_CONTROL_KEYS, sorted."""
+    kept = {key: value for key, value in params.items()
+            if not key.startswith("tracking.") and key not in RUN_CONTROL_KEYS}
+    return json.dumps(kept, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class PlannedJob:
+    """What one job of a continued sweep does: action (FINISHED, CONTINUE, NEW), the run it skips or
+    continues (or, for NEW, the one it replaces), that run's objective (FINISHED), its match_key."""
+
+    action: str
+    key: str
+    run_id: str | None = None
+    objective: float | None = None
+
+
+@dataclass(frozen=True)
+class Continuation:
+    """A checked continuation: the parent run (mlflow Run) and one PlannedJob per job, in job order."""
+
+    parent: Any
+    jobs: list[PlannedJob]
+
+    def summary(self) -> str:
+        """``3 already finished, 2 continued, 3 run`` (the kinds that occur)."""
+        counts = [(sum(job.action == action for job in self.jobs), label) for action, label in
+                  ((FINISHED, "already finished"), (CONTINUE, "continued"), (NEW, "run"))]
+        return ", ".join(f"{count} {label}" for count, label in counts if count)
+
+    def counts(self) -> dict[str, float]:
+        """The parent's metrics ``jobs_already_finished``, ``jobs_continued``, ``jobs_run``."""
+        return {f"jobs_{name}": float(sum(job.action == action for job in self.jobs)) for action, name in
+                ((FINISHED, "already_finished"), (CONTINUE, "continued"), (NEW, "run"))}
+
+    def reopen(self, client: Any, tags: Mapping[str, str], sweep_dir: Path) -> str:
+        """Make the parent this sweep's (tags: its sweep dir and launching process, recorded before it is
+        RUNNING again, so that no reaper takes it for the lost launcher's), RUNNING, without the earlier
+        stop's error and report; tag the runs the NEW jobs replace re-run; write the plan. Returns its id."""
+        from mlflow.entities import RunTag
+
+        from harness.tracking.experiment_notes import NOTE_TAG
+        from harness.tracking.loggers import pair_batches, tag_values
+        from harness.tracking.reap import REAPED_TAG, RERUN_TAG
+
+        run_id, recorded = self.parent.info.run_id, self.parent.data.tags
+        for key in ("error", REAPED_TAG, NOTE_TAG):
+            if key in recorded:
+                client.delete_tag(run_id, key)
+        count = int(recorded.get(CONTINUED_TAG, "0")) + 1
+        for _, batch in pair_batches("tag", tag_values({**tags, CONTINUED_TAG: count})):
+            client.log_batch(run_id, **batch)
+        client.update_run(run_id, status="RUNNING")
+        for number, job in enumerate(self.jobs):
+            if job.action == NEW and job.run_id is not None:
+                client.log_batch(job.run_id, tags=[RunTag(RERUN_TAG, f"continued sweep: job {number} runs it "
+                                                           f"again from scratch")])
+        plan = {"parent": run_id, "jobs": {str(number): asdict(job) for number, job in enumerate(self.jobs)}}
+        (sweep_dir / PLAN_FILE).write_text(json.dumps(plan, indent=1))
+        return run_id
+
+
+def _check_parent(client: Any, experiment_id: str, run_id: str, app: str) -> Any:
+    """The parent run to continue; ConfigError naming KEY when run_id is no sweep parent of app in this
+    experiment, or when its launcher still runs."""
+    from mlflow.exceptions import MlflowException
+
+    from harness.tracking.reap import HOST_TAG, process_gone, process_name
+
+    try:
+        parent = client.get_run(run_id)
+    except MlflowException as exc:
+        raise ConfigError(f"{KEY}: no run {run_id!r} in this store; give the sweep parent's run id (the "
+                          f"sweep printed it; also in <sweep dir>/parent_run_id)") from exc
+    tags, name = parent.data.tags, parent.info.run_name
+    if parent.info.experiment_id != experiment_id:
+        theirs = client.get_experiment(parent.info.experiment_id).name
+        raise ConfigError(f"{KEY}: run {run_id} is in experiment {theirs!r}, not in this sweep's; set "
+                          f"tracking.experiment={theirs} as the sweep had it")
+    if ("mlflow.parentRunId" in tags or "harness.swept_keys" not in tags
+            or not (name or "").startswith(f"{app}-sweep-")):
+        raise ConfigError(f"{KEY}: run {run_id} ({name}) is not the parent run of a {app}.py sweep; allowed: "
+                          f"a sweep parent's run id (<sweep dir>/parent_run_id)")
+    if parent.info.status == "RUNNING" and not process_gone(tags):
+        import socket
+
+        where = ("" if tags.get(HOST_TAG) == socket.gethostname()
+                 else "; if that host is lost, end it there or with python -m harness.tracking.reap")
+        raise ConfigError(f"{KEY}: sweep {run_id} is still running ({process_name(tags)} launched it and "
+                          f"has not ended); allowed: a sweep whose launcher has ended (Ctrl-C it or wait "
+                          f"for it){where}")
+    return parent
+
+
+def _has_checkpoint(client: Any, run: Any) -> bool:
+    local = run.data.tags.get(LOCAL_TAG)
+    if local and Path(local).is_file():
+        return True
+    return any(item.path.endswith(".npz") for item in client.list_artifacts(run.info.run_id, ARTIFACT_DIR))
+
+
+def _children(client: Any, parent: Any) -> list[Any]:
+    from harness.tracking.reap import all_pages
+
+    return all_pages(client.search_runs, [parent.info.experiment_id],
+                     filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+
+
+def _take_over_orphans(client: Any, children: list[Any]) -> list[Any]:
+    """End KILLED, as reap does, the children left RUNNING by a process that is gone; ConfigError for one
+    whose process still runs. Returns the children as they are now."""
+    from harness.tracking.reap import end_lost, orphaned, process_name
+
+    running = [run for run in children if run.info.status == "RUNNING"]
+    gone = {run.info.run_id for run in orphaned(running)}
+    alive = [run for run in running if run.info.run_id not in gone]
+    if alive:
+        run = alive[0]
+        raise ConfigError(f"{KEY}: job run {run.info.run_name} ({run.info.run_id}) of the sweep is still "
+                          f"running ({process_name(run.data.tags)}); allowed: a sweep none of whose jobs "
+                          f"runs")
+    ended = {run.info.run_id for run in end_lost(client, running, "the continued sweep")}
+    return [client.get_run(run.info.run_id) if run.info.run_id in ended else run for run in children]
+
+
+def _plan(client: Any, children: list[Any], keys: list[str]) -> list[PlannedJob]:
+    """One PlannedJob per job match key; each child matches one job at most, a FINISHED child first, then a
+    KILLED one with a checkpoint, then a FAILED or KILLED one (replaced)."""
+    from harness.tracking.reap import RERUN_TAG
+
+    rank = {"FINISHED": 0, "KILLED": 1, "FAILED": 2}
+    candidates: dict[str, list[Any]] = {}
+    for run in sorted(children, key=lambda run: run.info.start_time or 0):
+        if RERUN_TAG not in run.data.tags and run.info.status in rank:
+            candidates.setdefault(match_key(run.data.params), []).append(run)
+    planned = []
+    for key in keys:
+        found = sorted(candidates.get(key, []), key=lambda run: rank[run.info.status])
+        if not found:
+            planned.append(PlannedJob(NEW, key))
+            continue
+        run = found[0]
+        candidates[key].remove(run)
+        if run.info.status == "FINISHED":
+            objective = run.data.metrics.get("objective", math.nan)
+            planned.append(PlannedJob(FINISHED, key, run.info.run_id, objective))
+        elif run.info.status == "KILLED" and _has_checkpoint(client, run):
+            planned.append(PlannedJob(CONTINUE, key, run.info.run_id))
+        else:
+            planned.append(PlannedJob(NEW, key, run.info.run_id))
+    return planned
+
+
+def prepare_continuation(client: Any, experiment_id: str, parent_run_id: str, config: Any) -> Continuation:
+    """Check the continuation of the sweep parent_run_id by the multirun config (Hydra's DictConfig, its
+    jobs composed by harness.app.composed_jobs) and plan its jobs; ConfigError (one line, naming KEY) before
+    anything is written, but for children whose process is gone, which are ended as reap does."""
+    from omegaconf import OmegaConf
+
+    from harness.app import composed_jobs
+    from harness.tracking.loggers import flatten_params
+
+    app = OmegaConf.select(config, "hydra.job.name", default=None) or "sweep"
+    parent = _check_parent(client, experiment_id, parent_run_id, app)
+    children = _take_over_orphans(client, _children(client, parent))
+    keys = [match_key(flatten_params(compose())) for _, _, compose in composed_jobs(config)]
+    return Continuation(parent, _plan(client, children, keys))
+
+
+def planned_job(parent_run_id: str, cfg: Mapping[str, Any], job_num: int | None) -> PlannedJob:
+    """The plan's entry for this job (job_num: Hydra's job number, None outside a multirun) of the sweep
+    continuing parent_run_id; ConfigError when there is none, or it was planned for another config."""
+    from harness.tracking.loggers import flatten_params
+    from harness.tracking.runs import hydra_sweep_dir
+
+    sweep_dir = hydra_sweep_dir()
+    if job_num is None or sweep_dir is None:
+        raise ConfigError(f"{KEY} continues a sweep: run the sweep's command again with -m and "
+                          f"{KEY}=<its parent run id>")
+    path = sweep_dir / PLAN_FILE
+    plan = json.loads(path.read_text()) if path.is_file() else {}
+    entry = plan.get("jobs", {}).get(str(job_num)) if plan.get("parent") == parent_run_id else None
+    if entry is None:
+        raise ConfigError(f"{KEY}: {path} plans no job {job_num} of sweep {parent_run_id}")
+    job = PlannedJob(**entry)
+    if job.key != match_key(flatten_params(cfg)):
+        raise ConfigError(f"{KEY}: job {job_num}'s config is not the one {path} planned for it")
+    return job
