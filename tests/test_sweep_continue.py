@@ -107,8 +107,9 @@ def test_a_stopped_sweep_continued_equals_an_uninterrupted_one(tmp_path: Path, t
         earlier = before.get(child.info.run_id)
         if earlier is not None and earlier.info.status == "FINISHED":  # not trained again
             assert (child.info.end_time, child.data.metrics) == (earlier.info.end_time, earlier.data.metrics)
-        elif earlier is not None:  # continued from its checkpoint
+        elif earlier is not None:  # continued from its checkpoint; its stop's error is gone
             resumed.append(int(child.data.tags["resumed_from_step"]))
+            assert "error" not in child.data.tags
     # the job whose first losses were awaited was stopped mid-run; a joblib job that started earlier may
     # have been stopped after its last step (while it logged its outputs), and continues from there
     assert len(resumed) == stopped_jobs - (launcher == "basic") and 0 < min(resumed) < 3000
