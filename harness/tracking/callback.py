@@ -100,6 +100,9 @@ class SweepCallback(Callback):
     (harness.tracking.writer, ``watch``) ends the parent KILLED as reap does, with the basic launcher's job
     run; elsewhere ``python -m harness.tracking.reap`` does. The joblib launcher's workers stop their jobs
     themselves then (harness.joblib_launcher).
+    With ``trainer.resume_sweep=<parent run id>`` the sweep continues that parent instead of creating one
+    (harness.sweep_continuation: checked and planned before it is reopened; the report counts the jobs
+    already finished, continued and run); the rest is as above.
     Arguments (all optional) override the config's ``tracking`` node: experiment, mode, uri, artifact_root.
     """
 
