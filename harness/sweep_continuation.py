@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import socket
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -64,16 +65,17 @@ class Continuation:
     parent: Any
     jobs: list[PlannedJob]
 
+    def _counts(self) -> list[tuple[int, str]]:
+        return [(sum(job.action == action for job in self.jobs), label) for action, label in
+                ((FINISHED, "already finished"), (CONTINUE, "continued"), (NEW, "run"))]
+
     def summary(self) -> str:
         """``3 already finished, 2 continued, 3 run`` (the kinds that occur)."""
-        counts = [(sum(job.action == action for job in self.jobs), label) for action, label in
-                  ((FINISHED, "already finished"), (CONTINUE, "continued"), (NEW, "run"))]
-        return ", ".join(f"{count} {label}" for count, label in counts if count)
+        return ", ".join(f"{count} {label}" for count, label in self._counts() if count)
 
     def counts(self) -> dict[str, float]:
         """The parent's metrics ``jobs_already_finished``, ``jobs_continued``, ``jobs_run``."""
-        return {f"jobs_{name}": float(sum(job.action == action for job in self.jobs)) for action, name in
-                ((FINISHED, "already_finished"), (CONTINUE, "continued"), (NEW, "run"))}
+        return {f"jobs_{label.replace(' ', '_')}": float(count) for count, label in self._counts()}
 
     def reopen(self, client: Any, tags: Mapping[str, str], sweep_dir: Path) -> str:
         """Make the parent this sweep's (tags: its sweep dir and launching process, recorded before it is
@@ -124,8 +126,6 @@ def _check_parent(client: Any, experiment_id: str, run_id: str, app: str) -> Any
         raise ConfigError(f"{KEY}: run {run_id} ({name}) is not the parent run of a {app}.py sweep; allowed: "
                           f"a sweep parent's run id (<sweep dir>/parent_run_id)")
     if parent.info.status == "RUNNING" and not process_gone(tags):
-        import socket
-
         where = ("" if tags.get(HOST_TAG) == socket.gethostname()
                  else "; if that host is lost, end it there or with python -m harness.tracking.reap")
         raise ConfigError(f"{KEY}: sweep {run_id} is still running ({process_name(tags)} launched it and "
@@ -167,7 +167,7 @@ def _take_over_orphans(client: Any, children: list[Any]) -> list[Any]:
 
 def _plan(client: Any, children: list[Any], keys: list[str]) -> list[PlannedJob]:
     """One PlannedJob per job match key; each child matches one job at most, a FINISHED child first, then a
-    KILLED one with a checkpoint, then a FAILED or KILLED one (replaced)."""
+    KILLED one (continued if it has a checkpoint, else replaced), then a FAILED one (replaced)."""
     from harness.tracking.reap import RERUN_TAG
 
     rank = {"FINISHED": 0, "KILLED": 1, "FAILED": 2}
