@@ -85,12 +85,12 @@ class Continuation:
 
         from harness.tracking.experiment_notes import NOTE_TAG
         from harness.tracking.loggers import pair_batches, tag_values
-        from harness.tracking.reap import REAPED_TAG, RERUN_TAG
+        from harness.tracking.reap import RERUN_TAG, drop_ending
 
         run_id, recorded = self.parent.info.run_id, self.parent.data.tags
-        for key in ("error", REAPED_TAG, NOTE_TAG):
-            if key in recorded:
-                client.delete_tag(run_id, key)
+        drop_ending(client, self.parent)
+        if NOTE_TAG in recorded:
+            client.delete_tag(run_id, NOTE_TAG)
         count = int(recorded.get(CONTINUED_TAG, "0")) + 1
         for _, batch in pair_batches("tag", tag_values({**tags, CONTINUED_TAG: count})):
             client.log_batch(run_id, **batch)

@@ -129,7 +129,9 @@ def test_a_stopped_sweep_continued_equals_an_uninterrupted_one(tmp_path: Path, t
     (again,), children = children_of(tracking_settings)
     assert again.info.run_id == parent.info.run_id and again.info.status == "FINISHED"
     assert "error" not in again.data.tags and again.data.tags["harness.continued"] == "1"
-    assert again.data.tags["mlflow.note.content"] == f"**Sweep: 4 jobs ({jobs}), 4 runs (4 finished).**"
+    note = again.data.tags["mlflow.note.content"]  # the report and the table of all four runs, no stop
+    assert note.startswith(f"**Sweep: 4 jobs ({jobs}), 4 runs (4 finished).**\n\n| job | run | seed |")
+    assert note.count(" | finished | 3000 | ") == 4, note
     assert again.data.metrics["jobs_continued"] == killed and again.data.metrics["finished"] == 4.0
     resumed = []
     for child in children:

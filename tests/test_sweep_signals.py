@@ -89,7 +89,8 @@ def test_a_signalled_joblib_sweep_ends_every_run_killed(tmp_path: Path, tracking
         assert client.get_metric_history(run.info.run_id, "train/loss")
         assert run.data.tags["mlflow.note.content"].startswith("**Stopped at step ")
     # the parent says why it stopped and where to look, and shows its runs
-    why = f"stopped by {name}; each stopped run's description gives the command that continues it"
+    parent_id = parent.info.run_id
+    why = f"stopped by {name}; the sweep's command with trainer.resume_sweep={parent_id} completes it"
     assert parent.data.tags["error"] == f"the sweep stopped before its end ({why})"
     note = parent.data.tags["mlflow.note.content"]
     assert note.startswith(f"**Stopped before its end** ({why}).\n\n**Sweep: 2 jobs, 2 runs (2 killed).**")

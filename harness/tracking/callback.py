@@ -133,12 +133,15 @@ class SweepCallback(Callback):
         self._stops_at_start = 0
         self._died: list[str] = []  # the lost jobs whose worker died (WorkerDied), for the parent's error
         self.continuation: Any = None  # harness.sweep_continuation.Continuation of trainer.resume_sweep
+        self._continuable = False
         self._started_ms = 0
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         redact_log_records()  # the launcher logs every job's overrides
         settings = sweep_settings(config, **self.overrides)
         resume_sweep = OmegaConf.select(config, "trainer.resume_sweep", default=None)
+        # train.py's sweeps have the key (harness.sweep_continuation); the studies' do not
+        self._continuable = "resume_sweep" in (OmegaConf.select(config, "trainer", default=None) or {})
         if settings.mode == "off":
             if resume_sweep is not None:
                 sys.exit("config error: trainer.resume_sweep needs the tracking store the sweep ran on; "
@@ -305,7 +308,10 @@ class SweepCallback(Callback):
         # dead worker's.
         if killed:
             by = signal.Signals(self._signal).name if self._signal else "a signal"
-            why = f"stopped by {by}; each stopped run's description gives the command that continues it"
+            how = (f"the sweep's command with trainer.resume_sweep={self.parent_run_id} completes it"
+                   if self._continuable else
+                   "each stopped run's description gives the command that continues it")
+            why = f"stopped by {by}; {how}"
         elif self._died:
             why = f"a failed job: {'; '.join(self._died)}"
         else:
