@@ -85,7 +85,7 @@ class Continuation:
 
         from harness.tracking.experiment_notes import NOTE_TAG
         from harness.tracking.loggers import pair_batches, tag_values
-        from harness.tracking.reap import RERUN_TAG, drop_ending
+        from harness.tracking.orphans import RERUN_TAG, drop_ending
 
         run_id, recorded = self.parent.info.run_id, self.parent.data.tags
         drop_ending(client, self.parent)
@@ -109,7 +109,7 @@ def _check_parent(client: Any, experiment_id: str, run_id: str, app: str) -> Any
     experiment, or when its launcher still runs."""
     from mlflow.exceptions import MlflowException
 
-    from harness.tracking.reap import HOST_TAG, process_gone, process_name
+    from harness.tracking.orphans import HOST_TAG, process_gone, process_name
 
     try:
         parent = client.get_run(run_id)
@@ -142,7 +142,7 @@ def _has_checkpoint(client: Any, run: Any) -> bool:
 
 
 def _children(client: Any, parent: Any) -> list[Any]:
-    from harness.tracking.reap import all_pages
+    from harness.tracking.orphans import all_pages
 
     return all_pages(client.search_runs, [parent.info.experiment_id],
                      filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
@@ -151,7 +151,7 @@ def _children(client: Any, parent: Any) -> list[Any]:
 def _take_over_orphans(client: Any, children: list[Any]) -> list[Any]:
     """End KILLED, as reap does, the children left RUNNING by a process that is gone; ConfigError for one
     whose process still runs. Returns the children as they are now."""
-    from harness.tracking.reap import end_lost, orphaned, process_name
+    from harness.tracking.orphans import end_lost, orphaned, process_name
 
     running = [run for run in children if run.info.status == "RUNNING"]
     gone = {run.info.run_id for run in orphaned(running)}
@@ -168,7 +168,7 @@ def _take_over_orphans(client: Any, children: list[Any]) -> list[Any]:
 def _plan(client: Any, children: list[Any], keys: list[str]) -> list[PlannedJob]:
     """One PlannedJob per job match key; each child matches one job at most, a FINISHED child first, then a
     KILLED one (continued if it has a checkpoint, else replaced), then a FAILED one (replaced)."""
-    from harness.tracking.reap import RERUN_TAG
+    from harness.tracking.orphans import RERUN_TAG
 
     rank = {"FINISHED": 0, "KILLED": 1, "FAILED": 2}
     candidates: dict[str, list[Any]] = {}

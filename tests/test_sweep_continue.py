@@ -27,7 +27,7 @@ from harness.config import ConfigError
 from harness.run import run
 from harness.sweep_continuation import PLAN_FILE
 from harness.tracking import TrackingSettings, ensure_store
-from harness.tracking.reap import RERUN_TAG, process_tags
+from harness.tracking.orphans import RERUN_TAG, process_tags
 
 # about a second of training per job: a signal sent once a job's first losses are stored lands mid-run
 SWEEP = (*TINY, "model=elman", "trainer.steps=3000", "trainer.eval_interval=500",
