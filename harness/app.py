@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
 from typing import Any
@@ -72,6 +72,15 @@ def one_line(exc: BaseException, allowed_keys: AllowedKeys) -> str:
             folded.append(line)
             listing = line.endswith(":")
     return "; ".join(folded)
+
+
+def job_config(loader: Any, config: DictConfig, overrides: Sequence[str]) -> dict[str, Any]:
+    """The config a sweep job with overrides gets (Hydra's loader composes it from the sweep's config), as a
+    resolved dict without its ``hydra`` node: what the app's check and the run read."""
+    job = loader.load_sweep_config(config, list(overrides))
+    with open_dict(job):
+        del job["hydra"]
+    return OmegaConf.to_container(job, resolve=True)
 
 
 def run_app(main: Callable[[], Any], allowed_keys: AllowedKeys) -> None:
@@ -130,14 +139,9 @@ def composed_jobs(config: DictConfig) -> Iterator[tuple[int, str, Any]]:
     jobs = sweep_jobs(config, loader)
     swept = [k for k, values in enumerate(zip(*jobs, strict=True)) if len(set(values)) > 1]
 
-    def compose(overrides: list[str]) -> dict[str, Any]:
-        job = loader.load_sweep_config(config, list(overrides))
-        with open_dict(job):
-            del job["hydra"]
-        return OmegaConf.to_container(job, resolve=True)
-
     for number, overrides in enumerate(jobs):
-        yield number, f"job {number} ({' '.join(overrides[k] for k in swept)})", partial(compose, overrides)
+        yield (number, f"job {number} ({' '.join(overrides[k] for k in swept)})",
+               partial(job_config, loader, config, overrides))
 
 
 class SweepCheck(Callback):

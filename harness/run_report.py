@@ -94,8 +94,7 @@ def describe_stopped_run(config: RunConfig, steps_done: int, stop: BaseException
 def stopped_summary(name: str, run_id: str | None, steps_done: int, steps: int, stop: BaseException,
                     command: str | None) -> list[str]:
     """The lines train.py ends with when a signal stops it: the run, how far it got, how to continue."""
-    lines = [f"run {name}" + (f" ({run_id})" if run_id else " (tracking off)") +
-             f" stopped at step {steps_done} of {steps} ({stop})"]
+    lines = [f"{_run_line(name, run_id)} stopped at step {steps_done} of {steps} ({stop})"]
     if command is not None:
         lines.append(f"continue it with: {command}")
     return lines
@@ -104,7 +103,12 @@ def stopped_summary(name: str, run_id: str | None, steps_done: int, steps: int, 
 def terminal_summary(outcome: Outcome, run_id: str | None, url: str | None, ui_command: str | None
                      ) -> list[str]:
     """The lines train.py ends with: name and id, the metric line, the run's URL and how to open the UI."""
-    lines = [f"run {outcome.name}" + (f" ({run_id})" if run_id else " (tracking off)"), outcome.metric_line]
+    lines = [_run_line(outcome.name, run_id), outcome.metric_line]
     if url:
         lines.append(f"in the MLflow UI: {url}" + (f"  (start it with: {ui_command})" if ui_command else ""))
     return lines
+
+
+def _run_line(name: str, run_id: str | None) -> str:
+    """'run adding-lstm-s0 (<run id>)': how train.py names its run, first in each closing summary."""
+    return f"run {name}" + (f" ({run_id})" if run_id else " (tracking off)")

@@ -79,11 +79,11 @@ def clip_band_sum(deltas: np.ndarray, clip: float) -> None:
         deltas *= np.where(over, clip / np.where(over, total, 1.0), 1.0)
 
 
-def chunk_steps(step_bytes: int, most: int, budget: int) -> int:
+def chunk_steps(step_size: int, most: int, budget: int) -> int:
     """Steps per chunk of a sweep over the steps (a backward sweep, a fused read-out, a weight-gradient
-    product): at most `most`, at least one, and about `budget` bytes of steps of step_bytes each (sized so
-    that a chunk stays in cache)."""
-    return max(1, min(most, budget // step_bytes))
+    product): at most `most`, at least one, and about `budget` of steps of step_size each, both in one unit
+    (bytes, or elements), sized so that a chunk stays in cache."""
+    return max(1, min(most, budget // step_size))
 
 
 def step_rows(Z: np.ndarray, h0: np.ndarray, D: int, bias: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -170,7 +170,8 @@ class PairwiseSum:
         self._levels.append(share)
 
     def total(self) -> np.ndarray | None:
-        """The sum of the shares added so far (None before the first); the partial sums from the smallest."""
+        """The sum of the shares added so far (None before the first); the partial sums from the smallest.
+        Call it once, after the last add: it adds the partial sums into one another."""
         total = None
         for level in self._levels:
             if level is not None:

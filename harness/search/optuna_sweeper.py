@@ -27,7 +27,7 @@ from typing import Any
 from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from harness.search import TRIAL_ENV
 from harness.search.fixed import fixed_config
@@ -175,11 +175,10 @@ class OptunaSweeper(Sweeper):
                              "command line)")
         sampler = make_sampler(self.sampler, self.seed, self.sampler_options)
         # what every trial's job gets: the config with the fixed overrides, the searched keys left out
-        job = loader.load_sweep_config(config, list(space.fixed))
-        with open_dict(job):
-            del job["hydra"]
-        fixed = fixed_config(OmegaConf.to_container(job, resolve=True), [*space.distributions,
-                                                                          *self.ignored_keys])
+        from harness.app import job_config
+
+        fixed = fixed_config(job_config(loader, config, space.fixed),
+                             [*space.distributions, *self.ignored_keys])
         return Plan(direction, storage, space, sampler, fixed)
 
     def _prepare(self, arguments: list[str]) -> tuple[Any, SearchSpace, Any]:

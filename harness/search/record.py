@@ -18,10 +18,10 @@ import pandas as pd
 from harness.search import trial_run_name
 from harness.search.study import storage_label
 from harness.tracking import TrackingSettings
+from harness.tracking.experiment_notes import NOTE_TAG
 from harness.tracking.runs import resolve_parent_run_id
 
 log = logging.getLogger(__name__)
-NOTE_TAG = "mlflow.note.content"
 
 
 def trials_frame(study: Any) -> pd.DataFrame:

@@ -29,7 +29,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.config import TRACKING_KEYS, ConfigError, check_keys, network_bytes, require_memory
+from harness.config import (
+    TRACKING_KEYS,
+    ConfigError,
+    check_keys,
+    network_bytes,
+    require_memory,
+    tracking_config,
+)
 from harness.config import allowed_keys as config_allowed_keys
 from harness.diagnostics import DERIVATIVE_BOUND, fit_decay_rate, jacobian_product_norms, spectral_radius
 from harness.nn import Elman
@@ -522,7 +529,10 @@ def summarize_sweep(cfg: Mapping[str, Any], parent_run_id: str, echo: Callable[[
     """After a `-m` sweep (cfg: its composed config): table, figures and findings of every job's cells from
     the store (a summary run under the sweep's parent, whose description becomes the table), echoed with the
     command that makes them again."""
+    from harness.run import tracking_settings
+
     result = run({**cfg, "rebuild": parent_run_id}, echo=echo)
     echo(f"sweep parent run {parent_run_id}; its table again: {rebuild_command(cfg['study'], parent_run_id)}")
-    echo(ui_hint(study_settings(cfg["tracking"]).tracking_uri))
+    # run has checked the store (a server's health too): the UI line needs only its URI
+    echo(ui_hint(tracking_settings(tracking_config(cfg["tracking"])).tracking_uri))
     return result

@@ -319,7 +319,7 @@ class SweepCallback(Callback):
         from mlflow.entities import RunTag
 
         counts, table, study_note = self._account(client)
-        jobs = launched_jobs(self._sweep_dir) if self._sweep_dir is not None else 0
+        jobs = launched_jobs(self._sweep_dir)
         stopped = f"the sweep stopped before its end ({why})"
         print(format_sweep_report(self.parent_run_id, counts, jobs), f"  {stopped}", *filter(None, [table]),
               sep="\n", flush=True)
@@ -358,7 +358,7 @@ class SweepCallback(Callback):
         # Until the parent is ended a signal is recorded, not raised (the parent then ends KILLED); it
         # stops the program once the parent is closed.
         with self._signals_deferred():
-            sweep_dir = Path(config.hydra.sweep.dir).resolve()
+            sweep_dir = self._sweep_dir
             jobs, offline = launched_jobs(sweep_dir), offline_jobs(sweep_dir)
             parent_offline = False
             try:
@@ -401,7 +401,8 @@ class SweepCallback(Callback):
         metrics.append(Metric("offline", float(len(offline)), now, 0))
         if self.continuation is not None:
             metrics += [Metric(key, value, now, 0) for key, value in self.continuation.counts().items()]
-        # The description: a study's table (when it wrote one), the sweep's report, its offline jobs.
+        # The description: a study's table (when it wrote one), the sweep's report, a grid sweep's table of
+        # runs, its offline jobs.
         note = "\n\n".join(filter(None, [study_note, sweep_note(counts, jobs, len(offline), continued),
                                          table]))
         described = offline_tags(offline, sweep_dir, self.settings.tracking_uri, note) if offline else {

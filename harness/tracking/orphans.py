@@ -171,7 +171,7 @@ def drop_ending(client: Any, run: Any) -> None:
 
 def end_lost(client: Any, runs: Iterable[Any], by: str) -> list[Any]:
     """End KILLED (tagged REAPED_TAG) the runs (mlflow Run) left RUNNING by a process that is gone, saying
-    who ends them (by): what this command and a dead trainer's metric writer do."""
+    who ends them (by): what ``python -m harness.tracking.reap`` and a dead trainer's metric writer do."""
     reason = (f"the run's process ended without closing it (SIGKILL, out of memory or a power cut), so the "
               f"last seconds of its metrics may be missing; ended KILLED by {by}")
     return end_orphans(client, runs, reason, mark=True)
