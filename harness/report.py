@@ -31,8 +31,8 @@ def runs_frame(
     settings: which store (default: the project's local store; its experiment field is ignored).
     parent_run_id: only the runs nested under that run (a sweep's jobs). filter: an MLflow filter string,
     e.g. ``"metrics.objective > 0.9 and params.seed = '0'"``, combined with the parent filter by ``and``.
-    Runs a sweep job's re-run superseded (KILLED with the tag harness.rerun: the job was torn down with a
-    joblib pool and ran again) are left out, so no result counts twice.
+    Runs a sweep job's re-run superseded (tagged harness.rerun: the job was torn down with a joblib pool, or
+    replaced in a continued sweep, and ran again) are left out, so no result counts twice.
     """
     settings = _settings(settings)
     client = store_client(settings)

@@ -30,10 +30,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.app import RESUME_SWEEP_KEY as KEY
 from harness.config import ConfigError
-from harness.resume import ARTIFACT_DIR, LOCAL_TAG, RUN_CONTROL_KEYS
+from harness.resume import ARTIFACT_DIR, FILENAME, LOCAL_TAG, RUN_CONTROL_KEYS
 
-KEY = "trainer.resume_sweep"
 PLAN_FILE = "continuation.json"
 FINISHED, CONTINUE, NEW = "finished", "continue", "new"
 CONTINUED_TAG = "harness.continued"  # on the parent: how many times the sweep was continued
@@ -121,7 +121,9 @@ def _check_parent(client: Any, experiment_id: str, run_id: str, app: str) -> Any
         theirs = client.get_experiment(parent.info.experiment_id).name
         raise ConfigError(f"{KEY}: run {run_id} is in experiment {theirs!r}, not in this sweep's; set "
                           f"tracking.experiment={theirs} as the sweep had it")
-    if ("mlflow.parentRunId" in tags or "harness.swept_keys" not in tags
+    from harness.tracking.callback import SWEPT_TAG
+
+    if ("mlflow.parentRunId" in tags or SWEPT_TAG not in tags
             or not (name or "").startswith(f"{app}-sweep-")):
         raise ConfigError(f"{KEY}: run {run_id} ({name}) is not the parent run of a {app}.py sweep; allowed: "
                           f"a sweep parent's run id (<sweep dir>/parent_run_id)")
@@ -138,14 +140,8 @@ def _has_checkpoint(client: Any, run: Any) -> bool:
     local = run.data.tags.get(LOCAL_TAG)
     if local and Path(local).is_file():
         return True
-    return any(item.path.endswith(".npz") for item in client.list_artifacts(run.info.run_id, ARTIFACT_DIR))
-
-
-def _children(client: Any, parent: Any) -> list[Any]:
-    from harness.tracking.orphans import all_pages
-
-    return all_pages(client.search_runs, [parent.info.experiment_id],
-                     filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    return any(item.path == f"{ARTIFACT_DIR}/{FILENAME}"
+               for item in client.list_artifacts(run.info.run_id, ARTIFACT_DIR))
 
 
 def _take_over_orphans(client: Any, children: list[Any]) -> list[Any]:
@@ -197,14 +193,12 @@ def prepare_continuation(client: Any, experiment_id: str, parent_run_id: str, co
     """Check the continuation of the sweep parent_run_id by the multirun config (Hydra's DictConfig, its
     jobs composed by harness.app.composed_jobs) and plan its jobs; ConfigError (one line, naming KEY) before
     anything is written, but for children whose process is gone, which are ended as reap does."""
-    from omegaconf import OmegaConf
-
     from harness.app import composed_jobs
+    from harness.tracking.callback import child_runs, sweep_app
     from harness.tracking.loggers import flatten_params
 
-    app = OmegaConf.select(config, "hydra.job.name", default=None) or "sweep"
-    parent = _check_parent(client, experiment_id, parent_run_id, app)
-    children = _take_over_orphans(client, _children(client, parent))
+    parent = _check_parent(client, experiment_id, parent_run_id, sweep_app(config))
+    children = _take_over_orphans(client, child_runs(client, parent.info.run_id))
     keys = [match_key(flatten_params(compose())) for _, _, compose in composed_jobs(config)]
     return Continuation(parent, _plan(client, children, keys))
 

@@ -172,6 +172,10 @@ def test_a_grown_grid_runs_only_its_new_points_and_a_failed_job_again(tmp_path: 
         "bit_sum-lstm-s0", "bit_sum-lstm-s1", "bit_sum-lstm-s2"]
     plan = json.loads(next((tmp_path / "mlruns" / "hydra" / "multiruns").glob(f"*/{PLAN_FILE}")).read_text())
     assert [job["action"] for job in plan["jobs"].values()] == ["finished", "new", "new"]
+    # the table of runs shows each job once: the replaced FAILED attempt is superseded, as the counts say
+    rows = [line for line in grown.stdout.splitlines() if line.startswith("| ") and "bit_sum-lstm-s" in line]
+    assert [row.split(" | ")[1] for row in rows] == ["bit_sum-lstm-s0", "bit_sum-lstm-s1", "bit_sum-lstm-s2"]
+    assert all(" | finished | " in row for row in rows)
 
 
 def refused(tmp_path: Path, settings, *args: str, script: str = "train.py") -> str:

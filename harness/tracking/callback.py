@@ -55,7 +55,7 @@ from harness.tracking.writer import BackgroundMetricWriter
 
 CHILD_STATUSES = ("FINISHED", "FAILED", "KILLED", "RUNNING", "SCHEDULED")
 SWEPT_TAG = "harness.swept_keys"  # the parent's swept keys, "model task.length"
-RERUN = "RERUN"  # the count of KILLED runs whose job ran again (tag RERUN_TAG): not a signal, not a failure
+RERUN = "RERUN"  # the count of runs whose job ran again (orphans.superseded): not a signal, not a failure
 WORKER_CLOSE_TIMEOUT_S = 20.0
 
 
@@ -444,12 +444,16 @@ def swept_keys(config: DictConfig) -> list[str]:
     return [override.get_key_element() for override in parsed if override.is_sweep_override()]
 
 
+def sweep_app(config: DictConfig) -> str:
+    """The app a multirun config sweeps (Hydra's job name: ``train``), which names its parent run."""
+    return OmegaConf.select(config, "hydra.job.name", default=None) or "sweep"
+
+
 def sweep_run_name(config: DictConfig) -> str:
-    """``<app>-sweep-<date>``, e.g. ``train-sweep-2026-01-01_00-00-00`` (app: Hydra's job name)."""
+    """``<app>-sweep-<date>``, e.g. ``train-sweep-2026-01-01_00-00-00`` (sweep_app)."""
     import time
 
-    app = OmegaConf.select(config, "hydra.job.name", default=None) or "sweep"
-    return f"{app}-sweep-{time.strftime('%Y-%m-%d_%H-%M-%S')}"
+    return f"{sweep_app(config)}-sweep-{time.strftime('%Y-%m-%d_%H-%M-%S')}"
 
 
 def launched_jobs(sweep_dir: Path) -> int:
@@ -493,9 +497,7 @@ def count_children(runs: list[Any]) -> dict[str, list[tuple[str, str]]]:
     counts: dict[str, list[tuple[str, str]]] = {status: [] for status in (*CHILD_STATUSES, RERUN)}
     for run in runs:
         tags = run.data.tags
-        # a FAILED run a continued sweep's job ran again is tagged too (harness.sweep_continuation)
-        rerun = superseded(run) or (run.info.status == "FAILED" and RERUN_TAG in tags)
-        counts.setdefault(RERUN if rerun else run.info.status, []).append(
+        counts.setdefault(RERUN if superseded(run) else run.info.status, []).append(
             (run.info.run_name, tags.get("error") or tags.get(RERUN_TAG, "")))
     return counts
 

@@ -26,13 +26,16 @@ from typing import Any
 from harness.tracking.redact import end_run
 
 HOST_TAG, PID_TAG, START_TAG = "harness.host", "harness.pid", "harness.pid_start"
-RERUN_TAG = "harness.rerun"  # a KILLED run whose job ran again (harness.joblib_launcher): superseded
+# a run whose job ran again: KILLED (torn down with a joblib pool, harness.joblib_launcher), or FAILED or
+# KILLED without a checkpoint and replaced in a continued sweep (harness.sweep_continuation): superseded
+RERUN_TAG = "harness.rerun"
 REAPED_TAG = "harness.reaped"  # a run end_lost ended: the process (_process_identity) whose loss it recorded
 
 
 def superseded(run: Any) -> bool:
-    """Whether an mlflow Run is a job's attempt that another run replaced (KILLED, tagged RERUN_TAG)."""
-    return run.info.status == "KILLED" and RERUN_TAG in run.data.tags
+    """Whether an mlflow Run is a job's attempt that another run replaced (KILLED or FAILED, tagged
+    RERUN_TAG)."""
+    return run.info.status in ("KILLED", "FAILED") and RERUN_TAG in run.data.tags
 
 
 def _stat(pid: int) -> list[str] | None:
