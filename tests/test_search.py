@@ -338,6 +338,7 @@ def test_an_interrupted_search_resumes_with_the_cut_trials_first(tmp_path: Path,
     assert terminal_run_names(resumed.stdout) == [names["2"], names["3"], names["4"]]
 
 
+@pytest.mark.slow  # ~19 s; the fixed config's filtering and message run by default
 def test_a_study_refuses_another_fixed_config_before_any_run(tmp_path: Path, tracking_settings) -> None:
     lr = "optimizer.lr=tag(log,interval(1e-3,1e-1))"
     done = search(tmp_path, tracking_settings, lr, "hydra.sweeper.n_trials=1")
@@ -368,6 +369,7 @@ def test_a_study_refuses_another_fixed_config_before_any_run(tmp_path: Path, tra
     assert len(study_of(tracking_settings).trials) == 2 and len(runs_of(tracking_settings, "other")) == 2
 
 
+@pytest.mark.slow  # ~23 s
 def test_a_search_asks_and_scores_the_same_trials_with_either_launcher(tmp_path: Path,
                                                                         tracking_settings) -> None:
     settings = ["optimizer.lr=tag(log,interval(1e-3,1e-1))", "hydra.sweeper.n_trials=3",

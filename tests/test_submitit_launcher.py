@@ -8,10 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from mlflow import MlflowClient
 from test_train_app import ROOT, TINY, app, app_env, runs_of
 
 
+@pytest.mark.slow  # ~16 s
 def test_submitit_local_sweep_nests_four_job_processes_under_one_parent(tmp_path: Path,
                                                                       tracking_settings) -> None:
     sweep_dir = tmp_path / "sweep"

@@ -92,7 +92,7 @@ def stop_mid_sweep(command: list[str], tmp_path: Path, settings, signum: int) ->
 
 @pytest.mark.parametrize(("launcher", "signum"), [
     pytest.param("basic", signal.SIGTERM, id="basic-SIGTERM"),
-    pytest.param("joblib", signal.SIGTERM, id="joblib-SIGTERM"),
+    pytest.param("joblib", signal.SIGTERM, id="joblib-SIGTERM", marks=pytest.mark.slow),  # ~30 s
     # the launcher's metric writer ends the parent and the job's run (reaped); ~35 s
     pytest.param("basic", signal.SIGKILL, id="basic-SIGKILL", marks=pytest.mark.slow),
 ])

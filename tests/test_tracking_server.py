@@ -110,7 +110,7 @@ def postgres_uri() -> Iterator[str]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])  # postgresql: ~19 s
 def backend_store_uri(request: pytest.FixtureRequest, template_store: Path, tmp_path: Path) -> str:
     if request.param == "postgresql":
         return request.getfixturevalue("postgres_uri")
@@ -199,6 +199,7 @@ def run_until_server_lost(command: list[str], db: Path, artifacts: Path, port: i
     return process, run_id, stdout, stderr
 
 
+@pytest.mark.slow  # ~45 s
 def test_server_lost_mid_run_keeps_what_it_did_not_receive_in_the_job_folder(tmp_path: Path,
                                                                             template_store: Path) -> None:
     db, artifacts, port = tmp_path / "server.db", tmp_path / "server_artifacts", free_port()
