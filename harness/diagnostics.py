@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.lapack import largest_eigenvalues
 from harness.nn.activations import check_activation, derivative_from_output
 
 # max over a of g'(a): the factor gamma of the Pascanu et al. bound
@@ -70,8 +69,8 @@ def jacobian_product_norms(W_hh: np.ndarray, H: np.ndarray, activation: str,
     sequence, rescaled by exact powers of two after each factor so that its largest entry lies in [0.5, 1):
     long products neither underflow nor overflow, and neither does the Gram matrix P^T P whose largest
     eigenvalue is ||P||_2^2. Cost O(max_lag · B · H³), dominated by one symmetric eigenvalue problem per
-    sequence and lag (harness.lapack.largest_eigenvalues):
-    for a cheap check every N training steps pass a few sequences (H[:, :8]) and a moderate max_lag.
+    sequence and lag (np.linalg.eigvalsh): for a cheap check every N training steps pass a few sequences
+    (H[:, :8]) and a moderate max_lag.
     """
     W_hh = _check_recurrent_matrix(W_hh)
     check_activation(activation)
@@ -96,7 +95,10 @@ def jacobian_product_norms(W_hh: np.ndarray, H: np.ndarray, activation: str,
         product, spare = spare, product
         exponent += _scale_to_unit_(product)
         np.matmul(np.swapaxes(product, 1, 2), product, out=gram)
-        top = largest_eigenvalues(gram, overwrite=True)  # gram is rebuilt at the next lag
+        # eigvalsh (syevd: every eigenvalue) and not LAPACK's syevr for the largest alone: syevr's bisection
+        # fails on a largest eigenvalue of high multiplicity, which relu's dead units give (info 2 and a
+        # write before its integer workspace, in the scipy-openblas64 0.3.x that NumPy 2.4 links)
+        top = np.linalg.eigvalsh(gram)[:, -1]
         norms[lag - 1] = np.mean(np.ldexp(np.sqrt(np.maximum(top, 0.0)).astype(np.float64), exponent))
     return norms
 

@@ -96,6 +96,28 @@ def test_product_norms_match_explicit_dense_product_with_relu():
             assert single[lag - 1] == pytest.approx(np.linalg.norm(product, 2), rel=1e-12, abs=1e-300)
 
 
+def test_product_norms_with_a_largest_singular_value_of_high_multiplicity():
+    # the gradient-flow study's relu cell at sigma_max 0.5: an orthogonal W_hh scaled to 0.5 and relu's dead
+    # units make many singular values of a product exactly equal, so the largest eigenvalue of its Gram
+    # matrix is multiple (26-fold of 48 at some lags), where LAPACK syevr's bisection for it failed
+    T, B, n = 100, 16, 48
+    model = Elman(4, n, 1, activation="relu", recurrent_init="orthogonal", max_singular_value=0.5, seed=0)
+    W_hh = model.recurrent_matrix()
+    X = np.random.default_rng(np.random.SeedSequence([0, 0])).standard_normal((T, B, 4))
+    H = model.hidden_states(X)
+    norms = jacobian_product_norms(W_hh, H, "relu")
+    expected, most_tied = np.zeros(T), 0
+    for s in range(B):
+        product = np.eye(n)
+        for lag in range(1, T + 1):
+            product = product @ (np.diag((H[T - lag, s] > 0).astype(float)) @ W_hh.T)
+            singular = np.linalg.svd(product, compute_uv=False)
+            expected[lag - 1] += singular[0] / B
+            most_tied = max(most_tied, int(np.sum(singular >= singular[0] * (1 - 1e-12))))
+    assert most_tied >= 20  # the case is the one that broke syevr, not a generic one
+    np.testing.assert_allclose(norms, expected, rtol=1e-12)
+
+
 @pytest.mark.parametrize("activation", ["tanh", "sigmoid"])
 def test_measured_norms_never_exceed_the_pascanu_bound(activation):
     for seed in range(40):

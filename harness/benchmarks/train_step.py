@@ -21,9 +21,8 @@ only the sections listed, e.g. `--sections 4` the fit overhead alone; --steps-on
    validation every 100 steps and the gradient-flow diagnostics every 500 steps of the default trainer, and
    with the diagnostics off. Then what one gradient-flow check costs, next to its floor: the spectral norms
    of the T * B Jacobian products (one per lag and sequence, the numbers the check reports) need the largest
-   eigenvalue of one symmetric Gram matrix each, timed alone (LAPACK syevr through
-   harness.lapack.largest_eigenvalues) on as many H x H Gram matrices, and against np.linalg.eigvalsh
-   (syevd, every eigenvalue) on the same. `--sections 4` runs this section alone.
+   eigenvalue of one symmetric Gram matrix each, timed alone (np.linalg.eigvalsh, as the check solves them)
+   on as many H x H Gram matrices. `--sections 4` runs this section alone.
 
 Times are CPU seconds of this process (time.process_time; every engine runs on one thread), so that time
 spent waiting for a core on a shared machine is not counted; medians over repeated measurements, ratios
@@ -47,7 +46,6 @@ from typing import Any
 import numpy as np
 
 from harness.config import TrainerConfig
-from harness.lapack import largest_eigenvalues, uses_syevr
 from harness.nn import Elman
 from harness.nn.gated import GRU, LSTM
 from harness.nn.model import RecurrentModel
@@ -323,9 +321,8 @@ def fit_against_bare_loop(steps: int, repeats: int, diagnostics_interval: int) -
 
 def gradient_flow_cost(repeats: int, length: int = 50, hidden: int = 64) -> dict[str, float]:
     """Seconds of one gradient-flow check of the default trainer (diagnostics batch of 32, adding T=length,
-    Elman H=hidden), of the check's eigenvalue solver (harness.lapack.largest_eigenvalues) alone on its
-    T * 32 Gram matrices (hidden x hidden; each copied first, which the check, solving in place, skips) and
-    of np.linalg.eigvalsh, all n eigenvalues, on the same."""
+    Elman H=hidden) and of the check's eigenvalue solver (np.linalg.eigvalsh) alone on its T * 32 Gram
+    matrices (hidden x hidden)."""
     task = make_task("adding", length=length)
     trainer = TrainerConfig()
     model = Elman(task.input_size, hidden, task.output_size, head=task.head, mode=task.mode, seed=0)
@@ -333,12 +330,10 @@ def gradient_flow_cost(repeats: int, length: int = 50, hidden: int = 64) -> dict
     products = np.random.default_rng(0).standard_normal((length * trainer.diagnostics_batch_size, hidden,
                                                          hidden))
     grams = np.swapaxes(products, 1, 2) @ products
-    check_s, eigen_s, eigvalsh_s = interleaved_seconds(
-        [lambda: gradient_flow(model, batch), lambda: largest_eigenvalues(grams),
-         lambda: np.linalg.eigvalsh(grams)], repeats)
+    check_s, eigen_s = interleaved_seconds(
+        [lambda: gradient_flow(model, batch), lambda: np.linalg.eigvalsh(grams)], repeats)
     return {"check_s": statistics.median(check_s), "eigen_s": statistics.median(eigen_s),
-            "eigvalsh_s": statistics.median(eigvalsh_s),
-            "eigen_vs_eigvalsh": median_ratio(eigen_s, eigvalsh_s), "problems": float(len(grams))}
+            "problems": float(len(grams))}
 
 
 # ------------------------------------------------------------------------------------------- report
@@ -456,13 +451,10 @@ def fit_overhead_section(fit_steps: int, repeats: int, quick: bool) -> tuple[dic
     checks = sum(_is_check(step, every, fit_steps) for step in range(fit_steps + 1))
     length, hidden = (10, 8) if quick else (50, 64)
     cost = gradient_flow_cost(repeats, length, hidden)
-    solver = ("LAPACK syevr, largest eigenvalue" if uses_syevr(np.dtype(np.float64), hidden)
-              else "np.linalg.eigvalsh itself: no syevr at this size or in this NumPy")
     print(f"one gradient-flow check: {1e3 * cost['check_s']:.1f} ms ({checks} in the fit); its "
-          f"eigenvalue solver ({solver}) alone on its {cost['problems']:.0f} Gram "
+          f"eigenvalue solver (np.linalg.eigvalsh) alone on its {cost['problems']:.0f} Gram "
           f"matrices: {1e3 * cost['eigen_s']:.1f} ms ({100 * cost['eigen_s'] / cost['check_s']:.0f}% of the "
-          f"check); np.linalg.eigvalsh (all eigenvalues) on the same: {1e3 * cost['eigvalsh_s']:.1f} ms, "
-          f"solver/eigvalsh {cost['eigen_vs_eigvalsh']:.2f}")
+          f"check)")
     return overhead, cost
 
 
