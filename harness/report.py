@@ -6,15 +6,52 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.config import ConfigError
 from harness.runtime import quiet_library_logs
 from harness.tracking import TrackingSettings, store_client
 from harness.tracking.orphans import superseded
+from harness.tracking.redact import redact
+from harness.tracking.store import sqlite_path
 
 SEARCH_PAGE = 1000  # runs per search request
+# MLflow's error codes for an id its store does not hold: SQL stores and servers say the first, a file
+# store (and a server over one) the second for an id that is not a run id's shape
+NOT_FOUND_CODES = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
+
+
+class RunNotFound(ValueError):
+    """A run id the store does not hold, or a store that cannot be read; the message names both."""
 
 
 def _settings(settings: TrackingSettings | None) -> TrackingSettings:
     return settings or TrackingSettings()
+
+
+def find_run(run_id: str, settings: TrackingSettings | None = None):
+    """(MlflowClient, Run) of run_id in settings' store (default: the project's local store).
+
+    Raises RunNotFound, one line naming run_id and the store, when the store does not hold the run, an
+    SQLite store's file does not exist (nothing is created for the look-up), or the store cannot be
+    reached; MLflow's own exception was a page of traceback.
+    """
+    from mlflow.exceptions import MlflowException
+
+    uri = _settings(settings).tracking_uri
+    where = redact(uri)
+    db = sqlite_path(uri)
+    if db is not None and not db.is_file():
+        raise RunNotFound(f"run {run_id} not found: there is no store at {where} (no such file)")
+    try:
+        client = store_client(_settings(settings))
+    except ConfigError as exc:  # a server that does not answer, a database that takes no connection
+        reason = str(exc).removeprefix("tracking.uri: ").split("; ")[0]
+        raise RunNotFound(f"run {run_id} not looked up: {reason}") from None
+    try:
+        return client, client.get_run(run_id)
+    except MlflowException as exc:
+        if exc.error_code not in NOT_FOUND_CODES:
+            raise
+        raise RunNotFound(f"run {run_id} not found in {where}") from None
 
 
 def runs_frame(
@@ -130,6 +167,9 @@ def main(argv: list[str] | None = None) -> None:
                                     uri=args.uri)
         report = seed_report(args.parent_run_id, settings, kind=args.interval,
                              metrics=args.metrics.split(",") if args.metrics else None)
+    except RunNotFound as exc:
+        sys.exit(f"error: {exc}; a run of another store needs --uri <its tracking URI> (the sweep's "
+                 "tracking.uri, e.g. --uri http://127.0.0.1:5000)")
     except ValueError as exc:
         sys.exit(f"error: {exc}")
     print(report.markdown)
@@ -143,4 +183,8 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     quiet_library_logs()
-    main()
+    # harness.report's main, not __main__'s: seed_report raises harness.report's RunNotFound, which a class
+    # of this second copy of the module would not catch
+    from harness.report import main as package_main
+
+    package_main()

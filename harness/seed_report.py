@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from harness.report import metric_history, runs_frame
+from harness.report import find_run, metric_history, runs_frame
 from harness.seed_stats import INTERVAL_NAMES, curve_band, summarize_over_seeds
 from harness.tracking import TrackingSettings, store_client
 
@@ -66,8 +66,8 @@ def seed_report(parent_run_id: str, settings: TrackingSettings | None = None, ki
                 metrics: list[str] | None = None) -> SeedReport:
     """The statistics over seeds of the sweep under parent_run_id (see the module docstring)."""
     settings = settings or TrackingSettings()
-    client = store_client(settings)
-    experiment = client.get_experiment(client.get_run(parent_run_id).info.experiment_id).name
+    client, parent = find_run(parent_run_id, settings)
+    experiment = client.get_experiment(parent.info.experiment_id).name
     children = runs_frame(experiment, settings, parent_run_id=parent_run_id)
     if children.empty:
         raise ValueError(f"run {parent_run_id} has no child runs: not a sweep's parent")

@@ -16,6 +16,7 @@ from harness.report import main
 from harness.seed_report import group_label, seed_markdown, seed_report
 from harness.seed_stats import summarize_over_seeds, t_interval, wilson_interval
 from harness.tracking import TrackingSettings
+from harness.tracking.server import free_port
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +74,32 @@ def test_a_run_that_is_no_sweep_parent_is_one_line(sweep, store) -> None:
     _, children = sweep
     with pytest.raises(SystemExit, match=f"error: run {children[0].info.run_id} has no child runs"):
         main([children[0].info.run_id, "--uri", store.tracking_uri])
+
+
+HINT = ("; a run of another store needs --uri <its tracking URI> (the sweep's tracking.uri, e.g. --uri "
+        "http://127.0.0.1:5000)")
+
+
+def test_a_run_the_store_does_not_hold_is_one_line_naming_the_id_and_the_store(
+        sweep, store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    unknown = "0123456789abcdef0123456789abcdef"  # e.g. a server sweep's parent, looked up in the local store
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store.tracking_uri)  # the store without --uri
+    for argv in ([unknown], [unknown, "--uri", store.tracking_uri], ["not-an-id"]):
+        with pytest.raises(SystemExit) as stop:
+            main(argv)
+        assert str(stop.value) == f"error: run {argv[0]} not found in {store.tracking_uri}{HINT}"
+    missing = f"sqlite:///{tmp_path / 'none' / 'mlflow.db'}"
+    with pytest.raises(SystemExit) as stop:
+        main([unknown, "--uri", missing])
+    assert str(stop.value) == (f"error: run {unknown} not found: there is no store at {missing} "
+                               f"(no such file){HINT}")
+    assert not (tmp_path / "none").exists()  # the look-up created no store
+    server = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    with pytest.raises(SystemExit) as stop:
+        main([unknown, "--uri", server])
+    assert str(stop.value) == (f"error: run {unknown} not looked up: no MLflow tracking server answers at "
+                               f"{server} (GET /health: [Errno 111] Connection refused){HINT}")
+    assert capsys.readouterr().out == ""
 
 
 def test_a_parameter_that_does_not_apply_to_a_group_is_a_blank_cell() -> None:
