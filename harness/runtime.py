@@ -54,10 +54,17 @@ def quiet_library_logs() -> None:
     the terminal, in this process and in those it starts: MLflow reads MLFLOW_LOGGING_LEVEL when it is
     imported. Its warnings and errors still show, and a user's own MLFLOW_LOGGING_LEVEL wins; the harness
     prints its own account of what it did. (Optuna has no such variable: harness.search.study sets its
-    level.)"""
+    level.)
+
+    Also MLflow's two lines per run ended on a tracking server ("🏃 View run ... at: ..." and "🧪 View
+    experiment at: ...", 14 in a 6-job sweep): its client writes them to stdout, not through a logger,
+    unless MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT is true (read at each run's end; a user's own value wins).
+    The harness prints each run's link itself; suppressed, MLflow also skips the get_run it made for them.
+    """
     import os
 
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
 _frozen = False

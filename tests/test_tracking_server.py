@@ -11,6 +11,7 @@ import json
 import os
 import pwd
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -136,6 +137,9 @@ def test_parallel_sweep_sends_every_run_metric_and_artifact_to_the_server(tmp_pa
         (parent,) = [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
         children = [run for run in runs if run.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
         assert len(runs) == 5 and parent.info.status == "FINISHED" and parent.data.metrics["finished"] == 4.0
+        # MLflow's "🏃 View run ... at" and "🧪 View experiment at" lines, two per run ended (five runs:
+        # the jobs' in the joblib workers, the parent's in the launching process): silenced
+        assert "View run" not in done.stdout + done.stderr and "View experiment" not in done.stdout
         assert sorted(run.info.run_name for run in children) == [
             "bit_sum-elman-s0", "bit_sum-elman-s1", "bit_sum-gru-s0", "bit_sum-gru-s1"]
         assert {run.info.status for run in children} == {"FINISHED"}
@@ -167,6 +171,32 @@ def test_unreachable_server_is_one_line_before_any_run(tmp_path: Path, how: str)
     assert done.stderr.strip().splitlines() == [
         f"config error: tracking.uri: no MLflow tracking server answers at {uri} (GET /health: [Errno 111] "
         f"Connection refused); start it (mlflow server ...) or use tracking=local"], done.stderr[-3000:]
+
+
+def test_reap_and_report_on_a_server_print_one_line_each_and_no_view_links(tmp_path: Path,
+                                                                            template_store: Path) -> None:
+    db = tmp_path / "server.db"
+    shutil.copyfile(template_store, db)
+    with local_server(f"sqlite:///{db}", tmp_path / "server_artifacts") as server:
+        client = MlflowClient(tracking_uri=server.uri)
+        gone = subprocess.Popen([sys.executable, "-c", "pass"])
+        gone.wait()  # a run whose process no longer exists, as a SIGKILLed job leaves it on a server
+        lost = client.create_run(client.create_experiment("server"), run_name="lost", tags={
+            "harness.host": socket.gethostname(), "harness.pid": str(gone.pid)}).info.run_id
+        reap = subprocess.run([sys.executable, "-m", "harness.tracking.reap", "--uri", server.uri],
+                              capture_output=True, text=True, env=app_env(tmp_path), timeout=120)
+        assert reap.returncode == 0, reap.stderr[-3000:]
+        # before: MLflow's two "View run" / "View experiment" lines between these
+        assert reap.stdout.splitlines() == [f"ended KILLED: {lost} lost",
+                                            "1 of 1 RUNNING runs had lost their process on this host"]
+        assert client.get_run(lost).info.status == "KILLED"
+        unknown = "0123456789abcdef0123456789abcdef"
+        report = subprocess.run([sys.executable, "-m", "harness.report", unknown, "--uri", server.uri],
+                                capture_output=True, text=True, env=app_env(tmp_path), timeout=120)
+        assert report.returncode == 1
+        assert report.stderr.splitlines() == [  # before: 23 lines of traceback
+            f"error: run {unknown} not found in {server.uri}; a run of another store needs --uri <its "
+            "tracking URI> (the sweep's tracking.uri, e.g. --uri http://127.0.0.1:5000)"]
 
 
 def wait_for_metric(client: MlflowClient, process: subprocess.Popen, key: str, timeout: float = 240) -> str:
