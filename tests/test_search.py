@@ -26,7 +26,7 @@ from harness.search.fixed import fixed_changes, fixed_config
 from harness.search.optuna_sweeper import trial_value
 from harness.search.sampler import make_sampler, trial_seed
 from harness.search.space import parse_search_space
-from harness.search.study import default_storage, objective_direction, open_study
+from harness.search.study import default_storage, default_study_name, objective_direction, open_study
 from harness.tracking import TrackingSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -183,6 +183,46 @@ def test_the_fixed_config_leaves_out_searched_and_ignored_keys() -> None:
     assert fixed_changes(fixed, {**fixed, "trainer.steps": 1500, "optimizer.lr": 0.01}) == (
         "optimizer.lr (not fixed in the study, 0.01 now), trainer.steps (200 in the study, 1500 now)")
     assert fixed_changes(fixed, dict(fixed)) == ""
+
+
+def test_a_search_without_a_study_name_has_one_study_per_fixed_config() -> None:
+    fixed = {"seed": 0, "task.name": "adding", "trainer.steps": 200}
+    name = default_study_name("train", fixed)
+    assert name.startswith("train-") and len(name) == len("train-") + 6 and int(name[6:], 16) >= 0
+    assert default_study_name("train", dict(reversed(fixed.items()))) == name  # the same config, any order
+    assert default_study_name("train", {**fixed, "trainer.steps": 150}) != name
+    assert default_study_name("rnn_vs_arma", fixed) == f"rnn_vs_arma-{name[6:]}"
+
+
+def test_the_same_command_grows_its_default_study_and_another_fixed_config_gets_its_own(
+        tmp_path: Path, tracking_settings) -> None:
+    lr = "optimizer.lr=tag(log,interval(1e-3,1e-1))"
+    default = ["-m", "hydra/sweeper=optuna", *LINEAR_REVERSAL, lr, "hydra.sweeper.n_jobs=1"]
+    storage = default_storage(tracking_settings)
+    first = app(tmp_path, tracking_settings, *default, "hydra.sweeper.n_trials=1")
+    assert first.returncode == 0, first.stderr
+    (name,) = optuna.get_all_study_names(storage)
+    assert name.startswith("train-") and f"study {name} (new): " in first.stdout
+    again = app(tmp_path, tracking_settings, *default, "hydra.sweeper.n_trials=2")
+    assert again.returncode == 0, again.stderr
+    assert f"study {name} (continued, 1 trials): " in again.stdout
+    assert len(study_of(tracking_settings, name).trials) == 2
+    # another budget: a study of its own (before: every search without a name shared 'train' and this one
+    # was refused)
+    other = app(tmp_path, tracking_settings, *default, "hydra.sweeper.n_trials=1", "trainer.steps=9")
+    assert other.returncode == 0, other.stderr
+    (other_name,) = set(optuna.get_all_study_names(storage)) - {name}
+    assert f"study {other_name} (new): " in other.stdout
+    assert len(study_of(tracking_settings, other_name).trials) == 1
+    # a study named on the command line still refuses another fixed config
+    refused = app(tmp_path, tracking_settings, *default, f"hydra.sweeper.study_name={name}",
+                  "trainer.steps=9")
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines()[-1] == (
+        f"config error: hydra.sweeper.study_name: study {name!r} in {storage} ran its trials with another "
+        "fixed config: trainer.steps (8 in the study, 9 now); name a new study for these settings "
+        "(hydra.sweeper.study_name=<new name>) or use the study's values")
+    assert len(study_of(tracking_settings, name).trials) == 2 and len(runs_of(tracking_settings)) == 6
 
 
 def test_a_trial_s_run_name_ends_with_its_number_once() -> None:

@@ -12,8 +12,9 @@ its parameters are queued, so the resumed search runs it first; the runs it had 
 Every job gets its trial number (``$HARNESS_OPTUNA_TRIAL``, harness.search), so its run is named after the
 trial from the start: ``<task>-<model>-s<seed>-t<trial>``, the sampled values being its params and its
 ``optuna.params`` tag. The sampler draws each trial from its own seed (harness.search.sampler), and the
-study records its trials' fixed config (harness.search.fixed): an invocation with another one is refused
-before the sweep's parent run exists (check_search).
+study records its trials' fixed config (harness.search.fixed): a study named by hydra.sweeper.study_name
+refuses an invocation with another one before the sweep's parent run exists (check_search); without a name,
+each fixed config has a study of its own (harness.search.study.default_study_name).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from harness.search.space import SearchSpace, parse_search_space
 from harness.search.study import (
     INTERRUPTED,
     check_study,
+    default_study_name,
     objective_direction,
     open_study,
     remaining_trials,
@@ -87,17 +89,18 @@ def check_search(config: DictConfig) -> None:
         raise ValueError(f"hydra.sweeper: {exc}".replace("OptunaSweeper.__init__() ", "")) from None
     plan = sweeper.plan(config, OmegaConf.to_container(config.hydra.overrides.task, resolve=False),
                         GlobalHydra.instance().config_loader())
-    stored = stored_study(sweeper.study_name, plan.storage)
+    stored = stored_study(plan.study_name, plan.storage)
     if stored is not None:
         check_study(stored, plan.storage, plan.direction, plan.fixed)
 
 
 @dataclass(frozen=True)
 class Plan:
-    """What a search needs before it opens its study: direction (minimize | maximize), storage (an Optuna
-    storage URL, None in memory), the search space, the sampler and the trials' fixed config
-    (harness.search.fixed)."""
+    """What a search needs before it opens its study: its name (hydra.sweeper.study_name, else
+    default_study_name), direction (minimize | maximize), storage (an Optuna storage URL, None in memory),
+    the search space, the sampler and the trials' fixed config (harness.search.fixed)."""
 
+    study_name: str
     direction: str
     storage: str | None
     space: SearchSpace
@@ -108,15 +111,16 @@ class Plan:
 class OptunaSweeper(Sweeper):
     """``hydra/sweeper=optuna`` (conf/hydra/sweeper/optuna.yaml documents every argument)."""
 
-    def __init__(self, study_name: str, storage: str | None = None, direction: str = "auto",
+    def __init__(self, study_name: str | None = None, storage: str | None = None, direction: str = "auto",
                  n_trials: int = 20, n_jobs: int = 1, sampler: str = "tpe", seed: int | None = 0,
                  sampler_options: Any = None, params: Any = None, top_trials: int = 10,
                  ignored_keys: Any = ()) -> None:
         for key, value in (("n_trials", n_trials), ("n_jobs", n_jobs), ("top_trials", top_trials)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"hydra.sweeper.{key} must be an integer >= 1, got {value!r}")
-        if not isinstance(study_name, str) or not study_name:
-            raise ValueError(f"hydra.sweeper.study_name must be a non-empty string, got {study_name!r}")
+        if study_name is not None and (not isinstance(study_name, str) or not study_name):
+            raise ValueError(f"hydra.sweeper.study_name must be null or a non-empty string, "
+                             f"got {study_name!r}")
         self.study_name, self.storage, self.direction = study_name, storage, direction
         self.n_trials, self.n_jobs, self.top_trials = n_trials, n_jobs, top_trials
         self.sampler, self.seed = sampler, seed
@@ -143,9 +147,11 @@ class OptunaSweeper(Sweeper):
             # Hydra prints an exception from a sweeper with a traceback; SystemExit leaves with the one line
             sys.exit(f"config error: {exc}")
         study, space, recorder = search
-        log.info("study %s (%s, %s, sampler %s seed %s): %d trials wanted, %d to run", study.study_name,
-                 storage_label(self._storage), study.direction.name.lower(), self.sampler, self.seed,
-                 self.n_trials, remaining_trials(study, self.n_trials))
+        held = len(study.get_trials(deepcopy=False))
+        log.info("study %s (%s): %s, %s, sampler %s seed %s; %d trials wanted, %d to run", study.study_name,
+                 f"continued, {held} trials" if held else "new", storage_label(self._storage),
+                 study.direction.name.lower(), self.sampler, self.seed, self.n_trials,
+                 remaining_trials(study, self.n_trials))
         self._name_runs_by_trial()
         while trials := self._ask(study, space):
             self._run_batch(study, space, recorder, trials)
@@ -176,7 +182,7 @@ class OptunaSweeper(Sweeper):
         loader, which composes a trial's job config); ValueError names the first bad setting. Opens no
         study and no run."""
         from harness.search.sampler import make_sampler
-        from harness.tracking.callback import sweep_settings
+        from harness.tracking.callback import sweep_app, sweep_settings
 
         app_config = OmegaConf.to_container(config, resolve=False)
         app_config.pop("hydra", None)
@@ -193,7 +199,8 @@ class OptunaSweeper(Sweeper):
 
         fixed = fixed_config(job_config(loader, config, space.fixed),
                              [*space.distributions, *self.ignored_keys])
-        return Plan(direction, storage, space, sampler, fixed)
+        name = self.study_name or default_study_name(sweep_app(config), fixed)
+        return Plan(name, direction, storage, space, sampler, fixed)
 
     def _prepare(self, arguments: list[str]) -> tuple[Any, SearchSpace, Any]:
         from harness.search.record import TrialRecorder
@@ -202,7 +209,7 @@ class OptunaSweeper(Sweeper):
         assert self.config is not None
         plan = self.plan(self.config, arguments, self.hydra_context.config_loader)
         self._storage = plan.storage
-        study = open_study(self.study_name, plan.storage, plan.direction, plan.sampler, plan.fixed)
+        study = open_study(plan.study_name, plan.storage, plan.direction, plan.sampler, plan.fixed)
         return study, plan.space, TrialRecorder(sweep_settings(self.config), study, self.top_trials,
                                                 plan.storage)
 

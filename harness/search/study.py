@@ -8,6 +8,8 @@ jobs can share one study and an interrupted search resumes where it stopped.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Mapping
 from contextlib import contextmanager
@@ -24,6 +26,15 @@ STORAGE_FILE = "optuna.db"
 INTERRUPTED = "interrupted"  # user attribute of a trial cut short by its sweep's end (signal, crash)
 # Writers of one SQLite study wait this long for each other's transactions (sqlite3's default is 5 s).
 SQLITE_TIMEOUT_S = 60
+
+
+def default_study_name(app: str, fixed: Mapping[str, Any]) -> str:
+    """``<app>-<6 hex digits of fixed's SHA-256>`` (``train-3fa2c1``): the study of a search that names none.
+    The same fixed config (harness.search.fixed) gives the same name in every process, so the same command
+    grows its study and another budget or task gets a study of its own; two fixed configs sharing the digits
+    (one chance in 16.7 million) meet check_study's refusal, not a mixed study."""
+    text = json.dumps(dict(fixed), sort_keys=True, separators=(",", ":"), default=str)
+    return f"{app}-{hashlib.sha256(text.encode()).hexdigest()[:6]}"
 
 
 def default_storage(settings: TrackingSettings) -> str | None:
