@@ -68,9 +68,12 @@ FORECASTERS: dict[str, Callable[..., Any]] = {"arma": ArmaForecaster, "rnn": Rnn
 TABLE_METRICS = (*SCORES, "dm_stat", "dm_pvalue")
 DM_LEVEL = 0.05
 ERROR_CURVES = ("test_error", "reference_test_error")  # an RNN cell's one-step errors and the reference's
-Errors = Mapping[tuple[str, str, int], Mapping[str, np.ndarray]]  # (series, model, seed) -> error curves
+Errors = Mapping[tuple[str, str, str, int], Mapping[str, np.ndarray]]  # (series, model, variant, seed) ->
 LINK_SEQUENCE_LENGTH = 100  # compute_link trains on chunks of this many points
-ROW_KEYS = ("series", "window", "h", "model", "seed")  # the key columns of the cells frame
+# the key columns of the cells frame; variant: what a sweep's job changed beyond series, model and seed (""
+# in a sequential run), reference: the model an RNN cell is DM-tested against ("" for ARMA cells)
+ROW_KEYS = ("series", "window", "h", "model", "variant", "reference", "seed")
+FIT_KEYS = ("series", "model", "variant", "reference")  # the cells of one fit but for the seed
 WHOLE_TEST = "test"  # the window name of the whole test part
 WINDOW_NAME = re.compile(r"[A-Za-z0-9_-]+")
 LEVEL = r"\d+(?:_\d+)?"  # an interval level in a metric's name (intervals.level_name: "95", "97_5")
@@ -465,7 +468,8 @@ def compute_unit(config: StudyConfig, name: str, seed: int) -> Unit:
             seed=seed,
             metrics=metrics,
             params=config.spec(model),
-            tags={"interval": bt.interval},
+            tags={"interval": bt.interval,
+                  **({"reference": config.reference} if config.kind(model) == "rnn" else {})},
             texts={"forecasts.csv": _forecasts_csv(bt, labels, plan)},
             curve_steps=np.zeros(0, dtype=int),
             curve={},
@@ -652,7 +656,8 @@ def cells_frame(units: Sequence[Unit]) -> pd.DataFrame:
     """One row per cell, window and horizon: series, window ("test": the whole test part), h, model, seed
     and the table metrics (NaN where a metric does not apply)."""
     return _cells([
-        {"series": c.series, "window": window, "h": h, "model": c.model, "seed": c.seed, **scores}
+        {"series": c.series, "window": window, "h": h, "model": c.model, "variant": "",
+         "reference": c.tags.get("reference", ""), "seed": c.seed, **scores}
         for unit in units
         for c in unit.cells
         for (window, h), scores in long_rows(c.metrics).items()
@@ -661,28 +666,36 @@ def cells_frame(units: Sequence[Unit]) -> pd.DataFrame:
 
 def summarize(cells: pd.DataFrame, series_order: Sequence[str], model_order: Sequence[str],
               errors: Errors) -> pd.DataFrame:
-    """Statistics over seeds per (series, window, h, model), rows in the given orders (the whole test part
-    first, then the windows as they appear; horizons ascending): harness.seed_stats' summarize_over_seeds, the
-    aggregation of every sweep (``python -m harness.report``).
+    """Statistics over seeds per (series, window, h, model, variant, reference), rows in the given orders (the
+    whole test part first, then the windows as they appear; horizons ascending; variants in natural order):
+    harness.seed_stats' summarize_over_seeds, the aggregation of every sweep (``python -m harness.report``).
 
-    cells: rows as made by cells_frame. Columns: series, window, h, model, seeds, and for each metric column
-    of cells <metric>_n, _mean, _std (ddof 1, NaN for one seed), _low, _high (95% t interval of the mean; NaN
-    where the metric does not apply), then dm_rnn_better / dm_rnn_worse (seeds where the RNN's DM statistic
-    against the reference is < 0 / > 0 at p < DM_LEVEL) and dm_pooled_stat / dm_pooled_pvalue (h = 1 rows of
-    RNNs: one DM test of the one-step errors of every seed concatenated in seed order; NaN elsewhere).
+    cells: rows as made by cells_frame. Columns: series, window, h, model, variant, reference, seeds, and for
+    each metric column of cells <metric>_n, _mean, _std (ddof 1, NaN for one seed), _low, _high (95% t
+    interval of the mean; NaN where the metric does not apply), then identical_seeds, dm_rnn_better /
+    dm_rnn_worse (seeds where the RNN's DM statistic against the reference is < 0 / > 0 at p < DM_LEVEL) and
+    dm_pooled_stat / dm_pooled_pvalue (h = 1 rows of RNNs: one DM test of the one-step errors of every seed
+    concatenated in seed order; NaN elsewhere). A fit whose seeds all gave bit-identical metrics (ARMA on a
+    real series: neither its data nor its fit depends on the seed) is one result, not a sample: its rows
+    count seeds 1 (no std, no interval) and identical_seeds the seeds that repeated it (0 elsewhere).
     errors: the RNN cells' one-step error curves (cell_errors).
     """
     metrics = [c for c in cells.columns if c not in ROW_KEYS]
     windows = list(dict.fromkeys([WHOLE_TEST, *cells["window"]]))
-    keys = ["series", "window", "h", "model"]
+    variants = sorted(set(cells["variant"]), key=_natural)
+    keys = [k for k in ROW_KEYS if k != "seed"]
     # seed order fixes the order of the float sums, so the table does not depend on how rows arrived
     ordered = cells[cells["series"].isin(series_order) & cells["model"].isin(model_order)].assign(
         _series=lambda f: f["series"].map({s: k for k, s in enumerate(series_order)}),
         _window=lambda f: f["window"].map({w: k for k, w in enumerate(windows)}),
         _model=lambda f: f["model"].map({m: k for k, m in enumerate(model_order)}),
-    ).sort_values(["_series", "_window", "h", "_model", "seed"], kind="stable")
+        _variant=lambda f: f["variant"].map({v: k for k, v in enumerate(variants)}),
+    ).sort_values(["_series", "_window", "h", "_model", "_variant", "reference", "seed"], kind="stable")
+    ordered, repeated = _one_result_per_fit(ordered, metrics)
     table = summarize_over_seeds(ordered, keys, metrics)
     table["h"] = table["h"].astype(int)
+    fits = zip(*(table[k] for k in FIT_KEYS), strict=True)
+    table["identical_seeds"] = [repeated.get(fit, 0) for fit in fits]
     groups = [ordered[k] for k in keys]
     rows = list(zip(*(table[k] for k in keys), strict=True))
     significant = ordered["dm_pvalue"] < DM_LEVEL
@@ -690,20 +703,42 @@ def summarize(cells: pd.DataFrame, series_order: Sequence[str], model_order: Seq
         counts = (side & significant).groupby(groups, sort=False).sum()
         table[column] = [int(counts[row]) for row in rows]
     seeds = ordered.groupby(groups, sort=False)["seed"].apply(list)
-    pooled = [(_pooled_dm(errors, series, model, seeds[(series, window, h, model)], window) if h == 1
-               else None) or (np.nan, np.nan) for series, window, h, model in rows]
+    pooled = [(_pooled_dm(errors, series, model, variant, seeds[row], window) if row[2] == 1 else None)
+              or (np.nan, np.nan) for row in rows for series, window, _, model, variant, _ in [row]]
     table["dm_pooled_stat"] = [stat for stat, _ in pooled]
     table["dm_pooled_pvalue"] = [pvalue for _, pvalue in pooled]
     return table
 
 
-def _pooled_dm(errors: Errors, series: str, model: str, seeds: Iterable[int], window: str
+def _natural(text: str) -> list[Any]:
+    """Sort key putting "trial 10" after "trial 9": the digit runs of text compared as numbers."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", text)]
+
+
+def _one_result_per_fit(ordered: pd.DataFrame, metrics: Sequence[str]
+                        ) -> tuple[pd.DataFrame, dict[tuple[str, ...], int]]:
+    """ordered (cells in seed order) with each fit (FIT_KEYS) that every seed repeated bit for bit, in every
+    metric, window and horizon, cut to its first seed's rows; and fit -> the number of seeds that repeated
+    it. Seeds of a fit that does not depend on the seed are copies of one number, not a sample of it."""
+    repeated: dict[tuple[str, ...], int] = {}
+    dropped = []
+    for fit, group in ordered.groupby(list(FIT_KEYS), sort=False, dropna=False):
+        by_seed = [part[list(metrics)].to_numpy(dtype=float) for _, part in group.groupby("seed", sort=False)]
+        first, *others = by_seed
+        if others and all(np.array_equal(first, other, equal_nan=True) for other in others):
+            repeated[fit] = len(by_seed)
+            dropped.append(group.index[group["seed"] != group["seed"].iloc[0]])
+    return (ordered.drop(index=np.concatenate(dropped)) if dropped else ordered), repeated
+
+
+def _pooled_dm(errors: Errors, series: str, model: str, variant: str, seeds: Iterable[int], window: str
                ) -> tuple[float, float] | None:
     """The one-step DM test of model against the reference on the errors of every seed concatenated; None
     for a model without them (ARMA rows). One-step errors of independently drawn series are independent
     across seeds, so the concatenation is one sample of loss differentials."""
     names = [score_key(name, 1, None if window == WHOLE_TEST else window) for name in ERROR_CURVES]
-    found = [errors[(series, model, int(seed))] for seed in seeds if (series, model, int(seed)) in errors]
+    cells = [(series, model, variant, int(seed)) for seed in seeds]
+    found = [errors[cell] for cell in cells if cell in errors]
     found = [curves for curves in found if names[0] in curves]
     if not found:
         return None
@@ -711,15 +746,15 @@ def _pooled_dm(errors: Errors, series: str, model: str, seeds: Iterable[int], wi
     return diebold_mariano(model_errors, reference_errors)
 
 
-def cell_errors(units: Sequence[Unit]) -> dict[tuple[str, str, int], dict[str, np.ndarray]]:
-    """(series, model, seed) -> the error curves of every RNN cell of units."""
-    return {(c.series, c.model, c.seed): c.errors for unit in units for c in unit.cells if c.errors}
+def cell_errors(units: Sequence[Unit]) -> dict[tuple[str, str, str, int], dict[str, np.ndarray]]:
+    """(series, model, variant "", seed) -> the error curves of every RNN cell of units."""
+    return {(c.series, c.model, "", c.seed): c.errors for unit in units for c in unit.cells if c.errors}
 
 
 def format_table(table: pd.DataFrame) -> str:
     """The summary table as Markdown: mean ± std over seeds (and the MSE's 95% t interval of the mean); DM
-    against the reference ARMA for RNN rows; interval coverage and Winkler score per level; window and h
-    columns when the study has them."""
+    against the reference (named in the header) for RNN rows; interval coverage and Winkler score per level;
+    window, h and variant columns when the study has them."""
 
     def mean_std(metric: str, digits: int) -> list[str]:
         if f"{metric}_mean" not in table:
@@ -735,20 +770,27 @@ def format_table(table: pd.DataFrame) -> str:
         return ["" if np.isnan(a) else f"[{a:.{digits}f}, {b:.{digits}f}]" for a, b in pairs]
 
     has_dm = table["dm_pvalue_mean"].notna()
+    references = _references(table)
     columns: dict[str, Any] = {"series": table["series"]}
     if (table["window"] != WHOLE_TEST).any():
         columns["window"] = table["window"]
     if (table["h"] > 1).any():
         columns["h"] = table["h"]
+    columns["model"] = table["model"]
+    if (table["variant"] != "").any():
+        columns["variant"] = table["variant"]
+    if len(references) > 1:
+        columns["reference"] = table["reference"]
     columns.update({
-        "model": table["model"],
-        "seeds": table["seeds"],
+        "seeds": table["seeds"] if not table["identical_seeds"].any() else [
+            f"1 ({k} identical)" if k else str(n)
+            for n, k in zip(table["seeds"], table["identical_seeds"], strict=True)],
         "MSE": mean_std("mse", 4),
         "MSE 95% t interval": interval("mse", 4),
         "MAE": mean_std("mae", 4),
         "NMSE": mean_std("nmse", 4),
         "oracle ratio": mean_std("oracle_ratio", 3),
-        "DM stat vs ARMA": mean_std("dm_stat", 2),
+        f"DM stat vs {references[0] if len(references) == 1 else 'reference'}": mean_std("dm_stat", 2),
         f"RNN better / worse (p<{DM_LEVEL:g})": [
             f"{better} / {worse} of {n}" if ok else ""
             for better, worse, n, ok in zip(table["dm_rnn_better"], table["dm_rnn_worse"], table["seeds"],
@@ -760,9 +802,23 @@ def format_table(table: pd.DataFrame) -> str:
         ],
     })
     for name, _ in _interval_levels(table):
-        columns[f"cover {name.replace('_', '.')}%"] = mean_std(f"coverage{name}", 3)
-        columns[f"Winkler {name.replace('_', '.')}%"] = mean_std(f"winkler{name}", 3)
-    return pd.DataFrame(columns).to_markdown(index=False) + "\n\n" + table_legend(table)
+        columns[f"cover {_percent(name)}%"] = mean_std(f"coverage{name}", 3)
+        columns[f"Winkler {_percent(name)}%"] = mean_std(f"winkler{name}", 3)
+    frame = pd.DataFrame(columns)
+    # a formatted column stays text: without ± its cells would be read as numbers (0.800 printed as 0.8)
+    text = [k for k, column in enumerate(frame) if all(isinstance(cell, str) for cell in frame[column])]
+    return frame.to_markdown(index=False, disable_numparse=text) + "\n\n" + table_legend(table)
+
+
+def _references(table: pd.DataFrame) -> list[str]:
+    """The models the table's RNN rows are DM-tested against, sorted (none known for runs logged before
+    the cells named theirs)."""
+    return sorted({reference for reference in table["reference"] if reference})
+
+
+def _percent(name: str) -> str:
+    """An interval level's name as its percentage: "97_5" -> "97.5"."""
+    return name.replace("_", ".")
 
 
 def _interval_levels(table: pd.DataFrame) -> list[tuple[str, float]]:
@@ -774,12 +830,13 @@ def _interval_levels(table: pd.DataFrame) -> list[tuple[str, float]]:
 
 def blank_where(table: pd.DataFrame, blank: pd.Series) -> str:
     """The rows of table (columns series and h) that blank (a boolean Series on its index) marks, in words:
-    a series alone where all its rows are marked, else the series at the marked horizons ("setar at h = 2-3");
-    "" where none is marked."""
+    a series alone where it has a marked row at each of its horizons, else the series at the marked horizons
+    ("setar at h = 2-3"); "" where none is marked. Which models' rows are marked the caller says (an RNN's
+    interval cells, every model's oracle ratio)."""
     parts = []
     for series in sorted(set(table.loc[blank, "series"])):
         rows = table["series"] == series
-        if blank[rows].all():
+        if set(table.loc[rows & blank, "h"]) == set(table.loc[rows, "h"]):
             parts.append(series)
         else:
             parts.append(f"{series} at h = {_spans(sorted(set(table.loc[rows & blank, 'h'])))}")
@@ -798,17 +855,40 @@ def _spans(values: list[int]) -> str:
 
 
 def table_legend(table: pd.DataFrame) -> str:
-    """The lines under the table (a Markdown list): what ±, the DM columns and a blank cell mean."""
+    """The lines under the table (a Markdown list): what ±, a repeated fit, a variant, a search's objective,
+    the DM columns and a blank cell mean."""
     spread = ("±: sample standard deviation over the row's seeds (none for one seed)"
               if table["seeds"].max() > 1 else "One seed per row, so no ± (standard deviation over seeds)")
     lines = [
         f"{spread}; the MSE's 95% t interval is that of its mean over the seeds. Oracle ratio: MSE / the "
         "series' optimal MSE at that horizon (1 is the best possible).",
-        "DM: Diebold-Mariano test (HLN-corrected, two-sided) of the RNN's squared errors against the "
-        "reference ARMA's; negative favours the RNN. Better / worse: seeds significant at "
-        f"p < {DM_LEVEL:g} either way. Pooled DM: one test on the one-step errors of all seeds together.",
     ]
-    blanks = ["DM columns on ARMA rows (the reference)"]
+    if table["identical_seeds"].any():
+        lines.append("Seeds `1 (k identical)`: all k seeds gave bit-identical numbers (a fit that depends "
+                     "on neither the seed nor seeded data, such as ARMA on a real series), so the row is "
+                     "that one fit: no ±, no interval.")
+    if (table["variant"] != "").any():
+        lines.append("Variant: what the sweep's job changed beyond series, model and seed (its values of the "
+                     "swept keys, its Optuna trial); each variant is a model of its own, its seeds never "
+                     "pooled with another's.")
+    if "trial_value" in table:
+        trials = table.drop_duplicates("variant")
+        told = zip(trials["variant"], trials["trial_params"], trials["trial_value"], strict=True)
+        values = "; ".join(f"{variant} ({params}): {value:.6g}" for variant, params, value in told)
+        lines.append("Search objective, the value each trial told the Optuna study: the mean over the "
+                     "trial's RNN cells of best_val_mse, the lowest one-step validation MSE reached in "
+                     "training, on the series standardised by its training part's mean and standard "
+                     "deviation (an MSE / the training variance; the test part stays unseen), so not on the "
+                     f"scale of the MSE column, the test MSE in the series' own units. {values}.")
+    references = _references(table)
+    against = (f"{references[0]}'s (the reference)" if len(references) == 1
+               else "the reference's (column reference)" if references else "the reference ARMA's")
+    lines.append(
+        f"DM: Diebold-Mariano test (HLN-corrected, two-sided) of the RNN's squared errors against {against}; "
+        "negative favours the RNN. Better / worse: seeds significant at "
+        f"p < {DM_LEVEL:g} either way. Pooled DM: one test on the one-step errors of all seeds together.")
+    tested = f"only RNNs are tested against {references[0]}" if len(references) == 1 else "the reference"
+    blanks = [f"DM columns on ARMA rows ({tested})"]
     if (table["h"] > 1).any():
         blanks.append("pooled DM beyond h = 1 (overlapping multi-step errors are not pooled)")
     no_oracle = blank_where(table, table["oracle_ratio_mean"].isna())
@@ -818,10 +898,16 @@ def table_legend(table: pd.DataFrame) -> str:
                       "deterministic series such as the logistic map at noise_std=0 has 0; beyond h = 1 only "
                       "ARMA series have one)")
     levels = sorted(_interval_levels(table), key=lambda name_level: name_level[1])
-    no_interval = blank_where(table, table[[f"coverage{name}_mean" for name, _ in levels]].isna().any(axis=1))
-    if no_interval:
+    # per level: a validation part may hold enough residuals for 80% intervals and too few for 95% ones
+    where_blank: dict[str, list[str]] = {}
+    for name, _ in levels:
+        where = blank_where(table, table[f"coverage{name}_mean"].isna())
+        if where:
+            where_blank.setdefault(where, []).append(f"{_percent(name)}%")
+    if where_blank:
         needs = ", ".join(f"{min_calibration_residuals(level)} at {100 * level:g}%" for _, level in levels)
-        blanks.append(f"cover and Winkler for {no_interval} where an RNN's split-conformal "
+        cells = " and ".join(f"at {' and '.join(names)} for {where}" for where, names in where_blank.items())
+        blanks.append(f"cover and Winkler {cells}, where an RNN's split-conformal "
                       f"interval has too few calibration residuals (it needs {needs}; a validation part of n "
                       "points gives n - h + 1 at horizon h, none without a validation part)")
     lines.append("Blank: " + "; ".join(blanks) + ".")
@@ -873,11 +959,12 @@ def cell_note(cell: Cell, config: StudyConfig) -> str:
 
 
 def _log_cell(settings, parent_run_id: str | None, unit: Unit, cell: Cell, config: StudyConfig,
-              label: str = "", job_num: int | None = None) -> None:
+              label: str = "", job_num: int | None = None, variant: str = "") -> None:
     from harness.tracking import open_run
 
     tags = {
         **({} if job_num is None else {"job_num": job_num}),
+        **({"variant": variant} if variant else {}),
         "study": STUDY,
         "series": cell.series,
         "model": cell.model,
@@ -973,12 +1060,23 @@ def run_cells(config: StudyConfig, settings, parent_run_id: str | None = "auto",
     ``attrs["objective"]``: validation_objective of the cells (what an Optuna search minimises).
     """
     validate(config)
+    variant = sweep_variant(label)
     with results_in_processes(_calls(config, with_link=False)) as results:
         units, _ = _gather(results, lambda unit, cell: _log_cell(settings, parent_run_id, unit, cell, config,
-                                                                 label, job_num))
+                                                                 label, job_num, variant))
     frame = cells_frame(units)
     frame.attrs["objective"] = validation_objective(units)
     return frame
+
+
+def sweep_variant(label: str) -> str:
+    """What a sweep's job changed beyond series, model and seed, the cells' variant: label (its values of the
+    swept keys) and its Optuna trial ("trial 3"); "" outside a sweep. Cells of different variants are other
+    models, never seeds of one."""
+    from harness.search import current_trial
+
+    trial = current_trial()
+    return " ".join(part for part in (label, None if trial is None else f"trial {trial}") if part)
 
 
 def validation_objective(units: Sequence[Unit]) -> float:
@@ -1126,14 +1224,15 @@ def rebuild_table(parent_run_id: str, settings) -> pd.DataFrame:
     metric_columns = [c for c in runs.columns if c.startswith("metrics.")]
     cells = _cells([
         {"series": run["tags.series"], "window": window, "h": h, "model": run["tags.model"],
-         "seed": int(run["tags.seed"]), **scores}
+         "variant": _tag(run, "variant"), "reference": _tag(run, "reference"), "seed": int(run["tags.seed"]),
+         **scores}
         for _, run in runs.iterrows()
         for (window, h), scores in long_rows(
             {c[len("metrics."):]: run[c] for c in metric_columns if pd.notna(run[c])}
         ).items()
     ])
     errors = {
-        (run["tags.series"], run["tags.model"], int(run["tags.seed"])): {
+        (run["tags.series"], run["tags.model"], _tag(run, "variant"), int(run["tags.seed"])): {
             key: metric_history(run["run_id"], key, settings)["value"].to_numpy()
             for key in (c[len("metrics."):] for c in metric_columns)
             if key.split(".")[0] in ERROR_CURVES and pd.notna(run[f"metrics.{key}"])
@@ -1142,7 +1241,20 @@ def rebuild_table(parent_run_id: str, settings) -> pd.DataFrame:
     }
     series_order = _logged_list(parent, "series") or sorted(cells["series"].unique())
     model_order = _logged_list(parent, "model") or sorted(cells["model"].unique())
-    return summarize(cells, series_order, model_order, errors)
+    table = summarize(cells, series_order, model_order, errors)
+    # an Optuna search's trials: what each one's variant sampled and the value it told the study
+    trials = {_tag(run, "variant"): (_tag(run, "optuna.params"), float(_tag(run, "optuna.value") or "nan"))
+              for _, run in runs.iterrows() if _tag(run, "optuna.trial")}
+    if trials:
+        table["trial_params"] = [trials.get(variant, ("", math.nan))[0] for variant in table["variant"]]
+        table["trial_value"] = [trials.get(variant, ("", math.nan))[1] for variant in table["variant"]]
+    return table
+
+
+def _tag(run: pd.Series, name: str) -> str:
+    """Tag name of a runs_frame row, "" when the run has none (runs logged before the harness wrote it)."""
+    value = run.get(f"tags.{name}")
+    return value if isinstance(value, str) else ""
 
 
 def _logged_list(parent: pd.DataFrame, key: str) -> list[str] | None:
