@@ -703,8 +703,8 @@ def summarize(cells: pd.DataFrame, series_order: Sequence[str], model_order: Seq
         counts = (side & significant).groupby(groups, sort=False).sum()
         table[column] = [int(counts[row]) for row in rows]
     seeds = ordered.groupby(groups, sort=False)["seed"].apply(list)
-    pooled = [(_pooled_dm(errors, series, model, variant, seeds[row], window) if row[2] == 1 else None)
-              or (np.nan, np.nan) for row in rows for series, window, _, model, variant, _ in [row]]
+    pooled = [(_pooled_dm(errors, series, model, variant, seeds[row], window) if h == 1 else None)
+              or (np.nan, np.nan) for row in rows for series, window, h, model, variant, _ in (row,)]
     table["dm_pooled_stat"] = [stat for stat, _ in pooled]
     table["dm_pooled_pvalue"] = [pvalue for _, pvalue in pooled]
     return table
