@@ -140,6 +140,9 @@ def _write_atomically(path: Path, data: bytes) -> None:
 _idle = threading.Event()  # in a worker: no job runs
 _idle.set()
 _watcher: threading.Thread | None = None
+# (ledger, signum) once a stop signal ended a job of that pool in this worker: the sweep is stopping, and a
+# job loky queued here meanwhile must not start (its run would only be torn down with the pool)
+_stopped_in: tuple[str, int] | None = None
 
 
 def _end_with_launcher(launcher: dict[str, str]) -> None:
@@ -162,13 +165,17 @@ def _end_with_launcher(launcher: dict[str, str]) -> None:
 def execute_recorded_job(ledger: str, launcher: dict[str, str], idx: int, *job: Any) -> JobReturn:
     """The plugin's job function (run in a loky worker), with the job's process recorded in ledger before
     it starts (``<idx>.pid``) and its JobReturn after it ends (``<idx>.done``); the worker ends itself when
-    the launching process (launcher: its process tags) is gone (_end_with_launcher)."""
+    the launching process (launcher: its process tags) is gone (_end_with_launcher). Once a signal has
+    stopped one of the pool's jobs here, the worker starts no other (RunInterrupted at once)."""
     from hydra_plugins.hydra_joblib_launcher._core import execute_job
     from joblib.externals.loky.backend.reduction import dumps
 
     from harness.tracking.orphans import PID_TAG, process_tags
+    from harness.tracking.runs import RunInterrupted
 
-    global _watcher
+    global _watcher, _stopped_in
+    if _stopped_in is not None and _stopped_in[0] == ledger:
+        raise RunInterrupted(_stopped_in[1])
     # a worker runs many jobs, of one launcher; joblib runs a one-worker pool's jobs in the launcher itself
     if _watcher is None and launcher[PID_TAG] != str(os.getpid()):
         _watcher = threading.Thread(target=_end_with_launcher, args=(launcher,), daemon=True)
@@ -180,6 +187,9 @@ def execute_recorded_job(ledger: str, launcher: dict[str, str], idx: int, *job: 
         _write_atomically(folder / f"{idx}.pid", json.dumps(record).encode())
         job_return = execute_job(idx, *job)
         _write_atomically(folder / f"{idx}.done", dumps(job_return))  # pickled as loky sends it back
+    except RunInterrupted as stop:
+        _stopped_in = (ledger, stop.signum)
+        raise
     finally:
         _idle.set()
     return job_return
@@ -254,7 +264,8 @@ class JoblibLauncher(PluginJoblibLauncher):
         joblib_cfg = dict(self.joblib)
         joblib_cfg["backend"] = "loky"  # the plugin's rule: the threading backend is incompatible with Hydra
         process_joblib_cfg(joblib_cfg)
-        log.info("Joblib.Parallel(%s) is launching %d jobs",
+        # the plugin's log line, which every sweep printed; the per-job lines below are the basic launcher's
+        log.debug("Joblib.Parallel(%s) is launching %d jobs",
                  ",".join(f"{k}={v}" for k, v in joblib_cfg.items()), len(job_overrides))
         log.info("Launching jobs, sweep output dir : %s", sweep_dir)
         jobs = {initial_job_idx + k: list(overrides) for k, overrides in enumerate(job_overrides)}

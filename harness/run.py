@@ -56,10 +56,11 @@ from harness.search import current_trial, trial_run_name
 from harness.tasks import SequenceTask, fingerprint, make_task
 from harness.tracking import TrackingSettings, open_run, project_root
 from harness.tracking.experiment_notes import NOTE_TAG
+from harness.tracking.orphans import STOPPED_AT_TAG
 from harness.tracking.redact import redact_config
-from harness.tracking.runs import RunInterrupted, sweep_label
+from harness.tracking.runs import RunInterrupted, raise_if_stop_requested, sweep_label
 from harness.training import FitResult, fit
-from harness.ui import run_url, ui_command
+from harness.ui import ui_hint
 
 MODEL_CLASSES = {"elman": Elman, "linear": Elman, "irnn": Elman, "jordan": Jordan, "lstm": LSTM, "gru": GRU}
 # Models that are an Elman network with a fixed activation (and, for the IRNN, a default recurrent init).
@@ -283,35 +284,54 @@ def run(cfg: dict[str, Any], *, overrides: list[str] | tuple[str, ...] = (),
             result = fit(model, task, optimizer, config.trainer, train_rng=streams["train"],
                          val_batch=val_batch, diagnostics_batch=diagnostics_batch, logger=logger,
                          description=name, early_stopping=early_stopping, result=start, save=save)
+            objective, outcome = _log_result(logger, config, name, task, model, result, early_stopping,
+                                             Path(workdir), val_batch.X[:, :2])
+            # a signal whose exception Python dropped stops the run here, as one raised in time does
+            raise_if_stop_requested()
         except RunInterrupted as stop:
-            done = start.steps_done
-            command = continue_command(logger.run_id, overrides) if done and logger.run_id else None
-            logger.set_tags({NOTE_TAG: describe_stopped_run(config, done, stop, command)})
-            if echo is not None:
-                for line in stopped_summary(name, logger.run_id, done, config.trainer.steps, stop, command):
-                    echo(line)
+            # start is the FitResult fit works on: it tells how far the run got, wherever the signal landed
+            # (in training, or after it, while the run logs its result)
+            _tell_stopped(logger, config, name, start.steps_done, stop, overrides, echo)
             raise
         finally:
             logger.set_tags(checkpointer.cost_tags())
-        if result.stopped_reason:
-            logger.set_tags({"stopped_reason": result.stopped_reason})
-        metric = f"val/{task.metric_name}"
-        best = early_stopping is not None and early_stopping.best is not None
-        objective = math.nan if result.diverged else early_stopping.best if best else result.final[metric]
-        outcome = Outcome.of(name, model_label(config.model), task, result, objective)
-        final = {"steps_done": float(result.steps_done), "solved": float(outcome.solved),
-                 "objective": objective}
-        if best:
-            final["best_step"] = float(early_stopping.best_step)
-        logger.log_metrics(final, result.steps_done)
-        logger.set_tags({NOTE_TAG: describe_run(config, outcome)})
-        _log_outputs(logger, model, result, Path(workdir), early_stopping, val_batch.X[:, :2],
-                     keep_last=config.trainer.early_stopping.keep_last)
     freeze_long_lived_objects()
     if echo is not None:
-        url = None
-        if logger.run_id is not None:
-            url = run_url(settings.tracking_uri, logger.experiment_id, logger.run_id)
-        for line in terminal_summary(outcome, logger.run_id, url, ui_command(settings.tracking_uri)):
+        hint = None if logger.run_id is None else ui_hint(settings.tracking_uri,
+                                                          (str(logger.experiment_id), logger.run_id))
+        for line in terminal_summary(outcome, logger.run_id, hint):
             echo(line)
     return objective
+
+
+def _log_result(logger, config: RunConfig, name: str, task: SequenceTask, model, result: FitResult,
+                early_stopping: EarlyStopping | None, workdir: Path, X_example: np.ndarray
+                ) -> tuple[float, Outcome]:
+    """Log what a fit of model that ran to its end gives: stopped_reason, the final metrics, the
+    description, figures and weights (_log_outputs; X_example (T, B, D) the model's input example).
+    Returns (the run's objective, its Outcome)."""
+    if result.stopped_reason:
+        logger.set_tags({"stopped_reason": result.stopped_reason})
+    metric = f"val/{task.metric_name}"
+    best = early_stopping is not None and early_stopping.best is not None
+    objective = math.nan if result.diverged else early_stopping.best if best else result.final[metric]
+    outcome = Outcome.of(name, model_label(config.model), task, result, objective)
+    final = {"steps_done": float(result.steps_done), "solved": float(outcome.solved), "objective": objective}
+    if best:
+        final["best_step"] = float(early_stopping.best_step)
+    logger.log_metrics(final, result.steps_done)
+    logger.set_tags({NOTE_TAG: describe_run(config, outcome)})
+    _log_outputs(logger, model, result, workdir, early_stopping, X_example,
+                 keep_last=config.trainer.early_stopping.keep_last)
+    return objective, outcome
+
+
+def _tell_stopped(logger, config: RunConfig, name: str, done: int, stop: RunInterrupted,
+                  overrides: list[str] | tuple[str, ...], echo: Callable[[str], Any] | None) -> None:
+    """A run the signal of stop stopped after done steps: its description, its tag STOPPED_AT_TAG and
+    (echo) the lines that say where it stopped and the command that continues it."""
+    command = continue_command(logger.run_id, overrides) if done and logger.run_id else None
+    logger.set_tags({NOTE_TAG: describe_stopped_run(config, done, stop, command), STOPPED_AT_TAG: done})
+    if echo is not None:
+        for line in stopped_summary(name, logger.run_id, done, config.trainer.steps, stop, command):
+            echo(line)

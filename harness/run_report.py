@@ -4,6 +4,7 @@ the solved flag, the run's URL in the UI)."""
 
 from __future__ import annotations
 
+import math
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,8 +20,9 @@ class Outcome:
     """The result of one run in the task's terms.
 
     metric: the task's metric name; value: its final validation value (nan if the run diverged); chance: what
-    a predictor that ignores the inputs scores; rule: what solved means; diverged_step: None or the step
-    whose loss was not finite.
+    a predictor that ignores the inputs scores; rule: what solved means; rule_metric, rule_value: the metric
+    the rule tests (task.solved_metric) and its final validation value (nan if the run diverged);
+    diverged_step: None or the step whose loss was not finite.
     """
 
     name: str
@@ -31,6 +33,8 @@ class Outcome:
     higher_is_better: bool
     solved: bool
     rule: str
+    rule_metric: str
+    rule_value: float
     steps_done: int
     diverged_step: int | None
 
@@ -40,7 +44,9 @@ class Outcome:
         return cls(name=name, model=model, metric=task.metric_name, value=value,
                    chance=task.chance()[task.metric_name], higher_is_better=task.higher_is_better,
                    solved=not result.diverged and bool(result.final.get("val/solved")),
-                   rule=task.solved_rule, steps_done=result.steps_done, diverged_step=result.diverged_step)
+                   rule=task.solved_rule, rule_metric=task.solved_metric,
+                   rule_value=math.nan if result.diverged else result.final[f"val/{task.solved_metric}"],
+                   steps_done=result.steps_done, diverged_step=result.diverged_step)
 
     @property
     def verdict(self) -> str:
@@ -51,10 +57,12 @@ class Outcome:
 
     @property
     def metric_line(self) -> str:
-        """'validation mse 0.00412 (chance level 0.1667; lower is better): solved (mse < ...)'."""
+        """'validation cross_entropy 0.4428 (chance level 0.5199; lower is better): not solved
+        (recall_accuracy 0.1203; rule: recall_accuracy >= 0.99)': the rule's own metric is shown, also
+        where it is the task metric (with early stopping that one is the best value, the rule's the final)."""
         better = "higher" if self.higher_is_better else "lower"
         return (f"validation {self.metric} {self.value:.4g} (chance level {self.chance:.4g}; {better} is "
-                f"better): {self.verdict} (rule: {self.rule})")
+                f"better): {self.verdict} ({self.rule_metric} {self.rule_value:.4g}; rule: {self.rule})")
 
 
 def describe_run(config: RunConfig, outcome: Outcome) -> str:
@@ -100,13 +108,10 @@ def stopped_summary(name: str, run_id: str | None, steps_done: int, steps: int, 
     return lines
 
 
-def terminal_summary(outcome: Outcome, run_id: str | None, url: str | None, ui_command: str | None
-                     ) -> list[str]:
-    """The lines train.py ends with: name and id, the metric line, the run's URL and how to open the UI."""
-    lines = [_run_line(outcome.name, run_id), outcome.metric_line]
-    if url:
-        lines.append(f"in the MLflow UI: {url}" + (f"  (start it with: {ui_command})" if ui_command else ""))
-    return lines
+def terminal_summary(outcome: Outcome, run_id: str | None, ui_hint: str | None) -> list[str]:
+    """The lines train.py ends with: name and id, the metric line, then (a tracked run) ui_hint, the run's
+    page in the UI and how to open it (harness.ui.ui_hint)."""
+    return [_run_line(outcome.name, run_id), outcome.metric_line, *filter(None, [ui_hint])]
 
 
 def _run_line(name: str, run_id: str | None) -> str:

@@ -121,10 +121,9 @@ def _check_parent(client: Any, experiment_id: str, run_id: str, app: str) -> Any
         theirs = client.get_experiment(parent.info.experiment_id).name
         raise ConfigError(f"{KEY}: run {run_id} is in experiment {theirs!r}, not in this sweep's; set "
                           f"tracking.experiment={theirs} as the sweep had it")
-    from harness.tracking.callback import SWEPT_TAG
+    from harness.tracking.callback import SWEPT_TAG, names_a_sweep
 
-    if ("mlflow.parentRunId" in tags or SWEPT_TAG not in tags
-            or not (name or "").startswith(f"{app}-sweep-")):
+    if "mlflow.parentRunId" in tags or SWEPT_TAG not in tags or not names_a_sweep(name or "", app):
         raise ConfigError(f"{KEY}: run {run_id} ({name}) is not the parent run of a {app}.py sweep; allowed: "
                           f"a sweep parent's run id (<sweep dir>/parent_run_id)")
     if parent.info.status == "RUNNING" and not process_gone(tags):

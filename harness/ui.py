@@ -40,11 +40,16 @@ def experiments_url(base: str) -> str:
     return f"{base.rstrip('/')}/#/experiments?{TRAINING_VIEW}"
 
 
+def _base(tracking_uri: str, port: int) -> str:
+    """Where the UI of tracking_uri answers: a tracking server itself, or ``python -m harness.ui``."""
+    if urlparse(tracking_uri).scheme in ("http", "https"):
+        return without_userinfo(tracking_uri.rstrip("/"))
+    return ui_url(port)
+
+
 def run_url(tracking_uri: str, experiment_id: str, run_id: str, port: int = DEFAULT_PORT) -> str:
     """The page of run_id in the UI: a tracking server's own, or ``python -m harness.ui``'s for a database."""
-    server = urlparse(tracking_uri).scheme in ("http", "https")
-    base = without_userinfo(tracking_uri.rstrip("/")) if server else ui_url(port)
-    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}?{TRAINING_VIEW}"
+    return f"{_base(tracking_uri, port)}/#/experiments/{experiment_id}/runs/{run_id}?{TRAINING_VIEW}"
 
 
 def ui_command(tracking_uri: str) -> str | None:
@@ -57,10 +62,18 @@ def ui_command(tracking_uri: str) -> str | None:
     return "python -m harness.ui" + ("" if default else f" --uri {redact(tracking_uri)}")
 
 
-def ui_hint(tracking_uri: str) -> str:
-    """The line an app ends with that says how to see its runs: ``MLflow UI: python -m harness.ui`` (the
-    command for a database store), or the server's address for a tracking server."""
-    return f"MLflow UI: {ui_command(tracking_uri) or f'open {without_userinfo(tracking_uri)} in a browser'}"
+def ui_hint(tracking_uri: str, run: tuple[str, str] | None = None) -> str:
+    """The line every app ends with: the page of run (experiment id, run id) in the UI and, for a database
+    store, the command that starts the UI: ``in the MLflow UI: http://127.0.0.1:5000/#/experiments/1/runs/
+    <id>?workflowType=machine_learning  (start it with: python -m harness.ui)``. run defaults to the newest
+    top-level run this process opened on the store (a study's or a sweep's parent run), else the line
+    links to the experiments page."""
+    from harness.tracking.runs import last_top_run
+
+    run = run or last_top_run(tracking_uri)
+    url = experiments_url(_base(tracking_uri, DEFAULT_PORT)) if run is None else run_url(tracking_uri, *run)
+    command = ui_command(tracking_uri)
+    return f"in the MLflow UI: {url}" + (f"  (start it with: {command})" if command else "")
 
 
 def port_taken(port: int) -> bool:

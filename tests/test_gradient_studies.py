@@ -49,6 +49,14 @@ def composed(settings, *overrides: str) -> dict:
     return OmegaConf.to_container(cfg, resolve=True)
 
 
+def ui_line(settings, parent) -> str:
+    """The line a study ends with: its parent run's page in the UI, and the command that starts the UI on
+    the (non-default) store."""
+    return (f"in the MLflow UI: http://127.0.0.1:5000/#/experiments/{parent.info.experiment_id}/runs/"
+            f"{parent.info.run_id}?workflowType=machine_learning  (start it with: python -m harness.ui --uri "
+            f"{settings.tracking_uri})")
+
+
 def children(client: MlflowClient, parent_run_id: str) -> list:
     parent = client.get_run(parent_run_id)
     return client.search_runs([parent.info.experiment_id],
@@ -133,8 +141,8 @@ def test_study_records_parent_children_table_and_figures(tracking_settings, stud
     assert {"table.md", "table.csv", "cells.csv", "findings.txt"} <= names
     assert any(name.endswith(".png") for name in names)
     assert result.outputs.markdown in echoed
-    # it ends, as the other apps do, with the command that opens the MLflow UI on its (non-default) store
-    assert echoed[-1] == f"MLflow UI: python -m harness.ui --uri {tracking_settings.tracking_uri}"
+    # it ends, as the other apps do, with its parent's page in the MLflow UI and the command that opens it
+    assert echoed[-1] == ui_line(tracking_settings, parent)
     table = pd.read_csv(client.download_artifacts(result.parent_run_id, "table.csv"))
     assert len(table) == (4 if study == "closed_form" else 2)
 
@@ -185,7 +193,7 @@ def test_sweep_job_cells_nest_under_the_sweep_parent_with_the_sequential_numbers
     echoed: list[str] = []  # what a -m sweep ends with (harness.studies.sweep_summary)
     summarize_sweep(composed(tracking_settings, "study=closed_form"), parent_run_id, echo=echoed.append)
     assert echoed[-2].startswith(f"sweep parent run {parent_run_id}; its table again: ")
-    assert echoed[-1] == f"MLflow UI: python -m harness.ui --uri {tracking_settings.tracking_uri}"
+    assert echoed[-1] == ui_line(tracking_settings, client.get_run(parent_run_id))
 
 
 @pytest.mark.slow

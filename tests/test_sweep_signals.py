@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -47,9 +48,10 @@ def wait_until(predicate, process: subprocess.Popen, stderr: Path, timeout: floa
 
 
 def start(command: list[str], tmp_path: Path) -> tuple[subprocess.Popen, Path]:
+    """The app's process (stdout in tmp_path/stdout.txt) and the file of its stderr."""
     stderr = tmp_path / "stderr.txt"
-    with stderr.open("w") as sink:
-        process = subprocess.Popen(command, env=app_env(tmp_path), cwd=tmp_path, stdout=subprocess.DEVNULL,
+    with stderr.open("w") as sink, (tmp_path / "stdout.txt").open("w") as out:
+        process = subprocess.Popen(command, env=app_env(tmp_path), cwd=tmp_path, stdout=out,
                                    stderr=sink, start_new_session=True)  # its own group, for killpg
     return process, stderr
 
@@ -60,7 +62,8 @@ def start(command: list[str], tmp_path: Path) -> tuple[subprocess.Popen, Path]:
 ])
 def test_a_signalled_joblib_sweep_ends_every_run_killed(tmp_path: Path, tracking_settings, signum: int,
                                                         target: str) -> None:
-    command = app_command(tracking_settings, "-m", *TINY, *LONG, "seed=0,1", "hydra/launcher=joblib",
+    # four jobs on two workers: jobs 2 and 3 wait for a worker, and never start once the sweep is stopped
+    command = app_command(tracking_settings, "-m", *TINY, *LONG, "seed=0,1,2,3", "hydra/launcher=joblib",
                           "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={tmp_path}/sweep")
     process, stderr = start(command, tmp_path)
     client = MlflowClient(tracking_settings.tracking_uri)
@@ -93,8 +96,21 @@ def test_a_signalled_joblib_sweep_ends_every_run_killed(tmp_path: Path, tracking
     why = f"stopped by {name}; the sweep's command with trainer.resume_sweep={parent_id} completes it"
     assert parent.data.tags["error"] == f"the sweep stopped before its end ({why})"
     note = parent.data.tags["mlflow.note.content"]
-    assert note.startswith(f"**Stopped before its end** ({why}).\n\n**Sweep: 2 jobs, 2 runs (2 killed).**")
+    jobs = "4 jobs (2 stopped, 2 not started), 2 runs (2 killed)"
+    assert note.startswith(f"**Stopped before its end** ({why}).\n\n**Sweep: {jobs}.**")
+    assert "- not started: job 2 (seed=2), job 3 (seed=3)" in note, note
     assert "| job | run | seed | status | steps | val accuracy | solved |" in note, note
+    # the terminal: the launcher's lines as the basic launcher's (not joblib's options), the same account,
+    # and each killed run's steps in the table as its stop line gave them
+    out = (tmp_path / "stdout.txt").read_text()
+    assert "Joblib.Parallel" not in stderr.read_text() + out
+    assert "\t#3 : " in out
+    assert f"sweep {parent_id}: {jobs}\n" in out and "  not started: job 2 (seed=2), job 3 (seed=3)\n" in out
+    for run in children:
+        name, run_id = run.info.run_name, run.info.run_id
+        stopped_at = re.search(rf"run {name} \({run_id}\) stopped at step (\d+) of ", out)
+        assert stopped_at, out
+        assert f"| {name} | {run.data.tags['seed']} | killed | {stopped_at[1]} | " in out, out
 
 
 def test_a_signalled_basic_sweep_stops_and_ends_its_runs(tmp_path: Path, tracking_settings) -> None:
@@ -111,6 +127,13 @@ def test_a_signalled_basic_sweep_stops_and_ends_its_runs(tmp_path: Path, trackin
     (parent,), children = children_of(tracking_settings)
     assert parent.info.status == "KILLED" and len(children) < 40
     assert {run.info.status for run in children} <= {"FINISHED", "KILLED"}
+    # the account counts the jobs that never started, and names the signal as the joblib sweep's does
+    out = (tmp_path / "stdout.txt").read_text()
+    finished = sum(run.info.status == "FINISHED" for run in children)
+    stopped = len(children) - finished
+    done = f"{finished} finished, " if finished else ""
+    assert f"40 jobs ({done}{stopped} stopped, {40 - len(children)} not started), " in out, out
+    assert "the sweep stopped before its end (stopped by SIGTERM; " in out, out
 
 
 def sweep_runs(settings) -> tuple[object, list]:

@@ -322,6 +322,7 @@ def test_sweep_callback_parent_run_counts_children(tracking_settings, tmp_path, 
     assert (sweep_dir / "swept_keys").read_text() == "model\ntask.length"
     for job in ("0", "1"):  # what Hydra makes for each job it launches
         (sweep_dir / job / ".hydra").mkdir(parents=True)
+        (sweep_dir / job / ".hydra" / "hydra.yaml").write_text(f"hydra:\n  job:\n    num: {job}\n")
     settings = replace(tracking_settings, experiment="sweep")
     with open_run(settings, run_name="job0", parent_run_id="auto"):
         pass
@@ -332,7 +333,8 @@ def test_sweep_callback_parent_run_counts_children(tracking_settings, tmp_path, 
     client = _client(settings)
     run = client.get_run(parent)
     assert run.info.status == "FINISHED"
-    assert re.fullmatch(r"train-sweep-\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d", run.info.run_name)
+    # what was swept first: the UI's list of runs shows about 25 characters
+    assert re.fullmatch(r"train-sweep model,length \d\d:\d\d:\d\d", run.info.run_name)
     assert run.data.tags["harness.swept_keys"] == "model task.length"
     metrics = run.data.metrics
     assert (metrics["jobs"], metrics["runs"], metrics["finished"], metrics["failed"], metrics["killed"]) == (

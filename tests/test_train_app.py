@@ -68,7 +68,7 @@ def test_single_run_records_params_metrics_artifacts_and_tags(tmp_path: Path, tr
     assert done.stdout.splitlines()[-3:] == [
         f"run bit_sum-elman-s2 ({run.info.run_id})",
         f"validation accuracy {value:.4g} (chance level {chance:.4g}; higher is better): {verdict} "
-        "(rule: accuracy >= 0.99)",
+        f"(accuracy {value:.4g}; rule: accuracy >= 0.99)",
         f"in the MLflow UI: http://127.0.0.1:5000/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
         "?workflowType=machine_learning"
         f"  (start it with: python -m harness.ui --uri {tracking_settings.tracking_uri})",

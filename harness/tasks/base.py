@@ -147,10 +147,15 @@ class SequenceTask(ABC):
         """Whether metrics (from evaluate) meet the task's documented solved rule."""
 
     @property
+    def solved_metric(self) -> str:
+        """The metric solved() tests: metric_name, unless the task's rule reads another one."""
+        return self.metric_name
+
+    @property
     def solved_rule(self) -> str:
         """What solved means, in words of the metrics (e.g. 'accuracy >= 0.99'); a task whose solved()
         reads another rule says so here."""
-        return f"{self.metric_name} >= {SOLVED_ACCURACY:g}"
+        return f"{self.solved_metric} >= {SOLVED_ACCURACY:g}"
 
     @abstractmethod
     def chance(self) -> dict[str, float]:

@@ -10,11 +10,12 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hydra.core.utils import JobStatus
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
@@ -43,7 +44,9 @@ from harness.tracking.runs import (
     PARENT_FILE,
     SWEPT_FILE,
     RunInterrupted,
+    last_stop_signal,
     note_stop,
+    note_top_run,
     raise_if_stop_requested,
     stop_requested,
     stops_received,
@@ -71,7 +74,7 @@ class SweepCallback(Callback):
     """Hydra callback (``hydra.callbacks``) that gives a multirun one parent run.
 
     on_multirun_start: creates the store schema and experiment once (before any job, so parallel jobs never
-    race in migrations), starts a parent run named ``<app>-sweep-<date>`` (tag ``harness.swept_keys``: the
+    race in migrations), starts a parent run named by sweep_run_name (tag ``harness.swept_keys``: the
     swept keys, also in ``<sweep dir>/swept_keys`` for the jobs' run names), writes its id to
     ``<sweep dir>/parent_run_id`` and sets ``$HARNESS_PARENT_RUN_ID`` (both read by
     ``open_run(parent_run_id="auto")`` in-process, in joblib/loky workers and in submitit jobs).
@@ -88,8 +91,10 @@ class SweepCallback(Callback):
     signum; a second Ctrl-C never cuts the parent's end short.
     A sweep that stops before on_multirun_end (a signal, Hydra rejecting a job's overrides, a crash, a dead
     worker) still ends its parent at exit: KILLED after a signal, else FAILED, with the reason in its
-    ``error`` tag; every child run still RUNNING whose process is gone ends KILLED after a signal, else
-    FAILED.
+    ``error`` tag (a job that raised: which one and its exception, from JOB_ERROR_FILE); every child run
+    still RUNNING whose process is gone ends KILLED after a signal, else FAILED. Its report counts the
+    basic sweeper's planned jobs by how far they got (job_states; ``4 jobs (2 stopped, 2 not started)``) and
+    names those that never started.
     A job attempt a launcher reports lost (on_job_end with a harness.joblib_launcher.LostJob: its worker
     died, or was torn down with the pool) has its runs ended at once: those left RUNNING FAILED with the
     cause, and so are those the dead worker's metric writer ended as reap does (reaped), whichever came
@@ -132,6 +137,9 @@ class SweepCallback(Callback):
         self._between_jobs = False
         self._stops_at_start = 0
         self._died: list[str] = []  # the lost jobs whose worker died (WorkerDied), for the parent's error
+        # job number -> "job 2 (seed=2)" of every job the basic sweeper's grid plans; None for other sweepers,
+        # which choose their jobs as they go
+        self._planned: dict[int, str] | None = None
         self.continuation: Any = None  # harness.sweep_continuation.Continuation of trainer.resume_sweep
         self._continuable = False
         self._started_ms = 0
@@ -163,6 +171,7 @@ class SweepCallback(Callback):
         tags = {"harness.sweep_dir": redact(str(sweep_dir)), **process_tags(), **source_tags()}
         swept = swept_keys(config)
         tags[SWEPT_TAG] = " ".join(swept)
+        self._planned = planned_jobs(config)
         if threading.current_thread() is threading.main_thread():
             # SIGTERM's default action skips atexit: turn it into an exit that runs it. Installed before the
             # parent exists, so no signal finds the default action with a parent RUNNING.
@@ -176,6 +185,7 @@ class SweepCallback(Callback):
             else:
                 parent_run_id = self.continuation.reopen(client, tags, sweep_dir)
             self.settings, self.parent_run_id = settings, parent_run_id
+            note_top_run(settings.tracking_uri, experiment_id, parent_run_id)
             if uses_metric_writer(settings.tracking_uri):
                 # SIGKILL skips atexit: the metric writer, which outlives this process, then ends the parent
                 BackgroundMetricWriter.shared(settings.tracking_uri).watch(parent_run_id)
@@ -248,9 +258,13 @@ class SweepCallback(Callback):
     def on_job_end(self, config: DictConfig, **kwargs: Any) -> None:
         self._between_jobs = True
         redact_hydra_outputs(config)  # the job's log
-        lost = getattr(kwargs.get("job_return"), "_return_value", None)
-        if isinstance(lost, LostJob) and self.settings is not None and self.parent_run_id is not None:
-            self._end_runs_of_lost_job(lost)
+        job_return = kwargs.get("job_return")
+        lost = getattr(job_return, "_return_value", None)
+        if isinstance(lost, LostJob):
+            if self.settings is not None and self.parent_run_id is not None:
+                self._end_runs_of_lost_job(lost)
+        elif getattr(job_return, "status", None) == JobStatus.FAILED and isinstance(lost, BaseException):
+            record_job_error(config, lost)
 
     def _end_runs_of_lost_job(self, lost: LostJob) -> None:
         """End the runs of the lost job attempt (its worker's, opened since it started). TornDown (the job
@@ -306,25 +320,28 @@ class SweepCallback(Callback):
             time.sleep(0.2)
         # A sweeper raises a failed job's exception (Hydra's basic sweeper does, after the batch), such as a
         # dead worker's.
+        failures = [*self._died, *(f"{self._job_name(num)}: {error}"
+                                   for num, error in job_errors(self._sweep_dir).items())]
         if killed:
-            by = signal.Signals(self._signal).name if self._signal else "a signal"
+            signum = self._signal or last_stop_signal()
+            by = signal.Signals(signum).name if signum else "a signal"
             how = (f"the sweep's command with trainer.resume_sweep={self.parent_run_id} completes it"
                    if self._continuable else
                    "each stopped run's description gives the command that continues it")
             why = f"stopped by {by}; {how}"
-        elif self._died:
-            why = f"a failed job: {'; '.join(self._died)}"
+        elif failures:
+            why = f"a failed job: {'; '.join(failures)}"
         else:
             why = "rejected overrides or a crash in the launcher; see the launching terminal"
         from mlflow.entities import RunTag
 
         counts, table, study_note = self._account(client)
-        jobs = launched_jobs(self._sweep_dir)
+        jobs, detail, unstarted = self._jobs_account(client)
         stopped = f"the sweep stopped before its end ({why})"
-        print(format_sweep_report(self.parent_run_id, counts, jobs), f"  {stopped}", *filter(None, [table]),
-              sep="\n", flush=True)
+        print(format_sweep_report(self.parent_run_id, counts, jobs, detail=detail),
+              *(f"  {line}" for line in [*unstarted, stopped]), *filter(None, [table]), sep="\n", flush=True)
         note = "\n\n".join(filter(None, [f"**Stopped before its end** ({why}).", study_note,
-                                         sweep_note(counts, jobs), table]))
+                                         sweep_note(counts, jobs, detail=detail, more=unstarted), table]))
         tags = tag_values({"error": stopped, NOTE_TAG: note})
         client.log_batch(self.parent_run_id, tags=[RunTag(key, value) for key, value in tags.items()])
         end_run(client, self.parent_run_id, status)
@@ -339,6 +356,24 @@ class SweepCallback(Callback):
         study_note = parent.data.tags.get(NOTE_TAG)
         table = None if study_note else results_table(children, parent.data.tags.get(SWEPT_TAG, "").split())
         return count_children(children), table, study_note
+
+    def _job_name(self, num: int) -> str:
+        """``job 2 (seed=2)``: the job's swept values when the grid is known, else ``job 2``."""
+        return (self._planned or {}).get(num, f"job {num}")
+
+    def _jobs_account(self, client: Any) -> tuple[int, str, list[str]]:
+        """A stopped sweep's jobs: (how many, ``2 stopped, 2 not started`` (job_states), the line naming the
+        jobs that never started ([] when all did)). Without a planned grid (another sweeper): the jobs
+        that started, and no more."""
+        started = started_jobs(self._sweep_dir)
+        if self._planned is None:
+            return len(started), "", []
+        states = job_states(started, child_runs(client, self.parent_run_id), job_errors(self._sweep_dir))
+        unstarted = [num for num in self._planned if num not in started]
+        states["not started"] = unstarted
+        detail = ", ".join(f"{len(jobs)} {state}" for state, jobs in states.items() if jobs)
+        named = [f"not started: {', '.join(map(self._job_name, unstarted))}"] if unstarted else []
+        return len(set(self._planned) | started), detail, named
 
     def _restore_process_state(self) -> None:
         atexit.unregister(self._end_abandoned_parent)
@@ -359,7 +394,7 @@ class SweepCallback(Callback):
         # stops the program once the parent is closed.
         with self._signals_deferred():
             sweep_dir = self._sweep_dir
-            jobs, offline = launched_jobs(sweep_dir), offline_jobs(sweep_dir)
+            jobs, offline = len(started_jobs(sweep_dir)), offline_jobs(sweep_dir)
             parent_offline = False
             try:
                 self._report_and_end(sweep_dir, jobs, offline)
@@ -391,7 +426,7 @@ class SweepCallback(Callback):
         client, _ = ensure_store(self.settings)
         counts, table, study_note = self._account(client)
         continued = "" if self.continuation is None else self.continuation.summary()
-        print(format_sweep_report(self.parent_run_id, counts, jobs, len(offline), continued),
+        print(format_sweep_report(self.parent_run_id, counts, jobs, len(offline), detail=continued),
               *filter(None, [table]), sep="\n")
         from mlflow.entities import Metric, RunTag
 
@@ -403,7 +438,7 @@ class SweepCallback(Callback):
             metrics += [Metric(key, value, now, 0) for key, value in self.continuation.counts().items()]
         # The description: a study's table (when it wrote one), the sweep's report, a grid sweep's table of
         # runs, its offline jobs.
-        note = "\n\n".join(filter(None, [study_note, sweep_note(counts, jobs, len(offline), continued),
+        note = "\n\n".join(filter(None, [study_note, sweep_note(counts, jobs, len(offline), detail=continued),
                                          table]))
         described = offline_tags(offline, sweep_dir, self.settings.tracking_uri, note) if offline else {
             NOTE_TAG: note}
@@ -450,15 +485,21 @@ def sweep_app(config: DictConfig) -> str:
 
 
 def sweep_run_name(config: DictConfig) -> str:
-    """``<app>-sweep-<date>``, e.g. ``train-sweep-2026-01-01_00-00-00`` (sweep_app)."""
+    """``<app>-sweep <swept keys> <time>``, e.g. ``train-sweep lr,hidden_size 00:12:03`` for ``-m
+    optimizer.lr=... model.hidden_size=...`` (sweep_app; the keys' last parts, those of the sweeper's own
+    ``params`` too): the MLflow UI cuts run names after about 25 characters, so what was swept comes first;
+    the run's start time holds the date."""
     import time
 
-    return f"{sweep_app(config)}-sweep-{time.strftime('%Y-%m-%d_%H-%M-%S')}"
+    params = list(OmegaConf.select(config, "hydra.sweeper.params", default=None) or {})
+    keys = ",".join(dict.fromkeys(key.rpartition(".")[2] for key in [*swept_keys(config), *params]))
+    return " ".join(filter(None, [f"{sweep_app(config)}-sweep", keys, time.strftime("%H:%M:%S")]))
 
 
-def launched_jobs(sweep_dir: Path) -> int:
-    """How many jobs the launcher started: Hydra gives every job a sweep subfolder with its ``.hydra``."""
-    return sum(1 for path in sweep_dir.glob("*/.hydra") if path.is_dir())
+def names_a_sweep(run_name: str, app: str) -> bool:
+    """Whether run_name is that of a sweep parent of app: sweep_run_name's, or ``<app>-sweep-<date>`` as
+    sweeps were named before."""
+    return run_name.startswith((f"{app}-sweep ", f"{app}-sweep-"))
 
 
 def redact_hydra_outputs(config: DictConfig) -> None:
@@ -512,34 +553,102 @@ def _label(status: str) -> str:
 
 
 def _report_parts(counts: dict[str, list[tuple[str, str]]], jobs: int, offline: int,
-                  continued: str = "") -> tuple[str, list[str]]:
+                  detail: str = "") -> tuple[str, list[str]]:
     """("4 jobs, 5 runs (3 finished, 1 failed, 1 re-run)", ["failed: <name>  <error>", ...]): the summary
-    (with what a continued sweep's jobs did, ``4 jobs (2 already finished, 2 run), ...``, and how many jobs
-    kept their runs offline), then one entry per failed, killed or re-run run with its error (a job may log
-    several runs: a study's job logs one per cell)."""
+    (with detail on the jobs: what a continued sweep's jobs did, ``4 jobs (2 already finished, 2 run), ...``,
+    or how far a stopped sweep's got, ``4 jobs (2 stopped, 2 not started)``; and how many jobs kept their
+    runs offline), then one entry per failed, killed or re-run run with its error (a job may log several
+    runs: a study's job logs one per cell)."""
     total = sum(len(runs) for runs in counts.values())
     summary = ", ".join(f"{len(runs)} {_label(status)}" for status, runs in counts.items() if runs)
     kept = f"; {_jobs(offline)} offline" if offline else ""
-    done = f" ({continued})" if continued else ""
+    done = f" ({detail})" if detail else ""
     entries = [f"{_label(status)}: {name}  {error}".rstrip()
                for status in ("FAILED", "KILLED", RERUN) for name, error in counts[status]]
-    return f"{_jobs(jobs)}{done}, {total} runs ({summary or 'none tracked'}){kept}", entries
+    return f"{_jobs(jobs)}{done}, {_plural(total, 'run')} ({summary or 'none tracked'}){kept}", entries
 
 
 def format_sweep_report(parent_run_id: str, counts: dict[str, list[tuple[str, str]]], jobs: int,
-                        offline: int = 0, continued: str = "") -> str:
+                        offline: int = 0, detail: str = "") -> str:
     """Multi-line summary: Hydra jobs, their runs per status, then one line per failed, killed or re-run
     run with its error (_report_parts)."""
-    summary, entries = _report_parts(counts, jobs, offline, continued)
+    summary, entries = _report_parts(counts, jobs, offline, detail)
     return "\n".join([f"sweep {parent_run_id}: {summary}", *(f"  {entry}" for entry in entries)])
 
 
 def sweep_note(counts: dict[str, list[tuple[str, str]]], jobs: int, offline: int = 0,
-               continued: str = "") -> str:
-    """The report as the parent run's Markdown description."""
-    summary, entries = _report_parts(counts, jobs, offline, continued)
-    bullets = [f"- {entry}" for entry in entries]
+               detail: str = "", more: Sequence[str] = ()) -> str:
+    """The report as the parent run's Markdown description; more: entries after the runs' (the jobs that
+    never started)."""
+    summary, entries = _report_parts(counts, jobs, offline, detail)
+    bullets = [f"- {entry}" for entry in [*entries, *more]]
     return "\n".join([f"**Sweep: {summary}.**", *([""] if bullets else []), *bullets])
+
+
+def planned_jobs(config: DictConfig) -> dict[int, str] | None:
+    """Job number -> ``job 2 (seed=2)`` for every job of the basic sweeper's grid of the multirun config
+    (harness.app.composed_jobs, none composed); None for another sweeper."""
+    from harness.app import BASIC_SWEEPER, composed_jobs
+
+    if OmegaConf.select(config, "hydra.sweeper._target_", default=None) != BASIC_SWEEPER:
+        return None
+    return {number: name for number, name, _ in composed_jobs(config)}
+
+
+def started_jobs(sweep_dir: Path | None) -> set[int]:
+    """The numbers of the jobs that started: Hydra writes a job's ``.hydra/hydra.yaml`` as it starts it."""
+    import yaml
+
+    if sweep_dir is None:
+        return set()
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return {int(yaml.load(path.read_text(), Loader=loader)["hydra"]["job"]["num"])
+            for path in sweep_dir.glob("*/.hydra/hydra.yaml")}
+
+
+JOB_ERROR_FILE = "job_error"  # in a job's folder: its number, then the exception it raised, one line
+
+
+def record_job_error(config: DictConfig, error: BaseException) -> None:
+    """Write the exception a sweep job raised (its one-line message) to the job's folder, where the
+    launching process finds it (job_errors) whichever process ran the job."""
+    output_dir = OmegaConf.select(config, "hydra.runtime.output_dir", default=None)
+    num = OmegaConf.select(config, "hydra.job.num", default=None)
+    if output_dir is None or num is None:
+        return
+    lines = redact(str(error)).strip().splitlines()
+    message = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+    (Path(output_dir) / JOB_ERROR_FILE).write_text(f"{num}\n{message}")
+
+
+def job_errors(sweep_dir: Path | None) -> dict[int, str]:
+    """Job number -> ``ValueError: <its message>`` of the sweep's jobs that raised (record_job_error)."""
+    if sweep_dir is None:
+        return {}
+    found = {}
+    for path in sweep_dir.glob(f"*/{JOB_ERROR_FILE}"):
+        num, _, error = path.read_text().partition("\n")
+        found[int(num)] = error
+    return dict(sorted(found.items()))
+
+
+def job_states(started: set[int], children: Sequence[Any], errors: dict[int, str]) -> dict[str, list[int]]:
+    """finished / failed / stopped / started -> the started jobs in that state, from their runs (tag
+    ``job_num``; a re-run attempt left out) and their errors (job_errors): a job that raised, or with a FAILED
+    run, failed; one with a KILLED run stopped; one whose runs all FINISHED finished; one with no run tagged
+    (it stopped before its first, or its app does not tag them) started."""
+    statuses: dict[int, set[str]] = {}
+    for run in children:
+        job = run.data.tags.get("job_num")
+        if job and job.isdigit() and not superseded(run):
+            statuses.setdefault(int(job), set()).add(run.info.status)
+    states: dict[str, list[int]] = {"finished": [], "failed": [], "stopped": [], "started": []}
+    for num in sorted(started):
+        seen = statuses.get(num, set())
+        state = ("failed" if num in errors or "FAILED" in seen else "stopped" if "KILLED" in seen
+                 else "finished" if seen == {"FINISHED"} else "started")
+        states[state].append(num)
+    return states
 
 
 @dataclass(frozen=True)
@@ -603,5 +712,9 @@ def offline_report(offline: list[OfflineJob], parent_offline: bool, sweep_dir: P
     return "\n".join(lines)
 
 
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def _jobs(count: int) -> str:
-    return f"{count} job{'' if count == 1 else 's'}"
+    return _plural(count, "job")

@@ -30,6 +30,8 @@ HOST_TAG, PID_TAG, START_TAG = "harness.host", "harness.pid", "harness.pid_start
 # KILLED without a checkpoint and replaced in a continued sweep (harness.sweep_continuation): superseded
 RERUN_TAG = "harness.rerun"
 REAPED_TAG = "harness.reaped"  # a run end_lost ended: the process (_process_identity) whose loss it recorded
+# a run a signal stopped: the steps it had done (its steps_done metric is logged only when it ends FINISHED)
+STOPPED_AT_TAG = "harness.stopped_at_step"
 
 
 def superseded(run: Any) -> bool:
@@ -167,7 +169,7 @@ def drop_reaped(client: Any, run: Any) -> None:
 def drop_ending(client: Any, run: Any) -> None:
     """Take the account of run's last ending (an mlflow Run: its ``error``, end_lost's REAPED_TAG) off it:
     for a run that goes on (a resumed one) or that another ending replaces."""
-    for key in ("error", REAPED_TAG):
+    for key in ("error", REAPED_TAG, STOPPED_AT_TAG):
         if key in run.data.tags:
             client.delete_tag(run.info.run_id, key)
 

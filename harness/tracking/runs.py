@@ -128,6 +128,7 @@ def resolve_parent_run_id(parent_run_id: str | None) -> str | None:
 
 _stop_signal: int | None = None
 _stops_received = 0
+_last_stop_signal: int | None = None  # kept when _stop_signal is forgotten: a report names the signal
 
 
 def stop_requested() -> int | None:
@@ -142,9 +143,32 @@ def stop_requested() -> int | None:
 
 def note_stop(signum: int | None) -> None:
     """Record (signum) or forget (None) the stop signal of stop_requested()."""
-    global _stop_signal, _stops_received
+    global _stop_signal, _stops_received, _last_stop_signal
     _stop_signal = signum
     _stops_received += signum is not None
+    _last_stop_signal = signum or _last_stop_signal
+
+
+def last_stop_signal() -> int | None:
+    """The last stop signal this process received (whoever handled it, forgotten or not), None if none."""
+    return _last_stop_signal
+
+
+_last_top_run: tuple[str, str, str] | None = None  # (tracking URI, experiment id, run id)
+
+
+def note_top_run(tracking_uri: str, experiment_id: str, run_id: str) -> None:
+    """Record run_id as the newest top-level run (a study's or a sweep's parent) this process opened."""
+    global _last_top_run
+    _last_top_run = (tracking_uri, experiment_id, run_id)
+
+
+def last_top_run(tracking_uri: str) -> tuple[str, str] | None:
+    """(experiment id, run id) of the newest top-level run this process opened on tracking_uri: the run an
+    app's closing hint links to (harness.ui.ui_hint); None if there is none."""
+    if _last_top_run is None or _last_top_run[0] != tracking_uri:
+        return None
+    return _last_top_run[1], _last_top_run[2]
 
 
 def stops_received() -> int:
@@ -360,6 +384,7 @@ def open_run(
         else:
             logger = _open_here(settings, run_name, all_tags, parent, flush_every, resume_run_id, start_time)
 
+    top_level = settings.mode != "off" and resume_run_id is None and not all_tags.get("mlflow.parentRunId")
     guard = Interrupts()
     logger.interrupts = guard
     error: BaseException | None = None
@@ -393,6 +418,8 @@ def open_run(
                     # harness.tracking.reap, ends the run that could not be ended here.
                     print(f"could not end run {logger.run_id} {status}: {type(exc).__name__}: "
                           f"{redact(str(exc)).splitlines()[0]}", file=sys.stderr)
+                if top_level and logger.offline is None and logger.run_id is not None:
+                    note_top_run(settings.tracking_uri, str(logger.experiment_id), logger.run_id)
                 if logger.offline is not None:
                     from harness.tracking.server import ServerLost
 

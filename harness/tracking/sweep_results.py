@@ -9,7 +9,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from harness.tracking.orphans import superseded
+from harness.tracking.orphans import STOPPED_AT_TAG, superseded
 
 MAX_ROWS = 40  # a longer sweep's table names how many rows it leaves out (a tag holds 8,000 characters)
 
@@ -22,6 +22,10 @@ def _overrides(run: Any) -> dict[str, str]:
 
 def _number(value: float | None, digits: str = ".4g") -> str:
     return "" if value is None or math.isnan(value) else format(value, digits)
+
+
+def _tag_number(tag: str | None) -> float | None:
+    return None if tag is None else float(tag)
 
 
 def _solved(run: Any) -> str:
@@ -46,7 +50,8 @@ def results_rows(runs: Sequence[Any], swept: Sequence[str]) -> tuple[list[str], 
         metric = tags["metric_name"]
         # objective: the final (or, with early stopping, the best) value; a stopped run has only its last
         value = metrics_of.get("objective", metrics_of.get(f"val/{metric}"))
-        steps = metrics_of.get("steps_done")
+        # a run a signal stopped logged no steps_done metric, only how far it got
+        steps = metrics_of.get("steps_done", _tag_number(tags.get(STOPPED_AT_TAG)))
         diverged = metrics_of.get("diverged_step")
         shown = f"diverged at step {diverged:.0f}" if diverged is not None else _number(value)
         rows.append([tags.get("job_num", ""), run.info.run_name, *(values.get(key, "") for key in swept),
