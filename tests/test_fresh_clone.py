@@ -75,7 +75,10 @@ def test_main_job_and_its_rebuild_from_a_fresh_clone(clone: Path) -> None:
     printed = app(clone, "rnn_vs_arma.py", "series=[ar2,setar]", "model=[arma,linear]", *COMPARISON)
     parent = re.search(r"parent run (\w+); its table again: python experiments/rnn_vs_arma.py rebuild=\1",
                        printed).group(1)
-    assert "MLflow UI: python -m harness.ui" in printed
+    # it ends with its parent run's page in the UI and the command that starts the UI
+    assert re.fullmatch(rf"in the MLflow UI: http://127\.0\.0\.1:5000/#/experiments/\d+/runs/{parent}"
+                        r"\?workflowType=machine_learning  \(start it with: python -m harness\.ui\)",
+                        printed.splitlines()[-1]), printed.splitlines()[-1]
     # what the harness created is the user's alone (README, "Browsing results"), the clone's mlruns/ too
     mlruns = clone / "mlruns"
     modes = {path: stat.S_IMODE((mlruns / path).stat().st_mode)
