@@ -110,7 +110,7 @@ def test_children_hold_per_horizon_scores_intervals_and_the_data_source(study, s
 def test_legend_names_the_series_whose_conformal_intervals_are_blank():
     # nile's 10 validation points: 80% intervals up to h = 7, no 95% interval at any horizon
     table = pd.DataFrame({"series": ["nile", "nile", "ar2"], "h": [1, 8, 8], "seeds": [3, 3, 3],
-                          "variant": "", "reference": "arma", "identical_seeds": 0,
+                          "variant": "", "reference": "arma", "identical_seeds": 0, "dm_pvalue_mean": 0.5,
                           "oracle_ratio_mean": [np.nan, np.nan, 0.9], "coverage80_mean": [0.8, np.nan, 0.8],
                           "coverage95_mean": [np.nan, np.nan, 0.95]})
     assert ("; cover and Winkler at 80% for nile at h = 8 and at 95% for nile, where an RNN's "
@@ -125,7 +125,7 @@ def test_legend_names_exactly_the_blank_oracle_cells():
     # the quick start's case: setar and sine have a one-step optimum only, narma10 none, ar2 every horizon
     table = pd.DataFrame({"series": ["ar2"] * 3 + ["setar"] * 3 + ["sine"] * 3 + ["narma10"] * 3,
                           "h": [1, 2, 3] * 4, "seeds": 3, "variant": "", "reference": "arma",
-                          "identical_seeds": 0,
+                          "identical_seeds": 0, "dm_pvalue_mean": 0.5,
                           "oracle_ratio_mean": [1.0, 1.1, 1.2, 1.157, np.nan, np.nan, 1.01, np.nan, np.nan,
                                                 np.nan, np.nan, np.nan],
                           "coverage80_mean": 0.8})

@@ -888,7 +888,7 @@ def table_legend(table: pd.DataFrame) -> str:
         "negative favours the RNN. Better / worse: seeds significant at "
         f"p < {DM_LEVEL:g} either way. Pooled DM: one test on the one-step errors of all seeds together.")
     tested = f"only RNNs are tested against {references[0]}" if len(references) == 1 else "the reference"
-    blanks = [f"DM columns on ARMA rows ({tested})"]
+    blanks = [f"DM columns on ARMA rows ({tested})"] if table["dm_pvalue_mean"].isna().any() else []
     if (table["h"] > 1).any():
         blanks.append("pooled DM beyond h = 1 (overlapping multi-step errors are not pooled)")
     no_oracle = blank_where(table, table["oracle_ratio_mean"].isna())
@@ -910,7 +910,8 @@ def table_legend(table: pd.DataFrame) -> str:
         blanks.append(f"cover and Winkler {cells}, where an RNN's split-conformal "
                       f"interval has too few calibration residuals (it needs {needs}; a validation part of n "
                       "points gives n - h + 1 at horizon h, none without a validation part)")
-    lines.append("Blank: " + "; ".join(blanks) + ".")
+    if blanks:
+        lines.append("Blank: " + "; ".join(blanks) + ".")
     return "\n".join(f"- {line}" for line in lines)
 
 
