@@ -36,13 +36,14 @@ def find_run(run_id: str, settings: TrackingSettings | None = None):
     """
     from mlflow.exceptions import MlflowException
 
-    uri = _settings(settings).tracking_uri
+    settings = _settings(settings)
+    uri = settings.tracking_uri
     where = redact(uri)
     db = sqlite_path(uri)
     if db is not None and not db.is_file():
         raise RunNotFound(f"run {run_id} not found: there is no store at {where} (no such file)")
     try:
-        client = store_client(_settings(settings))
+        client = store_client(settings)
     except ConfigError as exc:  # a server that does not answer, a database that takes no connection
         reason = str(exc).removeprefix("tracking.uri: ").split("; ")[0]
         raise RunNotFound(f"run {run_id} not looked up: {reason}") from None

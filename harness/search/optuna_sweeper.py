@@ -152,22 +152,9 @@ class OptunaSweeper(Sweeper):
                  f"continued, {held} trials" if held else "new", storage_label(self._storage),
                  study.direction.name.lower(), self.sampler, self.seed, self.n_trials,
                  remaining_trials(study, self.n_trials))
-        self._name_runs_by_trial()
         while trials := self._ask(study, space):
             self._run_batch(study, space, recorder, trials)
         self._finish(study, recorder)
-
-    def _name_runs_by_trial(self) -> None:
-        """Empty the sweep's list of swept keys that the jobs' run names show (written by the sweep callback,
-        read by harness.tracking.runs.sweep_label): every key swept on a search's command line is searched,
-        and its sampled value, all 16-17 digits of it, made the name (``copy-lr0.004043878009515107-H32-
-        lstm-s0-t0``). The trial number tells the trials apart; task, model and seed still show."""
-        from harness.tracking.runs import SWEPT_FILE
-
-        assert self.config is not None
-        swept = Path(self.config.hydra.sweep.dir).resolve() / SWEPT_FILE
-        if swept.is_file():
-            swept.write_text("")
 
     def _ask(self, study: Any, space: SearchSpace) -> list[Any]:
         """The next batch: up to n_jobs trials, fewer when the study is nearly full, none when it is."""

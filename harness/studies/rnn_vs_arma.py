@@ -68,7 +68,8 @@ FORECASTERS: dict[str, Callable[..., Any]] = {"arma": ArmaForecaster, "rnn": Rnn
 TABLE_METRICS = (*SCORES, "dm_stat", "dm_pvalue")
 DM_LEVEL = 0.05
 ERROR_CURVES = ("test_error", "reference_test_error")  # an RNN cell's one-step errors and the reference's
-Errors = Mapping[tuple[str, str, str, int], Mapping[str, np.ndarray]]  # (series, model, variant, seed) ->
+# (series, model, variant, seed) -> the cell's ERROR_CURVES by score key
+Errors = Mapping[tuple[str, str, str, int], Mapping[str, np.ndarray]]
 LINK_SEQUENCE_LENGTH = 100  # compute_link trains on chunks of this many points
 # the key columns of the cells frame; variant: what a sweep's job changed beyond series, model and seed (""
 # in a sequential run), reference: the model an RNN cell is DM-tested against ("" for ARMA cells)
@@ -653,8 +654,9 @@ def _cells(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def cells_frame(units: Sequence[Unit]) -> pd.DataFrame:
-    """One row per cell, window and horizon: series, window ("test": the whole test part), h, model, seed
-    and the table metrics (NaN where a metric does not apply)."""
+    """One row per cell, window and horizon: the ROW_KEYS (window "test": the whole test part; variant ""
+    outside a sweep; reference: the ARMA model an RNN is DM-tested against) and the table metrics (NaN
+    where a metric does not apply)."""
     return _cells([
         {"series": c.series, "window": window, "h": h, "model": c.model, "variant": "",
          "reference": c.tags.get("reference", ""), "seed": c.seed, **scores}

@@ -142,9 +142,10 @@ class SequenceTask(ABC):
     def evaluate(self, Y_hat: np.ndarray, batch: Batch) -> dict[str, float]:
         """Score head outputs Y_hat (the targets' shape) on batch; the dict includes metric_name."""
 
-    @abstractmethod
     def solved(self, metrics: dict[str, float]) -> bool:
-        """Whether metrics (from evaluate) meet the task's documented solved rule."""
+        """Whether metrics (from evaluate) meet the task's documented solved rule (solved_rule): by default
+        solved_metric >= SOLVED_ACCURACY."""
+        return metrics[self.solved_metric] >= SOLVED_ACCURACY
 
     @property
     def solved_metric(self) -> str:

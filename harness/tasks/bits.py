@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from harness.tasks.base import SOLVED_ACCURACY, Batch, check_choice, check_int
+from harness.tasks.base import Batch, check_choice, check_int
 from harness.tasks.held_out import (
     ENUMERATION_LIMIT,
     HeldOutSplit,
@@ -85,9 +85,6 @@ class BinaryAddition(HeldOutSplit):
             "bit_accuracy": float(np.mean(correct)),
         }
 
-    def solved(self, metrics: dict[str, float]) -> bool:
-        return metrics["sequence_accuracy"] >= SOLVED_ACCURACY
-
     def chance(self) -> dict[str, float]:
         return {"sequence_accuracy": 0.5**self.bits, "bit_accuracy": 0.5}
 
@@ -151,9 +148,6 @@ class XorStream(HeldOutSplit):
             "accuracy_all": float(np.mean(correct)),
         }
 
-    def solved(self, metrics: dict[str, float]) -> bool:
-        return metrics["accuracy_predictable"] >= SOLVED_ACCURACY
-
     def chance(self) -> dict[str, float]:
         return {"accuracy_predictable": 0.5, "accuracy_all": 0.5}
 
@@ -205,9 +199,6 @@ class BitSum(HeldOutSplit):
     def evaluate(self, Y_hat: np.ndarray, batch: Batch) -> dict[str, float]:
         error = self._check_prediction(Y_hat, batch) - batch.Y
         return {"accuracy": float(np.mean(np.abs(error) < 0.5)), "mse": float(np.mean(error**2))}
-
-    def solved(self, metrics: dict[str, float]) -> bool:
-        return metrics["accuracy"] >= SOLVED_ACCURACY
 
     def chance(self) -> dict[str, float]:
         if self.held_out == 0 or self.input_count > ENUMERATION_LIMIT:

@@ -8,7 +8,6 @@ import math
 import numpy as np
 
 from harness.tasks.base import (
-    SOLVED_ACCURACY,
     Batch,
     SequenceTask,
     categorical_metrics,
@@ -151,9 +150,6 @@ class TemporalOrder(HeldOutSplit):
     def evaluate(self, Y_hat: np.ndarray, batch: Batch) -> dict[str, float]:
         return categorical_metrics(self._check_prediction(Y_hat, batch), batch.Y)
 
-    def solved(self, metrics: dict[str, float]) -> bool:
-        return metrics["accuracy"] >= SOLVED_ACCURACY
-
     def chance(self) -> dict[str, float]:
         return {"accuracy": 1.0 / self.N_CLASSES, "cross_entropy": math.log(self.N_CLASSES)}
 
@@ -189,9 +185,6 @@ class Latch(SequenceTask):
 
     def evaluate(self, Y_hat: np.ndarray, batch: Batch) -> dict[str, float]:
         return categorical_metrics(self._check_prediction(Y_hat, batch), batch.Y)
-
-    def solved(self, metrics: dict[str, float]) -> bool:
-        return metrics["accuracy"] >= SOLVED_ACCURACY
 
     def chance(self) -> dict[str, float]:
         return {"accuracy": 0.5, "cross_entropy": math.log(2.0)}

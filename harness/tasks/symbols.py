@@ -8,7 +8,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from harness.tasks.base import SOLVED_ACCURACY, Batch, check_int, cross_entropy, one_hot
+from harness.tasks.base import Batch, check_int, cross_entropy, one_hot
 from harness.tasks.held_out import HeldOutSplit, check_held_out, every_sequence
 
 
@@ -95,9 +95,6 @@ class Copy(_SymbolSequences):
 
     solved_metric = "recall_accuracy"  # the symbols to recall: cross_entropy also scores the blanks
 
-    def solved(self, metrics: dict[str, float]) -> bool:
-        return metrics[self.solved_metric] >= SOLVED_ACCURACY
-
     def chance(self) -> dict[str, float]:
         return {
             "cross_entropy": self.copy_length * math.log(self.n_symbols) / self.length,
@@ -158,9 +155,6 @@ class Reversal(_SymbolSequences):
             "symbol_accuracy": float(np.mean(correct)),
             "cross_entropy": float(np.mean(cross_entropy(Y_hat, batch.Y))),
         }
-
-    def solved(self, metrics: dict[str, float]) -> bool:
-        return metrics["sequence_accuracy"] >= SOLVED_ACCURACY
 
     def chance(self) -> dict[str, float]:
         return {

@@ -94,8 +94,14 @@ def sweep_label(overrides: Sequence[str], named: Sequence[str]) -> str:
 
     A config group's choice reads as itself (``optimizer=sgd`` -> ``sgd``), a value as the key's last part
     and the value (``task.length=20`` -> ``T20`` with the short names of SHORT_KEYS, ``optimizer.lr=0.01``
-    -> ``lr0.01``). "" outside a sweep, or when it sweeps nothing beyond named.
+    -> ``lr0.01``). "" outside a sweep, when it sweeps nothing beyond named, and in an Optuna search's
+    trial: every key a search sweeps is searched, its trial number names the run (harness.search.
+    trial_run_name), and a sampled value's 16-17 digits would make the name unreadable.
     """
+    from harness.search import current_trial
+
+    if current_trial() is not None:
+        return ""
     sweep_dir = hydra_sweep_dir()
     swept_file = None if sweep_dir is None else sweep_dir / SWEPT_FILE
     if swept_file is None or not swept_file.is_file():
