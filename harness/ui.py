@@ -62,15 +62,11 @@ def ui_command(tracking_uri: str) -> str | None:
     return "python -m harness.ui" + ("" if default else f" --uri {redact(tracking_uri)}")
 
 
-def ui_hint(tracking_uri: str, run: tuple[str, str] | None = None) -> str:
+def ui_hint(tracking_uri: str, run: tuple[str, str] | None) -> str:
     """The line every app ends with: the page of run (experiment id, run id) in the UI and, for a database
     store, the command that starts the UI: ``in the MLflow UI: http://127.0.0.1:5000/#/experiments/1/runs/
-    <id>?workflowType=machine_learning  (start it with: python -m harness.ui)``. run defaults to the newest
-    top-level run this process opened on the store (a study's or a sweep's parent run), else the line
-    links to the experiments page."""
-    from harness.tracking.runs import last_top_run
-
-    run = run or last_top_run(tracking_uri)
+    <id>?workflowType=machine_learning  (start it with: python -m harness.ui)``; run None: the experiments
+    page."""
     url = experiments_url(_base(tracking_uri, DEFAULT_PORT)) if run is None else run_url(tracking_uri, *run)
     command = ui_command(tracking_uri)
     return f"in the MLflow UI: {url}" + (f"  (start it with: {command})" if command else "")

@@ -78,6 +78,11 @@ def swept_table(grid: list[str], overrides: list[str], store: TrackingSettings, 
     done = run_app(["-m", *grid, "hydra/launcher=joblib", *kept, *tracking_overrides(store)], tmp_path)
     assert done.returncode == 0, done.stderr
     sweep_parent = (tmp_path / "sweep" / "parent_run_id").read_text().strip()
+    experiment = MlflowClient(store.tracking_uri).get_run(sweep_parent).info.experiment_id
+    # the summary's table ends with the sweep parent's page in the UI
+    assert (f"in the MLflow UI: http://127.0.0.1:5000/#/experiments/{experiment}/runs/{sweep_parent}"
+            f"?workflowType=machine_learning  (start it with: python -m harness.ui --uri "
+            f"{store.tracking_uri})" in done.stdout.splitlines()), done.stdout
     return rnn_vs_arma.rebuild_table(sweep_parent, store)
 
 

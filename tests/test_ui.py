@@ -19,7 +19,7 @@ from hydra import compose, initialize_config_dir
 from mlflow import MlflowClient
 from omegaconf import OmegaConf
 
-from harness.tracking import default_tracking_uri, open_run
+from harness.tracking import default_tracking_uri
 from harness.tracking.experiment_notes import KIND, KIND_TAG, NOTE_TAG, experiment_tags
 from harness.tracking.server import free_port
 from harness.ui import ui_hint
@@ -95,7 +95,7 @@ def test_the_ui_server_reads_the_kind_and_the_descriptions(tracking_settings) ->
         urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5)
 
 
-def test_the_apps_ui_hint_links_the_run_and_names_the_command_or_the_server(tracking_settings) -> None:
+def test_the_apps_ui_hint_links_the_run_and_names_the_command_or_the_server() -> None:
     view = "workflowType=machine_learning"
     assert ui_hint(default_tracking_uri(), ("3", "abc")) == (
         f"in the MLflow UI: http://127.0.0.1:5000/#/experiments/3/runs/abc?{view}  (start it with: python -m "
@@ -105,14 +105,7 @@ def test_the_apps_ui_hint_links_the_run_and_names_the_command_or_the_server(trac
         "harness.ui --uri sqlite:////tmp/x/mlflow.db)")
     assert ui_hint("http://alice:pw@host:5000", ("3", "abc")) == (
         f"in the MLflow UI: http://host:5000/#/experiments/3/runs/abc?{view}")
-    # no run given: the newest top-level run this process opened on that store (a study's parent), not a
-    # nested one; none on that store: the experiments page
-    assert ui_hint("sqlite:////tmp/nowhere/mlflow.db") == (
+    # no run: the experiments page
+    assert ui_hint("sqlite:////tmp/nowhere/mlflow.db", None) == (
         f"in the MLflow UI: http://127.0.0.1:5000/#/experiments?{view}  (start it with: python -m harness.ui "
         "--uri sqlite:////tmp/nowhere/mlflow.db)")
-    with open_run(tracking_settings, run_name="study-parent") as parent, \
-            open_run(tracking_settings, run_name="cell", parent_run_id=parent.run_id):
-        pass
-    assert ui_hint(tracking_settings.tracking_uri) == ui_hint(
-        tracking_settings.tracking_uri, (parent.experiment_id, parent.run_id))
-    assert f"/runs/{parent.run_id}?" in ui_hint(tracking_settings.tracking_uri)

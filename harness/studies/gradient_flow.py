@@ -517,7 +517,7 @@ def run(cfg: Mapping[str, Any], sweep: bool = False, echo: Callable[[str], Any] 
     if result.parent_run_id:
         again = rebuild_command(study.name, result.parent_run_id)
         echo(f"parent run {result.parent_run_id}; its table again: {again}")
-        echo(ui_hint(settings.tracking_uri))
+        echo(ui_hint(settings.tracking_uri, (result.experiment_id, result.parent_run_id)))
     return result
 
 
@@ -533,6 +533,8 @@ def summarize_sweep(cfg: Mapping[str, Any], parent_run_id: str, echo: Callable[[
 
     result = run({**cfg, "rebuild": parent_run_id}, echo=echo)
     echo(f"sweep parent run {parent_run_id}; its table again: {rebuild_command(cfg['study'], parent_run_id)}")
-    # run has checked the store (a server's health too): the UI line needs only its URI
-    echo(ui_hint(tracking_settings(tracking_config(cfg["tracking"])).tracking_uri))
+    # run has checked the store (a server's health too): the UI line needs only its URI; the summary run
+    # rebuild logged is nested under the parent, in its experiment
+    echo(ui_hint(tracking_settings(tracking_config(cfg["tracking"])).tracking_uri,
+                 (result.experiment_id, parent_run_id)))
     return result

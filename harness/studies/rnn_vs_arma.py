@@ -922,10 +922,12 @@ def table_legend(table: pd.DataFrame) -> str:
 
 @dataclass
 class StudyResult:
-    """parent_run_id: the study's parent run (None with tracking off). cells: cells_frame of every cell.
-    table: summarize(cells). markdown: format_table(table). link: note 000's section (None when disabled)."""
+    """parent_run_id: the study's parent run, experiment_id: its experiment (both None with tracking off).
+    cells: cells_frame of every cell. table: summarize(cells). markdown: format_table(table). link: note
+    000's section (None when disabled)."""
 
     parent_run_id: str | None
+    experiment_id: str | None
     cells: pd.DataFrame
     table: pd.DataFrame
     markdown: str
@@ -1126,7 +1128,7 @@ def run_study(config: StudyConfig, settings, echo: Callable[[str], Any] = print)
             parent.set_tags({NOTE_TAG: parent_note(markdown, findings, parent.run_id)})
         for text in (markdown, *findings):
             echo(text)
-        return StudyResult(parent.run_id, cells, table, markdown, link)
+        return StudyResult(parent.run_id, parent.experiment_id, cells, table, markdown, link)
 
 
 def rebuild_command(parent_run_id: str) -> str:
@@ -1151,13 +1153,13 @@ def summarize_sweep(cfg: Mapping[str, Any], parent_run_id: str, echo: Callable[[
     settings, _ = check({**cfg, "rebuild": parent_run_id})
     table = rebuild_table(parent_run_id, settings)
     markdown = format_table(table)
-    client, _ = ensure_store(settings)
+    client, experiment_id = ensure_store(settings)
     client.set_tag(parent_run_id, NOTE_TAG, parent_note(markdown, [], parent_run_id))
     client.log_text(parent_run_id, markdown, "table.md")
     client.log_text(parent_run_id, table.to_csv(index=False), "table.csv")
     echo(markdown)
     echo(f"sweep parent run {parent_run_id}; its table again: {rebuild_command(parent_run_id)}")
-    echo(ui_hint(settings.tracking_uri))
+    echo(ui_hint(settings.tracking_uri, (experiment_id, parent_run_id)))
     return table
 
 
@@ -1294,8 +1296,9 @@ def main(cfg: Mapping[str, Any], sweep: bool = False, echo: Callable[[str], Any]
     """What experiments/rnn_vs_arma.py runs, given the composed config as a plain dict.
 
     rebuild=<run id>: echo that study's table from the store. sweep (a Hydra -m job): run_cells under the
-    sweep's parent. Otherwise run_study, then echo the command that opens the MLflow UI. Returns the table
-    (the cells frame for a sweep job). Bad input raises StudyInputError before any run is created.
+    sweep's parent. Otherwise run_study, then echo the parent run's page in the MLflow UI and the command
+    that starts the UI. Returns the table (the cells frame for a sweep job). Bad input raises
+    StudyInputError before any run is created.
     overrides: a sweep job's Hydra overrides, whose swept values go into its run names.
     """
     from harness.runtime import pin_blas_to_one_thread
@@ -1314,5 +1317,5 @@ def main(cfg: Mapping[str, Any], sweep: bool = False, echo: Callable[[str], Any]
     result = run_study(config, settings, echo)
     if settings.mode != "off":
         echo(f"parent run {result.parent_run_id}; its table again: {rebuild_command(result.parent_run_id)}")
-        echo(ui_hint(settings.tracking_uri))
+        echo(ui_hint(settings.tracking_uri, (result.experiment_id, result.parent_run_id)))
     return result.table

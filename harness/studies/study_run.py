@@ -61,9 +61,11 @@ Summarize = Callable[[pd.DataFrame, Mapping[str, Mapping[str, Curve]]], StudyOut
 
 @dataclass
 class StudyResult:
-    """parent_run_id (None with tracking off), the cells frame, the curves per cell name, and the outputs."""
+    """parent_run_id and its experiment_id (both None with tracking off), the cells frame, the curves per cell
+    name, and the outputs."""
 
     parent_run_id: str | None
+    experiment_id: str | None
     cells: pd.DataFrame
     curves: dict[str, dict[str, Curve]]
     outputs: StudyOutputs
@@ -194,7 +196,7 @@ def run_study(settings, study: str, run_name: str, params: Mapping[str, Any],
         echo(outputs.markdown)
         for sentence in outputs.sentences:
             echo(sentence)
-        return StudyResult(parent.run_id, frame, curves, outputs)
+        return StudyResult(parent.run_id, parent.experiment_id, frame, curves, outputs)
 
 
 def run_sweep_cells(settings, study: str, cell: Callable[..., CellRun], arguments: Sequence[tuple]
@@ -254,8 +256,8 @@ def rebuild(settings, parent_run_id: str, study: str, summarize: Summarize, curv
     with open_run(settings, run_name=f"{study}-summary", tags={"study": study, "kind": "summary"},
                   parent_run_id=parent_run_id) as log:
         log_outputs(log, frame, outputs)
-        run_id = log.run_id
+        run_id, experiment_id = log.run_id, log.experiment_id
     echo(outputs.markdown)
     for sentence in outputs.sentences:
         echo(sentence)
-    return StudyResult(run_id, frame, curves, outputs)
+    return StudyResult(run_id, experiment_id, frame, curves, outputs)

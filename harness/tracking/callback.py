@@ -46,7 +46,6 @@ from harness.tracking.runs import (
     RunInterrupted,
     last_stop_signal,
     note_stop,
-    note_top_run,
     raise_if_stop_requested,
     stop_requested,
     stops_received,
@@ -185,7 +184,6 @@ class SweepCallback(Callback):
             else:
                 parent_run_id = self.continuation.reopen(client, tags, sweep_dir)
             self.settings, self.parent_run_id = settings, parent_run_id
-            note_top_run(settings.tracking_uri, experiment_id, parent_run_id)
             if uses_metric_writer(settings.tracking_uri):
                 # SIGKILL skips atexit: the metric writer, which outlives this process, then ends the parent
                 BackgroundMetricWriter.shared(settings.tracking_uri).watch(parent_run_id)

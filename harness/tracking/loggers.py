@@ -36,10 +36,10 @@ FLUSH_INTERVAL_S = 2.0
 
 class Logger(Protocol):
     """What a training loop may call; every call is cheap enough for every step except artifacts. MlflowLogger
-    also has experiment_id and log_model(save) (a pyfunc model), which callers use on a tracked run (run_id
-    not None) only."""
+    also has log_model(save) (a pyfunc model), which callers use on a tracked run (run_id not None) only."""
 
     run_id: str | None
+    experiment_id: str | None  # None, as run_id, when untracked
     interrupts: Interrupts | None  # open_run's signal guard (None outside open_run)
 
     def log_params(self, params: Mapping[str, Any]) -> None: ...
@@ -160,6 +160,7 @@ class MemoryLogger:
     """
 
     run_id: str | None = None
+    experiment_id: str | None = None
     interrupts: Interrupts | None = None
 
     def __init__(self, run_name: str | None = None, tags: Mapping[str, Any] | None = None) -> None:

@@ -160,23 +160,6 @@ def last_stop_signal() -> int | None:
     return _last_stop_signal
 
 
-_last_top_run: tuple[str, str, str] | None = None  # (tracking URI, experiment id, run id)
-
-
-def note_top_run(tracking_uri: str, experiment_id: str, run_id: str) -> None:
-    """Record run_id as the newest top-level run (a study's or a sweep's parent) this process opened."""
-    global _last_top_run
-    _last_top_run = (tracking_uri, experiment_id, run_id)
-
-
-def last_top_run(tracking_uri: str) -> tuple[str, str] | None:
-    """(experiment id, run id) of the newest top-level run this process opened on tracking_uri: the run an
-    app's closing hint links to (harness.ui.ui_hint); None if there is none."""
-    if _last_top_run is None or _last_top_run[0] != tracking_uri:
-        return None
-    return _last_top_run[1], _last_top_run[2]
-
-
 def stops_received() -> int:
     """How many stop signals this process has received (whoever handled them): a sweep compares the count
     at its end with the one at its start to tell a stop from a crash."""
@@ -390,7 +373,6 @@ def open_run(
         else:
             logger = _open_here(settings, run_name, all_tags, parent, flush_every, resume_run_id, start_time)
 
-    top_level = settings.mode != "off" and resume_run_id is None and not all_tags.get("mlflow.parentRunId")
     guard = Interrupts()
     logger.interrupts = guard
     error: BaseException | None = None
@@ -424,8 +406,6 @@ def open_run(
                     # harness.tracking.reap, ends the run that could not be ended here.
                     print(f"could not end run {logger.run_id} {status}: {type(exc).__name__}: "
                           f"{redact(str(exc)).splitlines()[0]}", file=sys.stderr)
-                if top_level and logger.offline is None and logger.run_id is not None:
-                    note_top_run(settings.tracking_uri, str(logger.experiment_id), logger.run_id)
                 if logger.offline is not None:
                     from harness.tracking.server import ServerLost
 
