@@ -179,7 +179,7 @@ class SweepCallback(Callback):
         with self._signals_deferred():  # a signal inside create_run would leave a parent nobody knows of
             sweep_dir.mkdir(parents=True, exist_ok=True)
             if self.continuation is None:
-                parent_run_id = client.create_run(experiment_id, run_name=sweep_run_name(config),
+                parent_run_id = client.create_run(experiment_id, run_name=sweep_run_name(config, swept),
                                                   tags=tags).info.run_id
             else:
                 parent_run_id = self.continuation.reopen(client, tags, sweep_dir)
@@ -482,15 +482,15 @@ def sweep_app(config: DictConfig) -> str:
     return OmegaConf.select(config, "hydra.job.name", default=None) or "sweep"
 
 
-def sweep_run_name(config: DictConfig) -> str:
+def sweep_run_name(config: DictConfig, swept: Sequence[str]) -> str:
     """``<app>-sweep <swept keys> <time>``, e.g. ``train-sweep lr,hidden_size 00:12:03`` for ``-m
-    optimizer.lr=... model.hidden_size=...`` (sweep_app; the keys' last parts, those of the sweeper's own
-    ``params`` too): the MLflow UI cuts run names after about 25 characters, so what was swept comes first;
-    the run's start time holds the date."""
+    optimizer.lr=... model.hidden_size=...`` (sweep_app; swept: swept_keys(config); the keys' last parts,
+    those of the sweeper's own ``params`` too): the MLflow UI cuts run names after about 25 characters, so
+    what was swept comes first; the run's start time holds the date."""
     import time
 
     params = list(OmegaConf.select(config, "hydra.sweeper.params", default=None) or {})
-    keys = ",".join(dict.fromkeys(key.rpartition(".")[2] for key in [*swept_keys(config), *params]))
+    keys = ",".join(dict.fromkeys(key.rpartition(".")[2] for key in [*swept, *params]))
     return " ".join(filter(None, [f"{sweep_app(config)}-sweep", keys, time.strftime("%H:%M:%S")]))
 
 
