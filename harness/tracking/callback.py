@@ -318,8 +318,8 @@ class SweepCallback(Callback):
             time.sleep(0.2)
         # A sweeper raises a failed job's exception (Hydra's basic sweeper does, after the batch), such as a
         # dead worker's.
-        failures = [*self._died, *(f"{self._job_name(num)}: {error}"
-                                   for num, error in job_errors(self._sweep_dir).items())]
+        errors = job_errors(self._sweep_dir)
+        failures = [*self._died, *(f"{self._job_name(num)}: {error}" for num, error in errors.items())]
         if killed:
             signum = self._signal or last_stop_signal()
             by = signal.Signals(signum).name if signum else "a signal"
@@ -333,8 +333,9 @@ class SweepCallback(Callback):
             why = "rejected overrides or a crash in the launcher; see the launching terminal"
         from mlflow.entities import RunTag
 
-        counts, table, study_note = self._account(client)
-        jobs, detail, unstarted = self._jobs_account(client)
+        children = child_runs(client, self.parent_run_id)  # as the orphans' ends above left them
+        counts, table, study_note = self._account(client, children)
+        jobs, detail, unstarted = self._jobs_account(children, errors)
         stopped = f"the sweep stopped before its end ({why})"
         print(format_sweep_report(self.parent_run_id, counts, jobs, detail=detail),
               *(f"  {line}" for line in [*unstarted, stopped]), *filter(None, [table]), sep="\n", flush=True)
@@ -345,11 +346,11 @@ class SweepCallback(Callback):
         end_run(client, self.parent_run_id, status)
         self.settings = self.parent_run_id = None
 
-    def _account(self, client: Any) -> tuple[dict[str, list[tuple[str, str]]], str | None, str | None]:
-        """(count_children, results_table, the study's description) of the parent's children: a grid
-        sweep of training runs gets their table; a study's or a search's own account (its description,
-        written already) says more, and ranks its trials."""
-        children = child_runs(client, self.parent_run_id)
+    def _account(self, client: Any, children: list[Any]
+                 ) -> tuple[dict[str, list[tuple[str, str]]], str | None, str | None]:
+        """(count_children, results_table, the study's description) of children (the parent's child_runs):
+        a grid sweep of training runs gets their table; a study's or a search's own account (its
+        description, written already) says more, and ranks its trials."""
         parent = client.get_run(self.parent_run_id)
         study_note = parent.data.tags.get(NOTE_TAG)
         table = None if study_note else results_table(children, parent.data.tags.get(SWEPT_TAG, "").split())
@@ -359,14 +360,14 @@ class SweepCallback(Callback):
         """``job 2 (seed=2)``: the job's swept values when the grid is known, else ``job 2``."""
         return (self._planned or {}).get(num, f"job {num}")
 
-    def _jobs_account(self, client: Any) -> tuple[int, str, list[str]]:
-        """A stopped sweep's jobs: (how many, ``2 stopped, 2 not started`` (job_states), the line naming the
-        jobs that never started ([] when all did)). Without a planned grid (another sweeper): the jobs
-        that started, and no more."""
+    def _jobs_account(self, children: Sequence[Any], errors: dict[int, str]) -> tuple[int, str, list[str]]:
+        """A stopped sweep's jobs, from the parent's children and the jobs' errors (job_errors): (how many,
+        ``2 stopped, 2 not started`` (job_states), the line naming the jobs that never started ([] when all
+        did)). Without a planned grid (another sweeper): the jobs that started, and no more."""
         started = started_jobs(self._sweep_dir)
         if self._planned is None:
             return len(started), "", []
-        states = job_states(started, child_runs(client, self.parent_run_id), job_errors(self._sweep_dir))
+        states = job_states(started, children, errors)
         unstarted = [num for num in self._planned if num not in started]
         states["not started"] = unstarted
         detail = ", ".join(f"{len(jobs)} {state}" for state, jobs in states.items() if jobs)
@@ -422,7 +423,7 @@ class SweepCallback(Callback):
         """Count the children, print the report, log the counts on the parent (with the jobs that went
         offline) and end it FINISHED (KILLED when a signal arrived meanwhile)."""
         client, _ = ensure_store(self.settings)
-        counts, table, study_note = self._account(client)
+        counts, table, study_note = self._account(client, child_runs(client, self.parent_run_id))
         continued = "" if self.continuation is None else self.continuation.summary()
         print(format_sweep_report(self.parent_run_id, counts, jobs, len(offline), detail=continued),
               *filter(None, [table]), sep="\n")
