@@ -364,9 +364,9 @@ class SweepCallback(Callback):
         """A stopped sweep's jobs, from the parent's children and the jobs' errors (job_errors): (how many,
         ``2 stopped, 2 not started`` (job_states), the line naming the jobs that never started ([] when all
         did)). Without a planned grid (another sweeper): the jobs that started, and no more."""
-        started = started_jobs(self._sweep_dir)
         if self._planned is None:
-            return len(started), "", []
+            return started_job_count(self._sweep_dir), "", []
+        started = started_jobs(self._sweep_dir)
         states = job_states(started, children, errors)
         unstarted = [num for num in self._planned if num not in started]
         states["not started"] = unstarted
@@ -393,7 +393,7 @@ class SweepCallback(Callback):
         # stops the program once the parent is closed.
         with self._signals_deferred():
             sweep_dir = self._sweep_dir
-            jobs, offline = len(started_jobs(sweep_dir)), offline_jobs(sweep_dir)
+            jobs, offline = started_job_count(sweep_dir), offline_jobs(sweep_dir)
             parent_offline = False
             try:
                 self._report_and_end(sweep_dir, jobs, offline)
@@ -594,15 +594,23 @@ def planned_jobs(config: DictConfig) -> dict[int, str] | None:
     return {number: name for number, name, _ in composed_jobs(config)}
 
 
+def _started_job_configs(sweep_dir: Path | None) -> list[Path]:
+    """The ``.hydra/hydra.yaml`` of every job of the sweep that started: Hydra writes it as it starts one."""
+    return [] if sweep_dir is None else list(sweep_dir.glob("*/.hydra/hydra.yaml"))
+
+
+def started_job_count(sweep_dir: Path | None) -> int:
+    """How many jobs started (their configs counted, not read: a sweep's end needs no job number)."""
+    return len(_started_job_configs(sweep_dir))
+
+
 def started_jobs(sweep_dir: Path | None) -> set[int]:
-    """The numbers of the jobs that started: Hydra writes a job's ``.hydra/hydra.yaml`` as it starts it."""
+    """The numbers of the jobs that started (each read from its ``.hydra/hydra.yaml``)."""
     import yaml
 
-    if sweep_dir is None:
-        return set()
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     return {int(yaml.load(path.read_text(), Loader=loader)["hydra"]["job"]["num"])
-            for path in sweep_dir.glob("*/.hydra/hydra.yaml")}
+            for path in _started_job_configs(sweep_dir)}
 
 
 JOB_ERROR_FILE = "job_error"  # in a job's folder: its number, then the exception it raised, one line
