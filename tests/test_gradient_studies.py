@@ -218,3 +218,5 @@ def test_hydra_sweep_gives_the_sequential_numbers(tracking_settings, tmp_path: P
                   echo=lambda _: None)
     pd.testing.assert_frame_equal(rebuilt.outputs.table, sequential.outputs.table)
     assert sequential.outputs.markdown in done.stdout  # the sweep printed the sequential run's table
+    # one UI line, the summary's, with the sweep parent's page: the sweep callback prints none for a study
+    assert done.stdout.count("in the MLflow UI: ") == 1 and f"/runs/{parent_run_id}?" in done.stdout

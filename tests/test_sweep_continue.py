@@ -28,6 +28,7 @@ from harness.run import run
 from harness.sweep_continuation import PLAN_FILE
 from harness.tracking import TrackingSettings, ensure_store
 from harness.tracking.orphans import RERUN_TAG, process_tags
+from harness.ui import ui_hint
 
 # about a second of training per job: a signal sent once a job's first losses are stored lands mid-run
 SWEEP = (*TINY, "model=elman", "trainer.steps=3000", "trainer.eval_interval=500",
@@ -126,6 +127,9 @@ def test_a_stopped_sweep_continued_equals_an_uninterrupted_one(tmp_path: Path, t
     jobs = ", ".join(f"{count} {label}" for count, label in counts if count)
     report = f"sweep {parent.info.run_id}: 4 jobs ({jobs}), 4 runs (4 finished)"
     assert report in continued.stdout.splitlines()
+    # a grid sweep ends, after its table of runs, with its parent's page in the UI
+    assert continued.stdout.splitlines()[-1] == ui_hint(tracking_settings.tracking_uri,
+                                                         (parent.info.experiment_id, parent.info.run_id))
     (again,), children = children_of(tracking_settings)
     assert again.info.run_id == parent.info.run_id and again.info.status == "FINISHED"
     assert "error" not in again.data.tags and again.data.tags["harness.continued"] == "1"

@@ -54,6 +54,7 @@ from harness.tracking.runs import (
 from harness.tracking.store import TrackingSettings, ensure_store, source_tags
 from harness.tracking.sweep_results import results_table
 from harness.tracking.writer import BackgroundMetricWriter
+from harness.ui import ui_hint
 
 CHILD_STATUSES = ("FINISHED", "FAILED", "KILLED", "RUNNING", "SCHEDULED")
 SWEPT_TAG = "harness.swept_keys"  # the parent's swept keys, "model task.length"
@@ -422,11 +423,13 @@ class SweepCallback(Callback):
     def _report_and_end(self, sweep_dir: Path, jobs: int, offline: list[OfflineJob]) -> None:
         """Count the children, print the report, log the counts on the parent (with the jobs that went
         offline) and end it FINISHED (KILLED when a signal arrived meanwhile)."""
-        client, _ = ensure_store(self.settings)
+        client, experiment_id = ensure_store(self.settings)
         counts, table, study_note = self._account(client, child_runs(client, self.parent_run_id))
         continued = "" if self.continuation is None else self.continuation.summary()
         print(format_sweep_report(self.parent_run_id, counts, jobs, len(offline), detail=continued),
               *filter(None, [table]), sep="\n")
+        if table:  # a grid sweep's table of runs; a study's or a search's summary prints its own UI line
+            print(ui_hint(self.settings.tracking_uri, (experiment_id, self.parent_run_id)))
         from mlflow.entities import Metric, RunTag
 
         now = _now_ms()
