@@ -194,6 +194,7 @@ def test_a_search_without_a_study_name_has_one_study_per_fixed_config() -> None:
     assert default_study_name("rnn_vs_arma", fixed) == f"rnn_vs_arma-{name[6:]}"
 
 
+@pytest.mark.slow  # the default suite's 10-minute budget; its fast twin stays there
 def test_the_same_command_grows_its_default_study_and_another_fixed_config_gets_its_own(
         tmp_path: Path, tracking_settings) -> None:
     lr = "optimizer.lr=tag(log,interval(1e-3,1e-1))"
@@ -301,6 +302,7 @@ def test_bad_search_settings_stop_with_one_line(tmp_path: Path, tracking_setting
     assert not Path(default_storage(tracking_settings).removeprefix("sqlite:///")).exists()
 
 
+@pytest.mark.slow  # the default suite's 10-minute budget; its fast twin stays there
 def test_two_processes_share_one_sqlite_study_and_a_resume_completes_it(tmp_path: Path,
                                                                          tracking_settings) -> None:
     storage = f"sqlite:///{tmp_path / 'shared' / 'study.db'}"

@@ -173,6 +173,7 @@ def test_unreachable_server_is_one_line_before_any_run(tmp_path: Path, how: str)
         f"Connection refused); start it (mlflow server ...) or use tracking=local"], done.stderr[-3000:]
 
 
+@pytest.mark.slow  # the default suite's 10-minute budget; its fast twin stays there
 def test_reap_and_report_on_a_server_print_one_line_each_and_no_view_links(tmp_path: Path,
                                                                             template_store: Path) -> None:
     db = tmp_path / "server.db"
