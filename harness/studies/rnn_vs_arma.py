@@ -803,9 +803,9 @@ def format_table(table: pd.DataFrame) -> str:
             for stat, p in zip(table["dm_pooled_stat"], table["dm_pooled_pvalue"], strict=True)
         ],
     })
-    for name, _ in _interval_levels(table):
-        columns[f"cover {_percent(name)}%"] = mean_std(f"coverage{name}", 3)
-        columns[f"Winkler {_percent(name)}%"] = mean_std(f"winkler{name}", 3)
+    for name, level in _interval_levels(table):
+        columns[f"cover {100 * level:g}%"] = mean_std(f"coverage{name}", 3)
+        columns[f"Winkler {100 * level:g}%"] = mean_std(f"winkler{name}", 3)
     frame = pd.DataFrame(columns)
     # a formatted column stays text: without ± its cells would be read as numbers (0.800 printed as 0.8)
     text = [k for k, column in enumerate(frame) if all(isinstance(cell, str) for cell in frame[column])]
@@ -816,11 +816,6 @@ def _references(table: pd.DataFrame) -> list[str]:
     """The models the table's RNN rows are DM-tested against, sorted (none known for runs logged before
     the cells named theirs)."""
     return sorted({reference for reference in table["reference"] if reference})
-
-
-def _percent(name: str) -> str:
-    """An interval level's name as its percentage: "97_5" -> "97.5"."""
-    return name.replace("_", ".")
 
 
 def _interval_levels(table: pd.DataFrame) -> list[tuple[str, float]]:
@@ -902,10 +897,10 @@ def table_legend(table: pd.DataFrame) -> str:
     levels = sorted(_interval_levels(table), key=lambda name_level: name_level[1])
     # per level: a validation part may hold enough residuals for 80% intervals and too few for 95% ones
     where_blank: dict[str, list[str]] = {}
-    for name, _ in levels:
+    for name, level in levels:
         where = blank_where(table, table[f"coverage{name}_mean"].isna())
         if where:
-            where_blank.setdefault(where, []).append(f"{_percent(name)}%")
+            where_blank.setdefault(where, []).append(f"{100 * level:g}%")
     if where_blank:
         needs = ", ".join(f"{min_calibration_residuals(level)} at {100 * level:g}%" for _, level in levels)
         cells = " and ".join(f"at {' and '.join(names)} for {where}" for where, names in where_blank.items())
