@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -22,6 +25,19 @@ def pin_blas_to_one_thread() -> None:
     for name in BLAS_THREAD_VARIABLES:
         os.environ[name] = "1"
     threadpool_limits(limits=1, user_api="blas")
+
+
+@contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """``with one_blas_thread():`` limits every BLAS loaded so far to one thread for the block, as
+    pin_blas_to_one_thread does for a whole process: for library calls from a script or notebook that did not
+    pin. A library loaded inside the block keeps its own thread count, so callers load theirs (SciPy's, with
+    statsmodels) first. Costs about 4 ms; the previous limits come back at the end of the block.
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
 
 
 def export_project_root() -> None:

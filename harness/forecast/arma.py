@@ -10,7 +10,9 @@ x_t = c + sum_i phi_i x_{t-i} + ...: statsmodels' ARIMA with trend "c" puts the 
   point after point returns, bit for bit (tested against it on many series), in 70-95% of its CPU time:
   the Kalman filter of every likelihood evaluation takes its steady state once the state covariance repeats
   exactly (_steady_state_arima), and only the chosen fit gets standard errors and smoothed results.
-  `select_arma(n_jobs=2)` spreads the grid over two processes, for the wall time; same numbers.
+  `select_arma(n_jobs=2)` spreads the grid over two processes, for the wall time; same numbers. Both run
+  with every BLAS on one thread (harness.runtime.one_blas_thread), whether or not the caller pinned them: a
+  threaded OpenBLAS made a search 5.5-6.2x slower under load.
 - A fit enforces stationarity and invertibility by default (the Kalman filter then starts from the stationary
   distribution). A sinusoid needs AR roots on the unit circle, which such a fit cannot reach: on a noisy sine
   the stationary fits fight the boundary, warn and are skipped, and the order left over forecasts badly.
@@ -42,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from harness.processes import results_in_processes
+from harness.runtime import one_blas_thread
 
 CRITERIA = ("aic", "bic")
 
@@ -162,7 +165,9 @@ def fit_arma(train: np.ndarray, order: tuple[int, int], *, maxiter: int | None =
         )
     _check_maxiter(maxiter)
     _check_psi_lags(psi_lags)
-    return _estimate(train, (p, q), constrained, maxiter, 0).arma_fit(train, psi_lags)
+    _steady_state_arima()  # loads statsmodels, and SciPy's BLAS with it, before one_blas_thread limits it
+    with one_blas_thread():
+        return _estimate(train, (p, q), constrained, maxiter, 0).arma_fit(train, psi_lags)
 
 
 def _check_maxiter(maxiter: Any) -> None:
@@ -206,7 +211,8 @@ def select_arma(train: np.ndarray, *, criterion: str = "aic", max_p: int = 3, ma
     grid = [(p, q, constrained) for constrained in ((True, False) if unconstrained else (True,))
             for p in range(max_p + 1) for q in range(max_q + 1)]
     calls = [(_estimate_or_error, (train, (p, q), constrained, maxiter, burn)) for p, q, constrained in grid]
-    with results_in_processes(calls, int(n_jobs)) as results:
+    _steady_state_arima()
+    with one_blas_thread(), results_in_processes(calls, int(n_jobs)) as results:
         estimates = list(results)
     trials, best, best_score = [], None, np.inf
     for (p, q, constrained), estimate in zip(grid, estimates, strict=True):
@@ -223,7 +229,9 @@ def select_arma(train: np.ndarray, *, criterion: str = "aic", max_p: int = 3, ma
             f"ARMA{t.order}: {t.error or ', '.join(t.warnings) or 'not converged'}" for t in trials
         )
         raise RuntimeError(f"no ARMA order in the grid converged: {reasons}")
-    return OrderSelection(best=best.arma_fit(train, psi_lags), criterion=criterion, trials=tuple(trials))
+    with one_blas_thread():
+        chosen = best.arma_fit(train, psi_lags)
+    return OrderSelection(best=chosen, criterion=criterion, trials=tuple(trials))
 
 
 # The smallest positive float64: the Kalman filter takes its steady state only once the predicted state
