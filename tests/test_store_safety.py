@@ -107,7 +107,7 @@ def test_a_service_that_is_no_mlflow_server_is_refused_in_one_line() -> None:
      "needs the database driver 'MySQLdb': pip install 'mysqlclient'"),
     (f"postgresql+psycopg2://mlflow:{SECRET}@127.0.0.1/mlflow", "pip install 'psycopg2-binary'"),
     (f"postgresql+psycopg://mlflow:{SECRET}@127.0.0.1:{free_port()}/mlflow", "does not accept a connection"),
-])
+], ids=["mysql-no-driver", "psycopg2-no-driver", "psycopg-refused"])  # stable ids: the port is random
 def test_a_database_store_that_cannot_work_is_one_line_without_the_password(uri: str, expected: str) -> None:
     with pytest.raises(StoreUnusable) as caught:
         ensure_store(TrackingSettings(uri=uri, experiment="x"))
