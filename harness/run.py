@@ -48,11 +48,12 @@ from harness.run_report import (
     continue_command,
     describe_run,
     describe_stopped_run,
+    search_rerun,
     stopped_summary,
     terminal_summary,
 )
 from harness.runtime import freeze_long_lived_objects, pin_blas_to_one_thread
-from harness.search import current_trial, trial_run_name
+from harness.search import current_search, current_trial, trial_run_name
 from harness.tasks import SequenceTask, fingerprint, make_task
 from harness.tracking import TrackingSettings, open_run, project_root
 from harness.tracking.experiment_notes import NOTE_TAG
@@ -329,9 +330,13 @@ def _log_result(logger, config: RunConfig, name: str, task: SequenceTask, model,
 def _tell_stopped(logger, config: RunConfig, name: str, done: int, stop: RunInterrupted,
                   overrides: list[str] | tuple[str, ...], echo: Callable[[str], Any] | None) -> None:
     """A run the signal of stop stopped after done steps: its description, its tag STOPPED_AT_TAG and
-    (echo) the lines that say where it stopped and the command that continues it."""
-    command = continue_command(logger.run_id, overrides) if done and logger.run_id else None
-    logger.set_tags({NOTE_TAG: describe_stopped_run(config, done, stop, command), STOPPED_AT_TAG: done})
+    (echo) the lines that say where it stopped and the command that continues it; an Optuna trial's say
+    that its search re-runs it (trainer.resume would continue it outside its study)."""
+    search = current_search()
+    rerun = None if search is None else search_rerun(*search)
+    command = continue_command(logger.run_id, overrides) if done and logger.run_id and not rerun else None
+    logger.set_tags({NOTE_TAG: describe_stopped_run(config, done, stop, command, rerun),
+                     STOPPED_AT_TAG: done})
     if echo is not None:
-        for line in stopped_summary(name, logger.run_id, done, config.trainer.steps, stop, command):
+        for line in stopped_summary(name, logger.run_id, done, config.trainer.steps, stop, command, rerun):
             echo(line)

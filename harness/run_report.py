@@ -87,12 +87,23 @@ def continue_command(run_id: str, overrides: Sequence[str]) -> str:
     return shlex.join(["python", entry_point(), *kept, f"trainer.resume={run_id}"])
 
 
-def describe_stopped_run(config: RunConfig, steps_done: int, stop: BaseException, command: str | None
-                         ) -> str:
+def search_rerun(study: str, trial: str) -> str:
+    """What a stop means for trial number trial of an Optuna search of study: its sweep stops with it and
+    queues its parameters again (harness.search.optuna_sweeper.abandon), so the search re-runs it; a
+    trainer.resume of its run would continue it outside its study."""
+    return (f"its search re-runs it: trial {trial} is queued again in study {study}, and the same search "
+            "command, run again, runs the study's interrupted trials first (same parameters, as a new trial "
+            "and run)")
+
+
+def describe_stopped_run(config: RunConfig, steps_done: int, stop: BaseException, command: str | None,
+                         rerun: str | None = None) -> str:
     """The Markdown description of a run a signal stopped (stop: its RunInterrupted) after steps_done
     steps: how far it got and the command that continues it (continue_command; None: there is nothing to
-    continue)."""
+    continue), or, for a search's trial, rerun (search_rerun) instead."""
     head = f"**Stopped at step {steps_done} of {config.trainer.steps}** ({stop})."
+    if rerun is not None:
+        return f"{head} An Optuna trial: {rerun}."
     if command is None:
         return f"{head} It had no training step to keep: run it again."
     return (f"{head} Its checkpoint holds step {steps_done}; continue this run (bit for bit as if it had "
@@ -100,10 +111,13 @@ def describe_stopped_run(config: RunConfig, steps_done: int, stop: BaseException
 
 
 def stopped_summary(name: str, run_id: str | None, steps_done: int, steps: int, stop: BaseException,
-                    command: str | None) -> list[str]:
-    """The lines train.py ends with when a signal stops it: the run, how far it got, how to continue."""
+                    command: str | None, rerun: str | None = None) -> list[str]:
+    """The lines train.py ends with when a signal stops it: the run, how far it got, how to continue (the
+    command; for a search's trial, rerun: search_rerun)."""
     lines = [f"{_run_line(name, run_id)} stopped at step {steps_done} of {steps} ({stop})"]
-    if command is not None:
+    if rerun is not None:
+        lines.append(rerun)
+    elif command is not None:
         lines.append(f"continue it with: {command}")
     return lines
 

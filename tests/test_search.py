@@ -4,6 +4,7 @@ MLflow (tests/conftest.py), on the embedded store and on a loopback tracking ser
 
 from __future__ import annotations
 
+import copy
 import signal
 import stat
 import subprocess
@@ -346,14 +347,15 @@ def test_an_interrupted_search_resumes_with_the_cut_trials_first(tmp_path: Path,
               # the cut invocation trains long enough to be signalled, its resumption briefly
               "hydra.sweeper.ignored_keys=[tracking,trainer.steps,trainer.eval_interval,"
               "trainer.diagnostics_interval]"]
-    stderr = tmp_path / "stderr.txt"
-    with stderr.open("w") as sink:
+    stderr, stdout = tmp_path / "stderr.txt", tmp_path / "stdout.txt"
+    with stderr.open("w") as sink, stdout.open("w") as out:
         process = subprocess.Popen(
             app_command(tracking_settings, *common, "trainer.steps=1000000", "trainer.eval_interval=1000",
                         "trainer.diagnostics_interval=0"),
-            env=app_env(tmp_path), cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=sink)
+            env=app_env(tmp_path), cwd=tmp_path, stdout=out, stderr=sink)
     signal_when_training(process, tracking_settings, stderr, signum=signal.SIGINT)
     assert process.returncode != 0
+    cut_out = stdout.read_text()
     # the basic launcher runs the batch of two one after another: trial 0 was cut, trial 1 never started
     cut, unstarted, *queued = study_of(tracking_settings).trials
     for trial in (cut, unstarted):
@@ -365,6 +367,27 @@ def test_an_interrupted_search_resumes_with_the_cut_trials_first(tmp_path: Path,
     assert child.info.run_name == "reversal-linear-s0-t0"
     assert (child.data.tags["optuna.trial"], child.data.tags["optuna.state"]) == ("0", "FAIL")
     assert child.data.tags["optuna.error"].startswith("interrupted: the sweep stopped before this trial")
+    # what the stop says is what completes it: the search's command again, not trainer.resume of one trial
+    # (which would continue it outside its study), nor trainer.resume_sweep (which a search refuses)
+    rerun = ("its search re-runs it: trial 0 is queued again in study s, and the same search command, run "
+             "again, runs the study's interrupted trials first (same parameters, as a new trial and run)")
+    assert f"run {child.info.run_name} ({child.info.run_id}) stopped at step " in cut_out
+    assert f"\n{rerun}\n" in cut_out and "trainer.resume" not in cut_out, cut_out
+    assert child.data.tags["mlflow.note.content"].endswith(f"An Optuna trial: {rerun}.")
+    assert "trainer.resume" not in child.data.tags["mlflow.note.content"]
+    why = "stopped by SIGINT; run the same command again: study s re-runs its interrupted trials first"
+    assert parent.data.tags["error"] == f"the sweep stopped before its end ({why})"
+    assert f"  the sweep stopped before its end ({why})\n" in cut_out
+    # its table shows the sampled value, and the UI line of its parent ends it
+    assert "| job | run | optimizer.lr | status | steps | val sequence_accuracy | solved |" in cut_out
+    lr = format(cut.params["optimizer.lr"], ".4g")
+    assert f"| 0 | {child.info.run_name} | {lr} | killed | " in cut_out
+    last = cut_out.splitlines()[-1]
+    assert last.startswith("in the MLflow UI: ") and parent.info.run_id in last
+    # the harness's own plumbing stays out of the job lines (before: '... ++hydra.job.env_set.HARNESS_OPTUNA_
+    # TRIAL=0'), and out of the runs' overrides
+    assert "\t#0 : optimizer.lr=" in cut_out + stderr.read_text()
+    assert "env_set" not in cut_out + stderr.read_text() + child.data.tags["overrides"]
 
     resumed = app(tmp_path, tracking_settings, *common)
     assert resumed.returncode == 0, resumed.stderr
@@ -379,6 +402,21 @@ def test_an_interrupted_search_resumes_with_the_cut_trials_first(tmp_path: Path,
     assert all(name.endswith(f"-linear-s0-t{number}") for number, name in names.items())
     # the terminal names each run as MLflow does (before: without the trial number)
     assert terminal_run_names(resumed.stdout) == [names["2"], names["3"], names["4"]]
+    # the completed search ends as a grid sweep does: its account, its table of runs, its parent's UI line;
+    # the table and the parent say they show this invocation's trials, the study's two earlier ones elsewhere
+    resumed_parent = max(parent_and_children(tracking_settings)[0], key=lambda p: p.info.start_time)
+    lines = resumed.stdout.splitlines()
+    report = lines.index(f"sweep {resumed_parent.info.run_id}: 3 jobs, 3 runs (3 finished)")
+    assert lines[report + 1] == (
+        "Runs of this invocation's trials of study s (the study held 2 earlier trials, their runs under "
+        "earlier sweep parents; the best trial and the parent run's top trials rank them all):")
+    assert lines[report + 3] == ("| job | run | optimizer.lr | status | steps | val sequence_accuracy | "
+                                 "solved |")
+    assert [line.split(" | ")[1] for line in lines[report + 5:-1]] == [names["2"], names["3"], names["4"]]
+    assert lines[-1].startswith("in the MLflow UI: ") and resumed_parent.info.run_id in lines[-1]
+    note = resumed_parent.data.tags["mlflow.note.content"]
+    assert note.startswith("**Optuna study `s`**, continued: it held 2 trials before this invocation")
+    assert resumed_parent.data.tags["optuna.trials_before"] == "2"
 
 
 @pytest.mark.slow  # ~19 s; the fixed config's filtering and message run by default
@@ -469,3 +507,29 @@ def test_a_search_on_a_loopback_tracking_server(tmp_path: Path, template_store: 
         assert "Best trial" in parent.data.tags["mlflow.note.content"]
         assert {a.path for a in MlflowClient(server.uri).list_artifacts(parent.info.run_id, "search")} >= {
             "search/optimization_history.png"}
+
+
+def test_a_search_s_swept_keys_are_its_searched_keys_and_its_trials_file_names_each_job_s_trial(
+        tmp_path: Path) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    from harness.search import current_search, write_trials
+    from harness.tracking.callback import swept_keys
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        config = compose("config", ["hparams_search=adding_elman"], return_hydra_config=True)
+    OmegaConf.set_struct(config, False)
+    config.hydra.overrides.task = ["hparams_search=adding_elman", "task.length=10,20"]  # a -m command line
+    # the command line's swept key first, then the preset's searched ones: the table's columns
+    assert swept_keys(config) == ["task.length", "optimizer.lr", "model.hidden_size", "optimizer.clip_norm",
+                                  "model.init"]
+    write_trials(tmp_path, "adding_elman", {4: 7, 5: 8})
+    try:
+        for num, expected in ((5, ("adding_elman", "8")), (6, None)):  # job 6: not one of the search's
+            job = copy.deepcopy(config)
+            OmegaConf.set_readonly(job, False)
+            job.hydra.mode, job.hydra.job.num, job.hydra.sweep.dir = "MULTIRUN", num, str(tmp_path)
+            HydraConfig.instance().set_config(job)
+            assert current_search() == expected
+    finally:
+        HydraConfig.instance().cfg = None  # no job's config left for the next test

@@ -49,3 +49,13 @@ def test_a_superseded_attempt_is_left_out_and_a_long_sweep_says_how_many_rows_it
     assert len([line for line in lines if line.startswith("| ")]) == 1 + MAX_ROWS
     assert "torn" not in "\n".join(lines)
     assert lines[-1].startswith("… and 3 more runs (`python -m harness.report")
+
+
+def test_a_sampled_value_shows_four_significant_digits_and_a_typed_one_as_typed():
+    runs = [_run(0, "t0", overrides="optimizer.lr=0.011781448719376511 model.init=glorot task.length=50",
+                 metrics={"objective": 0.5}),
+            _run(1, "t1", overrides="optimizer.lr=1e-3 model.init=orthogonal task.length=25",
+                 metrics={"objective": 0.5})]
+    rows = results_table(runs, ["optimizer.lr", "model.init", "task.length"]).splitlines()[2:]
+    assert [row.split(" | ")[2:5] for row in rows] == [["0.01178", "glorot", "50"],
+                                                       ["1e-3", "orthogonal", "25"]]

@@ -111,6 +111,8 @@ def test_a_signalled_joblib_sweep_ends_every_run_killed(tmp_path: Path, tracking
         stopped_at = re.search(rf"run {name} \({run_id}\) stopped at step (\d+) of ", out)
         assert stopped_at, out
         assert f"| {name} | {run.data.tags['seed']} | killed | {stopped_at[1]} | " in out, out
+    # after its table, as every app ends: the parent's page in the UI
+    assert out.splitlines()[-1].startswith("in the MLflow UI: ") and parent_id in out.splitlines()[-1], out
 
 
 def test_a_signalled_basic_sweep_stops_and_ends_its_runs(tmp_path: Path, tracking_settings) -> None:

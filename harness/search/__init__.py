@@ -5,25 +5,56 @@
 harness.search.optuna_sweeper.OptunaSweeper as ``hydra_plugins.harness_optuna_sweeper.OptunaSweeper``, which
 Hydra accepts as a sweeper (harness.plugin_registry). It imports neither Optuna nor MLflow.
 
-A trial's job runs with ``$HARNESS_OPTUNA_TRIAL`` set to its trial number (the sweeper's
-``hydra.job.env_set`` override), so that the job names its run after the trial from the start
-(``trial_run_name``): the terminal and MLflow show one name, also for a run cut short.
+A trial's job finds its study and trial number in the search's sweep dir (TRIALS_FILE, which the sweeper
+writes before it launches a batch, by Hydra job number), so that the job names its run after the trial from
+the start (``trial_run_name``) and tells what a stop means for it: the terminal and MLflow show one name,
+also for a run cut short. A file, not an override: the jobs' overrides are what the user reads (the
+launcher's job lines, the runs' ``overrides`` tag, continue commands), and it reaches every launcher's
+jobs (basic, joblib's workers, submitit's nodes) as the sweep's other files do.
 """
 
 from __future__ import annotations
 
-import os
+import json
+from collections.abc import Mapping
+from pathlib import Path
 
 from harness.plugin_registry import register_plugin
 
 PLUGIN_MODULE = "hydra_plugins.harness_optuna_sweeper"
 SWEEPER_TARGET = f"{PLUGIN_MODULE}.OptunaSweeper"  # hydra.sweeper._target_ of conf/hydra/sweeper/optuna.yaml
-TRIAL_ENV = "HARNESS_OPTUNA_TRIAL"  # the trial number of the job running in this process
+TRIALS_FILE = "optuna_trials.json"  # in a search's sweep dir: {"study": name, "trials": {job: trial}}
+
+
+def write_trials(sweep_dir: Path, study: str, trials: Mapping[int, int]) -> None:
+    """Record which trial of study each Hydra job number runs (trials: job -> trial number), for the jobs
+    (current_trial) to read; replaces the file atomically (a job may be reading it)."""
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    partial = sweep_dir / f".{TRIALS_FILE}.partial"
+    partial.write_text(json.dumps({"study": study, "trials": {str(job): n for job, n in trials.items()}}))
+    partial.replace(sweep_dir / TRIALS_FILE)
+
+
+def current_search() -> tuple[str, str] | None:
+    """(study name, trial number as a string) of the search trial the running Hydra job runs, or None
+    outside one (no multirun, another sweeper, a job the sweeper did not list)."""
+    from harness.tracking.runs import hydra_sweep_dir
+
+    sweep_dir = hydra_sweep_dir()
+    path = None if sweep_dir is None else sweep_dir / TRIALS_FILE
+    if path is None or not path.is_file():
+        return None
+    from hydra.core.hydra_config import HydraConfig
+
+    recorded = json.loads(path.read_text())
+    trial = recorded["trials"].get(str(HydraConfig.get().job.num))
+    return None if trial is None else (recorded["study"], str(trial))
 
 
 def current_trial() -> str | None:
     """The Optuna trial number this job runs (a string), or None outside a search's trial."""
-    return os.environ.get(TRIAL_ENV) or None
+    search = current_search()
+    return None if search is None else search[1]
 
 
 def trial_run_name(name: str, trial: int | str | None) -> str:
@@ -42,5 +73,5 @@ def register_optuna_sweeper() -> None:
     register_plugin(PLUGIN_MODULE, OptunaSweeper, "harness.search's sweeper")
 
 
-__all__ = ["PLUGIN_MODULE", "SWEEPER_TARGET", "TRIAL_ENV", "current_trial", "register_optuna_sweeper",
-           "trial_run_name"]
+__all__ = ["PLUGIN_MODULE", "SWEEPER_TARGET", "TRIALS_FILE", "current_search", "current_trial",
+           "register_optuna_sweeper", "trial_run_name", "write_trials"]

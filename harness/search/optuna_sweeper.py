@@ -9,12 +9,13 @@ interrupted search resumes with what is left. A trial cut short when the sweep s
 the launcher) is told FAILED with the user attribute ``interrupted``, does not count towards n_trials, and
 its parameters are queued, so the resumed search runs it first; the runs it had started are tagged with it.
 
-Every job gets its trial number (``$HARNESS_OPTUNA_TRIAL``, harness.search), so its run is named after the
-trial from the start: ``<task>-<model>-s<seed>-t<trial>``, the sampled values being its params and its
-``optuna.params`` tag. The sampler draws each trial from its own seed (harness.search.sampler), and the
-study records its trials' fixed config (harness.search.fixed): a study named by hydra.sweeper.study_name
-refuses an invocation with another one before the sweep's parent run exists (check_search); without a name,
-each fixed config has a study of its own (harness.search.study.default_study_name).
+Every job finds its study and trial number in the sweep dir (harness.search.write_trials), so its run is
+named after the trial from the start: ``<task>-<model>-s<seed>-t<trial>``, the sampled values being its
+params and its ``optuna.params`` tag. The sampler draws each trial from its own seed
+(harness.search.sampler), and the study records its trials' fixed config (harness.search.fixed): a study
+named by hydra.sweeper.study_name refuses an invocation with another one before the sweep's parent run
+exists (check_search); without a name, each fixed config has a study of its own
+(harness.search.study.default_study_name).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from harness.search import TRIAL_ENV
+from harness.search import write_trials
 from harness.search.fixed import fixed_config
 from harness.search.space import SearchSpace, parse_search_space
 from harness.search.study import (
@@ -134,6 +135,7 @@ class OptunaSweeper(Sweeper):
         self.config: DictConfig | None = None
         self.launcher: Any = None
         self.job_idx = 0
+        self._trials: dict[int, int] = {}  # Hydra job number -> the trial it runs (write_trials)
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config, self.hydra_context = config, hydra_context
@@ -152,6 +154,8 @@ class OptunaSweeper(Sweeper):
                  f"continued, {held} trials" if held else "new", storage_label(self._storage),
                  study.direction.name.lower(), self.sampler, self.seed, self.n_trials,
                  remaining_trials(study, self.n_trials))
+        # the trials queued again (WAITING: an interrupted search's) are this invocation's to run
+        recorder.start(sum(t.state.name != "WAITING" for t in study.get_trials(deepcopy=False)))
         while trials := self._ask(study, space):
             self._run_batch(study, space, recorder, trials)
         self._finish(study, recorder)
@@ -203,8 +207,11 @@ class OptunaSweeper(Sweeper):
     def _run_batch(self, study: Any, space: SearchSpace, recorder: Any, trials: list[Any]) -> None:
         from optuna.trial import TrialState
 
+        assert self.config is not None
         told: set[int] = set()
-        jobs = [[*space.overrides(t.params), f"++hydra.job.env_set.{TRIAL_ENV}={t.number}"] for t in trials]
+        self._trials.update((job, t.number) for job, t in enumerate(trials, start=self.job_idx))
+        write_trials(Path(self.config.hydra.sweep.dir), study.study_name, self._trials)
+        jobs = [space.overrides(t.params) for t in trials]
         try:
             returns = self.launcher.launch(jobs, initial_job_idx=self.job_idx)
             for job, (trial, job_return) in enumerate(zip(trials, returns, strict=True), start=self.job_idx):

@@ -2,9 +2,10 @@
 sweep's parent run gets the best trial, a table of the top trials and Optuna's figures.
 
 Jobs open their own runs (nested under the sweep's parent by harness.tracking), named after their trial
-when the app reads ``$HARNESS_OPTUNA_TRIAL`` (train.py); the sweeper finds a job's runs by the ``job_num``
-tag they carry and links both ways: the runs get ``optuna.*`` tags and, if the app did not name them so, a
-run name ending in ``-t<trial number>``; the trial gets the user attribute ``mlflow_run_ids``.
+when the app reads it (harness.search.current_trial; train.py); the sweeper finds a job's runs by the
+``job_num`` tag they carry and links both ways: the runs get ``optuna.*`` tags and, if the app did not name
+them so, a run name ending in ``-t<trial number>``; the trial gets the user attribute ``mlflow_run_ids``.
+The parent is tagged with its study and the trials the study held before this invocation from its start.
 """
 
 from __future__ import annotations
@@ -46,13 +47,24 @@ def top_trials(study: Any, count: int) -> pd.DataFrame:
     return frame.sort_values(["value", "trial"], ascending=[ascending, True], kind="stable").head(count)
 
 
-def describe_study(study: Any, storage: str | None, count: int) -> str:
-    """Markdown for the parent run's page: counts, the best trial and a table of the top count trials."""
+def continued_line(study_name: str, before: int) -> str:
+    """The parent's first words on its study: new, or continued with the trials it held before (before)."""
+    if not before:
+        return f"**Optuna study `{study_name}`**, new with this invocation."
+    return (f"**Optuna study `{study_name}`**, continued: it held {before} trial{'' if before == 1 else 's'} "
+            "before this invocation, their runs under earlier sweep parents (tag `optuna.study`); this "
+            "parent's runs are this invocation's trials, the best trial and the top trials the study's.")
+
+
+def describe_study(study: Any, storage: str | None, count: int, before: int = 0) -> str:
+    """Markdown for the parent run's page: the study (continued_line, before: the trials it held before this
+    invocation), its counts, the best trial and a table of the top count trials, all of the study's."""
     frame = trials_frame(study)
     states = frame["state"].value_counts() if not frame.empty else pd.Series(dtype=int)
     counts = ", ".join(f"{n} {state.lower()}" for state, n in states.items())
-    lines = [f"**Optuna study `{study.study_name}`** ({study.direction.name.lower()}, storage "
-             f"`{storage_label(storage)}`): {len(frame)} trials ({counts or 'none'})."]
+    lines = [continued_line(study.study_name, before),
+             f"\nThe study ({study.direction.name.lower()}, storage `{storage_label(storage)}`) holds "
+             f"{len(frame)} trials ({counts or 'none'})."]
     top = top_trials(study, count)
     if top.empty:
         lines.append("\nNo trial completed.")
@@ -71,12 +83,28 @@ class TrialRecorder:
 
     def __init__(self, settings: TrackingSettings, study: Any, top_count: int, storage: str | None) -> None:
         self.study, self.top_count, self.storage = study, top_count, storage
+        self.before = 0  # the trials the study held when this invocation started (start)
         self.parent_run_id = resolve_parent_run_id("auto") if settings.mode != "off" else None
         self.client = None
         if self.parent_run_id is not None:
             from harness.tracking import store_client
 
             self.client = store_client(settings)
+
+    def start(self, before: int) -> None:
+        """Tag the parent with its study (``optuna.study``, ``optuna.storage``) and the trials the study held
+        before this invocation (``optuna.trials_before``; those queued again, which it runs, not counted), and
+        say so in its description (continued_line) until describe_parent replaces it: a search stopped
+        before its end has it too."""
+        self.before = before
+        if self.client is None:
+            return
+        from mlflow.entities import RunTag
+
+        name = self.study.study_name
+        tags = {NOTE_TAG: continued_line(name, before), "optuna.study": name,
+                "optuna.storage": storage_label(self.storage), "optuna.trials_before": str(before)}
+        self.client.log_batch(self.parent_run_id, tags=[RunTag(k, v) for k, v in tags.items()])
 
     def job_runs(self, job: int) -> list[Any]:
         """The runs of Hydra job number job under the sweep's parent."""
@@ -137,9 +165,7 @@ class TrialRecorder:
         if not complete.empty:
             metrics.append(Metric("best_value", float(self.study.best_value), now, 0))
             metrics.append(Metric("best_trial", float(self.study.best_trial.number), now, 0))
-        tags = [RunTag(NOTE_TAG, describe_study(self.study, self.storage, self.top_count)),
-                RunTag("optuna.study", self.study.study_name),
-                RunTag("optuna.storage", storage_label(self.storage))]
+        tags = [RunTag(NOTE_TAG, describe_study(self.study, self.storage, self.top_count, self.before))]
         self.client.log_batch(self.parent_run_id, metrics=metrics, tags=tags)
         plt = pyplot()
         for name, figure in study_figures(self.study).items():

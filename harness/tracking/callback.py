@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness.config import ConfigError
 from harness.joblib_launcher import LostJob, TornDown
+from harness.search import SWEEPER_TARGET
 from harness.tracking.experiment_notes import NOTE_TAG
 from harness.tracking.loggers import tag_values
 from harness.tracking.orphans import (
@@ -142,6 +143,7 @@ class SweepCallback(Callback):
         self._planned: dict[int, str] | None = None
         self.continuation: Any = None  # harness.sweep_continuation.Continuation of trainer.resume_sweep
         self._continuable = False
+        self._search = False  # an Optuna search (harness.search), which resumes by its study's name
         self._started_ms = 0
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -150,6 +152,7 @@ class SweepCallback(Callback):
         resume_sweep = OmegaConf.select(config, "trainer.resume_sweep", default=None)
         # train.py's sweeps have the key (harness.sweep_continuation); the studies' do not
         self._continuable = "resume_sweep" in (OmegaConf.select(config, "trainer", default=None) or {})
+        self._search = OmegaConf.select(config, "hydra.sweeper._target_", default=None) == SWEEPER_TARGET
         if settings.mode == "off":
             if resume_sweep is not None:
                 sys.exit("config error: trainer.resume_sweep needs the tracking store the sweep ran on; "
@@ -321,13 +324,11 @@ class SweepCallback(Callback):
         # dead worker's.
         errors = job_errors(self._sweep_dir)
         failures = [*self._died, *(f"{self._job_name(num)}: {error}" for num, error in errors.items())]
+        parent = client.get_run(self.parent_run_id)
         if killed:
             signum = self._signal or last_stop_signal()
             by = signal.Signals(signum).name if signum else "a signal"
-            how = (f"the sweep's command with trainer.resume_sweep={self.parent_run_id} completes it"
-                   if self._continuable else
-                   "each stopped run's description gives the command that continues it")
-            why = f"stopped by {by}; {how}"
+            why = f"stopped by {by}; {self._how_to_complete(parent)}"
         elif failures:
             why = f"a failed job: {'; '.join(failures)}"
         else:
@@ -335,11 +336,13 @@ class SweepCallback(Callback):
         from mlflow.entities import RunTag
 
         children = child_runs(client, self.parent_run_id)  # as the orphans' ends above left them
-        counts, table, study_note = self._account(client, children)
+        counts, table, study_note = self._account(parent, children)
         jobs, detail, unstarted = self._jobs_account(children, errors)
         stopped = f"the sweep stopped before its end ({why})"
         print(format_sweep_report(self.parent_run_id, counts, jobs, detail=detail),
-              *(f"  {line}" for line in [*unstarted, stopped]), *filter(None, [table]), sep="\n", flush=True)
+              *(f"  {line}" for line in [*unstarted, stopped]), *filter(None, [table]),
+              ui_hint(self.settings.tracking_uri, (parent.info.experiment_id, self.parent_run_id)),
+              sep="\n", flush=True)
         note = "\n\n".join(filter(None, [f"**Stopped before its end** ({why}).", study_note,
                                          sweep_note(counts, jobs, detail=detail, more=unstarted), table]))
         tags = tag_values({"error": stopped, NOTE_TAG: note})
@@ -347,14 +350,30 @@ class SweepCallback(Callback):
         end_run(client, self.parent_run_id, status)
         self.settings = self.parent_run_id = None
 
-    def _account(self, client: Any, children: list[Any]
+    def _how_to_complete(self, parent: Any) -> str:
+        """What completes the stopped sweep of parent (an mlflow Run): a search, its command again (its study
+        re-runs the interrupted trials; tag optuna.study, harness.search.record); a train.py grid, its command
+        with trainer.resume_sweep; a study app's, each stopped run's own command."""
+        if self._search:
+            study = parent.data.tags.get("optuna.study")
+            return (f"run the same command again: {f'study {study}' if study else 'its study'} re-runs its "
+                    "interrupted trials first")
+        if self._continuable:
+            return f"the sweep's command with trainer.resume_sweep={self.parent_run_id} completes it"
+        return "each stopped run's description gives the command that continues it"
+
+    def _account(self, parent: Any, children: list[Any]
                  ) -> tuple[dict[str, list[tuple[str, str]]], str | None, str | None]:
-        """(count_children, results_table, the study's description) of children (the parent's child_runs):
-        a grid sweep of training runs gets their table; a study's or a search's own account (its
-        description, written already) says more, and ranks its trials."""
-        parent = client.get_run(self.parent_run_id)
-        study_note = parent.data.tags.get(NOTE_TAG)
-        table = None if study_note else results_table(children, parent.data.tags.get(SWEPT_TAG, "").split())
+        """(count_children, results_table, the study's description) of children (the child_runs of parent,
+        an mlflow Run): a sweep of training runs gets their table (a search's too, after its study's account,
+        said to be this invocation's: search_caption); a study's own account (its description, written
+        already) says more, and has no table of training runs."""
+        tags = parent.data.tags
+        study_note = tags.get(NOTE_TAG)
+        table = None if study_note and not self._search else results_table(
+            children, tags.get(SWEPT_TAG, "").split())
+        if table and self._search:
+            table = f"{search_caption(tags)}\n\n{table}"
         return count_children(children), table, study_note
 
     def _job_name(self, num: int) -> str:
@@ -424,11 +443,12 @@ class SweepCallback(Callback):
         """Count the children, print the report, log the counts on the parent (with the jobs that went
         offline) and end it FINISHED (KILLED when a signal arrived meanwhile)."""
         client, experiment_id = ensure_store(self.settings)
-        counts, table, study_note = self._account(client, child_runs(client, self.parent_run_id))
+        counts, table, study_note = self._account(client.get_run(self.parent_run_id),
+                                                  child_runs(client, self.parent_run_id))
         continued = "" if self.continuation is None else self.continuation.summary()
         print(format_sweep_report(self.parent_run_id, counts, jobs, len(offline), detail=continued),
               *filter(None, [table]), sep="\n")
-        if table:  # a grid sweep's table of runs; a study's or a search's summary prints its own UI line
+        if table:  # a sweep's table of training runs; a study's summary prints its own UI line
             print(ui_hint(self.settings.tracking_uri, (experiment_id, self.parent_run_id)))
         from mlflow.entities import Metric, RunTag
 
@@ -452,6 +472,15 @@ class SweepCallback(Callback):
         end_run(client, self.parent_run_id, status)
 
 
+def search_caption(tags: dict[str, str]) -> str:
+    """The line above a search's table of runs (tags: its parent's): which runs it shows, this invocation's,
+    and where the study's earlier trials are (tag optuna.trials_before, harness.search.record)."""
+    study, before = tags.get("optuna.study", "?"), int(tags.get("optuna.trials_before") or 0)
+    earlier = (f" (the study held {_plural(before, 'earlier trial')}, their runs under earlier sweep "
+               "parents; the best trial and the parent run's top trials rank them all)" if before else "")
+    return f"Runs of this invocation's trials of study {study}{earlier}:"
+
+
 def count_metrics(counts: dict[str, list[tuple[str, str]]], timestamp: int) -> list[Any]:
     """The sweep parent's metrics ``finished``, ``failed``, ``killed``, ``running`` and ``runs`` (mlflow
     Metric, step 0) from summarize_children's counts."""
@@ -473,12 +502,15 @@ def _final_status() -> tuple[str, str | None]:
 
 def swept_keys(config: DictConfig) -> list[str]:
     """The keys a multirun sweeps (``model=elman,lstm task.length=10,20`` -> ``["model", "task.length"]``),
-    parsed from its command-line overrides with Hydra's own parser."""
+    parsed from its command-line overrides with Hydra's own parser, then those of the sweeper's own
+    ``params`` (a search preset's searched keys) not on the command line."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     overrides = list(OmegaConf.select(config, "hydra.overrides.task", default=None) or [])
     parsed = OverridesParser.create().parse_overrides(overrides)
-    return [override.get_key_element() for override in parsed if override.is_sweep_override()]
+    params = list(OmegaConf.select(config, "hydra.sweeper.params", default=None) or {})
+    return list(dict.fromkeys([*(override.get_key_element() for override in parsed
+                                 if override.is_sweep_override()), *params]))
 
 
 def sweep_app(config: DictConfig) -> str:
@@ -488,13 +520,12 @@ def sweep_app(config: DictConfig) -> str:
 
 def sweep_run_name(config: DictConfig, swept: Sequence[str]) -> str:
     """``<app>-sweep <swept keys> <time>``, e.g. ``train-sweep lr,hidden_size 00:12:03`` for ``-m
-    optimizer.lr=... model.hidden_size=...`` (sweep_app; swept: swept_keys(config); the keys' last parts,
-    those of the sweeper's own ``params`` too): the MLflow UI cuts run names after about 25 characters, so
-    what was swept comes first; the run's start time holds the date."""
+    optimizer.lr=... model.hidden_size=...`` (sweep_app; swept: swept_keys(config); the keys' last parts):
+    the MLflow UI cuts run names after about 25 characters, so what was swept comes first; the run's start
+    time holds the date."""
     import time
 
-    params = list(OmegaConf.select(config, "hydra.sweeper.params", default=None) or {})
-    keys = ",".join(dict.fromkeys(key.rpartition(".")[2] for key in [*swept, *params]))
+    keys = ",".join(dict.fromkeys(key.rpartition(".")[2] for key in swept))
     return " ".join(filter(None, [f"{sweep_app(config)}-sweep", keys, time.strftime("%H:%M:%S")]))
 
 

@@ -20,6 +20,16 @@ def _overrides(run: Any) -> dict[str, str]:
     return {key.lstrip("+~"): value for key, sep, value in pairs if sep}
 
 
+def _swept_value(value: str) -> str:
+    """A swept key's value as the table shows it: a number of more than 6 significant digits (an Optuna
+    trial's sampled 0.011781448719376511) to 4 of them, 0.01178; anything else as the command gave it."""
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return value if float(format(number, ".6g")) == number else format(number, ".4g")
+
+
 def _number(value: float | None, digits: str = ".4g") -> str:
     return "" if value is None or math.isnan(value) else format(value, digits)
 
@@ -54,7 +64,8 @@ def results_rows(runs: Sequence[Any], swept: Sequence[str]) -> tuple[list[str], 
         steps = metrics_of.get("steps_done", _tag_number(tags.get(STOPPED_AT_TAG)))
         diverged = metrics_of.get("diverged_step")
         shown = f"diverged at step {diverged:.0f}" if diverged is not None else _number(value)
-        rows.append([tags.get("job_num", ""), run.info.run_name, *(values.get(key, "") for key in swept),
+        rows.append([tags.get("job_num", ""), run.info.run_name,
+                     *(_swept_value(values.get(key, "")) for key in swept),
                      run.info.status.lower(), _number(steps, ".0f"),
                      *([] if one_metric else [metric]), shown, _solved(run)])
     return header, rows
