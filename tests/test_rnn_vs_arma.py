@@ -24,6 +24,7 @@ from harness.forecast.series import make_series
 from harness.studies import rnn_vs_arma
 from harness.tasks import fingerprint
 from harness.tracking import TrackingSettings
+from harness.ui import ui_hint
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "experiments" / "rnn_vs_arma.py"
@@ -213,6 +214,9 @@ def test_cli_rebuild_prints_the_same_table(study, store, tmp_path):
     done = run_app([f"rebuild={result.parent_run_id}", *tracking_overrides(store)], tmp_path)
     assert done.returncode == 0, done.stderr
     assert result.markdown in done.stdout
+    # it ends, as every app does, with the run's page in the UI
+    ui_line = ui_hint(store.tracking_uri, (result.experiment_id, result.parent_run_id))
+    assert done.stdout.rstrip("\n").endswith(f"\n{ui_line}"), done.stdout[-500:]
 
 
 def test_joblib_sweep_gives_the_numbers_of_the_sequential_run(study, store, tmp_path):

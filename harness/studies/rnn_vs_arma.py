@@ -1290,10 +1290,10 @@ def main(cfg: Mapping[str, Any], sweep: bool = False, echo: Callable[[str], Any]
          overrides: Sequence[str] = (), job_num: int | None = None) -> pd.DataFrame:
     """What experiments/rnn_vs_arma.py runs, given the composed config as a plain dict.
 
-    rebuild=<run id>: echo that study's table from the store. sweep (a Hydra -m job): run_cells under the
-    sweep's parent. Otherwise run_study, then echo the parent run's page in the MLflow UI and the command
-    that starts the UI. Returns the table (the cells frame for a sweep job). Bad input raises
-    StudyInputError before any run is created.
+    rebuild=<run id>: echo that study's table from the store, then that run's page in the MLflow UI. sweep
+    (a Hydra -m job): run_cells under the sweep's parent. Otherwise run_study, then echo the parent run's
+    page in the MLflow UI and the command that starts the UI. Returns the table (the cells frame for a sweep
+    job). Bad input raises StudyInputError before any run is created.
     overrides: a sweep job's Hydra overrides, whose swept values go into its run names.
     """
     from harness.runtime import pin_blas_to_one_thread
@@ -1301,8 +1301,12 @@ def main(cfg: Mapping[str, Any], sweep: bool = False, echo: Callable[[str], Any]
     pin_blas_to_one_thread()
     settings, config = check(cfg)
     if config is None:
-        table = rebuild_table(str(cfg["rebuild"]), settings)
+        from harness.tracking import ensure_store
+
+        parent_run_id = str(cfg["rebuild"])
+        table = rebuild_table(parent_run_id, settings)
         echo(format_table(table))
+        echo(ui_hint(settings.tracking_uri, (ensure_store(settings)[1], parent_run_id)))
         return table
     if sweep:
         from harness.tracking.runs import sweep_label
