@@ -48,6 +48,7 @@ from harness.run_report import (
     continue_command,
     describe_run,
     describe_stopped_run,
+    resumed_line,
     search_rerun,
     stopped_summary,
     terminal_summary,
@@ -216,7 +217,8 @@ def run(cfg: dict[str, Any], *, overrides: list[str] | tuple[str, ...] = (),
     the run diverged; the best one with early stopping). overrides and job_num (Hydra's) are recorded as
     tags and as overrides.yaml. output_dir (the Hydra job folder) keeps the local copy of the checkpoint.
     echo, when given, receives the closing summary lines (run name and id, the task metric next to its
-    chance level and the solved flag, the run's URL in the MLflow UI)."""
+    chance level and the solved flag, the run's URL in the MLflow UI), and a resumed run's first line, where
+    it picks up (resumed_line)."""
     pin_blas_to_one_thread()
     prepared = prepare(cfg)
     config, task, model, optimizer, settings = (prepared.config, prepared.task, prepared.model,
@@ -248,6 +250,8 @@ def run(cfg: dict[str, Any], *, overrides: list[str] | tuple[str, ...] = (),
     point = resume_point(config, recorded, settings, output_dir, run_id=continued)
     # the caller's FitResult: a run stopped by a signal still tells how far it got
     start = FitResult() if point is None else restore(point, model, optimizer, streams, early_stopping)
+    if point is not None and echo is not None:
+        echo(resumed_line(point.run_name, point.run_id, point.checkpoint.step, config.trainer.steps))
 
     tags = {"task": config.task.name, "model": model_label(config.model), "seed": config.seed,
             "overrides": " ".join(overrides), "job_num": "" if job_num is None else job_num,

@@ -1,6 +1,6 @@
 """What a finished training run tells its reader: its description (Markdown, rendered on the run's MLflow
 page) and the lines train.py prints at the end (run name and id, the task metric next to its chance level,
-the solved flag, the run's URL in the UI)."""
+the solved flag, the run's URL in the UI), or at the start of a resumed run (where it picks up)."""
 
 from __future__ import annotations
 
@@ -120,6 +120,12 @@ def stopped_summary(name: str, run_id: str | None, steps_done: int, steps: int, 
     elif command is not None:
         lines.append(f"continue it with: {command}")
     return lines
+
+
+def resumed_line(name: str, run_id: str, step: int, steps: int) -> str:
+    """The line train.py starts with when it continues a run (trainer.resume, a continued sweep's job, a
+    requeued job's checkpoint): the run, the step its checkpoint holds and the budget."""
+    return f"{_run_line(name, run_id)} resumed from step {step} of {steps}"
 
 
 def terminal_summary(outcome: Outcome, run_id: str | None, ui_hint: str | None) -> list[str]:

@@ -79,7 +79,9 @@ def test_a_signal_after_the_last_step_stops_the_run_with_its_continue_command(tr
     (finished,) = runs_of(tracking_settings)
     assert finished.info.status == "FINISHED" and finished.data.metrics["steps_done"] == 8
     assert STOPPED_AT_TAG not in finished.data.tags and "error" not in finished.data.tags
-    assert echoed[0] == f"run {name} ({run_id})"
+    # it says at its start where it picks up, then ends as any run
+    assert echoed[0] == f"run {name} ({run_id}) resumed from step 8 of 8"
+    assert echoed[1] == f"run {name} ({run_id})"
 
 
 @pytest.mark.parametrize("name", TASKS)
