@@ -140,9 +140,40 @@ def _write_atomically(path: Path, data: bytes) -> None:
 _idle = threading.Event()  # in a worker: no job runs
 _idle.set()
 _watcher: threading.Thread | None = None
-# (ledger, signum) once a stop signal ended a job of that pool in this worker: the sweep is stopping, and a
-# job loky queued here meanwhile must not start (its run would only be torn down with the pool)
-_stopped_in: tuple[str, int] | None = None
+# (ledger, signum) once a stop signal ended a job of that pool in this worker, (None, signum) once one reached
+# it idle (quiet_when_idle): the sweep is stopping, and a job loky queued here meanwhile must not start (its
+# run would only be torn down with the pool)
+_stopped_in: tuple[str | None, int] | None = None
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_busy_handlers: dict[int, Any] = {}  # in a worker: what SIGINT/SIGTERM did before quiet_when_idle
+
+
+def quiet_when_idle() -> None:
+    """loky's initializer of the launcher's workers: SIGINT/SIGTERM reaching a worker that runs no job are
+    recorded, nothing more: the worker starts no other job (execute_recorded_job) and ends, silently, when
+    the launcher tears the pool down; a running job's own handling (open_run's guard, or what the signal did
+    before) is unchanged. Ctrl-C reaches an idle worker twice, from the terminal's process group and passed
+    on by the launcher (SweepCallback); loky's KeyboardInterrupt of the first, interrupted by the second,
+    printed a traceback, and an idle worker that ended by itself broke the pool, whose teardown (SIGKILL)
+    could cut a busy worker's job short before it had ended its run."""
+    for signum in _STOP_SIGNALS:
+        _busy_handlers[signum] = signal.signal(signum, _on_stop_signal)
+
+
+def _on_stop_signal(signum: int, frame: Any) -> None:
+    """quiet_when_idle's handler (see there)."""
+    global _stopped_in
+    if _idle.is_set():
+        _stopped_in = _stopped_in or (None, signum)
+        return
+    previous = _busy_handlers[signum]
+    if callable(previous):
+        previous(signum, frame)
+    elif previous == signal.SIG_DFL:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
 
 
 def _end_with_launcher(launcher: dict[str, str]) -> None:
@@ -166,7 +197,8 @@ def execute_recorded_job(ledger: str, launcher: dict[str, str], idx: int, *job: 
     """The plugin's job function (run in a loky worker), with the job's process recorded in ledger before
     it starts (``<idx>.pid``) and its JobReturn after it ends (``<idx>.done``); the worker ends itself when
     the launching process (launcher: its process tags) is gone (_end_with_launcher). Once a signal has
-    stopped one of the pool's jobs here, the worker starts no other (RunInterrupted at once)."""
+    stopped one of the pool's jobs here, or reached the worker idle, it starts no other (RunInterrupted at
+    once)."""
     from hydra_plugins.hydra_joblib_launcher._core import execute_job
     from joblib.externals.loky.backend.reduction import dumps
 
@@ -174,7 +206,7 @@ def execute_recorded_job(ledger: str, launcher: dict[str, str], idx: int, *job: 
     from harness.tracking.runs import RunInterrupted
 
     global _watcher, _stopped_in
-    if _stopped_in is not None and _stopped_in[0] == ledger:
+    if _stopped_in is not None and _stopped_in[0] in (ledger, None):
         raise RunInterrupted(_stopped_in[1])
     # a worker runs many jobs, of one launcher; joblib runs a one-worker pool's jobs in the launcher itself
     if _watcher is None and launcher[PID_TAG] != str(os.getpid()):
@@ -226,7 +258,8 @@ class Ledger:
 
 def watched_loky_backend(on_break: Callable[[], None]) -> Any:
     """joblib's loky backend, calling on_break() in loky's manager thread as soon as the pool breaks: loky
-    fails every pending job (running its callbacks, this one first) before it kills the other workers."""
+    fails every pending job (running its callbacks, this one first) before it kills the other workers.
+    Its workers start with quiet_when_idle."""
     from joblib._parallel_backends import LokyBackend
     from joblib.externals.loky.process_executor import TerminatedWorkerError
 
@@ -243,7 +276,7 @@ def watched_loky_backend(on_break: Callable[[], None]) -> Any:
             if not future.cancelled() and isinstance(future.exception(), TerminatedWorkerError):
                 on_break()
 
-    return WatchedLokyBackend()
+    return WatchedLokyBackend(initializer=quiet_when_idle)
 
 
 class JoblibLauncher(PluginJoblibLauncher):

@@ -341,6 +341,13 @@ def child_processes(pid: int) -> list[int]:
     return found
 
 
+def is_loky_worker(pid: int) -> bool:
+    """Whether process pid is a loky worker (its command line starts loky's worker module)."""
+    with contextlib.suppress(OSError):
+        return b"popen_loky_posix" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    return False
+
+
 def gone(pid: int) -> bool:
     """Whether process pid of this host has ended (a zombie nobody reaps counts as ended)."""
     return process_gone({HOST_TAG: socket.gethostname(), PID_TAG: str(pid)})
@@ -519,3 +526,47 @@ def test_reap_ends_the_parent_of_a_sweep_killed_with_its_writer(tmp_path: Path, 
         assert ended.info.status == "KILLED" and reaped(ended)
         assert ended.data.tags["error"] == (f"{LOST}harness.tracking.reap (process {process.pid} on "
                                             f"{socket.gethostname()})")
+
+
+@pytest.mark.slow  # a joblib sweep started and stopped: 70-90 s on a loaded 2-core machine
+def test_an_idle_joblib_worker_ends_quietly_on_ctrl_c(tmp_path: Path, tracking_settings) -> None:
+    """Ctrl-C reaches the idle worker twice: from the terminal's process group and passed on by the
+    launcher. It ends without a traceback, while the busy worker's job stops as a signalled job does."""
+    # three jobs on two workers, one long: the short ones end on one worker, which then waits for work
+    long_steps = "1000000"
+    command = app_command(tracking_settings, "-m", *TINY, "trainer.eval_interval=1000",
+                          "trainer.diagnostics_interval=0", f"trainer.steps={long_steps},8,9",
+                          "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={tmp_path}/s")
+    process, stderr = start(command, tmp_path)
+    client = MlflowClient(tracking_settings.tracking_uri)
+    try:
+        def only_the_long_one_runs() -> bool:
+            _, children = children_of(tracking_settings)
+            statuses = sorted(run.info.status for run in children)
+            running = [run for run in children if run.info.status == "RUNNING"]
+            return statuses == ["FINISHED", "FINISHED", "RUNNING"] and bool(
+                client.get_metric_history(running[0].info.run_id, "train/loss"))
+        wait_until(only_the_long_one_runs, process, stderr)
+        busy = int(next(run for run in children_of(tracking_settings)[1]
+                        if run.info.status == "RUNNING").data.tags[PID_TAG])
+        idle = [pid for pid in child_processes(process.pid) if pid != busy and is_loky_worker(pid)]
+        assert len(idle) == 1, child_processes(process.pid)
+        os.killpg(process.pid, signal.SIGINT)
+        # the launcher's pass-on reaches the idle worker a moment later, maybe while the first still unwinds
+        for _ in range(20):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(idle[0], signal.SIGINT)
+            time.sleep(0.002)
+        process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    err = stderr.read_text()
+    assert process.returncode == 128 + signal.SIGINT, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    (parent,), children = children_of(tracking_settings)
+    assert parent.info.status == "KILLED"
+    assert sorted(run.info.status for run in children) == ["FINISHED", "FINISHED", "KILLED"]
+    stopped = next(run for run in children if run.info.status == "KILLED")
+    assert stopped.data.tags["error"] == "RunInterrupted: interrupted by SIGINT"
+    assert stopped.data.tags["mlflow.note.content"].startswith("**Stopped at step ")
