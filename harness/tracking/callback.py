@@ -353,14 +353,16 @@ class SweepCallback(Callback):
     def _how_to_complete(self, parent: Any) -> str:
         """What completes the stopped sweep of parent (an mlflow Run): a search, its command again (its study
         re-runs the interrupted trials; tag optuna.study, harness.search.record); a train.py grid, its command
-        with trainer.resume_sweep; a study app's, each stopped run's own command."""
+        with trainer.resume_sweep; a study app's, which does not resume (its cells have no command that
+        continues them), its command again, every job computed again."""
         if self._search:
             study = parent.data.tags.get("optuna.study")
             return (f"run the same command again: {f'study {study}' if study else 'its study'} re-runs its "
                     "interrupted trials first")
         if self._continuable:
             return f"the sweep's command with trainer.resume_sweep={self.parent_run_id} completes it"
-        return "each stopped run's description gives the command that continues it"
+        return ("a study's sweep does not resume: its command run again computes every job's cells again "
+                "(nothing is reused)")
 
     def _account(self, parent: Any, children: list[Any]
                  ) -> tuple[dict[str, list[tuple[str, str]]], str | None, str | None]:
