@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -58,7 +59,7 @@ from harness.forecast.splits import Split, as_label, split_from_spec
 from harness.processes import results_in_processes
 from harness.seed_stats import summarize_over_seeds
 from harness.studies import figures
-from harness.studies.study_run import check_int, now_ms, study_settings
+from harness.studies.study_run import check_int, now_ms, stop_account, study_settings
 from harness.tasks import fingerprint
 from harness.tracking.experiment_notes import NOTE_TAG
 from harness.ui import ui_hint
@@ -1097,12 +1098,19 @@ def run_study(config: StudyConfig, settings, echo: Callable[[str], Any] = print)
     validate(config)
     with_link = bool(config.link.get("enabled"))
     grid = f"{len(config.series)}x{len(config.models)}x{len(config.seeds)}"
+    run_name = f"{STUDY}-{grid}"
+    logged: list[tuple[str, int]] = []  # the (series, seed) of each cell logged so far
     # The worker processes start computing first; the parent run opens (MLflow's import, the store) meanwhile.
     with results_in_processes(_calls(config, with_link), config.n_jobs) as results, \
-            open_run(settings, run_name=f"{STUDY}-{grid}", tags={"study": STUDY, "kind": "parent"}) as parent:
+            open_run(settings, run_name=run_name, tags={"study": STUDY, "kind": "parent"}) as parent, \
+            stop_account(parent, run_name, lambda: _progress(config, logged), echo):
         parent.log_params(_study_params(config))
-        units, link = _gather(results, lambda unit, cell: _log_cell(settings, parent.run_id, unit, cell,
-                                                                    config))
+
+        def log_cell(unit: Unit, cell: Cell) -> None:
+            _log_cell(settings, parent.run_id, unit, cell, config)
+            logged.append((unit.series, unit.seed))
+
+        units, link = _gather(results, log_cell)
         cells = cells_frame(units)
         table = summarize(cells, config.series, config.models, cell_errors(units))
         markdown = format_table(table)
@@ -1124,6 +1132,15 @@ def run_study(config: StudyConfig, settings, echo: Callable[[str], Any] = print)
         for text in (markdown, *findings):
             echo(text)
         return StudyResult(parent.run_id, parent.experiment_id, cells, table, markdown, link)
+
+
+def _progress(config: StudyConfig, logged: Sequence[tuple[str, int]]) -> str:
+    """How much of the grid is logged (logged: the (series, seed) of each cell): ``3 of 4 units (series x
+    seed), 7 of 8 cells``; a unit is done once all its cells are."""
+    per_unit = len(config.models)
+    units = sum(count == per_unit for count in Counter(logged).values())
+    total = len(config.series) * len(config.seeds)
+    return f"{units} of {total} units (series x seed), {len(logged)} of {total * per_unit} cells"
 
 
 def rebuild_command(parent_run_id: str) -> str:

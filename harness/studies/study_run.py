@@ -10,7 +10,8 @@ MLflow is reached only through harness.tracking, imported lazily.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,6 +136,36 @@ def compute_cells(function: Callable[..., CellRun], arguments: Sequence[tuple], 
     return cells
 
 
+RUN_AGAIN = ("a study does not resume: run the same command again, which computes every cell again "
+             "(nothing is reused)")
+
+
+@contextmanager
+def stop_account(parent, run_name: str, done: Callable[[], str], echo: Callable[[str], Any] = print
+                 ) -> Iterator[None]:
+    """Inside (parent: the study's open parent run, a logger of open_run), a signal that stops the study
+    (RunInterrupted) first gets its account, then goes on up and open_run ends the parent KILLED: the
+    parent's description and the echoed lines say which run stopped, how much of the grid was done
+    (done(), e.g. ``3 of 8 cells``), the signal, RUN_AGAIN and the run's page in the MLflow UI."""
+    from harness.tracking import RunInterrupted
+    from harness.ui import ui_hint
+
+    try:
+        yield
+    except RunInterrupted as stop:
+        if parent.interrupts is not None:
+            parent.interrupts.quiet()  # the run is closing: a second Ctrl-C must not cut its account short
+        progress = done()
+        head = f"study {run_name}" + (f" ({parent.run_id})" if parent.run_id else " (tracking off)")
+        echo(f"{head} stopped after {progress} ({stop}); the cells done are its child runs")
+        echo(RUN_AGAIN)
+        if parent.run_id is not None:
+            parent.set_tags({NOTE_TAG: f"**Stopped after {progress}** ({stop}); the cells done are its child "
+                                       f"runs. {RUN_AGAIN[0].upper()}{RUN_AGAIN[1:]}."})
+            echo(ui_hint(parent.tracking_uri, (str(parent.experiment_id), parent.run_id)))
+        raise
+
+
 def cells_frame(cells: Sequence[CellRun]) -> pd.DataFrame:
     """One row per cell: its key columns then its metrics (NaN where a cell lacks a metric)."""
     return pd.DataFrame([{**cell.key, **cell.metrics} for cell in cells])
@@ -179,14 +210,16 @@ def run_study(settings, study: str, run_name: str, params: Mapping[str, Any],
               echo: Callable[[str], Any] = print, n_jobs: int = 1) -> StudyResult:
     """The parent run of a whole study, open while its cells compute (cell(*args) for args in arguments,
     n_jobs processes): params, one child per cell, the metric compute_seconds, table, figures and findings;
-    echoes the table and the findings."""
+    echoes the table and the findings (or, stopped by a signal, stop_account's)."""
     from harness.tracking import open_run
 
-    with open_run(settings, run_name=run_name, tags={"study": study, "kind": "parent"}) as parent:
+    logged: list[str | None] = []
+    with open_run(settings, run_name=run_name, tags={"study": study, "kind": "parent"}) as parent, \
+            stop_account(parent, run_name, lambda: f"{len(logged)} of {len(arguments)} cells", echo):
         parent.log_params(params)
         started = time.perf_counter()
-        cells = compute_cells(cell, arguments, n_jobs,
-                              logged=lambda done: log_cell(settings, study, done, parent.run_id))
+        cells = compute_cells(cell, arguments, n_jobs, logged=lambda done: logged.append(
+            log_cell(settings, study, done, parent.run_id)))
         parent.log_metrics({"compute_seconds": time.perf_counter() - started}, step=0)
         frame = cells_frame(cells)
         curves = {cell.name: cell.curves for cell in cells}
