@@ -31,6 +31,7 @@ def runs(settings, experiment: str) -> tuple[list, list]:
             [run for run in every if "mlflow.parentRunId" in run.data.tags])
 
 
+@pytest.mark.slow  # the real app to its first cells: 65-100 s on a loaded 2-core machine; its twin is below
 def test_a_signalled_comparison_tells_where_it_stopped(tracking_settings, tmp_path: Path) -> None:
     """Ctrl-C part-way through `rnn_vs_arma.py`: exit 130, one account on stdout (the parent run, units and
     cells done of how many, the signal, what to do next, the UI line), and the KILLED parent's description
