@@ -1,4 +1,5 @@
-"""A one-line progress bar on stderr, drawn only when stderr is a terminal (silent in logs, CI and sweeps)."""
+"""Progress on stderr, shown only when stderr is a terminal (silent in logs, CI and sweeps): a one-line bar
+redrawn in place (a training run's steps) and one line per finished unit (the comparison's (series, seed))."""
 
 from __future__ import annotations
 
@@ -61,3 +62,42 @@ class ProgressBar:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _duration(seconds: float) -> str:
+    """'14 s' below 100 s, else whole minutes ('3 min'): what a person waiting reads at a glance."""
+    return f"{seconds:.0f} s" if seconds < 99.5 else f"{seconds / 60:.0f} min"
+
+
+class ProgressLines:
+    """One line per finished unit of a long job, for output that is not redrawn (logs keep every line):
+    `[5/22] arma11 seed 1: 4 models, 14 s; 17 left, about 1 min`.
+
+    The estimate of what is left is the wall time so far per finished unit times the units left (units of one
+    job cost about the same and finish in order). enabled None means: write when stream is a TTY, as
+    ProgressBar does, so tests' and sweeps' captured output stays free of it.
+    """
+
+    def __init__(self, total: int, *, stream: TextIO | None = None, enabled: bool | None = None) -> None:
+        if total < 1:
+            raise ValueError(f"total must be an integer >= 1, got {total!r}")
+        self.total = total
+        self.stream = sys.stderr if stream is None else stream
+        self.enabled = self.stream.isatty() if enabled is None else enabled
+        self.done = 0
+        self._start = time.monotonic()
+
+    def render(self, what: str) -> str:
+        """The line for the unit just finished (counted in self.done), described by what."""
+        left, elapsed = self.total - self.done, time.monotonic() - self._start
+        if not left:
+            return f"[{self.done}/{self.total}] {what}; all done in {_duration(elapsed)}"
+        estimate = _duration(elapsed / self.done * left)
+        return f"[{self.done}/{self.total}] {what}; {left} left, about {estimate}"
+
+    def finished(self, what: str) -> None:
+        """Count one more unit done and write its line (what: e.g. 'arma11 seed 1: 4 models, 14 s')."""
+        self.done += 1
+        if self.enabled:
+            self.stream.write(self.render(what) + "\n")
+            self.stream.flush()

@@ -125,9 +125,9 @@ CLI_CASES = [
     ("train", ["-m", "model=foo,elman"], "job 0 (model=foo): In 'config': Could not find 'model/foo'"),
     ("train", ["-m", "task=reversal", "model=linear,jordan"], "job 1 (model=jordan): model.mode must be one"),
     ("rnn", ["lenght=600"], "unknown key 'lenght'; allowed: ['backtest', 'csv', 'figure_window', "
-                           "'intervals', 'length', 'link', 'model', 'models', 'n_jobs', 'rebuild', "
-                           "'reference', 'rnn', 'seed', 'series', 'series_params', 'split', 'tracking', "
-                           "'windows']; did you mean 'length'?"),
+                           "'intervals', 'length', 'link', 'model', 'models', 'n_jobs', 'progress', "
+                           "'rebuild', 'reference', 'rnn', 'seed', 'series', 'series_params', 'split', "
+                           "'tracking', 'windows']; did you mean 'length'?"),
     ("rnn", ["rnn.hiden=3"], "unknown key 'rnn.hiden'; allowed: ['batch_size', 'burn_in', 'eval_every', "
                              "'hidden_size', 'lags', 'lr', 'sequence_length', 'steps']; did you mean "
                              "'rnn.hidden_size'?"),

@@ -4,6 +4,7 @@ command-line paths (`-m` sweep with the joblib launcher, rebuild=, bad input).""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -21,6 +22,7 @@ from omegaconf import OmegaConf
 
 from harness.forecast.metrics import diebold_mariano
 from harness.forecast.series import make_series
+from harness.progress import ProgressLines
 from harness.studies import rnn_vs_arma
 from harness.tasks import fingerprint
 from harness.tracking import TrackingSettings
@@ -202,6 +204,26 @@ def test_pooled_dm_is_one_test_on_the_stored_errors_of_all_seeds(study, store):
     assert "negative favours the RNN" in legend and "Pooled DM: one test on the one-step errors" in legend
 
 
+def test_each_finished_unit_gives_one_progress_line_and_the_units_stay_those_computed(store):
+    """The sequential run's progress (stderr on a terminal; here a stream that asks for it): one line per
+    (series, seed) as its cells are logged, and one for the link section; the study's own numbers do not
+    depend on it (the lines are written after the units are complete)."""
+    config = rnn_vs_arma.StudyConfig.from_mapping(composed([*TINY, "series=[ar2]", "model=[arma,linear]",
+                                                            "seed=[0]", "tracking=off"]))
+    calls = rnn_vs_arma._calls(config, with_link=True)
+    stream = io.StringIO()
+    logged = []
+    units, link = rnn_vs_arma._gather((function(*args) for function, args in calls),
+                                      lambda unit, cell: logged.append(cell.model),
+                                      ProgressLines(len(calls), stream=stream, enabled=True))
+    lines = stream.getvalue().splitlines()
+    assert re.fullmatch(r"\[1/2\] ar2 seed 0: 2 models, \d+ s; 1 left, about \d+ (s|min)", lines[0]), lines
+    assert re.fullmatch(r"\[2/2\] link section \(arma11 seed 0\); all done in \d+ (s|min)", lines[1]), lines
+    assert len(lines) == 2 and logged == ["arma", "linear"] and link is not None
+    again = rnn_vs_arma.compute_unit(config, "ar2", 0)
+    assert [c.metrics for c in units[0].cells] == [c.metrics for c in again.cells]
+
+
 def test_rebuilt_table_equals_the_printed_one(study, store):
     result, _ = study
     rebuilt = rnn_vs_arma.rebuild_table(result.parent_run_id, store)
@@ -243,6 +265,7 @@ def test_joblib_sweep_gives_the_numbers_of_the_sequential_run(study, store, tmp_
         (["backtest.horizon=0"], "backtest.horizon must be an integer >= 1, got 0"),
         (["intervals.levels=[0.8,1.5]"], "intervals.levels must be numbers in (0, 1), got 1.5"),
         (["series=[csv]"], "series 'csv': csv.path must name a CSV file, got None"),
+        (["progress=maybe"], "progress must be true or false, got 'maybe'"),
     ],
 )
 def test_bad_input_fails_with_one_line_before_any_run(overrides, message, tracking_settings):

@@ -57,6 +57,7 @@ from harness.forecast.models import ArmaForecaster, RnnForecaster, fit_linear_re
 from harness.forecast.series import SERIES_NAMES, Series
 from harness.forecast.splits import Split, as_label, split_from_spec
 from harness.processes import results_in_processes
+from harness.progress import ProgressLines
 from harness.seed_stats import summarize_over_seeds
 from harness.studies import figures
 from harness.studies.study_run import check_int, now_ms, stop_account, study_settings
@@ -95,7 +96,8 @@ class StudyInputError(ConfigError):
 LINK_KEYS = ("enabled", "series", "seed", "steps", "lags")
 KEYS: dict[str, tuple[str, ...] | None] = {
     "": ("series", "model", "seed", "length", "split", "series_params", "reference", "models", "rnn", "link",
-         "figure_window", "n_jobs", "rebuild", "tracking", "backtest", "intervals", "windows", "csv"),
+         "figure_window", "n_jobs", "progress", "rebuild", "tracking", "backtest", "intervals", "windows",
+         "csv"),
     "split": ("train", "val", "test"),
     "link": LINK_KEYS,
     "tracking": TRACKING_KEYS,
@@ -124,7 +126,8 @@ class StudyConfig:
     {"kind": "arma" | "rnn", ... constructor keywords of ArmaForecaster | RnnForecaster}; rnn: RnnForecaster
     keywords shared by every rnn entry (the entry's own win). reference: the arma model every RNN is tested
     against. link: note 000's section (enabled, series, seed, steps, lags). figure_window: test points
-    plotted. n_jobs: processes. backtest: horizon, step, refit_every (BacktestPlan). levels: interval
+    plotted. n_jobs: processes. progress: a line per finished (series, seed) on stderr (when it is a terminal)
+    in a sequential run. backtest: horizon, step, refit_every (BacktestPlan). levels: interval
     probabilities. windows: name -> label range [first, last] inside the test part, scored on its own (e.g.
     the classic sunspot windows).
     """
@@ -144,6 +147,7 @@ class StudyConfig:
     backtest: Mapping[str, Any] = field(default_factory=dict)
     levels: tuple[float, ...] = DEFAULT_LEVELS
     windows: Mapping[str, Sequence[Any]] = field(default_factory=dict)
+    progress: bool = True
 
     @classmethod
     def from_mapping(cls, cfg: Mapping[str, Any]) -> StudyConfig:
@@ -172,6 +176,7 @@ class StudyConfig:
             backtest=dict(cfg.get("backtest") or {}),
             levels=tuple(intervals.get("levels", DEFAULT_LEVELS)),
             windows={name: list(bounds) for name, bounds in (cfg.get("windows") or {}).items()},
+            progress=cfg.get("progress", True),
         )
 
     def kind(self, model: str) -> str:
@@ -258,6 +263,7 @@ def _validate(config: StudyConfig) -> None:
     if longest[1]:
         _require_unit_memory(config, longest[1], f"series {longest[0]!r} ({longest[1]} points)")
     check_value("link.enabled", config.link.get("enabled", False), kind=bool)
+    check_value("progress", config.progress, kind=bool)
     if config.link.get("enabled"):
         _check_link(config)
 
@@ -614,22 +620,33 @@ def _calls(config: StudyConfig, with_link: bool) -> list[tuple[Callable[..., Any
     return calls
 
 
-def _gather(results: Iterable[Unit | Link], log_cell: Callable[[Unit, Cell], Any]
-            ) -> tuple[list[Unit], Link | None]:
+def _gather(results: Iterable[Unit | Link], log_cell: Callable[[Unit, Cell], Any],
+            progress: ProgressLines | None = None) -> tuple[list[Unit], Link | None]:
     """The units (in grid order) and the link section of results (results_in_processes of _calls); each
     unit's cells go to log_cell(unit, cell) as soon as the unit and those before it are done, while the
     processes compute the rest (the logging of 84 child runs no longer waits for the last unit with a core
-    idle)."""
+    idle). progress gets a line per unit once its cells are logged, and one for the link section."""
     units: list[Unit] = []
     link = None
     for result in results:
         if isinstance(result, Link):
             link = result
+            if progress is not None:
+                progress.finished(f"link section ({result.series} seed {result.seed})")
             continue
         units.append(result)
         for cell in result.cells:
             log_cell(result, cell)
+        if progress is not None:
+            progress.finished(_unit_line(result))
     return units, link
+
+
+def _unit_line(unit: Unit) -> str:
+    """'arma11 seed 1: 4 models, 14 s': the unit's cells and the wall time of their backtests."""
+    seconds = (max(c.ended_ms for c in unit.cells) - min(c.started_ms for c in unit.cells)) / 1000
+    models = f"{len(unit.cells)} model{'s' if len(unit.cells) != 1 else ''}"
+    return f"{unit.series} seed {unit.seed}: {models}, {seconds:.0f} s"
 
 
 # ---------------------------------------------------------------------------------------------------- table
@@ -1110,7 +1127,9 @@ def run_study(config: StudyConfig, settings, echo: Callable[[str], Any] = print)
             _log_cell(settings, parent.run_id, unit, cell, config)
             logged.append((unit.series, unit.seed))
 
-        units, link = _gather(results, log_cell)
+        progress = ProgressLines(len(config.series) * len(config.seeds) + with_link,
+                                 enabled=None if config.progress else False)
+        units, link = _gather(results, log_cell, progress)
         cells = cells_frame(units)
         table = summarize(cells, config.series, config.models, cell_errors(units))
         markdown = format_table(table)
