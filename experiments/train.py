@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from harness.app import one_line, run_app
+from harness.app import one_line, refuse, run_app
 from harness.config import ConfigError, allowed_keys
 from harness.joblib_launcher import failed_jobs_return
 from harness.search import register_optuna_sweeper
@@ -48,8 +47,7 @@ def train(cfg: DictConfig) -> float:
                         output_dir=hydra_cfg.runtime.output_dir, echo=print)
     except ConfigError as exc:
         if not multirun:
-            # SystemExit passes through Hydra's job runner without its "Error executing job" report.
-            sys.exit(f"config error: {redact(str(exc))}")
+            refuse(str(exc))
         log.error("job %s: config error: %s", hydra_cfg.job.num, redact(str(exc)))
         return FAILED
     except ServerLost as lost:

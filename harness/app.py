@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
-from typing import Any
+from typing import Any, NoReturn
 
 from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
@@ -106,14 +106,50 @@ def run_app(main: Callable[[], Any], allowed_keys: AllowedKeys) -> None:
         sys.exit(f"config error: {redact(str(exc))}")
 
 
+# What Hydra's job runner writes into a job's output folder before the task function runs.
+HYDRA_JOB_FILES = frozenset({"config.yaml", "hydra.yaml", "overrides.yaml"})
+
+
+def remove_refused_job_folder() -> None:
+    """Inside a Hydra task function whose config was refused: remove the job's output folder if it holds
+    nothing but what Hydra wrote there (``.hydra/`` with the composed configs, an empty ``<job>.log``), so a
+    refused command leaves nothing behind; a folder with anything else (a checkpoint, a log with lines, a
+    file of the user's) is left alone. Outside Hydra, nothing."""
+    import shutil
+    from pathlib import Path
+
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return
+    hydra_cfg = HydraConfig.get()
+    folder = Path(hydra_cfg.runtime.output_dir)
+    log, configs = folder / f"{hydra_cfg.job.name}.log", folder / ".hydra"
+
+    def names(path: Path) -> set[str]:
+        return {entry.name for entry in path.iterdir()} if path.is_dir() else set()
+
+    if (folder.is_dir() and names(folder) <= {configs.name, log.name} and names(configs) <= HYDRA_JOB_FILES
+            and not (configs.exists() and not configs.is_dir())
+            and (not log.exists() or (log.is_file() and log.stat().st_size == 0))):
+        shutil.rmtree(folder)
+
+
+def refuse(message: str) -> NoReturn:
+    """End the program, from inside a Hydra task function, with the one line ``config error: message`` and
+    exit status 1 (SystemExit passes through Hydra's job runner without its "Error executing job" report),
+    after removing the job folder Hydra made for the refused config (remove_refused_job_folder)."""
+    remove_refused_job_folder()
+    sys.exit(f"config error: {redact(message)}")
+
+
 @contextmanager
 def config_errors_exit() -> Iterator[None]:
-    """Inside a Hydra task function: a ConfigError ends the program with its one line and exit status 1
-    (SystemExit passes through Hydra's job runner without its "Error executing job" report)."""
+    """Inside a Hydra task function: a ConfigError ends the program as refuse does."""
     try:
         yield
     except ConfigError as exc:
-        sys.exit(f"config error: {redact(str(exc))}")
+        refuse(str(exc))
 
 
 def sweep_jobs(config: DictConfig, loader: Any) -> list[list[str]]:

@@ -111,10 +111,16 @@ def app_run(tmp_path: Path, app: str, args: list[str]) -> tuple[subprocess.Compl
 
 
 def assert_refused(done: subprocess.CompletedProcess, store: Path, expected: str) -> None:
+    """One line, exit status 1, no store, and no file under the project (app_run's tmp_path): not the Hydra
+    job folder (.hydra/, the job's log) Hydra made for a single run before the app refused its config, nor a
+    sweep's folder."""
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 1 and len(lines) == 1, done.stderr[-3000:]
     assert lines[0].startswith(f"config error: {expected}"), lines[0]
     assert not store.exists()
+    project = store.parent
+    assert not (project / "run").exists() and not (project / "sweep").exists()
+    assert [path for path in project.rglob("*") if not path.is_dir()] == []
 
 
 CLI_CASES = [
@@ -180,3 +186,30 @@ SLOW_CASES = [
 def test_every_app_refuses_the_issues_whole_list(tmp_path: Path, app: str, args: list[str],
                                                  expected: str) -> None:
     assert_refused(*app_run(tmp_path, app, args), expected)
+
+
+@pytest.mark.parametrize("app", ["train", "rnn", "gf"])
+def test_a_refused_run_leaves_no_job_folder_in_hydras_default_place(tmp_path: Path, app: str) -> None:
+    """Without hydra.run.dir, Hydra makes <project>/mlruns/hydra/runs/<app and time>/ with .hydra/ and an
+    empty <job>.log before the app sees its config; the refusal removes that folder again."""
+    store = tmp_path / "store"
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("MLFLOW_", "HYDRA_", "HARNESS_PARENT"))}
+    env["HARNESS_PROJECT_ROOT"] = str(tmp_path)
+    bad = "model.hidden_size=0" if app == "train" else "n_jobs=0"
+    done = subprocess.run([sys.executable, str(ROOT / "experiments" / APPS[app][0]), bad,
+                           f"tracking.uri=sqlite:///{store}/mlflow.db"],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert done.returncode == 1 and done.stderr.startswith("config error: "), done.stderr[-3000:]
+    assert list((tmp_path / "mlruns" / "hydra" / "runs").iterdir()) == []
+    assert not store.exists()
+
+
+def test_a_refused_run_keeps_a_job_folder_that_holds_anything_else(tmp_path: Path) -> None:
+    """hydra.run.dir naming a folder with a file of the user's: the refusal removes nothing."""
+    mine = tmp_path / "run" / "notes.txt"
+    mine.parent.mkdir()
+    mine.write_text("mine")
+    done, _ = app_run(tmp_path, "gf", ["n_jobs=0"])
+    assert done.returncode == 1 and done.stderr.startswith("config error: n_jobs"), done.stderr[-3000:]
+    assert mine.read_text() == "mine" and (tmp_path / "run" / ".hydra" / "config.yaml").exists()
