@@ -10,12 +10,20 @@ Intervals (level 0.95 unless given):
     Wilson     (p̂ + z²/2n ± z √(p̂(1-p̂)/n + z²/4n²)) / (1 + z²/n), z = Φ⁻¹(1-α/2), for k solved of n
 One value gives no interval (NaN). NaN values (a diverged run's metric) are left out of a metric's
 statistics and counted in its ``<metric>_n``.
+
+A metric that cannot leave a range (an MSE >= 0, a coverage in [0, 1]) may have its interval cut to that range
+(summarize_over_seeds' bounds): the t interval is symmetric about the mean and, with few seeds and a skewed
+metric, reaches below 0 ([-0.0000, 0.0010] for an MSE of 3 seeds). The mean the interval is for lies in the
+range too, so the cut interval covers it exactly when the uncut one does (a confidence set intersected with
+the parameter's known range keeps its coverage) and stops showing impossible values. A t interval of log
+MSE would not be the answer: it is an interval of the geometric mean, another quantity than the mean in the
+table's MSE column, and it fails for an MSE of 0 (a noise-free series fitted exactly).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import cache
 from itertools import combinations_with_replacement
 
@@ -96,16 +104,25 @@ def interval(values: Sequence[float], kind: str, level: float = 0.95) -> tuple[f
     return t_interval(values, level) if kind == "t" else bootstrap_interval(values, level)
 
 
+def within(bounds: tuple[float, float], low: float, high: float) -> tuple[float, float]:
+    """The interval [low, high] cut to bounds (lowest, highest value the metric can take); NaN stays NaN."""
+    lowest, highest = bounds
+    return (low if math.isnan(low) else min(max(low, lowest), highest),
+            high if math.isnan(high) else max(min(high, highest), lowest))
+
+
 def summarize_over_seeds(frame: pd.DataFrame, by: Sequence[str], metrics: Sequence[str],
                          solved: str | None = None, kind: str = "t", level: float = 0.95,
-                         seed_column: str = "seed") -> pd.DataFrame:
+                         seed_column: str = "seed", bounds: Mapping[str, tuple[float, float]] | None = None
+                         ) -> pd.DataFrame:
     """One row per group of frame's rows sharing the values of by (groups in order of first appearance).
 
     frame: one row per run (a seed_column plus the by and metric columns). Columns: by, ``seeds`` (rows in
     the group), per metric ``<m>_n`` (finite values), ``<m>_mean``, ``<m>_std`` (ddof 1; NaN below 2),
     ``<m>_low``, ``<m>_high`` (the kind interval); with solved (a 0/1 column): ``solved``, ``solved_rate``,
     ``solved_low``, ``solved_high`` (Wilson). Values are taken in seed order, so the sums do not depend
-    on the order the runs arrived in.
+    on the order the runs arrived in. bounds: metric -> (lowest, highest) value it can take; its interval
+    is cut to that range (within; the module's docstring says why that keeps its coverage).
     """
     interval(np.zeros(2), kind, level)  # validates kind before any work
     rows = []
@@ -118,6 +135,8 @@ def summarize_over_seeds(frame: pd.DataFrame, by: Sequence[str], metrics: Sequen
             values = pd.to_numeric(group[metric], errors="coerce").to_numpy(dtype=float)
             values = values[np.isfinite(values)]
             low, high = interval(values, kind, level)
+            if bounds and metric in bounds:
+                low, high = within(bounds[metric], low, high)
             row.update({f"{metric}_n": values.size,
                         f"{metric}_mean": float(values.mean()) if values.size else math.nan,
                         f"{metric}_std": float(values.std(ddof=1)) if values.size > 1 else math.nan,

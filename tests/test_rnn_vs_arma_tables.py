@@ -16,6 +16,7 @@ from mlflow import MlflowClient
 from test_rnn_vs_arma import composed, run_app, store, tracking_overrides
 
 from harness.search.study import default_storage
+from harness.seed_stats import t_interval
 from harness.studies import rnn_vs_arma
 
 __all__ = ["store"]  # the module-scoped store fixture of test_rnn_vs_arma, a fresh copy for this module
@@ -82,6 +83,28 @@ def test_variants_are_never_pooled_and_sort_naturally():
     table = rnn_vs_arma.summarize(cells, ["a"], ["lstm"], {})
     assert list(zip(table["variant"], table["seeds"], table["mse_mean"], strict=True)) == [
         ("trial 9", 2, 4.0), ("trial 10", 2, 1.5)]
+
+
+def test_intervals_of_bounded_scores_are_cut_to_their_range_and_the_legend_says_so():
+    """Three seeds' MSEs with one far out: the t interval of the mean reaches below 0 and is cut there (the
+    mean MSE is >= 0: the cut interval covers it whenever the uncut one does); its upper end, and MAE's
+    interval that stays above 0, are the t interval's; a coverage's interval stays in [0, 1]."""
+    mse, mae, cover = (1e-5, 2e-5, 1e-3), (0.5, 0.6, 0.7), (0.5, 1.0, 1.0)
+    cells = rnn_vs_arma._cells([
+        {"series": "logistic", "window": "test", "h": 2, "model": "elman", "variant": "", "reference": "arma",
+         "seed": seed, "mse": mse[seed], "mae": mae[seed], "coverage95": cover[seed], "winkler95": mse[seed]}
+        for seed in range(3)])
+    table = rnn_vs_arma.summarize(cells, ["logistic"], ["elman"], {}).iloc[0]
+    for metric, values, (lowest, highest) in (("mse", mse, (0, math.inf)), ("winkler95", mse, (0, math.inf)),
+                                              ("coverage95", cover, (0, 1))):
+        low, high = t_interval(values)
+        assert low < lowest or high > highest  # the uncut interval leaves the range
+        assert (table[f"{metric}_low"], table[f"{metric}_high"]) == (max(low, lowest), min(high, highest))
+    assert (table["mae_low"], table["mae_high"]) == t_interval(mae)
+    row, = markdown_rows(rnn_vs_arma.format_table(rnn_vs_arma.summarize(cells, ["logistic"], ["elman"], {})))
+    assert row["MSE 95% t interval"] == f"[0.0000, {t_interval(mse)[1]:.4f}]"
+    legend = rnn_vs_arma.format_table(rnn_vs_arma.summarize(cells, ["logistic"], ["elman"], {}))
+    assert "cut at 0 where it would reach below (the mean MSE is >= 0" in legend
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from harness.seed_stats import (
     summarize_over_seeds,
     t_interval,
     wilson_interval,
+    within,
 )
 
 # Quantiles from tables: t_{0.975, 3}, t_{0.975, 1}, z_{0.975}
@@ -105,3 +106,16 @@ def test_curve_band_per_step() -> None:
     assert band["step"].tolist() == [0, 10, 20] and band["n"].tolist() == [3, 2, 2]
     assert band["mean"].tolist() == [3.0, 3.0, 2.0]
     assert (band["low"][0], band["high"][0]) == pytest.approx(t_interval([4.0, 2.0, 3.0]), rel=1e-15)
+
+
+def test_bounds_cut_a_metrics_interval_to_its_range_and_leave_the_rest() -> None:
+    """An MSE cannot be negative: three seeds' t interval [-0.00045, 0.00069] is reported as [0, 0.00069];
+    without bounds, and for a metric the bounds do not name, the t interval is unchanged."""
+    frame = pd.DataFrame({"seed": [0, 1, 2], "mse": [1e-5, 2e-5, 1e-3], "mae": [1e-5, 2e-5, 1e-3]})
+    low, high = t_interval(frame["mse"])
+    assert low < 0 < high
+    table = summarize_over_seeds(frame, [], ["mse", "mae"], bounds={"mse": (0.0, math.inf)})
+    assert (table["mse_low"][0], table["mse_high"][0]) == (0.0, high)
+    assert (table["mae_low"][0], table["mae_high"][0]) == (low, high)
+    assert within((0.0, 1.0), -0.2, 1.3) == (0.0, 1.0) and within((0.0, 1.0), 0.1, 0.9) == (0.1, 0.9)
+    assert all(math.isnan(bound) for bound in within((0.0, math.inf), math.nan, math.nan))

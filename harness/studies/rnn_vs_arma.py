@@ -712,7 +712,7 @@ def summarize(cells: pd.DataFrame, series_order: Sequence[str], model_order: Seq
         _variant=lambda f: f["variant"].map({v: k for k, v in enumerate(variants)}),
     ).sort_values(["_series", "_window", "h", "_model", "_variant", "reference", "seed"], kind="stable")
     ordered, repeated = _one_result_per_fit(ordered, metrics)
-    table = summarize_over_seeds(ordered, keys, metrics)
+    table = summarize_over_seeds(ordered, keys, metrics, bounds=metric_bounds(metrics))
     table["h"] = table["h"].astype(int)
     fits = zip(*(table[k] for k in FIT_KEYS), strict=True)
     table["identical_seeds"] = [repeated.get(fit, 0) for fit in fits]
@@ -728,6 +728,20 @@ def summarize(cells: pd.DataFrame, series_order: Sequence[str], model_order: Seq
     table["dm_pooled_stat"] = [stat for stat, _ in pooled]
     table["dm_pooled_pvalue"] = [pvalue for _, pvalue in pooled]
     return table
+
+
+def metric_bounds(metrics: Sequence[str]) -> dict[str, tuple[float, float]]:
+    """The range each bounded table metric can take, to which its interval is cut (seed_stats.within): the
+    error scores (MSE, MAE, NMSE, oracle ratio) and Winkler scores are >= 0, a coverage lies in [0, 1]. A
+    symmetric t interval of 3 seeds' MSEs otherwise reads [-0.0000, 0.0010]."""
+    bounds = {}
+    for metric in metrics:
+        score = INTERVAL_SCORE.fullmatch(metric)
+        if metric in SCORES or (score and score[1] == "winkler"):
+            bounds[metric] = (0.0, math.inf)
+        elif score:
+            bounds[metric] = (0.0, 1.0)
+    return bounds
 
 
 def _natural(text: str) -> list[Any]:
@@ -875,8 +889,9 @@ def table_legend(table: pd.DataFrame) -> str:
     spread = ("±: sample standard deviation over the row's seeds (none for one seed)"
               if table["seeds"].max() > 1 else "One seed per row, so no ± (standard deviation over seeds)")
     lines = [
-        f"{spread}; the MSE's 95% t interval is that of its mean over the seeds. Oracle ratio: MSE / the "
-        "series' optimal MSE at that horizon (1 is the best possible).",
+        f"{spread}; the MSE's 95% t interval is that of its mean over the seeds, cut at 0 where it would "
+        "reach below (the mean MSE is >= 0, so the cut interval covers it as often as the uncut one). "
+        "Oracle ratio: MSE / the series' optimal MSE at that horizon (1 is the best possible).",
     ]
     if table["identical_seeds"].any():
         lines.append("Seeds `1 (k identical)`: all k seeds gave bit-identical numbers (a fit that depends "
