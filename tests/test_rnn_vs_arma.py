@@ -20,6 +20,7 @@ from hydra import compose, initialize_config_dir
 from mlflow import MlflowClient
 from omegaconf import OmegaConf
 
+from harness.environment import blas_description
 from harness.forecast.metrics import diebold_mariano
 from harness.forecast.series import make_series
 from harness.progress import ProgressLines
@@ -120,8 +121,15 @@ def test_study_logs_a_parent_with_one_child_per_cell(study, store):
     ) == sorted(
         (s, m, str(seed)) for s in ("ar2", "setar") for m in ("arma", "linear", "lstm") for seed in (0, 1)
     )
+    # every run shows where it ran, as a training run does: the parent's environment tags on each child
+    environment = {key: value for key, value in client.get_run(result.parent_run_id).data.tags.items()
+                   if key.startswith("env.") or key == "git.dirty"}
+    assert {"env.python", "env.numpy", "env.statsmodels", "env.blas", "env.platform", "git.dirty"} <= set(
+        environment)
+    assert environment["env.blas"] == blas_description()
     for run in cells:
         tags, metrics = run.data.tags, run.data.metrics
+        assert {key: tags.get(key) for key in environment} == environment
         expected = fingerprint(make_series(tags["series"], n=300, seed=int(tags["seed"])).values)
         assert tags["dataset_fingerprint"] == expected
         assert [{t.key: t.value for t in d.tags}["fingerprint"] for d in run.inputs.dataset_inputs] == [

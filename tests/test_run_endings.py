@@ -5,6 +5,7 @@ names the job. Real runs, real signals, real Hydra and real MLflow on a temporar
 from __future__ import annotations
 
 import math
+import re
 import signal
 import subprocess
 import sys
@@ -151,7 +152,7 @@ def test_a_sweep_whose_job_raised_names_the_job_and_its_error(tmp_path: Path, tr
                           text=True, env=app_env(tmp_path), cwd=tmp_path, timeout=300)
     assert done.returncode == 1, done.stderr[-3000:]
     runs = {run.info.run_name: run for run in runs_of(tracking_settings)}
-    parent = next(run for name, run in runs.items() if name.startswith("probe-sweep x "))
+    parent = next(run for name, run in runs.items() if re.fullmatch(r"\d\d:\d\d:\d\d probe-sweep x", name))
     why = "a failed job: job 1 (x=1): ValueError: x=1 is refused"
     assert parent.info.status == "FAILED"
     assert parent.data.tags["error"] == f"the sweep stopped before its end ({why})"

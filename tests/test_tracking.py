@@ -31,6 +31,7 @@ from harness.tracking import (
     open_run,
     project_root,
 )
+from harness.tracking.callback import names_a_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -333,8 +334,9 @@ def test_sweep_callback_parent_run_counts_children(tracking_settings, tmp_path, 
     client = _client(settings)
     run = client.get_run(parent)
     assert run.info.status == "FINISHED"
-    # what was swept first: the UI's list of runs shows about 25 characters
-    assert re.fullmatch(r"train-sweep model,length \d\d:\d\d:\d\d", run.info.run_name)
+    # the time first: the UI's list of runs shows about 17 characters, and the time tells parents apart
+    assert re.fullmatch(r"\d\d:\d\d:\d\d train-sweep model,length", run.info.run_name)
+    assert names_a_sweep(run.info.run_name, "train") and not names_a_sweep(run.info.run_name, "rnn_vs_arma")
     assert run.data.tags["harness.swept_keys"] == "model task.length"
     metrics = run.data.metrics
     assert (metrics["jobs"], metrics["runs"], metrics["finished"], metrics["failed"], metrics["killed"]) == (
@@ -542,3 +544,13 @@ def test_metric_table_refuses_bad_names_and_inactive_runs_like_mlflow(tracking_s
     with pytest.raises(MlflowException, match="must be in the 'active' state"):
         table.write(run_id, [("loss", 1.0, 0, 0)])
     assert client.get_metric_history(run_id, "loss") == []
+
+
+def test_names_a_sweep_knows_the_parent_names_of_every_version():
+    """The time-first name of today, `<app>-sweep <keys> <time>` and `<app>-sweep-<date>` of earlier sweeps
+    (trainer.resume_sweep continues them all); other apps' and training runs' names are no sweep of app."""
+    for name in ("12:00:03 train-sweep model,length", "12:00:03 train-sweep", "train-sweep model 12:00:03",
+                 "train-sweep-2026-11-30_10-00-00"):
+        assert names_a_sweep(name, "train"), name
+    for name in ("12:00:03 rnn_vs_arma-sweep model", "adding-lstm-s0", "12:00:03 train-sweeper x"):
+        assert not names_a_sweep(name, "train"), name

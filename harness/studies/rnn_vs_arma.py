@@ -38,6 +38,7 @@ from harness.config import (
     require_memory,
 )
 from harness.config import allowed_keys as config_allowed_keys
+from harness.environment import DIFF_ARTIFACT, environment_tags
 from harness.forecast.arma import fit_arma, minimum_length, predictor_weights, psi_from_predictor_weights
 from harness.forecast.backtest import (
     PLAN_KEYS,
@@ -992,10 +993,14 @@ def cell_note(cell: Cell, config: StudyConfig) -> str:
 
 
 def _log_cell(settings, parent_run_id: str | None, unit: Unit, cell: Cell, config: StudyConfig,
-              label: str = "", job_num: int | None = None, variant: str = "") -> None:
+              label: str = "", job_num: int | None = None, variant: str = "",
+              environment: Mapping[str, str] | None = None) -> None:
+    """One child run for cell; environment: the env.* and git.dirty tags a training run has
+    (environment_tags), read once per study, so that every run shows where it ran."""
     from harness.tracking import open_run
 
     tags = {
+        **(environment or {}),
         **({} if job_num is None else {"job_num": job_num}),
         **({"variant": variant} if variant else {}),
         "study": STUDY,
@@ -1094,12 +1099,21 @@ def run_cells(config: StudyConfig, settings, parent_run_id: str | None = "auto",
     """
     validate(config)
     variant = sweep_variant(label)
+    environment = _environment(settings)[0]
     with results_in_processes(_calls(config, with_link=False)) as results:
         units, _ = _gather(results, lambda unit, cell: _log_cell(settings, parent_run_id, unit, cell, config,
-                                                                 label, job_num, variant))
+                                                                 label, job_num, variant, environment))
     frame = cells_frame(units)
     frame.attrs["objective"] = validation_objective(units)
     return frame
+
+
+def _environment(settings) -> tuple[dict[str, str], str | None]:
+    """environment_tags of the checkout (the tags and the patch of uncommitted changes), or nothing with
+    tracking off (no git calls for runs nobody records)."""
+    from harness.tracking import project_root
+
+    return environment_tags(project_root()) if settings.mode != "off" else ({}, None)
 
 
 def sweep_variant(label: str) -> str:
@@ -1137,9 +1151,13 @@ def run_study(config: StudyConfig, settings, echo: Callable[[str], Any] = print)
             open_run(settings, run_name=run_name, tags={"study": STUDY, "kind": "parent"}) as parent, \
             stop_account(parent, run_name, lambda: _progress(config, logged), echo):
         parent.log_params(_study_params(config))
+        environment, patch = _environment(settings)
+        parent.set_tags(environment)
+        if patch is not None:
+            parent.log_text(patch, DIFF_ARTIFACT)
 
         def log_cell(unit: Unit, cell: Cell) -> None:
-            _log_cell(settings, parent.run_id, unit, cell, config)
+            _log_cell(settings, parent.run_id, unit, cell, config, environment=environment)
             logged.append((unit.series, unit.seed))
 
         progress = ProgressLines(len(config.series) * len(config.seeds) + with_link,

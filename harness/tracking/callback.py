@@ -6,6 +6,7 @@ import atexit
 import contextlib
 import multiprocessing
 import os
+import re
 import signal
 import sys
 import threading
@@ -521,20 +522,22 @@ def sweep_app(config: DictConfig) -> str:
 
 
 def sweep_run_name(config: DictConfig, swept: Sequence[str]) -> str:
-    """``<app>-sweep <swept keys> <time>``, e.g. ``train-sweep lr,hidden_size 00:12:03`` for ``-m
+    """``<time> <app>-sweep <swept keys>``, e.g. ``00:12:03 train-sweep lr,hidden_size`` for ``-m
     optimizer.lr=... model.hidden_size=...`` (sweep_app; swept: swept_keys(config); the keys' last parts):
-    the MLflow UI cuts run names after about 25 characters, so what was swept comes first; the run's start
-    time holds the date."""
+    the MLflow UI's runs list shows about 17 characters of a name, so the start time, which tells one
+    sweep's parent from the next, comes first (``00:12:03 train-sw``); the run's start time holds the
+    date."""
     import time
 
     keys = ",".join(dict.fromkeys(key.rpartition(".")[2] for key in swept))
-    return " ".join(filter(None, [f"{sweep_app(config)}-sweep", keys, time.strftime("%H:%M:%S")]))
+    return " ".join(filter(None, [time.strftime("%H:%M:%S"), f"{sweep_app(config)}-sweep", keys]))
 
 
 def names_a_sweep(run_name: str, app: str) -> bool:
-    """Whether run_name is that of a sweep parent of app: sweep_run_name's, or ``<app>-sweep-<date>`` as
-    sweeps were named before."""
-    return run_name.startswith((f"{app}-sweep ", f"{app}-sweep-"))
+    """Whether run_name is that of a sweep parent of app: sweep_run_name's, or as sweeps were named before
+    (``<app>-sweep <swept keys> <time>``, ``<app>-sweep-<date>``)."""
+    return (re.fullmatch(rf"\d\d:\d\d:\d\d {re.escape(app)}-sweep( .*)?", run_name) is not None
+            or run_name.startswith((f"{app}-sweep ", f"{app}-sweep-")))
 
 
 def redact_hydra_outputs(config: DictConfig) -> None:

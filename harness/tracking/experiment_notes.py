@@ -17,7 +17,7 @@ _DESCRIPTIONS = {
 Training runs of experiments/train.py: one recurrent network trained on one synthetic sequence
 task. A run is named `<task>-<model>-s<seed>`; within a sweep (`-m`) the name also carries the swept values
 (e.g. `adding-T20-lstm-s0`; an Optuna trial's ends with its number, `adding-elman-s0-t3`) and every job is a
-child of the sweep's parent run `train-sweep <swept keys> <time>`.
+child of the sweep's parent run `<time> train-sweep <swept keys>`.
 
 How to read a run: `val/<metric>` is the task metric on the fixed validation set (its name is the tag
 `metric_name`, its chance level the tag `chance_level`: what a predictor that ignores the inputs scores);
