@@ -101,6 +101,8 @@ def test_intervals_of_bounded_scores_are_cut_to_their_range_and_the_legend_says_
         assert low < lowest or high > highest  # the uncut interval leaves the range
         assert (table[f"{metric}_low"], table[f"{metric}_high"]) == (max(low, lowest), min(high, highest))
     assert (table["mae_low"], table["mae_high"]) == t_interval(mae)
+    assert rnn_vs_arma.metric_bounds(["dm_pvalue", "dm_stat", "nmse"]) == {"dm_pvalue": (0.0, 1.0),
+                                                                           "nmse": (0.0, math.inf)}
     row, = markdown_rows(rnn_vs_arma.format_table(rnn_vs_arma.summarize(cells, ["logistic"], ["elman"], {})))
     assert row["MSE 95% t interval"] == f"[0.0000, {t_interval(mse)[1]:.4f}]"
     legend = rnn_vs_arma.format_table(rnn_vs_arma.summarize(cells, ["logistic"], ["elman"], {}))

@@ -733,14 +733,15 @@ def summarize(cells: pd.DataFrame, series_order: Sequence[str], model_order: Seq
 
 def metric_bounds(metrics: Sequence[str]) -> dict[str, tuple[float, float]]:
     """The range each bounded table metric can take, to which its interval is cut (seed_stats.within): the
-    error scores (MSE, MAE, NMSE, oracle ratio) and Winkler scores are >= 0, a coverage lies in [0, 1]. A
-    symmetric t interval of 3 seeds' MSEs otherwise reads [-0.0000, 0.0010]."""
+    error scores (MSE, MAE, NMSE, oracle ratio) and Winkler scores are >= 0, a coverage and the DM p-value
+    lie in [0, 1] (the DM statistic has no bound). A symmetric t interval of 3 seeds' MSEs otherwise reads
+    [-0.0000, 0.0010]."""
     bounds = {}
     for metric in metrics:
         score = INTERVAL_SCORE.fullmatch(metric)
         if metric in SCORES or (score and score[1] == "winkler"):
             bounds[metric] = (0.0, math.inf)
-        elif score:
+        elif score or metric == "dm_pvalue":
             bounds[metric] = (0.0, 1.0)
     return bounds
 
