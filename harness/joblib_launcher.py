@@ -206,24 +206,26 @@ def execute_recorded_job(ledger: str, launcher: dict[str, str], idx: int, *job: 
     from harness.tracking.runs import RunInterrupted
 
     global _watcher, _stopped_in
-    if _stopped_in is not None and _stopped_in[0] in (ledger, None):
-        raise RunInterrupted(_stopped_in[1])
-    # a worker runs many jobs, of one launcher; joblib runs a one-worker pool's jobs in the launcher itself
-    if _watcher is None and launcher[PID_TAG] != str(os.getpid()):
-        _watcher = threading.Thread(target=_end_with_launcher, args=(launcher,), daemon=True)
-        _watcher.start()
     folder = Path(ledger)
-    record = {**process_tags(), STARTED: int(time.time() * 1000)}
+    # busy from before the check on: a signal that came while idle is seen by the check, a later one
+    # takes the job's way (quiet_when_idle), none is swallowed
     _idle.clear()
     try:
+        if _stopped_in is not None and _stopped_in[0] in (ledger, None):
+            raise RunInterrupted(_stopped_in[1])
+        # a worker runs many jobs, of one launcher; joblib runs a one-worker pool's jobs in the launcher
+        if _watcher is None and launcher[PID_TAG] != str(os.getpid()):
+            _watcher = threading.Thread(target=_end_with_launcher, args=(launcher,), daemon=True)
+            _watcher.start()
+        record = {**process_tags(), STARTED: int(time.time() * 1000)}
         _write_atomically(folder / f"{idx}.pid", json.dumps(record).encode())
         job_return = execute_job(idx, *job)
-        _write_atomically(folder / f"{idx}.done", dumps(job_return))  # pickled as loky sends it back
     except RunInterrupted as stop:
         _stopped_in = (ledger, stop.signum)
         raise
     finally:
-        _idle.set()
+        _idle.set()  # before the .done record: a signal while it is written only stops the next job
+    _write_atomically(folder / f"{idx}.done", dumps(job_return))  # pickled as loky sends it back
     return job_return
 
 
