@@ -20,7 +20,7 @@ def results_in_processes(calls: Sequence[tuple[Callable[..., Any], tuple]], n_jo
     in that order, each as soon as it and the calls before it are done; n_jobs > 1 runs them in joblib
     processes, which go on computing the rest while the caller handles (logs) the results it has. Leaving
     the block early (an error, a signal) stops the processes; they ignore Ctrl-C, which the caller's process
-    gets too.
+    gets too, and run every BLAS on one thread (joblib's default is cores // n_jobs).
 
     Each call must be a pure function of its arguments, so the number of processes changes no number.
     """
@@ -31,7 +31,7 @@ def results_in_processes(calls: Sequence[tuple[Callable[..., Any], tuple]], n_jo
         from joblib._parallel_backends import LokyBackend
 
         results = Parallel(n_jobs=min(n_jobs, len(calls)), return_as="generator",
-                           backend=LokyBackend(initializer=_ignore_ctrl_c))(
+                           backend=LokyBackend(inner_max_num_threads=1, initializer=_ignore_ctrl_c))(
             delayed(function)(*args) for function, args in calls)
     try:
         yield results
