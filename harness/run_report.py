@@ -87,10 +87,14 @@ def continue_command(run_id: str, overrides: Sequence[str]) -> str:
     return shlex.join(["python", entry_point(), *kept, f"trainer.resume={run_id}"])
 
 
-def search_rerun(study: str, trial: str) -> str:
+def search_rerun(study: str, trial: str, stored: bool) -> str:
     """What a stop means for trial number trial of an Optuna search of study: its sweep stops with it and
     queues its parameters again (harness.search.optuna_sweeper.abandon), so the search re-runs it; a
-    trainer.resume of its run would continue it outside its study."""
+    trainer.resume of its run would continue it outside its study. A study kept in memory only (stored
+    False: tracking=off) ends with the search, and nothing re-runs the trial."""
+    if not stored:
+        return (f"its search stopped with it; study {study} was kept in memory only (tracking=off), so the "
+                "same command starts a new study")
     return (f"its search re-runs it: trial {trial} is queued again in study {study}, and the same search "
             "command, run again, runs the study's interrupted trials first (same parameters, as a new trial "
             "and run)")

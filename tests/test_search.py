@@ -523,13 +523,26 @@ def test_a_search_s_swept_keys_are_its_searched_keys_and_its_trials_file_names_e
     # the command line's swept key first, then the preset's searched ones: the table's columns
     assert swept_keys(config) == ["task.length", "optimizer.lr", "model.hidden_size", "optimizer.clip_norm",
                                   "model.init"]
-    write_trials(tmp_path, "adding_elman", {4: 7, 5: 8})
+    write_trials(tmp_path, "adding_elman", {4: 7, 5: 8}, stored=True)
     try:
-        for num, expected in ((5, ("adding_elman", "8")), (6, None)):  # job 6: not one of the search's
+        # job 6: not one of the search's; a grid sweep run later in the search's sweep dir: no trial either
+        for num, sweeper, expected in ((5, None, ("adding_elman", "8", True)), (6, None, None),
+                                       (5, "hydra._internal.core_plugins.basic_sweeper.BasicSweeper", None)):
             job = copy.deepcopy(config)
             OmegaConf.set_readonly(job, False)
             job.hydra.mode, job.hydra.job.num, job.hydra.sweep.dir = "MULTIRUN", num, str(tmp_path)
+            if sweeper is not None:
+                job.hydra.sweeper = {"_target_": sweeper}
             HydraConfig.instance().set_config(job)
             assert current_search() == expected
     finally:
         HydraConfig.instance().cfg = None  # no job's config left for the next test
+
+
+def test_a_stopped_trial_of_a_study_kept_in_memory_is_not_promised_a_rerun() -> None:
+    from harness.run_report import search_rerun
+
+    stored = search_rerun("adding_elman", "3", stored=True)
+    assert "trial 3 is queued again in study adding_elman" in stored
+    in_memory = search_rerun("adding_elman", "3", stored=False)
+    assert "queued" not in in_memory and "kept in memory only (tracking=off)" in in_memory

@@ -26,18 +26,21 @@ SWEEPER_TARGET = f"{PLUGIN_MODULE}.OptunaSweeper"  # hydra.sweeper._target_ of c
 TRIALS_FILE = "optuna_trials.json"  # in a search's sweep dir: {"study": name, "trials": {job: trial}}
 
 
-def write_trials(sweep_dir: Path, study: str, trials: Mapping[int, int]) -> None:
-    """Record which trial of study each Hydra job number runs (trials: job -> trial number), for the jobs
-    (current_trial) to read; replaces the file atomically (a job may be reading it)."""
+def write_trials(sweep_dir: Path, study: str, trials: Mapping[int, int], stored: bool) -> None:
+    """Record which trial of study each Hydra job number runs (trials: job -> trial number), and whether
+    the study outlives the search (stored: in a storage, not in memory), for the jobs (current_search) to
+    read; replaces the file atomically (a job may be reading it)."""
     sweep_dir.mkdir(parents=True, exist_ok=True)
     partial = sweep_dir / f".{TRIALS_FILE}.partial"
-    partial.write_text(json.dumps({"study": study, "trials": {str(job): n for job, n in trials.items()}}))
+    partial.write_text(json.dumps({"study": study, "stored": stored,
+                                   "trials": {str(job): n for job, n in trials.items()}}))
     partial.replace(sweep_dir / TRIALS_FILE)
 
 
-def current_search() -> tuple[str, str] | None:
-    """(study name, trial number as a string) of the search trial the running Hydra job runs, or None
-    outside one (no multirun, another sweeper, a job the sweeper did not list)."""
+def current_search() -> tuple[str, str, bool] | None:
+    """(study name, trial number as a string, whether the study is stored) of the search trial the running
+    Hydra job runs, or None outside one (no multirun, another sweeper, a job the sweeper did not list; a
+    grid sweep in an earlier search's sweep dir is none)."""
     from harness.tracking.runs import hydra_sweep_dir
 
     sweep_dir = hydra_sweep_dir()
@@ -46,9 +49,12 @@ def current_search() -> tuple[str, str] | None:
         return None
     from hydra.core.hydra_config import HydraConfig
 
+    hydra = HydraConfig.get()
+    if hydra.sweeper.get("_target_") != SWEEPER_TARGET:
+        return None
     recorded = json.loads(path.read_text())
-    trial = recorded["trials"].get(str(HydraConfig.get().job.num))
-    return None if trial is None else (recorded["study"], str(trial))
+    trial = recorded["trials"].get(str(hydra.job.num))
+    return None if trial is None else (recorded["study"], str(trial), bool(recorded["stored"]))
 
 
 def current_trial() -> str | None:

@@ -210,7 +210,8 @@ class OptunaSweeper(Sweeper):
         assert self.config is not None
         told: set[int] = set()
         self._trials.update((job, t.number) for job, t in enumerate(trials, start=self.job_idx))
-        write_trials(Path(self.config.hydra.sweep.dir), study.study_name, self._trials)
+        write_trials(Path(self.config.hydra.sweep.dir), study.study_name, self._trials,
+                     stored=self._storage is not None)
         jobs = [space.overrides(t.params) for t in trials]
         try:
             returns = self.launcher.launch(jobs, initial_job_idx=self.job_idx)
