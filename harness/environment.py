@@ -66,3 +66,13 @@ def environment_tags(root: Path) -> tuple[dict[str, str], str | None]:
     dirty, patch = changes
     tags["git.dirty"] = str(dirty).lower()
     return tags, patch if dirty else None
+
+
+def log_environment(logger, root: Path) -> dict[str, str]:
+    """Tag logger's run (a logger of open_run) with environment_tags(root) and log the patch of uncommitted
+    changes as DIFF_ARTIFACT; returns the tags (a study gives its children the same)."""
+    tags, patch = environment_tags(root)
+    logger.set_tags(tags)
+    if patch is not None:
+        logger.log_text(patch, DIFF_ARTIFACT)
+    return tags

@@ -39,7 +39,7 @@ from harness.config import (
     validate,
 )
 from harness.early_stopping import EarlyStopping
-from harness.environment import DIFF_ARTIFACT, environment_tags
+from harness.environment import log_environment
 from harness.nn import GRU, LSTM, Bidirectional, Elman, Jordan
 from harness.optim import make_optimizer
 from harness.resume import LOCAL_TAG, Checkpointer, SkipLogged, restore, resume_point, snapshot
@@ -262,10 +262,7 @@ def run(cfg: dict[str, Any], *, overrides: list[str] | tuple[str, ...] = (),
     with open_run(settings, run_name=name, tags=tags, parent_run_id="auto",
                   resume_run_id=None if point is None else point.run_id) as logger, \
             tempfile.TemporaryDirectory() as workdir:
-        environment, patch = environment_tags(project_root())
-        logger.set_tags(environment)
-        if patch is not None:
-            logger.log_text(patch, DIFF_ARTIFACT)
+        log_environment(logger, project_root())
         if point is None:
             logger.log_params(cfg)
             logger.log_text(yaml.safe_dump(cfg, sort_keys=False), "config.yaml")

@@ -38,7 +38,7 @@ from harness.config import (
     require_memory,
 )
 from harness.config import allowed_keys as config_allowed_keys
-from harness.environment import DIFF_ARTIFACT, environment_tags
+from harness.environment import environment_tags, log_environment
 from harness.forecast.arma import fit_arma, minimum_length, predictor_weights, psi_from_predictor_weights
 from harness.forecast.backtest import (
     PLAN_KEYS,
@@ -61,7 +61,7 @@ from harness.processes import results_in_processes
 from harness.progress import ProgressLines
 from harness.seed_stats import summarize_over_seeds
 from harness.studies import figures
-from harness.studies.study_run import check_int, now_ms, stop_account, study_settings
+from harness.studies.study_run import check_int, counted, now_ms, stop_account, study_settings
 from harness.tasks import fingerprint
 from harness.tracking.experiment_notes import NOTE_TAG
 from harness.ui import ui_hint
@@ -1098,23 +1098,18 @@ def run_cells(config: StudyConfig, settings, parent_run_id: str | None = "auto",
     swept values beyond series, model and seed (sweep_label), put in its run names. Returns cells_frame, with
     ``attrs["objective"]``: validation_objective of the cells (what an Optuna search minimises).
     """
+    from harness.tracking import project_root
+
     validate(config)
     variant = sweep_variant(label)
-    environment = _environment(settings)[0]
+    # no git calls for runs nobody records
+    environment = environment_tags(project_root())[0] if settings.mode != "off" else {}
     with results_in_processes(_calls(config, with_link=False)) as results:
         units, _ = _gather(results, lambda unit, cell: _log_cell(settings, parent_run_id, unit, cell, config,
                                                                  label, job_num, variant, environment))
     frame = cells_frame(units)
     frame.attrs["objective"] = validation_objective(units)
     return frame
-
-
-def _environment(settings) -> tuple[dict[str, str], str | None]:
-    """environment_tags of the checkout (the tags and the patch of uncommitted changes), or nothing with
-    tracking off (no git calls for runs nobody records)."""
-    from harness.tracking import project_root
-
-    return environment_tags(project_root()) if settings.mode != "off" else ({}, None)
 
 
 def sweep_variant(label: str) -> str:
@@ -1140,7 +1135,7 @@ def run_study(config: StudyConfig, settings, echo: Callable[[str], Any] = print)
 
     The grid is validated before the parent run opens, so bad input leaves the store untouched.
     """
-    from harness.tracking import open_run
+    from harness.tracking import open_run, project_root
 
     validate(config)
     with_link = bool(config.link.get("enabled"))
@@ -1152,14 +1147,13 @@ def run_study(config: StudyConfig, settings, echo: Callable[[str], Any] = print)
             open_run(settings, run_name=run_name, tags={"study": STUDY, "kind": "parent"}) as parent, \
             stop_account(parent, run_name, lambda: _progress(config, logged), echo):
         parent.log_params(_study_params(config))
-        environment, patch = _environment(settings)
-        parent.set_tags(environment)
-        if patch is not None:
-            parent.log_text(patch, DIFF_ARTIFACT)
+        # no git calls for runs nobody records
+        environment = log_environment(parent, project_root()) if settings.mode != "off" else {}
 
         def log_cell(unit: Unit, cell: Cell) -> None:
-            _log_cell(settings, parent.run_id, unit, cell, config, environment=environment)
-            logged.append((unit.series, unit.seed))
+            with counted(parent):
+                _log_cell(settings, parent.run_id, unit, cell, config, environment=environment)
+                logged.append((unit.series, unit.seed))
 
         progress = ProgressLines(len(config.series) * len(config.seeds) + with_link,
                                  enabled=None if config.progress else False)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -166,6 +166,13 @@ def stop_account(parent, run_name: str, done: Callable[[], str], echo: Callable[
         raise
 
 
+def counted(parent) -> AbstractContextManager:
+    """``with counted(parent):`` around logging a cell's child run and counting it (stop_account's done):
+    a signal arriving inside is raised once both are done, so the account counts every child the store
+    holds."""
+    return parent.interrupts.held() if parent.interrupts is not None else nullcontext()
+
+
 def cells_frame(cells: Sequence[CellRun]) -> pd.DataFrame:
     """One row per cell: its key columns then its metrics (NaN where a cell lacks a metric)."""
     return pd.DataFrame([{**cell.key, **cell.metrics} for cell in cells])
@@ -218,8 +225,11 @@ def run_study(settings, study: str, run_name: str, params: Mapping[str, Any],
             stop_account(parent, run_name, lambda: f"{len(logged)} of {len(arguments)} cells", echo):
         parent.log_params(params)
         started = time.perf_counter()
-        cells = compute_cells(cell, arguments, n_jobs, logged=lambda done: logged.append(
-            log_cell(settings, study, done, parent.run_id)))
+        def log_and_count(done: CellRun) -> None:
+            with counted(parent):
+                logged.append(log_cell(settings, study, done, parent.run_id))
+
+        cells = compute_cells(cell, arguments, n_jobs, logged=log_and_count)
         parent.log_metrics({"compute_seconds": time.perf_counter() - started}, step=0)
         frame = cells_frame(cells)
         curves = {cell.name: cell.curves for cell in cells}
