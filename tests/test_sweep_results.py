@@ -59,3 +59,13 @@ def test_a_sampled_value_shows_four_significant_digits_and_a_typed_one_as_typed(
     rows = results_table(runs, ["optimizer.lr", "model.init", "task.length"]).splitlines()[2:]
     assert [row.split(" | ")[2:5] for row in rows] == [["0.01178", "glorot", "50"],
                                                        ["1e-3", "orthogonal", "25"]]
+
+
+def test_swept_values_show_as_typed_but_long_fractions_to_four_digits():
+    runs = [_run(0, "a", overrides="seed=20261201 optimizer.lr=0.011781448719376511 task.length=1e3",
+                 metrics={"objective": 0.5}),
+            _run(1, "b", overrides="seed=20261202 optimizer.lr=0.001 task.length=1000",
+                 metrics={"objective": 0.5})]
+    rows = results_table(runs, ["seed", "optimizer.lr", "task.length"]).splitlines()[2:]
+    assert [row.split(" | ")[2:5] for row in rows] == [["20261201", "0.01178", "1e3"],
+                                                        ["20261202", "0.001", "1000"]]

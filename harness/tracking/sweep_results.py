@@ -21,13 +21,16 @@ def _overrides(run: Any) -> dict[str, str]:
 
 
 def _swept_value(value: str) -> str:
-    """A swept key's value as the table shows it: a number of more than 6 significant digits (an Optuna
-    trial's sampled 0.011781448719376511) to 4 of them, 0.01178; anything else as the command gave it."""
+    """A swept key's value as the table shows it: a fraction of more than 6 significant digits (an Optuna
+    trial's sampled 0.011781448719376511) to 4 of them, 0.01178; anything else (an integer such as a seed
+    20261201 among them) as the command gave it."""
     try:
         number = float(value)
     except ValueError:
         return value
-    return value if float(format(number, ".6g")) == number else format(number, ".4g")
+    if number.is_integer() or float(format(number, ".6g")) == number:
+        return value
+    return format(number, ".4g")
 
 
 def _number(value: float | None, digits: str = ".4g") -> str:
