@@ -65,6 +65,8 @@ def sweep_with_a_dead_worker(tmp_path: Path, settings, *extra: str, job1_steps: 
     return process.returncode, stdout.read_text() + stderr.read_text(), killed
 
 
+# a 3000-step job twice (78 s at load 7-11); the WorkerDied and TornDown cases stay in the default run
+@pytest.mark.slow
 def test_a_dead_worker_fails_its_job_and_the_sweep_goes_on(tmp_path: Path, tracking_settings) -> None:
     code, output, killed = sweep_with_a_dead_worker(tmp_path, tracking_settings, "trainer.checkpoint_every=0")
     assert code == 0, output[-3000:]  # as a sweep with a failed job: it goes on to its end

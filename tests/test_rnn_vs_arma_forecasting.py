@@ -150,6 +150,8 @@ def test_rebuilt_table_equals_the_study_table(study, store):
     ]
 
 
+# 34 s at load 7-11; test_rnn_vs_arma's joblib sweep against the sequential run stays in the default run
+@pytest.mark.slow
 def test_sweep_on_real_and_csv_series_gives_the_sequential_numbers(study, store, nile_csv, tmp_path):
     keys = ["series", "window", "h", "model"]
     grid = ["series=sunspots,csv", "model=arma,linear"]

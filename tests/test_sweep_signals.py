@@ -464,7 +464,8 @@ def reap_store(settings) -> str:
     return done.stdout
 
 
-@pytest.mark.parametrize("launcher", ["basic", "joblib"])
+# the joblib case (44 s at load 7-11) with -m slow; the basic case and the joblib SIGTERM tests stay in the default
+@pytest.mark.parametrize("launcher", ["basic", pytest.param("joblib", marks=pytest.mark.slow)])
 def test_a_sigkilled_sweep_leaves_no_run_running(tmp_path: Path, tracking_settings, launcher: str) -> None:
     """SIGKILL (the out-of-memory killer's signal) to the launching process of a real sweep while its jobs
     train: no exit runs there, yet within seconds and with no reap call the parent ends KILLED by that

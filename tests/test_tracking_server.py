@@ -357,6 +357,8 @@ def test_replay_sends_only_the_records_own_artifacts_and_the_complete_lines(tmp_
         assert client.get_run(run_id).info.status == "FINISHED"
 
 
+# a server start and two replays (69 s at load 7-11); a record replayed to a server stays in the default run
+@pytest.mark.slow
 def test_replay_creates_a_run_that_started_offline_once(tmp_path: Path, template_store: Path) -> None:
     """A sweep job that started while its server was gone holds its whole run under a local id; MLflow's API
     lets no client choose a run id, so the replay creates the run and maps the ids (tag)."""
