@@ -464,7 +464,7 @@ def reap_store(settings) -> str:
     return done.stdout
 
 
-# the joblib case (44 s at load 7-11) with -m slow; the basic case and the joblib SIGTERM tests stay in the default
+# the joblib case (44 s at load 7-11) with -m slow; the basic case and the joblib SIGTERM tests stay
 @pytest.mark.parametrize("launcher", ["basic", pytest.param("joblib", marks=pytest.mark.slow)])
 def test_a_sigkilled_sweep_leaves_no_run_running(tmp_path: Path, tracking_settings, launcher: str) -> None:
     """SIGKILL (the out-of-memory killer's signal) to the launching process of a real sweep while its jobs
