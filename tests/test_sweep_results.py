@@ -52,20 +52,11 @@ def test_a_superseded_attempt_is_left_out_and_a_long_sweep_says_how_many_rows_it
 
 
 def test_a_sampled_value_shows_four_significant_digits_and_a_typed_one_as_typed():
-    runs = [_run(0, "t0", overrides="optimizer.lr=0.011781448719376511 model.init=glorot task.length=50",
-                 metrics={"objective": 0.5}),
-            _run(1, "t1", overrides="optimizer.lr=1e-3 model.init=orthogonal task.length=25",
+    # an integer of many digits (a seed) as typed too: it showed as 2.026e+07
+    runs = [_run(0, "t0", overrides="optimizer.lr=0.011781448719376511 model.init=glorot task.length=50 "
+                                    "seed=20261201", metrics={"objective": 0.5}),
+            _run(1, "t1", overrides="optimizer.lr=1e-3 model.init=orthogonal task.length=25 seed=20261202",
                  metrics={"objective": 0.5})]
-    rows = results_table(runs, ["optimizer.lr", "model.init", "task.length"]).splitlines()[2:]
-    assert [row.split(" | ")[2:5] for row in rows] == [["0.01178", "glorot", "50"],
-                                                       ["1e-3", "orthogonal", "25"]]
-
-
-def test_swept_values_show_as_typed_but_long_fractions_to_four_digits():
-    runs = [_run(0, "a", overrides="seed=20261201 optimizer.lr=0.011781448719376511 task.length=1e3",
-                 metrics={"objective": 0.5}),
-            _run(1, "b", overrides="seed=20261202 optimizer.lr=0.001 task.length=1000",
-                 metrics={"objective": 0.5})]
-    rows = results_table(runs, ["seed", "optimizer.lr", "task.length"]).splitlines()[2:]
-    assert [row.split(" | ")[2:5] for row in rows] == [["20261201", "0.01178", "1e3"],
-                                                        ["20261202", "0.001", "1000"]]
+    rows = results_table(runs, ["optimizer.lr", "model.init", "task.length", "seed"]).splitlines()[2:]
+    assert [row.split(" | ")[2:6] for row in rows] == [["0.01178", "glorot", "50", "20261201"],
+                                                       ["1e-3", "orthogonal", "25", "20261202"]]
