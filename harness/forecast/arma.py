@@ -38,6 +38,8 @@ from __future__ import annotations
 import copy
 import functools
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -165,8 +167,7 @@ def fit_arma(train: np.ndarray, order: tuple[int, int], *, maxiter: int | None =
         )
     _check_maxiter(maxiter)
     _check_psi_lags(psi_lags)
-    _steady_state_arima()  # loads statsmodels, and SciPy's BLAS with it, before one_blas_thread limits it
-    with one_blas_thread():
+    with _statsmodels_on_one_blas_thread():
         return _estimate(train, (p, q), constrained, maxiter, 0).arma_fit(train, psi_lags)
 
 
@@ -211,9 +212,17 @@ def select_arma(train: np.ndarray, *, criterion: str = "aic", max_p: int = 3, ma
     grid = [(p, q, constrained) for constrained in ((True, False) if unconstrained else (True,))
             for p in range(max_p + 1) for q in range(max_q + 1)]
     calls = [(_estimate_or_error, (train, (p, q), constrained, maxiter, burn)) for p, q, constrained in grid]
-    _steady_state_arima()
-    with one_blas_thread(), results_in_processes(calls, int(n_jobs)) as results:
-        estimates = list(results)
+    with _statsmodels_on_one_blas_thread():
+        with results_in_processes(calls, int(n_jobs)) as results:
+            estimates = list(results)
+        trials, best = _trials_and_best(grid, estimates, criterion)
+        return OrderSelection(best=best.arma_fit(train, psi_lags), criterion=criterion, trials=trials)
+
+
+def _trials_and_best(grid: list[tuple[int, int, bool]], estimates: list[_Estimate | str], criterion: str
+                     ) -> tuple[tuple[OrderTrial, ...], _Estimate]:
+    """select_arma's record of every grid point (p, q, constrained) and its estimate (_estimate_or_error),
+    and the converged estimate with the lowest criterion; RuntimeError listing why each failed if none."""
     trials, best, best_score = [], None, np.inf
     for (p, q, constrained), estimate in zip(grid, estimates, strict=True):
         if isinstance(estimate, str):
@@ -229,9 +238,16 @@ def select_arma(train: np.ndarray, *, criterion: str = "aic", max_p: int = 3, ma
             f"ARMA{t.order}: {t.error or ', '.join(t.warnings) or 'not converged'}" for t in trials
         )
         raise RuntimeError(f"no ARMA order in the grid converged: {reasons}")
+    return tuple(trials), best
+
+
+@contextmanager
+def _statsmodels_on_one_blas_thread() -> Iterator[None]:
+    """The block with statsmodels loaded, and SciPy's BLAS with it, then every BLAS on one thread
+    (harness.runtime.one_blas_thread limits only the libraries loaded before it)."""
+    _steady_state_arima()
     with one_blas_thread():
-        chosen = best.arma_fit(train, psi_lags)
-    return OrderSelection(best=chosen, criterion=criterion, trials=tuple(trials))
+        yield
 
 
 # The smallest positive float64: the Kalman filter takes its steady state only once the predicted state
