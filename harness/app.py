@@ -126,13 +126,13 @@ def remove_refused_job_folder() -> None:
     folder = Path(hydra_cfg.runtime.output_dir)
     log, configs = folder / f"{hydra_cfg.job.name}.log", folder / ".hydra"
 
-    def names(path: Path) -> set[str]:
-        return {entry.name for entry in path.iterdir()} if path.is_dir() else set()
-
-    if (folder.is_dir() and names(folder) <= {configs.name, log.name} and names(configs) <= HYDRA_JOB_FILES
-            and not (configs.exists() and not configs.is_dir())
-            and (not log.exists() or (log.is_file() and log.stat().st_size == 0))):
-        shutil.rmtree(folder)
+    if not folder.is_dir() or {entry.name for entry in folder.iterdir()} - {configs.name, log.name}:
+        return
+    if configs.exists() and not (configs.is_dir() and {e.name for e in configs.iterdir()} <= HYDRA_JOB_FILES):
+        return
+    if log.exists() and not (log.is_file() and log.stat().st_size == 0):
+        return
+    shutil.rmtree(folder)
 
 
 def refuse(message: str) -> NoReturn:
