@@ -28,7 +28,7 @@ import socket
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.app import RESUME_SWEEP_KEY as KEY
 from harness.config import ConfigError
@@ -37,6 +37,9 @@ from harness.resume import ARTIFACT_DIR, FILENAME, LOCAL_TAG, RUN_CONTROL_KEYS
 PLAN_FILE = "continuation.json"
 FINISHED, CONTINUE, NEW = "finished", "continue", "new"
 CONTINUED_TAG = "harness.continued"  # on the parent: how many times the sweep was continued
+
+if TYPE_CHECKING:
+    from harness.tracking.store import TrackingSettings
 
 
 def match_key(params: Mapping[str, str]) -> str:
@@ -104,6 +107,23 @@ class Continuation:
         return run_id
 
 
+def _no_run(run_id: str) -> ConfigError:
+    """The refusal of a parent run id the store does not hold."""
+    return ConfigError(f"{KEY}: no run {run_id!r} in this store; give the sweep parent's run id (the sweep "
+                       f"printed it; also in <sweep dir>/parent_run_id)")
+
+
+def refuse_a_store_yet_to_be_made(settings: TrackingSettings, parent_run_id: str) -> None:
+    """ConfigError, as for a run the store does not hold, when settings' store is an SQLite database whose
+    file does not exist: it holds no run, and opening it to look (ensure_store) would create it, which the
+    refusal would leave behind. Called before the store is opened."""
+    from harness.tracking.store import sqlite_path
+
+    db = sqlite_path(settings.tracking_uri)
+    if db is not None and not db.exists():
+        raise _no_run(parent_run_id)
+
+
 def _check_parent(client: Any, experiment_id: str, run_id: str, app: str) -> Any:
     """The parent run to continue; ConfigError naming KEY when run_id is no sweep parent of app in this
     experiment, or when its launcher still runs."""
@@ -114,8 +134,7 @@ def _check_parent(client: Any, experiment_id: str, run_id: str, app: str) -> Any
     try:
         parent = client.get_run(run_id)
     except MlflowException as exc:
-        raise ConfigError(f"{KEY}: no run {run_id!r} in this store; give the sweep parent's run id (the "
-                          f"sweep printed it; also in <sweep dir>/parent_run_id)") from exc
+        raise _no_run(run_id) from exc
     tags, name = parent.data.tags, parent.info.run_name
     if parent.info.experiment_id != experiment_id:
         theirs = client.get_experiment(parent.info.experiment_id).name

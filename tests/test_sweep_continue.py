@@ -242,3 +242,19 @@ def test_bad_continuations_are_refused_in_one_line_before_any_run_changes(tmp_pa
         run(single)
     assert [(run.info.run_id, run.info.status) for run in runs_of(tracking_settings)] == [
         (running, "KILLED"), (child.info.run_id, "FINISHED"), (parent.info.run_id, "FINISHED")]
+
+
+def test_a_continuation_of_a_store_that_does_not_exist_is_refused_without_creating_it(tmp_path: Path) -> None:
+    mlruns = tmp_path / "mlruns"  # a fresh checkout's: no mlflow.db yet
+    mlruns.mkdir()
+    settings = TrackingSettings(mode="local", uri=f"sqlite:///{mlruns / 'mlflow.db'}", experiment="test",
+                                artifact_root=str(mlruns / "artifacts"))
+    done = subprocess.run([sys.executable, str(ROOT / "experiments" / "train.py"), "-m", *TINY,
+                           "trainer.resume_sweep=0123abc", *store_overrides(settings)], capture_output=True,
+                          text=True, env=app_env(tmp_path), cwd=tmp_path, timeout=300)
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert done.stderr.splitlines() == [
+        "config error: trainer.resume_sweep: no run '0123abc' in this store; give the sweep parent's run id "
+        "(the sweep printed it; also in <sweep dir>/parent_run_id)"]
+    # before: mlflow.db, its lock and the artifact root were created for the lookup
+    assert sorted(path.name for path in mlruns.iterdir()) == ["hydra"]

@@ -162,10 +162,12 @@ class SweepCallback(Callback):
         self._stops_at_start = stops_received()
         self._started_ms = _now_ms()
         try:
+            if resume_sweep is not None:
+                from harness.sweep_continuation import prepare_continuation, refuse_a_store_yet_to_be_made
+
+                refuse_a_store_yet_to_be_made(settings, str(resume_sweep))
             client, experiment_id = ensure_store(settings)
             if resume_sweep is not None:
-                from harness.sweep_continuation import prepare_continuation
-
                 self.continuation = prepare_continuation(client, experiment_id, str(resume_sweep), config)
         except ConfigError as exc:
             # Hydra reports a callback's exception with a traceback; SystemExit leaves with the one line.
