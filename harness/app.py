@@ -189,13 +189,17 @@ class SweepCheck(Callback):
     with one line `config error: job N (<its swept values>): ...`. Other sweepers choose their jobs as they
     go; their jobs are checked one by one as they start. For harness.search's Optuna sweeper its settings and
     search space are checked here (check_search), and ``trainer.resume_sweep`` is refused (its studies
-    resume by name).
+    resume by name). single_run_keys: keys of the app's config that only a run without -m takes (set, any
+    sweep is refused naming them).
     """
 
-    def __init__(self, check: str, allowed_keys: str) -> None:
-        self.check, self.allowed_keys = check, allowed_keys
+    def __init__(self, check: str, allowed_keys: str, single_run_keys: Sequence[str] = ()) -> None:
+        self.check, self.allowed_keys, self.single_run_keys = check, allowed_keys, tuple(single_run_keys)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        for key in self.single_run_keys:
+            if OmegaConf.select(config, key, default=None) is not None:
+                sys.exit(f"config error: {key} takes one run, not a -m sweep: run the command without -m")
         if config.hydra.sweeper.get("_target_") == SWEEPER_TARGET:
             if OmegaConf.select(config, RESUME_SWEEP_KEY, default=None) is not None:
                 sys.exit(f"config error: {RESUME_SWEEP_KEY} continues grid sweeps (the basic sweeper); an "

@@ -132,8 +132,8 @@ CLI_CASES = [
     ("train", ["-m", "task=reversal", "model=linear,jordan"], "job 1 (model=jordan): model.mode must be one"),
     ("rnn", ["lenght=600"], "unknown key 'lenght'; allowed: ['backtest', 'csv', 'figure_window', "
                            "'intervals', 'length', 'link', 'model', 'models', 'n_jobs', 'progress', "
-                           "'rebuild', 'reference', 'rnn', 'seed', 'series', 'series_params', 'split', "
-                           "'tracking', 'windows']; did you mean 'length'?"),
+                           "'rebuild', 'reference', 'resume', 'rnn', 'seed', 'series', 'series_params', "
+                           "'split', 'tracking', 'windows']; did you mean 'length'?"),
     ("rnn", ["rnn.hiden=3"], "unknown key 'rnn.hiden'; allowed: ['batch_size', 'burn_in', 'eval_every', "
                              "'hidden_size', 'lags', 'lr', 'sequence_length', 'steps']; did you mean "
                              "'rnn.hidden_size'?"),

@@ -17,6 +17,7 @@ import pytest
 from mlflow import MlflowClient
 from test_rnn_vs_arma import APP, ROOT
 
+from harness.studies.study_resume import resume_hint
 from harness.studies.study_run import RUN_AGAIN, CellRun, StudyOutputs, run_study
 from harness.tracking import RunInterrupted
 from harness.ui import ui_hint
@@ -70,11 +71,11 @@ def test_a_signalled_comparison_tells_where_it_stopped(tracking_settings, tmp_pa
     assert lines[-3:] == [
         f"study rnn_vs_arma-2x2x4 ({run_id}) stopped after {progress} (interrupted by SIGINT); the cells "
         "done are its child runs",
-        RUN_AGAIN,
+        resume_hint(run_id),
         ui_hint(tracking_settings.tracking_uri, (parent.info.experiment_id, run_id))]
     note = parent.data.tags["mlflow.note.content"]
     assert note.startswith(f"**Stopped after {progress}** (interrupted by SIGINT); the cells done are its")
-    assert note.endswith("computes every cell again (nothing is reused).")
+    assert note.endswith(f"with resume={run_id}: only the cells it lacks are computed.")
     assert parent.data.tags["error"] == "RunInterrupted: interrupted by SIGINT"
     assert "Traceback" not in err.read_text()
 

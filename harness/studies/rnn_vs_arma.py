@@ -10,11 +10,13 @@ bit-identical numbers.
 Tracking: a parent run per study with one child per cell (dataset fingerprint, test scores, the ARMA order,
 coefficients, standard errors, psi-weights and convergence, or the RNN training curve and its DM test against
 the reference), the summary table (Markdown and CSV), the figures and note 000's RNN-ARMA(1,1) link (a child
-plus figures on the parent). rebuild_table reads the table back from the store alone.
+plus figures on the parent). rebuild_table reads the table back from the store alone; resume=<parent run id>
+finishes a stopped study, computing only the units whose cells the store lacks (harness.studies.study_resume).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import re
@@ -61,6 +63,7 @@ from harness.processes import results_in_processes
 from harness.progress import ProgressLines
 from harness.seed_stats import summarize_over_seeds
 from harness.studies import figures
+from harness.studies.study_resume import StoppedStudy, resume_hint, stopped_study
 from harness.studies.study_run import check_int, counted, now_ms, stop_account, study_settings
 from harness.tasks import fingerprint
 from harness.tracking.experiment_notes import NOTE_TAG
@@ -74,6 +77,7 @@ ERROR_CURVES = ("test_error", "reference_test_error")  # an RNN cell's one-step 
 # (series, model, variant, seed) -> the cell's ERROR_CURVES by score key
 Errors = Mapping[tuple[str, str, str, int], Mapping[str, np.ndarray]]
 LINK_SEQUENCE_LENGTH = 100  # compute_link trains on chunks of this many points
+LINK_FIGURE = "link_impulse_response.png"
 # the key columns of the cells frame; variant: what a sweep's job changed beyond series, model and seed (""
 # in a sequential run), reference: the model an RNN cell is DM-tested against ("" for ARMA cells)
 ROW_KEYS = ("series", "window", "h", "model", "variant", "reference", "seed")
@@ -97,8 +101,8 @@ class StudyInputError(ConfigError):
 LINK_KEYS = ("enabled", "series", "seed", "steps", "lags")
 KEYS: dict[str, tuple[str, ...] | None] = {
     "": ("series", "model", "seed", "length", "split", "series_params", "reference", "models", "rnn", "link",
-         "figure_window", "n_jobs", "progress", "rebuild", "tracking", "backtest", "intervals", "windows",
-         "csv"),
+         "figure_window", "n_jobs", "progress", "rebuild", "resume", "tracking", "backtest", "intervals",
+         "windows", "csv"),
     "split": ("train", "val", "test"),
     "link": LINK_KEYS,
     "tracking": TRACKING_KEYS,
@@ -612,10 +616,13 @@ def compute_link(config: StudyConfig) -> Link:
     )
 
 
-def _calls(config: StudyConfig, with_link: bool) -> list[tuple[Callable[..., Any], tuple]]:
-    """The grid's computations in grid order: one compute_unit per (series, seed), then the link section."""
+def _calls(config: StudyConfig, with_link: bool, done: frozenset[tuple[str, int]] = frozenset()
+           ) -> list[tuple[Callable[..., Any], tuple]]:
+    """The grid's computations in grid order: one compute_unit per (series, seed) but those in done, then
+    the link section."""
     calls: list[tuple[Callable[..., Any], tuple]] = [
-        (compute_unit, (config, name, seed)) for name in config.series for seed in config.seeds]
+        (compute_unit, (config, name, seed)) for name in config.series for seed in config.seeds
+        if (name, seed) not in done]
     if with_link:
         calls.append((compute_link, (config,)))
     return calls
@@ -1082,9 +1089,9 @@ def _log_link(settings, parent, link: Link, config: StudyConfig) -> None:
         )
         log.log_dataset(f"{link.series}-s{link.seed}", link.fingerprint, {"values": link.values})
         log.log_metrics(link.metrics, step=0)
-        log.log_figure(fig, "link_impulse_response.png")
+        log.log_figure(fig, LINK_FIGURE)
         log.log_text(link.summary, "link.txt")
-    parent.log_figure(fig, "link_impulse_response.png")
+    parent.log_figure(fig, LINK_FIGURE)
     parent.log_metrics({f"link.{key}": value for key, value in link.metrics.items()}, step=0)
 
 
@@ -1130,10 +1137,14 @@ def validation_objective(units: Sequence[Unit]) -> float:
     return float(np.mean(values)) if values else math.nan
 
 
-def run_study(config: StudyConfig, settings, echo: Callable[[str], Any] = print) -> StudyResult:
+def run_study(config: StudyConfig, settings, echo: Callable[[str], Any] = print,
+              resume: StoppedStudy | None = None) -> StudyResult:
     """The whole comparison under one parent run: children, table (echoed, Markdown + CSV), figures, link.
 
-    The grid is validated before the parent run opens, so bad input leaves the store untouched.
+    The grid is validated before the parent run opens, so bad input leaves the store untouched. resume (a
+    stopped study of this config, stopped_study): its parent run goes on; only the units and the link section
+    it lacks are computed (a unit's cells it holds are not logged again), and the table and cells come from
+    the store, as rebuild_table reads them: the uninterrupted run's, exactly.
     """
     from harness.tracking import open_run, project_root
 
@@ -1141,30 +1152,47 @@ def run_study(config: StudyConfig, settings, echo: Callable[[str], Any] = print)
     with_link = bool(config.link.get("enabled"))
     grid = f"{len(config.series)}x{len(config.models)}x{len(config.seeds)}"
     run_name = f"{STUDY}-{grid}"
-    logged: list[tuple[str, int]] = []  # the (series, seed) of each cell logged so far
+    held = _held_cells(resume)
+    link_run = _link_run(resume)
+    logged: list[tuple[str, int]] = [(series, seed) for series, _, seed in held]  # of each cell logged so far
+    units_held = frozenset(unit for unit, count in Counter(logged).items() if count == len(config.models))
+    calls = _calls(config, with_link and link_run is None, units_held)
     # The worker processes start computing first; the parent run opens (MLflow's import, the store) meanwhile.
-    with results_in_processes(_calls(config, with_link), config.n_jobs) as results, \
-            open_run(settings, run_name=run_name, tags={"study": STUDY, "kind": "parent"}) as parent, \
-            stop_account(parent, run_name, lambda: _progress(config, logged), echo):
-        parent.log_params(_study_params(config))
+    with results_in_processes(calls, config.n_jobs) as results, \
+            open_run(settings, run_name=run_name, tags={"study": STUDY, "kind": "parent"},
+                     resume_run_id=None if resume is None else resume.run_id) as parent, \
+            stop_account(parent, run_name, lambda: _progress(config, logged), echo, resume_hint):
+        if resume is None:
+            parent.log_params(_study_params(config))
         # no git calls for runs nobody records
         environment = log_environment(parent, project_root()) if settings.mode != "off" else {}
 
         def log_cell(unit: Unit, cell: Cell) -> None:
+            if (unit.series, cell.model, unit.seed) in held:
+                return
             with counted(parent):
                 _log_cell(settings, parent.run_id, unit, cell, config, environment=environment)
                 logged.append((unit.series, unit.seed))
 
-        progress = ProgressLines(len(config.series) * len(config.seeds) + with_link,
-                                 enabled=None if config.progress else False)
+        if resume is not None:
+            deleted = (f" (deleted unfinished, computed again: {', '.join(resume.deleted)})"
+                       if resume.deleted else "")
+            echo(f"resuming study {run_name} ({resume.run_id}): {_progress(config, logged)} are in the "
+                 f"store{'' if link_run is None else ', and the link section'}{deleted}; computing the rest")
+        progress = ProgressLines(len(calls), enabled=None if config.progress else False)
         units, link = _gather(results, log_cell, progress)
-        cells = cells_frame(units)
-        table = summarize(cells, config.series, config.models, cell_errors(units))
+        if resume is None:
+            cells, errors = cells_frame(units), cell_errors(units)
+        else:
+            cells, errors, _ = _stored_cells(parent.run_id, settings)
+            cells = _grid_order(cells, config)
+        table = summarize(cells, config.series, config.models, errors)
         markdown = format_table(table)
         parent.log_text(markdown, "table.md")
         parent.log_text(table.to_csv(index=False), "table.csv")
         parent.log_text(cells.to_csv(index=False), "cells.csv")
-        parent.log_figure(_forecast_figure(config, units), "forecast_vs_truth.png")
+        parent.log_figure(_forecast_figure(config, units, () if resume is None else resume.children),
+                          "forecast_vs_truth.png")
         one_step = table[(table["window"] == WHOLE_TEST) & (table["h"] == 1)]
         parent.log_figure(figures.score_figure(one_step, config.series, config.models), "oracle_ratio.png")
         if config.plan.horizon > 1:
@@ -1173,12 +1201,46 @@ def run_study(config: StudyConfig, settings, echo: Callable[[str], Any] = print)
             parent.log_figure(horizons, "mse_by_horizon.png")
         if link is not None:
             _log_link(settings, parent, link, config)
-        findings = [] if link is None else [link.summary]
+            findings = [link.summary]
+        elif link_run is not None:
+            findings = [_held_link(parent, link_run, resume)]
+        else:
+            findings = []
         if parent.run_id is not None:
             parent.set_tags({NOTE_TAG: parent_note(markdown, findings, parent.run_id)})
         for text in (markdown, *findings):
             echo(text)
         return StudyResult(parent.run_id, parent.experiment_id, cells, table, markdown, link)
+
+
+def _held_cells(resume: StoppedStudy | None) -> frozenset[tuple[str, str, int]]:
+    """The (series, model, seed) of the cell runs a stopped study holds (none without one)."""
+    if resume is None:
+        return frozenset()
+    return frozenset((run.data.tags["series"], run.data.tags["model"], int(run.data.tags["seed"]))
+                     for run in resume.children if run.data.tags.get("kind") in FORECASTERS)
+
+
+def _link_run(resume: StoppedStudy | None) -> Any | None:
+    """The link section's child run of a stopped study, None when it has none."""
+    runs = [] if resume is None else [run for run in resume.children if run.data.tags.get("kind") == "link"]
+    return runs[0] if runs else None
+
+
+def _held_link(parent, link_run: Any, resume: StoppedStudy) -> str:
+    """The link section a stopped study holds: its summary (the finding), and on the parent, if the stop came
+    before they were copied there, its metrics and figure (_log_link's order: child, then parent)."""
+    import tempfile
+
+    from mlflow import MlflowClient
+
+    metrics = {f"link.{key}": value for key, value in link_run.data.metrics.items()}
+    if not metrics.keys() <= resume.metric_keys:
+        client = MlflowClient(parent.tracking_uri)
+        with tempfile.TemporaryDirectory() as folder:
+            parent.log_artifact(client.download_artifacts(link_run.info.run_id, LINK_FIGURE, folder))
+        parent.log_metrics(metrics, step=0)
+    return link_run.data.tags[NOTE_TAG]
 
 
 def _progress(config: StudyConfig, logged: Sequence[tuple[str, int]]) -> str:
@@ -1242,21 +1304,69 @@ def _study_params(config: StudyConfig) -> dict[str, Any]:
     }
 
 
-def _forecast_figure(config: StudyConfig, units: Sequence[Unit]):
+def _forecast_figure(config: StudyConfig, units: Sequence[Unit], held_runs: Sequence[Any] = ()):
     """One-step forecasts and interval bands vs truth on the first figure_window test points of each series,
-    for the grid's first seed."""
+    for the grid's first seed. held_runs: the cell runs of a resumed study; a unit not computed again has its
+    forecasts read back from its runs' forecasts.csv."""
+    seed = config.seeds[0]
+    computed = {
+        unit.series: _forecast_panel(
+            config, unit.labels, unit.values, unit.test_start,
+            {cell.model: (cell.points, cell.window, cell.bands) for cell in unit.cells})
+        for unit in units if unit.seed == seed}
     panels = {}
-    for unit in units:
-        if unit.seed == config.seeds[0]:
-            end = unit.test_start + config.figure_window
-            panels[unit.series] = figures.ForecastPanel(
-                x=unit.labels[unit.test_start : end],
-                truth=unit.values[unit.test_start : end],
-                forecasts={cell.model: (unit.labels[cell.points], cell.window) for cell in unit.cells},
-                bands={cell.model: {level: bounds for level, bounds in cell.bands.items()
-                                    if np.all(np.isfinite(bounds[0]))} for cell in unit.cells},
-            )
+    for name in config.series:
+        runs = [run for run in held_runs if run.data.tags.get("kind") in FORECASTERS
+                and (run.data.tags["series"], int(run.data.tags["seed"])) == (name, seed)]
+        if name in computed:
+            panels[name] = computed[name]
+        elif runs:
+            panels[name] = _stored_forecast_panel(config, name, runs)
     return figures.forecast_figure(panels)
+
+
+# a model's one-step forecasts in the figure: points (V,) among the series, forecasts (V,), level -> bands
+FigureForecasts = tuple[np.ndarray, np.ndarray, Mapping[float, tuple[np.ndarray, np.ndarray]]]
+
+
+def _forecast_panel(config: StudyConfig, labels: np.ndarray, values: np.ndarray, test_start: int,
+                    forecasts: Mapping[str, FigureForecasts]) -> figures.ForecastPanel:
+    """The figure's panel of one series (labels (N,), values (N,)) from each model's FigureForecasts."""
+    end = test_start + config.figure_window
+    return figures.ForecastPanel(
+        x=labels[test_start:end],
+        truth=values[test_start:end],
+        forecasts={model: (labels[points], window) for model, (points, window, _) in forecasts.items()},
+        bands={model: {level: bounds for level, bounds in bands.items() if np.all(np.isfinite(bounds[0]))}
+               for model, (_, _, bands) in forecasts.items()},
+    )
+
+
+def _stored_forecast_panel(config: StudyConfig, name: str, runs: Sequence[Any]) -> figures.ForecastPanel:
+    """The figure's panel of series name (the grid's first seed) from its cell runs' forecasts.csv (the
+    one-step rows, _forecasts_csv) and the series, drawn again."""
+    from mlflow.artifacts import load_text
+
+    values, labels, split = _prepare(config, _make_series(config, name, config.seeds[0]))
+    position = {label: k for k, label in enumerate(labels.astype(str))}
+    forecasts = {}
+    for run in sorted(runs, key=lambda run: config.models.index(run.data.tags["model"])):
+        text = load_text(f"{run.info.artifact_uri}/forecasts.csv")
+        rows = pd.read_csv(io.StringIO(text), dtype={"origin": str})
+        one = rows[rows["h"] == 1]
+        points = one["origin"].map(position).to_numpy()
+        shown = points < split.val_end + config.figure_window
+        forecasts[run.data.tags["model"]] = (points[shown], one["forecast"].to_numpy()[shown], {
+            level: (one[f"lower{level_name(level)}"].to_numpy()[shown],
+                    one[f"upper{level_name(level)}"].to_numpy()[shown]) for level in config.plan.levels})
+    return _forecast_panel(config, labels, values, split.val_end, forecasts)
+
+
+def _grid_order(cells: pd.DataFrame, config: StudyConfig) -> pd.DataFrame:
+    """cells (a cells frame) in the order the grid computes them: series, seed, model as config lists them."""
+    orders = {"series": config.series, "seed": config.seeds, "model": config.models}
+    return cells.sort_values(list(orders), key=lambda column: column.map(orders[column.name].index),
+                             kind="stable").reset_index(drop=True)
 
 
 # -------------------------------------------------------------------------------------------------- rebuild
@@ -1265,17 +1375,36 @@ def _forecast_figure(config: StudyConfig, units: Sequence[Unit]):
 def rebuild_table(parent_run_id: str, settings) -> pd.DataFrame:
     """The summary table of a finished study, or of a sweep's parent, read back from the MLflow store alone.
 
-    Cells are the runs of this study nested under parent_run_id in settings.experiment (harness.report's
-    runs_frame, MlflowClient.search_runs); rows follow the parent's logged grid order when it has one (a study
-    parent) and sorted names otherwise (a sweep's parent).
+    Cells are the runs of this study nested under parent_run_id in settings.experiment (_stored_cells); rows
+    follow the parent's logged grid order when it has one (a study parent) and sorted names otherwise (a
+    sweep's parent).
     """
+    from harness.report import runs_frame
+
+    cells, errors, runs = _stored_cells(parent_run_id, settings)
+    parent = runs_frame(settings.experiment, settings, filter=f"attributes.run_id = '{parent_run_id}'")
+    series_order = _logged_list(parent, "series") or sorted(cells["series"].unique())
+    model_order = _logged_list(parent, "model") or sorted(cells["model"].unique())
+    table = summarize(cells, series_order, model_order, errors)
+    # an Optuna search's trials: what each one's variant sampled and the value it told the study
+    trials = {_tag(run, "variant"): (_tag(run, "optuna.params"), float(_tag(run, "optuna.value") or "nan"))
+              for _, run in runs.iterrows() if _tag(run, "optuna.trial")}
+    if trials:
+        table["trial_params"] = [trials.get(variant, ("", math.nan))[0] for variant in table["variant"]]
+        table["trial_value"] = [trials.get(variant, ("", math.nan))[1] for variant in table["variant"]]
+    return table
+
+
+def _stored_cells(parent_run_id: str, settings) -> tuple[pd.DataFrame, Errors, pd.DataFrame]:
+    """(the cells frame, the RNN cells' one-step errors, the runs' frame) of this study's cell runs nested
+    under parent_run_id in settings.experiment (harness.report's runs_frame, MlflowClient.search_runs), read
+    from the store alone."""
     from harness.report import metric_history, runs_frame
 
     try:
         runs = runs_frame(
             settings.experiment, settings, parent_run_id=parent_run_id, filter=f"tags.study = '{STUDY}'"
         )
-        parent = runs_frame(settings.experiment, settings, filter=f"attributes.run_id = '{parent_run_id}'")
     except ValueError as error:
         raise StudyInputError(f"rebuild: {error}") from None
     if not runs.empty:
@@ -1303,16 +1432,7 @@ def rebuild_table(parent_run_id: str, settings) -> pd.DataFrame:
         }
         for _, run in runs.iterrows() if run["tags.kind"] == "rnn"
     }
-    series_order = _logged_list(parent, "series") or sorted(cells["series"].unique())
-    model_order = _logged_list(parent, "model") or sorted(cells["model"].unique())
-    table = summarize(cells, series_order, model_order, errors)
-    # an Optuna search's trials: what each one's variant sampled and the value it told the study
-    trials = {_tag(run, "variant"): (_tag(run, "optuna.params"), float(_tag(run, "optuna.value") or "nan"))
-              for _, run in runs.iterrows() if _tag(run, "optuna.trial")}
-    if trials:
-        table["trial_params"] = [trials.get(variant, ("", math.nan))[0] for variant in table["variant"]]
-        table["trial_value"] = [trials.get(variant, ("", math.nan))[1] for variant in table["variant"]]
-    return table
+    return cells, errors, runs
 
 
 def _tag(run: pd.Series, name: str) -> str:
@@ -1332,6 +1452,29 @@ def _logged_list(parent: pd.DataFrame, key: str) -> list[str] | None:
 # ------------------------------------------------------------------------------------------------------ app
 
 
+def study_to_resume(run_id: str, config: StudyConfig, settings) -> StoppedStudy:
+    """The stopped study run_id that config finishes (study_resume.stopped_study: a refusal is one line).
+
+    Beyond the logged params, each held cell's series must be the one config draws (its dataset fingerprint):
+    a CSV file or data set that changed since would otherwise mix two series in one table."""
+    stopped = stopped_study(run_id, settings, STUDY, _study_params(config))
+    drawn: dict[tuple[str, int], str] = {}
+    for run in stopped.children:
+        tags = run.data.tags
+        if tags.get("kind") not in FORECASTERS:
+            continue
+        unit = (tags["series"], int(tags["seed"]))
+        if unit not in drawn:
+            drawn[unit] = fingerprint(_prepare(config, _make_series(config, *unit))[0])
+        logged = tags.get("dataset_fingerprint")
+        if logged != drawn[unit]:
+            raise StudyInputError(
+                f"resume: study {run_id} forecast another {unit[0]} series (seed {unit[1]}) than this "
+                f"command draws (dataset fingerprint {logged}, here {drawn[unit]}): its data changed since; "
+                f"run the study afresh")
+    return stopped
+
+
 def check(cfg: Mapping[str, Any]) -> tuple[Any, StudyConfig | None]:
     """(tracking settings, the validated study config; None for rebuild=<run id>) of the composed config cfg:
     keys, values, grid, part lengths, memory and the tracking store or server checked before any run exists;
@@ -1343,6 +1486,9 @@ def check(cfg: Mapping[str, Any]) -> tuple[Any, StudyConfig | None]:
         settings = study_settings(cfg["tracking"])
     except ConfigError as error:
         raise StudyInputError(str(error)) from None
+    if cfg.get("rebuild") and cfg.get("resume"):
+        raise StudyInputError("resume: give resume=<run id> (finish a stopped study) or rebuild=<run id> "
+                              "(print a study's table), not both")
     if cfg.get("rebuild"):
         return settings, None
     config = StudyConfig.from_mapping(cfg)
@@ -1355,8 +1501,9 @@ def main(cfg: Mapping[str, Any], sweep: bool = False, echo: Callable[[str], Any]
     """What experiments/rnn_vs_arma.py runs, given the composed config as a plain dict.
 
     rebuild=<run id>: echo that study's table from the store, then that run's page in the MLflow UI. sweep
-    (a Hydra -m job): run_cells under the sweep's parent. Otherwise run_study, then echo the parent run's
-    page in the MLflow UI and the command that starts the UI. Returns the table (the cells frame for a sweep
+    (a Hydra -m job): run_cells under the sweep's parent. Otherwise run_study (resume=<run id>: finishing
+    that stopped study, stopped_study), then echo the parent run's page in the MLflow UI and the command that
+    starts the UI. Returns the table (the cells frame for a sweep
     job). Bad input raises StudyInputError before any run is created.
     overrides: a sweep job's Hydra overrides, whose swept values go into its run names.
     """
@@ -1377,7 +1524,8 @@ def main(cfg: Mapping[str, Any], sweep: bool = False, echo: Callable[[str], Any]
 
         return run_cells(config, settings, label=sweep_label(overrides, named=("series", "model", "seed")),
                          job_num=job_num)
-    result = run_study(config, settings, echo)
+    resume = study_to_resume(str(cfg["resume"]), config, settings) if cfg.get("resume") else None
+    result = run_study(config, settings, echo, resume)
     if settings.mode != "off":
         echo(f"parent run {result.parent_run_id}; its table again: {rebuild_command(result.parent_run_id)}")
         echo(ui_hint(settings.tracking_uri, (result.experiment_id, result.parent_run_id)))

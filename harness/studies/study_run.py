@@ -141,12 +141,13 @@ RUN_AGAIN = ("a study does not resume: run the same command again, which compute
 
 
 @contextmanager
-def stop_account(parent, run_name: str, done: Callable[[], str], echo: Callable[[str], Any] = print
-                 ) -> Iterator[None]:
+def stop_account(parent, run_name: str, done: Callable[[], str], echo: Callable[[str], Any] = print,
+                 again: Callable[[str | None], str] = lambda run_id: RUN_AGAIN) -> Iterator[None]:
     """Inside (parent: the study's open parent run, a logger of open_run), a signal that stops the study
     (RunInterrupted) first gets its account, then goes on up and open_run ends the parent KILLED: the
     parent's description and the echoed lines say which run stopped, how much of the grid was done
-    (done(), e.g. ``3 of 8 cells``), the signal, RUN_AGAIN and the run's page in the MLflow UI."""
+    (done(), e.g. ``3 of 8 cells``), the signal, what to do next (again(the parent's run id, None with
+    tracking off); default RUN_AGAIN) and the run's page in the MLflow UI."""
     from harness.tracking import RunInterrupted
     from harness.ui import ui_hint
 
@@ -158,10 +159,11 @@ def stop_account(parent, run_name: str, done: Callable[[], str], echo: Callable[
         progress = done()
         head = f"study {run_name}" + (f" ({parent.run_id})" if parent.run_id else " (tracking off)")
         echo(f"{head} stopped after {progress} ({stop}); the cells done are its child runs")
-        echo(RUN_AGAIN)
+        hint = again(parent.run_id)
+        echo(hint)
         if parent.run_id is not None:
             parent.set_tags({NOTE_TAG: f"**Stopped after {progress}** ({stop}); the cells done are its child "
-                                       f"runs. {RUN_AGAIN[0].upper()}{RUN_AGAIN[1:]}."})
+                                       f"runs. {hint[0].upper()}{hint[1:]}."})
             echo(ui_hint(parent.tracking_uri, (str(parent.experiment_id), parent.run_id)))
         raise
 

@@ -1,0 +1,104 @@
+"""Finishing a study that a signal or a crash stopped (``resume=<parent run id>``): which parent run goes on,
+and which of its child runs the store already holds.
+
+A study's cells are pure functions of its settings, so the cells a stopped run logged are those that a new run
+with the same settings would compute: the resumed run computes only the others, under the same parent, and
+every number it reports is the uninterrupted run's. `stopped_study` checks all of that before any run is
+reopened; every refusal is one line naming ``resume``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from harness.config import ConfigError
+from harness.report import RunNotFound, find_run
+from harness.tracking import TrackingSettings
+from harness.tracking.loggers import flatten_params
+from harness.tracking.orphans import process_gone, process_name
+from harness.tracking.redact import redact
+
+KEY = "resume"
+SHOWN_DIFFERENCES = 3  # settings named in a refusal; the rest are counted
+
+
+@dataclass(frozen=True)
+class StoppedStudy:
+    """The parent run of a stopped study (run_id in experiment_id) with the metric keys it holds, its
+    finished child runs (mlflow Run objects, oldest first) and the names of those it deleted unfinished."""
+
+    run_id: str
+    experiment_id: str
+    metric_keys: frozenset[str]
+    children: tuple[Any, ...]
+    deleted: tuple[str, ...] = ()
+
+
+def resume_hint(run_id: str | None) -> str:
+    """What a stopped study's account tells the user to do next (run_id None: tracking off, nothing kept)."""
+    if run_id is None:
+        return "tracking=off keeps no cells: run the same command again, which computes every cell again"
+    return f"to finish it, run the same command with {KEY}={run_id}: only the cells it lacks are computed"
+
+
+def stopped_study(run_id: str, settings: TrackingSettings, study: str, params: Mapping[str, Any]
+                  ) -> StoppedStudy:
+    """The stopped parent run run_id of study to finish with the settings whose parent params are params
+    (what the study logs on its parent, unflattened); ConfigError (one line) when tracking is off, the store
+    has no such run, it is no parent of study in settings' experiment, it finished, its process still runs,
+    or it ran with other params. Child runs that did not finish (a process killed while logging one) are
+    deleted, so that the resumed study logs their cells once."""
+    if settings.mode == "off":
+        raise ConfigError(f"{KEY}: needs the store the study logged to; tracking=off keeps none")
+    try:
+        client, parent = find_run(run_id, settings)
+    except RunNotFound as exc:
+        raise ConfigError(f"{KEY}: {exc}; give the parent run id the stopped study printed") from None
+    info, tags = parent.info, parent.data.tags
+    if tags.get("study") != study or tags.get("kind") != "parent" or "mlflow.parentRunId" in tags:
+        raise ConfigError(f"{KEY}: run {run_id} ({info.run_name}) is not the parent run of a {study} study; "
+                          f"allowed: the parent run id a stopped study printed")
+    experiment = client.get_experiment_by_name(settings.experiment)
+    if experiment is None or experiment.experiment_id != info.experiment_id:
+        theirs = client.get_experiment(info.experiment_id).name
+        raise ConfigError(f"{KEY}: run {run_id} is in experiment {theirs!r}, not {settings.experiment!r}; "
+                          f"set tracking.experiment={theirs} as the study had it")
+    if info.status == "FINISHED":
+        raise ConfigError(f"{KEY}: study {run_id} has finished; nothing is left to compute")
+    if info.status == "RUNNING" and not process_gone(tags):
+        raise ConfigError(f"{KEY}: study {run_id} is still running ({process_name(tags)} has not ended); "
+                          f"allowed: a study whose process has ended (Ctrl-C it or wait for it)")
+    _check_same_params(run_id, parent.data.params, flatten_params(params))
+    children = _children(client, info.experiment_id, run_id)
+    unfinished = [child for child in children if child.info.status != "FINISHED"]
+    for child in unfinished:
+        client.delete_run(child.info.run_id)
+    return StoppedStudy(run_id, info.experiment_id, frozenset(parent.data.metrics),
+                        tuple(child for child in children if child.info.status == "FINISHED"),
+                        tuple(child.info.run_name for child in unfinished))
+
+
+def _check_same_params(run_id: str, logged: Mapping[str, str], wanted: Mapping[str, str]) -> None:
+    """ConfigError naming the first settings whose logged and wanted values differ."""
+    differ = sorted(key for key in logged.keys() | wanted.keys() if logged.get(key) != wanted.get(key))
+    if not differ:
+        return
+    shown = "; ".join(f"{key}: {redact(logged.get(key, '(none)'))} there, "
+                      f"{redact(wanted.get(key, '(none)'))} here" for key in differ[:SHOWN_DIFFERENCES])
+    more = f" (and {len(differ) - SHOWN_DIFFERENCES} more)" if len(differ) > SHOWN_DIFFERENCES else ""
+    raise ConfigError(f"{KEY}: study {run_id} ran with other settings: {shown}{more}; give the settings it "
+                      f"ran with")
+
+
+def _children(client: Any, experiment_id: str, run_id: str) -> list[Any]:
+    """Every active child run of run_id, oldest first (all pages)."""
+    runs, token = [], None
+    while True:
+        page = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{run_id}'",
+                                  order_by=["attributes.start_time ASC"], page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
