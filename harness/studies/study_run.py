@@ -136,7 +136,7 @@ def compute_cells(function: Callable[..., CellRun], arguments: Sequence[tuple], 
     return cells
 
 
-RUN_AGAIN = ("a study does not resume: run the same command again, which computes every cell again "
+RUN_AGAIN = ("this study does not resume: run the same command again, which computes every cell again "
              "(nothing is reused)")
 
 
