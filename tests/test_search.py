@@ -207,7 +207,10 @@ def test_the_same_command_grows_its_default_study_and_another_fixed_config_gets_
     assert name.startswith("train-") and f"study {name} (new): " in first.stdout
     again = app(tmp_path, tracking_settings, *default, "hydra.sweeper.n_trials=2")
     assert again.returncode == 0, again.stderr
-    assert f"study {name} (continued, 1 trials): " in again.stdout
+    # the start line and the parent's tag count the same trials: those the study held before this invocation
+    assert f"study {name} (continued: 1 earlier trial): " in again.stdout
+    again_parent = max(parent_and_children(tracking_settings)[0], key=lambda p: p.info.start_time)
+    assert again_parent.data.tags["optuna.trials_before"] == "1"
     assert len(study_of(tracking_settings, name).trials) == 2
     # another budget: a study of its own (before: every search without a name shared 'train' and this one
     # was refused)
@@ -391,6 +394,10 @@ def test_an_interrupted_search_resumes_with_the_cut_trials_first(tmp_path: Path,
 
     resumed = app(tmp_path, tracking_settings, *common)
     assert resumed.returncode == 0, resumed.stderr
+    # it counts the trials as its parent's tag optuna.trials_before does (below), and says which it re-runs
+    # (before: "continued, 4 trials", the two queued again counted as earlier ones)
+    assert "study s (continued: 2 earlier trials, 2 of them interrupted and queued again to run first): " \
+        in resumed.stdout
     trials = study_of(tracking_settings).trials
     retried, new = trials[2:4], trials[4]
     assert [t.params for t in retried] == [cut.params, unstarted.params]

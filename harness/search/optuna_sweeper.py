@@ -76,6 +76,16 @@ def abandon(study: Any, trial: Any) -> None:
     study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
 
 
+def study_state(before: int, requeued: int) -> str:
+    """The start line's word on its study: new, or continued with the trials it held before this invocation
+    (before: what the parent's tag optuna.trials_before counts) and how many of them were interrupted and
+    are queued again (requeued), which this invocation runs first."""
+    if not before + requeued:
+        return "new"
+    earlier = f"continued: {before} earlier trial{'' if before == 1 else 's'}"
+    return f"{earlier}, {requeued} of them interrupted and queued again to run first" if requeued else earlier
+
+
 def check_search(config: DictConfig) -> None:
     """Raise ValueError for what the search of config (a composed multirun config with hydra/sweeper=optuna)
     would refuse: its settings, its search space, and a stored study of its name that optimises the other
@@ -149,13 +159,14 @@ class OptunaSweeper(Sweeper):
             # Hydra prints an exception from a sweeper with a traceback; SystemExit leaves with the one line
             sys.exit(f"config error: {exc}")
         study, space, recorder = search
-        held = len(study.get_trials(deepcopy=False))
+        trials = study.get_trials(deepcopy=False)
+        # the trials queued again (WAITING: an interrupted search's) are this invocation's to run, not earlier
+        requeued = sum(t.state.name == "WAITING" for t in trials)
+        before = len(trials) - requeued
         log.info("study %s (%s): %s, %s, sampler %s seed %s; %d trials wanted, %d to run", study.study_name,
-                 f"continued, {held} trials" if held else "new", storage_label(self._storage),
-                 study.direction.name.lower(), self.sampler, self.seed, self.n_trials,
-                 remaining_trials(study, self.n_trials))
-        # the trials queued again (WAITING: an interrupted search's) are this invocation's to run
-        recorder.start(sum(t.state.name != "WAITING" for t in study.get_trials(deepcopy=False)))
+                 study_state(before, requeued), storage_label(self._storage), study.direction.name.lower(),
+                 self.sampler, self.seed, self.n_trials, remaining_trials(study, self.n_trials))
+        recorder.start(before)
         while trials := self._ask(study, space):
             self._run_batch(study, space, recorder, trials)
         self._finish(study, recorder)
