@@ -138,10 +138,10 @@ def seed_markdown(table: pd.DataFrame, groups: list[str], metrics: list[str], ki
 def curve_figure(report: SeedReport, key: str, settings: TrackingSettings | None = None):
     """Mean and interval over seeds per step of metric key, one line and band per group; None if no run
     logged key."""
-    from harness.studies.study_run import pyplot
+    from harness.studies.study_run import new_figure
 
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = new_figure((7, 4.5))
+    ax = fig.subplots()
     drawn, positive = 0, True
     for k, (label, run_ids) in enumerate(report.runs.items()):
         curves = []
@@ -157,7 +157,6 @@ def curve_figure(report: SeedReport, key: str, settings: TrackingSettings | None
                 label=f"{label} ({len(run_ids)} seeds)")
         ax.fill_between(band["step"], band["low"], band["high"], color=f"C{k % 10}", alpha=0.2, lw=0)
     if not drawn:
-        plt.close(fig)
         return None
     ax.set_xlabel("step")
     ax.set_ylabel(key)
@@ -172,8 +171,6 @@ def curve_figure(report: SeedReport, key: str, settings: TrackingSettings | None
 def log_seed_report(parent_run_id: str, report: SeedReport, settings: TrackingSettings | None = None,
                     curves: tuple[str, ...] = DEFAULT_CURVES) -> list[str]:
     """Log the table and the curve figures to the parent run; returns the artifact paths written."""
-    from harness.studies.study_run import pyplot
-
     client = store_client(settings or TrackingSettings())
     client.log_text(parent_run_id, report.markdown + "\n", "seeds/table.md")
     client.log_text(parent_run_id, report.table.to_csv(index=False), "seeds/table.csv")
@@ -183,6 +180,5 @@ def log_seed_report(parent_run_id: str, report: SeedReport, settings: TrackingSe
         if figure is not None:
             path = f"seeds/{key.replace('/', '_')}.png"
             client.log_figure(parent_run_id, figure, path)
-            pyplot().close(figure)
             written.append(path)
     return written

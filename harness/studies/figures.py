@@ -1,7 +1,7 @@
 """Figures of the RNN-vs-ARMA study, built from plain arrays and the summary table (no MLflow here).
 
-matplotlib is imported inside each function so that importing the study does not pay for it, and the Agg
-backend is forced because the study runs headless (terminal, CI, joblib workers).
+Built with matplotlib's object API (study_run.new_figure: no pyplot), which loads on the first figure, so that
+importing the study does not pay for it.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from harness.studies.study_run import pyplot
+from harness.studies.study_run import new_figure
 
 
 @dataclass(frozen=True)
@@ -33,9 +33,9 @@ class ForecastPanel:
 def forecast_figure(panels: Mapping[str, ForecastPanel]):
     """One panel per series: the truth, every model's one-step forecasts on a window of the test part and
     their prediction intervals as shaded bands (lighter for the wider level)."""
-    plt = pyplot()
     names = list(panels)
-    fig, axes = plt.subplots(len(names), 1, figsize=(10, 2.4 * len(names)), squeeze=False)
+    fig = new_figure((10, 2.4 * len(names)))
+    axes = fig.subplots(len(names), 1, squeeze=False)
     for ax, name in zip(axes[:, 0], names, strict=True):
         panel = panels[name]
         ax.plot(panel.x, panel.truth, color="black", linewidth=1.6, label="truth")
@@ -61,7 +61,6 @@ def score_figure(table: pd.DataFrame, series_order: Sequence[str], model_order: 
 
     table: the study's summary table (one row per series and model, `<metric>_mean` / `<metric>_std` columns).
     """
-    plt = pyplot()
     has_oracle = [
         s for s in series_order if table.loc[table["series"] == s, "oracle_ratio_mean"].notna().any()
     ]
@@ -69,7 +68,8 @@ def score_figure(table: pd.DataFrame, series_order: Sequence[str], model_order: 
     panels = [
         (names, metric) for names, metric in ((has_oracle, "oracle_ratio"), (no_oracle, "nmse")) if names
     ]
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 3.8), squeeze=False)
+    fig = new_figure((5.5 * len(panels), 3.8))
+    axes = fig.subplots(1, len(panels), squeeze=False)
     width = 0.8 / len(model_order)
     for ax, (names, metric) in zip(axes[0], panels, strict=True):
         x = np.arange(len(names))
@@ -103,8 +103,8 @@ def horizon_figure(table: pd.DataFrame, series_order: Sequence[str], model_order
 
     table: summary rows of the whole test part (`series`, `model`, `h`, `mse_mean`, `mse_std`, ...).
     """
-    plt = pyplot()
-    fig, axes = plt.subplots(1, len(series_order), figsize=(3.6 * len(series_order), 3.2), squeeze=False)
+    fig = new_figure((3.6 * len(series_order), 3.2))
+    axes = fig.subplots(1, len(series_order), squeeze=False)
     for ax, series in zip(axes[0], series_order, strict=True):
         for model in model_order:
             rows = table[(table["series"] == series) & (table["model"] == model)].sort_values("h")
@@ -131,8 +131,8 @@ def link_figure(impulse: np.ndarray, pi: np.ndarray, rnn_psi: np.ndarray, arma_p
     fitted ARMA one-step predictor's weights. Right: rnn_psi (K,), the psi-weights that response implies,
     over arma_psi (K,), the fitted ARMA psi-weights (lags 0..K-1).
     """
-    plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig = new_figure((10, 3.6))
+    axes = fig.subplots(1, 2)
     panels = (
         (axes[0], np.arange(1, len(impulse) + 1), impulse, pi, "predictor weights (response to x_{t-k})"),
         (axes[1], np.arange(len(rnn_psi)), rnn_psi, arma_psi, "psi-weights (response to e_{t-k})"),

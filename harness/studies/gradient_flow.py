@@ -50,7 +50,7 @@ from harness.studies.study_run import (
     as_tuple,
     check_int,
     check_positive,
-    pyplot,
+    new_figure,
     rebuild,
     run_study,
     run_sweep_cells,
@@ -174,8 +174,8 @@ def summarize_closed_form(cells: pd.DataFrame, curves: Mapping[str, Mapping[str,
 
 def closed_form_figure(table: pd.DataFrame):
     """|dE/df_1| against T on log scales: theory Σ(ŷ−y) v_f^(T−1) as lines, the backward pass as markers."""
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = new_figure((7, 4.5))
+    ax = fig.subplots()
     for k, (v_f, rows) in enumerate(table.groupby("v_f", sort=True)):
         colour = f"C{k}"
         ax.plot(rows["T"], np.abs(rows["theory_dE_df1"]), "-", color=colour, lw=1.2,
@@ -356,8 +356,8 @@ def spectral_sentences(table: pd.DataFrame) -> list[str]:
 
 def spectral_rate_figure(table: pd.DataFrame):
     """Fitted decay rate against σ_max per activation (markers, ±std) over the bound rates γσ_max (lines)."""
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = new_figure((7, 4.5))
+    ax = fig.subplots()
     grid = np.linspace(table["sigma_max"].min(), table["sigma_max"].max(), 50)
     for gamma, style in ((1.0, "-"), (0.25, "--")):
         which = "tanh, relu, identity" if gamma == 1 else "sigmoid"
@@ -378,9 +378,9 @@ def spectral_rate_figure(table: pd.DataFrame):
 
 def lag_norm_figure(cells: pd.DataFrame, curves: Mapping[str, Mapping[str, Curve]]):
     """One panel per activation: ||∂h_T/∂h_k|| against the lag per σ_max (solid) and its bound (dashed)."""
-    plt = pyplot()
     activations = [a for a in ACTIVATIONS if a in set(cells["activation"])]
-    fig, axes = plt.subplots(1, len(activations), figsize=(3.6 * len(activations), 3.6), squeeze=False)
+    fig = new_figure((3.6 * len(activations), 3.6))
+    axes = fig.subplots(1, len(activations), squeeze=False)
     sigmas = sorted(set(cells["sigma_max_target"]))
     for ax, activation in zip(axes[0], activations, strict=True):
         for k, sigma in enumerate(sigmas):

@@ -24,7 +24,7 @@ import pandas as pd
 from harness.config import CELL_GATES, ModelConfig, TrainerConfig, network_bytes, require_memory
 from harness.optim import StepInfo, make_optimizer
 from harness.seed_stats import summarize_over_seeds
-from harness.studies.study_run import CellRun, Curve, StudyOutputs, as_tuple, check_int, pyplot
+from harness.studies.study_run import CellRun, Curve, StudyOutputs, as_tuple, check_int, new_figure
 from harness.tasks import make_task
 
 TASKS = ("adding", "copy", "temporal_order")
@@ -283,8 +283,8 @@ def remedies_sentences(table: pd.DataFrame) -> list[str]:
 
 def success_figure(table: pd.DataFrame):
     """Success rate (fraction of seeds solving the task) against T per method; bars: Wilson 95% intervals."""
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = new_figure((7, 4.5))
+    ax = fig.subplots()
     markers = "osD^vx*"
     for k, (method, rows) in enumerate(table.groupby("method", sort=False)):
         offset = (k - (table["method"].nunique() - 1) / 2) * 0.012  # keep coinciding points visible

@@ -100,8 +100,18 @@ def study_settings(values: Any):
     return settings
 
 
+def new_figure(figsize: tuple[float, float]) -> Any:
+    """A matplotlib Figure of the object API, for a study's figures: no pyplot, so it draws headless in any
+    process and is freed with its last reference (pyplot keeps every figure it made until it is closed, and a
+    notebook or a test running studies one after another piled them up). matplotlib loads on the first one."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=figsize)
+
+
 def pyplot():
-    """matplotlib.pyplot on the headless Agg backend (studies run in terminals, CI and joblib workers)."""
+    """matplotlib.pyplot on the headless Agg backend, for Optuna's plots, which draw through it (close each
+    figure once logged)."""
     import matplotlib
 
     matplotlib.use("Agg")
