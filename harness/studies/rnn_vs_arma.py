@@ -1377,7 +1377,7 @@ def rebuild_table(parent_run_id: str, settings) -> pd.DataFrame:
 
     Cells are the runs of this study nested under parent_run_id in settings.experiment (_stored_cells); rows
     follow the parent's logged grid order when it has one (a study parent) and sorted names otherwise (a
-    sweep's parent).
+    sweep's parent). ``attrs["experiment_id"]``: the id of the experiment the runs were read from.
     """
     from harness.report import runs_frame
 
@@ -1386,6 +1386,7 @@ def rebuild_table(parent_run_id: str, settings) -> pd.DataFrame:
     series_order = _logged_list(parent, "series") or sorted(cells["series"].unique())
     model_order = _logged_list(parent, "model") or sorted(cells["model"].unique())
     table = summarize(cells, series_order, model_order, errors)
+    table.attrs["experiment_id"] = str(runs["experiment_id"].iloc[0])
     # an Optuna search's trials: what each one's variant sampled and the value it told the study
     trials = {_tag(run, "variant"): (_tag(run, "optuna.params"), float(_tag(run, "optuna.value") or "nan"))
               for _, run in runs.iterrows() if _tag(run, "optuna.trial")}
@@ -1512,12 +1513,10 @@ def main(cfg: Mapping[str, Any], sweep: bool = False, echo: Callable[[str], Any]
     pin_blas_to_one_thread()
     settings, config = check(cfg)
     if config is None:
-        from harness.tracking import ensure_store
-
         parent_run_id = str(cfg["rebuild"])
         table = rebuild_table(parent_run_id, settings)
         echo(format_table(table))
-        echo(ui_hint(settings.tracking_uri, (ensure_store(settings)[1], parent_run_id)))
+        echo(ui_hint(settings.tracking_uri, (table.attrs["experiment_id"], parent_run_id)))
         return table
     if sweep:
         from harness.tracking.runs import sweep_label
