@@ -19,6 +19,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
+from pathlib import Path
 from typing import Any, NoReturn
 
 from hydra.errors import HydraException
@@ -110,13 +111,29 @@ def run_app(main: Callable[[], Any], allowed_keys: AllowedKeys) -> None:
 HYDRA_JOB_FILES = frozenset({"config.yaml", "hydra.yaml", "overrides.yaml"})
 
 
+def _remove_emptied_parents(folder: Path) -> None:
+    """Remove the folders above the removed folder that are empty now, up to but not including the project's
+    ``mlruns/`` (a fresh clone's ``mlruns/hydra/runs/`` and ``mlruns/hydra/``); none above a folder outside
+    it. os.rmdir removes only an empty folder, so one that holds anything (an earlier job's folder, one made
+    meanwhile) stays, and so do those above it."""
+    # where the apps' Hydra configs put their folders: ${oc.env:HARNESS_PROJECT_ROOT,.}/mlruns/hydra
+    mlruns = Path(os.environ.get("HARNESS_PROJECT_ROOT", ".")).resolve() / "mlruns"
+    for parent in folder.resolve().parents:
+        if mlruns not in parent.parents:
+            return
+        try:
+            parent.rmdir()
+        except OSError:  # it holds something, so the folders above it do too
+            return
+
+
 def remove_refused_job_folder() -> None:
     """Inside a Hydra task function whose config was refused: remove the job's output folder if it holds
-    nothing but what Hydra wrote there (``.hydra/`` with the composed configs, an empty ``<job>.log``), so a
-    refused command leaves nothing behind; a folder with anything else (a checkpoint, a log with lines, a
-    file of the user's) is left alone. Outside Hydra, nothing."""
+    nothing but what Hydra wrote there (``.hydra/`` with the composed configs, an empty ``<job>.log``), and
+    the folders above it that this leaves empty (_remove_emptied_parents), so a refused command leaves
+    nothing behind; a folder with anything else (a checkpoint, a log with lines, a file of the user's) is
+    left alone. Outside Hydra, nothing."""
     import shutil
-    from pathlib import Path
 
     from hydra.core.hydra_config import HydraConfig
 
@@ -133,6 +150,7 @@ def remove_refused_job_folder() -> None:
     if log.exists() and not (log.is_file() and log.stat().st_size == 0):
         return
     shutil.rmtree(folder)
+    _remove_emptied_parents(folder)
 
 
 def refuse(message: str) -> NoReturn:

@@ -96,12 +96,19 @@ def test_optimizer_buffers_per_parameter_match_what_a_step_allocates(name: str, 
     assert optimizer.buffers_per_parameter() == sum(array.shape == (3, 4) for array in held)
 
 
-def app_run(tmp_path: Path, app: str, args: list[str]) -> tuple[subprocess.CompletedProcess, Path]:
-    """Run an app on a store that does not exist yet under tmp_path; returns the process and the store."""
-    store = tmp_path / "store"
+def project_env(tmp_path: Path) -> dict[str, str]:
+    """An app's environment with tmp_path as its project (Hydra's folders under tmp_path/mlruns), no
+    inherited store, Hydra setting or sweep parent."""
     env = {key: value for key, value in os.environ.items()
            if not key.startswith(("MLFLOW_", "HYDRA_", "HARNESS_PARENT"))}
     env["HARNESS_PROJECT_ROOT"] = str(tmp_path)
+    return env
+
+
+def app_run(tmp_path: Path, app: str, args: list[str]) -> tuple[subprocess.CompletedProcess, Path]:
+    """Run an app on a store that does not exist yet under tmp_path; returns the process and the store."""
+    store = tmp_path / "store"
+    env = project_env(tmp_path)
     tracking = [] if "tracking=server" in args else [f"tracking.uri=sqlite:///{store}/mlflow.db"]
     command = [sys.executable, str(ROOT / "experiments" / APPS[app][0]), *args, *tracking,
                f"tracking.artifact_root={store}/artifacts", f"hydra.run.dir={tmp_path}/run",
@@ -191,18 +198,38 @@ def test_every_app_refuses_the_issues_whole_list(tmp_path: Path, app: str, args:
 @pytest.mark.parametrize("app", ["train", "rnn", "gf"])
 def test_a_refused_run_leaves_no_job_folder_in_hydras_default_place(tmp_path: Path, app: str) -> None:
     """Without hydra.run.dir, Hydra makes <project>/mlruns/hydra/runs/<app and time>/ with .hydra/ and an
-    empty <job>.log before the app sees its config; the refusal removes that folder again."""
+    empty <job>.log before the app sees its config; the refusal removes that folder again, and the folders
+    above it that it leaves empty (mlruns/hydra/runs/, mlruns/hydra/), mlruns/ itself kept."""
     store = tmp_path / "store"
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("MLFLOW_", "HYDRA_", "HARNESS_PARENT"))}
-    env["HARNESS_PROJECT_ROOT"] = str(tmp_path)
+    env = project_env(tmp_path)
     bad = "model.hidden_size=0" if app == "train" else "n_jobs=0"
     done = subprocess.run([sys.executable, str(ROOT / "experiments" / APPS[app][0]), bad,
                            f"tracking.uri=sqlite:///{store}/mlflow.db"],
                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert done.returncode == 1 and done.stderr.startswith("config error: "), done.stderr[-3000:]
-    assert list((tmp_path / "mlruns" / "hydra" / "runs").iterdir()) == []
+    assert list((tmp_path / "mlruns").iterdir()) == []  # before: mlruns/hydra/runs/ stayed, empty
     assert not store.exists()
+
+
+def test_a_refusal_keeps_the_folders_above_its_job_folder_that_hold_anything(tmp_path: Path) -> None:
+    """mlruns/hydra/ with an earlier sweep's folder stays (its emptied runs/ goes); so does every folder above
+    a job folder outside mlruns/, empty or not."""
+    earlier = tmp_path / "mlruns" / "hydra" / "multiruns" / "earlier" / "parent_run_id"
+    earlier.parent.mkdir(parents=True)
+    earlier.write_text("abc")
+    env = project_env(tmp_path)
+    command = [sys.executable, str(ROOT / "experiments" / "train.py"), "model.hidden_size=0",
+               f"tracking.uri=sqlite:///{tmp_path / 'store'}/mlflow.db"]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert done.returncode == 1 and done.stderr.startswith("config error: "), done.stderr[-3000:]
+    assert [path.name for path in (tmp_path / "mlruns" / "hydra").iterdir()] == ["multiruns"]
+    assert earlier.read_text() == "abc"
+
+    outside = tmp_path / "outside"  # hydra.run.dir=<outside>/job: outside/ is left empty, and stays
+    done = subprocess.run([*command, f"hydra.run.dir={outside / 'job'}"], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=300)
+    assert done.returncode == 1 and done.stderr.startswith("config error: "), done.stderr[-3000:]
+    assert outside.is_dir() and list(outside.iterdir()) == []
 
 
 def test_a_refused_run_keeps_a_job_folder_that_holds_anything_else(tmp_path: Path) -> None:
