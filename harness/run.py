@@ -124,9 +124,10 @@ def require_run_memory(config: RunConfig, task: SequenceTask, optimizer) -> None
                            f"(trainer.batch_size, trainer.eval_batch_size, trainer.diagnostics_batch_size)")
 
 
-def tracking_settings(tracking: TrackingConfig) -> TrackingSettings:
+def tracking_settings(tracking: TrackingConfig, app: str) -> TrackingSettings:
+    """The TrackingSettings of a checked tracking section for the runs of app (TrackingSettings.app)."""
     try:
-        return TrackingSettings(**asdict(tracking))
+        return TrackingSettings(**asdict(tracking), app=app)
     except ValueError as exc:
         raise ConfigError(f"tracking.{exc}") from exc
 
@@ -207,7 +208,7 @@ def prepare(cfg: dict[str, Any]) -> Prepared:
     optimizer = build_optimizer(config)
     require_run_memory(config, task, optimizer)
     model = build_model(config.model, task, truncation=config.trainer.truncation, seed=config.seed)
-    return Prepared(config, task, model, optimizer, tracking_settings(config.tracking))
+    return Prepared(config, task, model, optimizer, tracking_settings(config.tracking, "train"))
 
 
 def run(cfg: dict[str, Any], *, overrides: list[str] | tuple[str, ...] = (),

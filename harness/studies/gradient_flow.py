@@ -404,6 +404,7 @@ def lag_norm_figure(cells: pd.DataFrame, curves: Mapping[str, Mapping[str, Curve
 
 # -------------------------------------------------------------------------------------------------- the app
 
+APP = "gradient_flow"  # the app whose runs these studies log (TrackingSettings.app)
 STUDIES = ("closed_form", "spectral", "remedies")
 
 
@@ -436,7 +437,7 @@ def check(cfg: Mapping[str, Any]) -> tuple[Any, Study, int]:
         for section in (*STUDIES, "tracking"):
             check_keys(section, cfg.get(section), KEYS[section])
         n_jobs = check_int("n_jobs", cfg.get("n_jobs", 1), 1)
-        settings = study_settings(cfg["tracking"])
+        settings = study_settings(cfg["tracking"], APP)
     except ConfigError as error:
         raise StudyInputError(str(error)) from None
     study = make_study(cfg)
@@ -535,6 +536,6 @@ def summarize_sweep(cfg: Mapping[str, Any], parent_run_id: str, echo: Callable[[
     echo(f"sweep parent run {parent_run_id}; its table again: {rebuild_command(cfg['study'], parent_run_id)}")
     # run has checked the store (a server's health too): the UI line needs only its URI; the summary run
     # rebuild logged is nested under the parent, in its experiment
-    echo(ui_hint(tracking_settings(tracking_config(cfg["tracking"])).tracking_uri,
+    echo(ui_hint(tracking_settings(tracking_config(cfg["tracking"]), APP).tracking_uri,
                  (result.experiment_id, parent_run_id)))
     return result

@@ -1484,7 +1484,7 @@ def check(cfg: Mapping[str, Any]) -> tuple[Any, StudyConfig | None]:
         check_keys("", cfg, KEYS[""])
         for section in ("split", "link", "tracking", "backtest", "intervals", "csv"):
             check_keys(section, cfg.get(section), KEYS[section])
-        settings = study_settings(cfg["tracking"])
+        settings = study_settings(cfg["tracking"], STUDY)
     except ConfigError as error:
         raise StudyInputError(str(error)) from None
     if cfg.get("rebuild") and cfg.get("resume"):

@@ -88,13 +88,14 @@ def check_positive(name: str, value: Any) -> float:
     return check_value(name, value, kind=float, minimum=0.0, strict=True)
 
 
-def study_settings(values: Any):
-    """The TrackingSettings of a study config's tracking section, keys and values checked and, for a
-    tracking server, its health: ConfigError before any cell is computed."""
+def study_settings(values: Any, app: str):
+    """The TrackingSettings of a study config's tracking section for the runs of app (TrackingSettings.app),
+    keys and values checked and, for a tracking server, its health: ConfigError before any cell is
+    computed."""
     from harness.run import tracking_settings
     from harness.tracking import check_server
 
-    settings = tracking_settings(tracking_config(values))
+    settings = tracking_settings(tracking_config(values), app)
     if settings.mode == "server":
         check_server(settings.tracking_uri)
     return settings

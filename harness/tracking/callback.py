@@ -66,10 +66,11 @@ WORKER_CLOSE_TIMEOUT_S = 20.0
 
 def sweep_settings(config: DictConfig, **overrides: Any) -> TrackingSettings:
     """TrackingSettings from a composed config: its ``tracking`` node, experiment from ``tracking.experiment``
-    or the top-level ``experiment`` key; overrides (the callback's own arguments) win when not None."""
+    or the top-level ``experiment`` key, app the one the config sweeps (sweep_app); overrides (the callback's
+    own arguments) win when not None."""
     tracking = config.get("tracking") or {}
     experiment = overrides.pop("experiment", None) or tracking.get("experiment") or config.get("experiment")
-    return TrackingSettings.from_mapping(tracking, experiment=experiment, **overrides)
+    return TrackingSettings.from_mapping(tracking, experiment=experiment, app=sweep_app(config), **overrides)
 
 
 class SweepCallback(Callback):

@@ -54,6 +54,9 @@ Runs of the harness project (recurrent networks in NumPy). Each run's descriptio
 parameters are the flattened config, its tags the task, model and seed.""".replace("\n", " ")
 
 
-def experiment_tags(name: str) -> dict[str, str]:
-    """The tags an experiment named name gets: its kind and its Markdown description."""
-    return {KIND_TAG: KIND, NOTE_TAG: _DESCRIPTIONS.get(name, _GENERIC)}
+def experiment_tags(name: str, app: str | None = None) -> dict[str, str]:
+    """The tags an experiment named name gets: its kind and its Markdown description, that of the app
+    (``train``, ``rnn_vs_arma``, ``gradient_flow``) whose runs it holds, whatever its name (a preset's
+    ``xor_note001``, a user's ``tracking.experiment=myexp``). Without an app (an experiment the UI tags, made
+    elsewhere) an app's own experiment name still picks that app's description."""
+    return {KIND_TAG: KIND, NOTE_TAG: _DESCRIPTIONS.get(app or "") or _DESCRIPTIONS.get(name, _GENERIC)}

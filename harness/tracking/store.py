@@ -79,6 +79,8 @@ class TrackingSettings:
     tracking server at an http(s) URI) or "off" (an in-memory MemoryLogger, nothing written).
     uri: overrides the store; else the ``MLFLOW_TRACKING_URI`` environment variable; else the default store.
     experiment: MLflow experiment name.
+    app: the app whose runs go there (``train``, ``rnn_vs_arma``, ``gradient_flow``), which names the
+    description of an experiment it creates (experiment_notes.experiment_tags); set by the app, no config key.
     artifact_root: where artifacts of a database store go; default ``<db dir>/artifacts`` beside the database
     (``<project_root>/mlruns/artifacts`` for the default store); unused by a server, which has its own.
     """
@@ -87,6 +89,7 @@ class TrackingSettings:
     uri: str | None = None
     experiment: str = "train"
     artifact_root: str | None = None
+    app: str | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -300,7 +303,7 @@ def ensure_store(settings: TrackingSettings):
         try:
             experiment_id = client.create_experiment(
                 settings.experiment, artifact_location=settings.artifact_location,
-                tags=experiment_tags(settings.experiment),
+                tags=experiment_tags(settings.experiment, settings.app),
             )
         except MlflowException:
             # another process created it between our read and our create
@@ -309,15 +312,16 @@ def ensure_store(settings: TrackingSettings):
                 raise
     if experiment is not None:
         experiment_id = experiment.experiment_id
-        _add_missing_tags(client, experiment)
+        _add_missing_tags(client, experiment, settings.app)
     _opened[key] = experiment_id
     return client, experiment_id
 
 
-def _add_missing_tags(client, experiment) -> None:
+def _add_missing_tags(client, experiment, app: str | None = None) -> None:
     """Give an experiment made before the harness tagged its experiments (or by hand) its kind and
-    description; tags it already has, a description a user wrote included, stay as they are."""
-    for key, value in experiment_tags(experiment.name).items():
+    description (app's, experiment_tags); tags it already has, a description a user wrote included, stay as
+    they are."""
+    for key, value in experiment_tags(experiment.name, app).items():
         if key not in experiment.tags:
             client.set_experiment_tag(experiment.experiment_id, key, value)
 
