@@ -15,8 +15,9 @@ form; RnnForecaster: its network, normaliser and lags), carrying the whole harne
     forecaster = mlflow.pyfunc.load_model("runs:/<run id>/model")
     forecaster.predict(series, params={"start": s})   # (N,) -> (N - s,) = forecaster.predict(series, s)
 
-Both predict with the object's own code on the same arrays, so they return its exact bits.
-`log_pyfunc(logger, save)` logs such a directory as the run's artifact ``model/``.
+Both predict with the object's own code on the same arrays, so they return its exact bits. A tracked run
+logs such a directory as its LoggedModel ``model`` (MlflowLogger.log_model), which ``runs:/<run id>/model``
+and ``models:/<model id>`` load.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ import mlflow.pyfunc
 import numpy as np
 
 WEIGHTS = "weights"
-ARTIFACT_PATH = "model"
 REQUIREMENTS = ("numpy", "mlflow", "cloudpickle")
 
 
@@ -164,14 +164,3 @@ def save_forecaster_pyfunc(forecaster: Any, path: str | Path, series_example: np
                                params=ParamSchema([ParamSpec("start", "long", 0)]))
     return _save(path, FittedForecaster(forecaster), _package_code, signature, series_example, text,
                  requirements=("statsmodels", "scipy", "pandas"))
-
-
-def log_pyfunc(logger: Any, save: Callable[[Path], str]) -> None:
-    """save(folder) writes a pyfunc model directory; its files become the run's artifact ``model/`` and its
-    description the run's tag ``model.description``."""
-    with tempfile.TemporaryDirectory() as workdir:
-        folder = Path(workdir) / ARTIFACT_PATH
-        logger.set_tags({"model.description": save(folder)})
-        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-            parent = path.parent.relative_to(folder)
-            logger.log_artifact(path, str(Path(ARTIFACT_PATH) / parent) if parent.parts else ARTIFACT_PATH)

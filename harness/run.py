@@ -149,8 +149,9 @@ def run_name(config: RunConfig, overrides: list[str] | tuple[str, ...] = ()) -> 
 def _log_outputs(logger, model, result: FitResult, workdir: Path, early_stopping: EarlyStopping | None,
                  X_example: np.ndarray, *, keep_last: bool) -> None:
     """Figures and weights of a finished fit: the best weights when early stopping kept some (model.npz;
-    the last ones too as model_last.npz when keep_last), else the last; the same weights as the MLflow
-    pyfunc model ``model/`` (tracked runs; X_example (T, B, D) is its input example)."""
+    the last ones too as model_last.npz when keep_last), else the last; the same weights as the run's MLflow
+    LoggedModel ``model``, a pyfunc model produced at the last step (tracked runs; X_example (T, B, D) is its
+    input example)."""
     # matplotlib loads here, after training, not on the way to the first step
     from harness.run_figures import gradient_flow_heatmap, gradient_norm_figure, loss_figure, step_norm_figure
 
@@ -175,7 +176,7 @@ def _log_outputs(logger, model, result: FitResult, workdir: Path, early_stopping
     model.save(str(weights))
     logger.log_artifact(weights)
     if logger.run_id is not None:
-        logger.log_model(partial(_save_network_model, model, X_example))
+        logger.log_model(partial(_save_network_model, model, X_example), step=result.steps_done)
 
 
 def _save_network_model(model, X_example: np.ndarray, folder: Path) -> str:

@@ -1,6 +1,7 @@
 """Every tracked run logs its network as an MLflow pyfunc model (signature, (T, B, D) input example, the code
-it needs) that a fresh process loads with mlflow.pyfunc and that predicts model.predict's bits; the run
-records its environment (versions, BLAS, git state and the diff of uncommitted changes)."""
+it needs), its one LoggedModel, that a fresh process loads with mlflow.pyfunc by run and by model id and that
+predicts model.predict's bits; the run records its environment (versions, BLAS, git state and the diff of
+uncommitted changes)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from logged_models import loaded_predictions, the_logged_model
 from mlflow import MlflowClient
+from mlflow.artifacts import download_artifacts
 from mlflow.models import Model
 from test_configs import composed
 from test_resume import store_overrides
@@ -21,14 +24,6 @@ from test_train_app import TINY, runs_of
 from harness.environment import git_changes
 from harness.nn import load_model
 from harness.run import run
-
-FRESH_PROCESS = """
-import sys, numpy as np, mlflow.pyfunc
-model = mlflow.pyfunc.load_model(sys.argv[1])
-import harness
-print(harness.__file__)
-np.save(sys.argv[3], model.predict(np.load(sys.argv[2])))
-"""
 
 
 @pytest.mark.parametrize("overrides", [("task=bit_sum",),
@@ -39,23 +34,29 @@ def test_logged_model_loads_in_a_fresh_process_and_predicts_to_zero_ulp(tmp_path
     (tracked,) = runs_of(tracking_settings)
     run_id = tracked.info.run_id
     client = MlflowClient(tracking_settings.tracking_uri)
+    logged = the_logged_model(client, tracked)
+    steps = int(tracked.data.metrics["steps_done"])
+    (output,) = client.get_run(run_id).outputs.model_outputs
+    assert output.step == steps
+    assert {m.key for m in logged.metrics} >= {"steps_done", "solved", "objective"}
+    assert all(m.step == steps and m.model_id == logged.model_id for m in logged.metrics)
     network = load_model(client.download_artifacts(run_id, "model.npz", str(tmp_path)))
     X = np.random.default_rng(5).normal(size=(11, 7, network.config["input_size"]))
-    np.save(tmp_path / "X.npy", X)
 
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    env["MLFLOW_TRACKING_URI"] = tracking_settings.tracking_uri  # the user's process, not the harness
-    command = [sys.executable, "-c", FRESH_PROCESS, f"runs:/{run_id}/model", str(tmp_path / "X.npy"),
-               str(tmp_path / "Y.npy")]
-    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert f"{os.sep}code{os.sep}harness{os.sep}" in done.stdout, "the model's own copy of the code was used"
-    predicted = np.load(tmp_path / "Y.npy")
+    predictions, used = loaded_predictions(tmp_path, tracking_settings.tracking_uri, X,
+                                           f"runs:/{run_id}/model", f"models:/{logged.model_id}")
+    assert f"{os.sep}code{os.sep}harness{os.sep}" in used, "the model's own copy of the code was used"
     expected = network.predict(X)
-    assert predicted.dtype == expected.dtype and np.array_equal(predicted, expected)  # 0 ULP
+    for predicted in predictions:
+        assert predicted.dtype == expected.dtype and np.array_equal(predicted, expected)  # 0 ULP
 
-    local = Path(client.download_artifacts(run_id, "model", str(tmp_path / "art")))
+    # the files are the model's alone, not the run's too
+    assert "model" not in {item.path for item in client.list_artifacts(run_id)}
+    local = Path(download_artifacts(artifact_uri=logged.artifact_location, dst_path=str(tmp_path / "art"),
+                                    tracking_uri=tracking_settings.tracking_uri))
     info = Model.load(str(local / "MLmodel"))
+    assert (info.run_id, info.model_id, info.artifact_path) == (run_id, logged.model_id,
+                                                                logged.artifact_location)
     (spec,) = info.signature.inputs.inputs
     assert spec.shape == (-1, -1, network.config["input_size"]) and spec.type == np.dtype("float64")
     example = np.asarray(json.loads((local / info.saved_input_example_info["artifact_path"]).read_text()))

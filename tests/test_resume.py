@@ -12,7 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from logged_models import the_logged_model
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 from test_configs import composed
 from test_sweep_signals import wait_for
 from test_train_app import TINY, app, app_command, app_env, runs_of, signal_when_training
@@ -91,6 +93,12 @@ def test_a_finished_run_trains_on_when_its_budget_grows(tmp_path: Path, tracking
     assert again.data.tags["resumed_from_step"] == "8" and again.data.tags["trainer.steps"] == "12"
     client = MlflowClient(tracking_settings.tracking_uri)
     assert [m.step for m in client.get_metric_history(first.info.run_id, "train/loss")] == list(range(1, 13))
+    # one LoggedModel still, the one of step 12: the one of step 8 is deleted
+    model = the_logged_model(client, again)
+    older, newer = client.get_run(again.info.run_id).outputs.model_outputs
+    assert (older.step, newer.step, newer.model_id) == (8, 12, model.model_id)
+    with pytest.raises(MlflowException, match="not found"):
+        client.get_logged_model(older.model_id)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, pytest.param(signal.SIGKILL, marks=pytest.mark.slow)])

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
+from logged_models import the_logged_model
 from mlflow import MlflowClient
 from omegaconf import OmegaConf
 
@@ -306,8 +307,10 @@ def test_cli_bad_input_exits_non_zero_with_one_line(tracking_settings, tmp_path)
 
 FRESH_FORECASTER = """
 import sys, numpy as np, mlflow.pyfunc
-model = mlflow.pyfunc.load_model(sys.argv[1])
-np.save(sys.argv[3], model.predict(np.load(sys.argv[2]), params={"start": int(sys.argv[4])}))
+series = np.load(sys.argv[1])
+for k, uri in enumerate(sys.argv[4:]):
+    model = mlflow.pyfunc.load_model(uri)
+    np.save(f"{sys.argv[2]}{k}.npy", model.predict(series, params={"start": int(sys.argv[3])}))
 """
 
 
@@ -319,14 +322,18 @@ def test_each_cell_logs_its_forecaster_as_a_model_that_predicts_exactly_in_a_fre
     (run,) = [r for r in cell_runs(store, result.parent_run_id)
               if tuple(r.data.tags.get(tag) for tag in ("series", "model", "seed")) == key]
     assert "one-step-ahead predictions" in run.data.tags["model.description"]
+    logged = the_logged_model(MlflowClient(store.tracking_uri), run)
+    assert {m.key for m in logged.metrics} >= {"mse", "mae"} and all(m.step == 0 for m in logged.metrics)
     config = rnn_vs_arma.StudyConfig.from_mapping(composed([*TINY, *tracking_overrides(store)]))
     unit = rnn_vs_arma.compute_unit(config, "ar2", 0)  # the same fit again: the study is deterministic
     (cell,) = [c for c in unit.cells if c.model == model]
     np.save(tmp_path / "series.npy", unit.values)
     env = {**os.environ, "MLFLOW_TRACKING_URI": store.tracking_uri}
-    done = subprocess.run([sys.executable, "-c", FRESH_FORECASTER, f"runs:/{run.info.run_id}/model",
-                           str(tmp_path / "series.npy"), str(tmp_path / "out.npy"), str(unit.test_start)],
+    done = subprocess.run([sys.executable, "-c", FRESH_FORECASTER, str(tmp_path / "series.npy"),
+                           str(tmp_path / "out"), str(unit.test_start), f"runs:/{run.info.run_id}/model",
+                           f"models:/{logged.model_id}"],
                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    predicted = np.load(tmp_path / "out.npy")
-    assert np.array_equal(predicted, cell.forecaster.predict(unit.values, unit.test_start))  # 0 ULP
+    for k in range(2):
+        predicted = np.load(tmp_path / f"out{k}.npy")
+        assert np.array_equal(predicted, cell.forecaster.predict(unit.values, unit.test_start))  # 0 ULP

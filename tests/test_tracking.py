@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from logged_models import the_logged_model
 from mlflow import MlflowClient
 from omegaconf import OmegaConf
 
@@ -186,10 +187,10 @@ def test_a_run_is_opened_and_written_without_importing_mlflow_in_its_process(tra
     assert run.data.tags["seed"] == "0" and run.data.tags["task"] == "adding"
     assert run.data.tags["harness.pid"] != str(os.getpid())
     assert [m.value for m in client.get_metric_history(run.info.run_id, "loss")] == [1.0, 0.5, 1 / 3]
-    assert {a.path for a in client.list_artifacts(run.info.run_id)} == {"config.yaml", "weights", "figures",
-                                                                         "model"}
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} == {"config.yaml", "weights", "figures"}
     assert [a.path for a in client.list_artifacts(run.info.run_id, "figures")] == ["figures/loss.png"]
-    assert "model/MLmodel" in {a.path for a in client.list_artifacts(run.info.run_id, "model")}
+    model = the_logged_model(client, run)  # its files are the model's, not the run's
+    assert "MLmodel" in {a.path for a in client.list_logged_model_artifacts(model.model_id)}
     assert run.data.tags["model.description"]
     assert client.download_artifacts(run.info.run_id, "config.yaml", str(tmp_path / "dl")).endswith("yaml")
     assert (tmp_path / "dl" / "config.yaml").read_text() == "seed: 0\n"

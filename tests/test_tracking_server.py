@@ -20,7 +20,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from logged_models import loaded_predictions, the_logged_model
 from mlflow import MlflowClient
 from test_train_app import ROOT, TINY, app_env
 
@@ -147,12 +149,18 @@ def test_parallel_sweep_sends_every_run_metric_and_artifact_to_the_server(tmp_pa
             steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "train/loss"))
             assert steps == list(range(1, 9)), run.info.run_name
             assert run.data.params["trainer.steps"] == "8"
+        logged = [the_logged_model(client, run) for run in children]
         weights = client.download_artifacts(children[0].info.run_id, "model.npz", str(tmp_path))
-        assert load_model(weights).hidden_size == 4
-    # the server wrote every run's files into its artifacts destination
-    # <experiment>/<run>/artifacts/: the weights, and the pyfunc model's own copy under model/
+        network = load_model(weights)
+        assert network.hidden_size == 4
+        X = np.random.default_rng(0).normal(size=(5, 3, network.config["input_size"]))
+        predictions, _ = loaded_predictions(tmp_path, server.uri, X, f"runs:/{children[0].info.run_id}/model",
+                                            f"models:/{logged[0].model_id}")
+        assert all(np.array_equal(predicted, network.predict(X)) for predicted in predictions)
+    # the server wrote every run's files into its artifacts destination: <experiment>/<run>/artifacts/
+    # the weights, <experiment>/models/<model id>/artifacts/ the pyfunc model with its own copy of them
     assert len(list(artifacts.glob("*/*/artifacts/model.npz"))) == 4
-    assert len(list(artifacts.glob("*/*/artifacts/model/artifacts/model.npz"))) == 4
+    assert len(list(artifacts.glob("*/models/*/artifacts/artifacts/model.npz"))) == 4
     assert len(list(artifacts.rglob("loss.png"))) == 4
 
 
@@ -253,6 +261,8 @@ def test_server_lost_mid_run_keeps_what_it_did_not_receive_in_the_job_folder(tmp
     assert steps in offline_steps
     saved = {Path(line["path"]).name for line in lines if line["kind"] == "artifact"}
     assert {"model.npz", "loss.png"} <= saved
+    # offline, the pyfunc model is kept as the run's artifacts model/ (no LoggedModel without the server)
+    assert "model/MLmodel" in {line["artifact_path"] for line in lines if line["kind"] == "artifact"}
     # back up on the same store: what the server received plus the offline record is the whole run
     with local_server(f"sqlite:///{db}", artifacts, port=port) as server:
         client = MlflowClient(tracking_uri=server.uri)
@@ -272,7 +282,7 @@ def test_server_lost_mid_run_keeps_what_it_did_not_receive_in_the_job_folder(tmp
         run = client.get_run(run_id)
         assert run.info.status == "FINISHED" and run.data.metrics["diverged"] == 0.0
         assert run.info.end_time == end
-        assert {"model.npz", "figures"} <= {item.path for item in client.list_artifacts(run_id)}
+        assert {"model.npz", "figures", "model"} <= {item.path for item in client.list_artifacts(run_id)}
 
 
 def test_replay_refuses_a_file_that_is_no_offline_record(tmp_path: Path) -> None:

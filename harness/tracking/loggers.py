@@ -6,6 +6,7 @@ import itertools
 import json
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import nullcontext
@@ -36,7 +37,8 @@ FLUSH_INTERVAL_S = 2.0
 
 class Logger(Protocol):
     """What a training loop may call; every call is cheap enough for every step except artifacts. MlflowLogger
-    also has log_model(save) (a pyfunc model), which callers use on a tracked run (run_id not None) only."""
+    also has log_model(save, step) (a pyfunc model), which callers use on a tracked run (run_id not None)
+    only."""
 
     run_id: str | None
     experiment_id: str | None  # None, as run_id, when untracked
@@ -417,8 +419,6 @@ class MlflowLogger:
             self._write_buffer()
         if self._forwarding:
             # what MlflowClient.log_figure does: savefig to a file of the artifact's name, log that file
-            import tempfile
-
             folder, _, file_name = name.rpartition("/")
             with tempfile.TemporaryDirectory() as workdir:
                 fig.savefig(Path(workdir) / file_name)
@@ -426,18 +426,26 @@ class MlflowLogger:
             return
         self._send(partial(self.client.log_figure, self.run_id, fig, name), "figure", fig, name)
 
-    def log_model(self, save: Callable[[Path], str]) -> None:
-        """save(folder) writes a pyfunc model directory and returns its description: logged as the artifact
-        ``model/`` with the tag ``model.description`` (harness.pyfunc.log_pyfunc). A run the writer process
+    def log_model(self, save: Callable[[Path], str], step: int = 0) -> None:
+        """save(folder) writes a pyfunc model directory and returns its description: logged as the run's
+        LoggedModel ``model``, produced at step, with the run's metrics of that step
+        (harness.tracking.logged_model), and the run's tag ``model.description``. A run the writer process
         opened has it written there (save must pickle: a module-level function and its arguments), so this
-        process need not import MLflow for it either."""
+        process need not import MLflow for it either. Offline, the files go to the record as the run's
+        artifacts ``model/``."""
+        self.flush()  # the model links the metrics of its step: they are in the store first
         if self._forwarding:
-            self._forward("log_model", save)
+            self._forward("log_model", save, step)
             self._writer.sync(self._key)
             return
-        from harness.pyfunc import log_pyfunc
+        from harness.tracking.logged_model import NAME, log_logged_model
 
-        log_pyfunc(self, save)
+        with tempfile.TemporaryDirectory() as workdir:
+            folder = Path(workdir) / NAME
+            text = redact(save(folder))
+            request = partial(log_logged_model, self.client, self.run_id, folder, text, step)
+            self._send(request, "model", folder)
+        self.set_tags({"model.description": text})
 
     def log_text(self, text: str, name: str) -> None:
         text = redact(text)

@@ -132,6 +132,12 @@ class OfflineRecord:
         shutil.copyfile(source, target)
         self._artifact_line(target, relative)
 
+    def model(self, folder: Path) -> None:
+        """The pyfunc model directory folder, kept as the run's artifacts ``<folder name>/``: the replay logs
+        them so (no LoggedModel; ``runs:/<run id>/model`` loads it all the same)."""
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            self.artifact(path, str(path.parent.relative_to(folder.parent)))
+
     def figure(self, fig: Any, name: str) -> None:
         """fig (a matplotlib Figure) saved as ``<stem>_artifacts/<name>``."""
         target = self._artifact_target(name)
