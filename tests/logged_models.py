@@ -23,15 +23,17 @@ print(harness.__file__)
 
 
 def the_logged_model(client: MlflowClient, run) -> LoggedModel:
-    """The run's one LoggedModel: named "model", READY, made by the run, the run's newest output, with the
-    run's params and the model's description (the run's tag model.description) as its own."""
+    """The run's one LoggedModel: named "model", READY, made by the run, among the run's outputs, with the
+    run's params, source tags and the model's description (the run's tag model.description) as its own."""
     run_id = run.info.run_id
     (model,) = client.search_logged_models(experiment_ids=[run.info.experiment_id],
                                            filter_string=f"source_run_id = '{run_id}'")
     assert (model.name, model.status, model.source_run_id) == ("model", LoggedModelStatus.READY, run_id)
     run = client.get_run(run_id)
-    assert run.outputs.model_outputs[-1].model_id == model.model_id
+    assert model.model_id in {output.model_id for output in run.outputs.model_outputs}
     assert model.tags["mlflow.note.content"] == run.data.tags["model.description"]
+    source = {key: value for key, value in run.data.tags.items() if key.startswith("mlflow.source.")}
+    assert source and source.items() <= model.tags.items()  # the UI's "Logged from"
     assert model.params == run.data.params
     return model
 

@@ -95,7 +95,8 @@ def test_a_finished_run_trains_on_when_its_budget_grows(tmp_path: Path, tracking
     assert [m.step for m in client.get_metric_history(first.info.run_id, "train/loss")] == list(range(1, 13))
     # one LoggedModel still, the one of step 12: the one of step 8 is deleted
     model = the_logged_model(client, again)
-    older, newer = client.get_run(again.info.run_id).outputs.model_outputs
+    # MLflow returns a run's outputs in no particular order
+    older, newer = sorted(client.get_run(again.info.run_id).outputs.model_outputs, key=lambda out: out.step)
     assert (older.step, newer.step, newer.model_id) == (8, 12, model.model_id)
     with pytest.raises(MlflowException, match="not found"):
         client.get_logged_model(older.model_id)

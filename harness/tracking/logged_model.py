@@ -5,8 +5,8 @@ The fluent ``log_model`` cannot serve here: it has no ``run_id`` (it logs to the
 harness never has), and ``Model.log(run_id=...)`` without an active run resolves the tracking URI and the
 experiment from process-wide state, which put the model in experiment 0 ("Default") on MLflow 3.17, where
 ``runs:/<run id>/model`` (which looks in the run's own experiment) does not find it. So, as Model.log does:
-create the LoggedModel (name ``model``, source run, the run's params, the description as its
-``mlflow.note.content``, which the UI shows as the model's description), stamp the saved MLmodel with its
+create the LoggedModel (name ``model``, source run, the run's params and source tags, the description as
+its ``mlflow.note.content``, which the UI shows as the model's description), stamp the saved MLmodel with its
 ids, upload the files to the model's own artifact location (only there: ``runs:/<run id>/model`` resolves
 to it), link it as the run's output at step, link the run's metrics of that step, and mark it READY
 (FAILED if anything on the way fails). A run logged again (a finished run resumed and trained on) keeps one
@@ -28,8 +28,11 @@ NAME = "model"
 def log_logged_model(client: Any, run_id: str, folder: Path, description: str, step: int = 0) -> None:
     """Log the pyfunc model directory folder as run_id's LoggedModel ``model``, produced at step."""
     run = client.get_run(run_id)
+    # the context tags MLflow gives a model it creates (the UI's "Logged from"): the run's, read at its start
+    context = {key: value for key, value in run.data.tags.items()
+               if key.startswith("mlflow.source.") or key == "mlflow.user"}
     model = client.create_logged_model(run.info.experiment_id, name=NAME, source_run_id=run_id,
-                                       params=run.data.params, tags={NOTE_TAG: description})
+                                       params=run.data.params, tags={**context, NOTE_TAG: description})
     try:
         _stamp(folder, run_id, model)
         client.log_model_artifacts(model.model_id, str(folder))
