@@ -19,6 +19,7 @@ from harness.forecast.series import make_series
 from harness.studies import rnn_vs_arma
 from harness.tracking import TrackingSettings
 from harness.tracking.experiment_notes import NOTE_TAG
+from harness.tracking.logged_model import delete_models
 
 
 @pytest.fixture(scope="module")
@@ -42,16 +43,19 @@ def whole(store: TrackingSettings) -> rnn_vs_arma.StudyResult:
 
 def stopped(store: TrackingSettings) -> str:
     """A second run of the tiny study, left as a stop would leave it: unit (setar, 1) and one cell of unit
-    (ar2, 0) missing, a half-written cell run still RUNNING, the parent KILLED; returns the parent's id."""
+    (ar2, 0) missing, a half-written cell run still RUNNING (its model logged), the parent KILLED; returns
+    the parent's id."""
     result = rnn_vs_arma.run_study(config_of(store), store, echo=lambda line: None)
     client = MlflowClient(store.tracking_uri)
     for run in children(client, result.parent_run_id):
         cell = (run.data.tags["series"], run.data.tags.get("model"), run.data.tags["seed"])
         if cell[::2] == ("setar", "1") or cell == ("ar2", "lstm", "0"):
             client.delete_run(run.info.run_id)
-    client.create_run(result.experiment_id, run_name="ar2-arma-s1", tags={
+            delete_models(client, run)  # a cell never logged has no model either
+    half = client.create_run(result.experiment_id, run_name="ar2-arma-s1", tags={
         "mlflow.parentRunId": result.parent_run_id, "study": "rnn_vs_arma", "kind": "arma", "series": "ar2",
         "model": "arma", "seed": "1"})
+    client.create_logged_model(result.experiment_id, name="model", source_run_id=half.info.run_id)
     client.set_terminated(result.parent_run_id, "KILLED")
     return result.parent_run_id
 
@@ -85,6 +89,12 @@ def test_a_resumed_study_reports_the_uninterrupted_numbers(whole, store) -> None
                     for r in children(client, parent_run_id) if r.data.tags["kind"] in ("arma", "rnn"))
     grid = [(s, m, str(n)) for s in ("ar2", "setar") for m in ("arma", "linear", "lstm") for n in (0, 1)]
     assert sorted(cells) == sorted(grid) and set(cells.values()) == {1}
+    # the half-written run's model went with it: every model's run is live, every cell run has one model
+    models = client.search_logged_models([result.experiment_id])
+    assert all(client.get_run(m.source_run_id).info.lifecycle_stage == "active" for m in models)
+    made = Counter(m.source_run_id for m in models)
+    cell_runs = [r.info.run_id for r in children(client, parent_run_id) if r.data.tags["kind"] != "link"]
+    assert {made[run_id] for run_id in cell_runs} == {1}
     artifacts = {a.path for a in client.list_artifacts(parent_run_id)}
     assert {"table.md", "table.csv", "cells.csv", "forecast_vs_truth.png", "oracle_ratio.png",
             "link_impulse_response.png"} <= artifacts

@@ -16,6 +16,7 @@ from typing import Any
 from harness.config import ConfigError
 from harness.report import RunNotFound, find_run
 from harness.tracking import TrackingSettings
+from harness.tracking.logged_model import delete_models
 from harness.tracking.loggers import flatten_params
 from harness.tracking.orphans import process_gone, process_name
 from harness.tracking.redact import redact
@@ -49,7 +50,7 @@ def stopped_study(run_id: str, settings: TrackingSettings, study: str, params: M
     (what the study logs on its parent, unflattened); ConfigError (one line) when tracking is off, the store
     has no such run, it is no parent of study in settings' experiment, it finished, its process still runs,
     or it ran with other params. Child runs that did not finish (a process killed while logging one) are
-    deleted, so that the resumed study logs their cells once."""
+    deleted with their models, so that the resumed study logs their cells once."""
     if settings.mode == "off":
         raise ConfigError(f"{KEY}: needs the store the study logged to; tracking=off keeps none")
     try:
@@ -75,6 +76,7 @@ def stopped_study(run_id: str, settings: TrackingSettings, study: str, params: M
     unfinished = [child for child in children if child.info.status != "FINISHED"]
     for child in unfinished:
         client.delete_run(child.info.run_id)
+        delete_models(client, child)
     return StoppedStudy(run_id, info.experiment_id, frozenset(parent.data.metrics),
                         tuple(child for child in children if child.info.status == "FINISHED"),
                         tuple(child.info.run_name for child in unfinished))

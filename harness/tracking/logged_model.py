@@ -42,7 +42,7 @@ def log_logged_model(client: Any, run_id: str, folder: Path, description: str, s
         with contextlib.suppress(Exception):
             client.finalize_logged_model(model.model_id, "FAILED")
         raise
-    _delete_older(client, run, model.model_id)
+    delete_models(client, run, keep=model.model_id)
 
 
 def _stamp(folder: Path, run_id: str, model: Any) -> None:
@@ -70,10 +70,12 @@ def _link_to_run(client: Any, run: Any, model_id: str, step: int) -> None:
         client.log_batch(run_id, metrics=metrics[start:start + MAX_METRICS_PER_BATCH])
 
 
-def _delete_older(client: Any, run: Any, keep: str) -> None:
-    """Delete the run's other LoggedModels named NAME (from an earlier logging of the same run)."""
-    older = client.search_logged_models(
+def delete_models(client: Any, run: Any, keep: str | None = None) -> None:
+    """Delete the LoggedModels named NAME of run (an mlflow Run) but keep: the older ones once a new one is
+    READY, or all of them with the run itself, so that the experiment's Models tab lists no model of a
+    deleted run."""
+    models = client.search_logged_models(
         [run.info.experiment_id], filter_string=f"name = '{NAME}' AND source_run_id = '{run.info.run_id}'")
-    for model in older:
+    for model in models:
         if model.model_id != keep:
             client.delete_logged_model(model.model_id)
