@@ -223,12 +223,15 @@ class SweepCheck(Callback):
                 sys.exit(f"config error: {RESUME_SWEEP_KEY} continues grid sweeps (the basic sweeper); an "
                          f"Optuna search resumes by its study's name already: run the same command again "
                          f"without {RESUME_SWEEP_KEY}")
-            from harness.search.optuna_sweeper import check_search
+            from harness.search.optuna_sweeper import SearchDone, check_search
 
             try:
                 check_search(config)
             except ValueError as exc:
                 sys.exit(f"config error: {exc}")
+            except SearchDone as done:
+                print(done)
+                sys.exit(0)
             return
         if config.hydra.sweeper.get("_target_") != BASIC_SWEEPER:
             return

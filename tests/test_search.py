@@ -230,6 +230,27 @@ def test_the_same_command_grows_its_default_study_and_another_fixed_config_gets_
     assert len(study_of(tracking_settings, name).trials) == 2 and len(runs_of(tracking_settings)) == 6
 
 
+def test_a_search_whose_study_holds_its_trials_already_creates_no_run(tmp_path: Path,
+                                                                     tracking_settings) -> None:
+    wanted = ["optimizer.lr=choice(0.01,0.02)", "hydra.sweeper.n_trials=2"]
+    assert search(tmp_path, tracking_settings, *wanted).returncode == 0
+    runs = {run.info.run_id for run in runs_of(tracking_settings)}
+    again = search(tmp_path, tracking_settings, *wanted)
+    assert again.returncode == 0, again.stderr
+    # before: an empty FINISHED sweep parent, 'sweep <id>: 0 jobs, 0 runs (none tracked)'
+    assert {run.info.run_id for run in runs_of(tracking_settings)} == runs
+    best = study_of(tracking_settings).best_trial
+    (best_run,) = best.user_attrs["mlflow_run_ids"]
+    run = MlflowClient(tracking_settings.tracking_uri).get_run(best_run)
+    parent = run.data.tags["mlflow.parentRunId"]
+    assert again.stdout.strip().splitlines()[-1] == (
+        "study s already holds the 2 trials wanted (2 complete): nothing to run, no run created; raise "
+        f"hydra.sweeper.n_trials above 2 to grow it; best trial {best.number} (value {best.value:.6g}): run "
+        f"{best_run} under sweep parent {parent}, http://127.0.0.1:5000/#/experiments/"
+        f"{run.info.experiment_id}/runs/{parent}?workflowType=machine_learning")
+    assert len(list((tmp_path / "mlruns" / "hydra" / "multiruns").iterdir())) == 1  # the first one's alone
+
+
 def test_a_trial_s_run_name_ends_with_its_number_once() -> None:
     assert trial_run_name("adding-elman-s0", 3) == "adding-elman-s0-t3"
     assert trial_run_name("adding-elman-s0-t3", 3) == "adding-elman-s0-t3"

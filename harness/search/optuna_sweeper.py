@@ -86,11 +86,33 @@ def study_state(before: int, requeued: int) -> str:
     return f"{earlier}, {requeued} of them interrupted and queued again to run first" if requeued else earlier
 
 
+class SearchDone(Exception):
+    """A search whose study already holds the trials it wants: nothing to run, so no sweep parent run either;
+    its message is the one line that says so (finished_study_line)."""
+
+
+def finished_study_line(study: Any, n_trials: int, settings: Any) -> str:
+    """What a search whose study already holds its n_trials trials says instead of running: that, how to grow
+    the study, and its best trial with its run and that run's sweep parent (the parent's page in the UI)."""
+    from optuna.trial import TrialState
+
+    from harness.search.record import trial_place
+
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    line = (f"study {study.study_name} already holds the {n_trials} trials wanted ({len(complete)} "
+            f"complete): nothing to run, no run created; raise hydra.sweeper.n_trials above {n_trials} to "
+            "grow it")
+    if not complete:
+        return f"{line}; no trial completed"
+    best = study.best_trial
+    return f"{line}; best trial {best.number} (value {best.value:.6g}){trial_place(best, settings)}"
+
+
 def check_search(config: DictConfig) -> None:
     """Raise ValueError for what the search of config (a composed multirun config with hydra/sweeper=optuna)
     would refuse: its settings, its search space, and a stored study of its name that optimises the other
-    way or ran with another fixed config. Called by harness.app.SweepCheck before the sweep's parent run
-    exists; creates no study."""
+    way or ran with another fixed config; SearchDone when that study already holds the trials wanted. Called
+    by harness.app.SweepCheck before the sweep's parent run exists; creates no study."""
     from hydra.core.global_hydra import GlobalHydra
 
     settings = {key: value for key, value in config.hydra.sweeper.items() if key != "_target_"}
@@ -103,6 +125,10 @@ def check_search(config: DictConfig) -> None:
     stored = stored_study(plan.study_name, plan.storage)
     if stored is not None:
         check_study(stored, plan.storage, plan.direction, plan.fixed)
+        if not remaining_trials(stored, sweeper.n_trials):
+            from harness.tracking.callback import sweep_settings
+
+            raise SearchDone(finished_study_line(stored, sweeper.n_trials, sweep_settings(config)))
 
 
 @dataclass(frozen=True)

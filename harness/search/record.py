@@ -78,6 +78,31 @@ def describe_study(study: Any, storage: str | None, count: int, before: int = 0)
     return "\n".join(lines)
 
 
+def trial_place(trial: Any, settings: TrackingSettings) -> str:
+    """Where trial's run is, for a line that names the trial: ``: run <id> under sweep parent <id>, <the
+    parent's page in the UI>``; "" when it has no run in settings' store (an untracked search, another
+    store)."""
+    from mlflow.exceptions import MlflowException
+
+    from harness.tracking import store_client
+    from harness.tracking.store import sqlite_path
+    from harness.ui import run_url
+
+    run_ids = trial.user_attrs.get("mlflow_run_ids") or []
+    if not run_ids or settings.mode == "off":
+        return ""
+    db = sqlite_path(settings.tracking_uri)
+    if db is not None and not db.exists():
+        return ""  # a database not there holds no run, and opening it to look would create it
+    try:
+        run = store_client(settings).get_run(run_ids[0])
+    except MlflowException:
+        return ""
+    parent_run_id = run.data.tags["mlflow.parentRunId"]  # a trial's run is a child of its sweep's parent
+    return (f": run {run.info.run_id} under sweep parent {parent_run_id}, "
+            f"{run_url(settings.tracking_uri, run.info.experiment_id, parent_run_id)}")
+
+
 class TrialRecorder:
     """Links trials and runs, and describes the study on the sweep's parent run (nothing when untracked)."""
 
