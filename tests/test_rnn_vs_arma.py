@@ -29,6 +29,7 @@ from harness.studies import rnn_vs_arma
 from harness.tasks import fingerprint
 from harness.tracking import TrackingSettings
 from harness.tracking.experiment_notes import KIND, KIND_TAG
+from harness.tracking.loggers import MAX_TAG_LENGTH
 from harness.ui import ui_hint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -337,3 +338,22 @@ def test_each_cell_logs_its_forecaster_as_a_model_that_predicts_exactly_in_a_fre
     for k in range(2):
         predicted = np.load(tmp_path / f"out{k}.npy")
         assert np.array_equal(predicted, cell.forecaster.predict(unit.values, unit.test_start))  # 0 ULP
+
+
+def test_a_parent_description_too_long_for_mlflow_shows_the_one_step_rows(study):
+    """MLflow keeps 8,000 characters of a description; the default grid's table takes about 15,000 even
+    compacted. Its parent then shows the one-step rows of the whole test part, every series and model."""
+    result, _ = study
+    assert rnn_vs_arma.parent_note(result.table, ["finding"], "abc").count(result.markdown) == 1  # fits whole
+    big = pd.concat([result.table.assign(series=result.table["series"] + f"_{copy}", h=h)
+                     for copy in range(6) for h in (1, 2, 3)], ignore_index=True)
+    note = rnn_vs_arma.parent_note(big, ["finding"], "abc")
+    one_step = big[big["h"] == 1]
+    assert len(note) <= MAX_TAG_LENGTH
+    assert (f"*The one-step rows of the whole test part: {len(one_step)} of the table's {len(big)} rows "
+            f"(MLflow keeps 8,000 characters of a description); every row is in the artifact "
+            f"`table.md`.*") in note
+    assert [line.split("|")[1:3] for line in note.splitlines() if line.startswith("|") and "±" in line] == [
+        [series, model] for series, model in zip(one_step["series"], one_step["model"], strict=True)]
+    assert note.endswith("\n\nfinding\n\nThe table again from the store alone: `python "
+                         "experiments/rnn_vs_arma.py rebuild=abc`")

@@ -82,7 +82,7 @@ def test_a_resumed_study_reports_the_uninterrupted_numbers(whole, store) -> None
     assert result.markdown == whole.markdown and printed[1:] == [whole.markdown, whole.link.summary]
     parent = client.get_run(parent_run_id)
     assert parent.info.status == "FINISHED"
-    assert parent.data.tags[NOTE_TAG] == rnn_vs_arma.parent_note(whole.markdown, [whole.link.summary],
+    assert parent.data.tags[NOTE_TAG] == rnn_vs_arma.parent_note(whole.table, [whole.link.summary],
                                                                  parent_run_id)
     # every cell once, the half-written one deleted
     cells = Counter((r.data.tags["series"], r.data.tags["model"], r.data.tags["seed"])

@@ -67,6 +67,7 @@ from harness.studies.study_resume import StoppedStudy, resume_hint, stopped_stud
 from harness.studies.study_run import check_int, counted, now_ms, stop_account, study_settings
 from harness.tasks import fingerprint
 from harness.tracking.experiment_notes import NOTE_TAG
+from harness.tracking.loggers import MAX_TAG_LENGTH, compact_tables, fit_note
 from harness.ui import ui_hint
 
 STUDY = "rnn_vs_arma"
@@ -1207,7 +1208,7 @@ def run_study(config: StudyConfig, settings, echo: Callable[[str], Any] = print,
         else:
             findings = []
         if parent.run_id is not None:
-            parent.set_tags({NOTE_TAG: parent_note(markdown, findings, parent.run_id)})
+            parent.set_tags({NOTE_TAG: parent_note(table, findings, parent.run_id)})
         for text in (markdown, *findings):
             echo(text)
         return StudyResult(parent.run_id, parent.experiment_id, cells, table, markdown, link)
@@ -1256,13 +1257,28 @@ def rebuild_command(parent_run_id: str) -> str:
     return f"python experiments/rnn_vs_arma.py rebuild={parent_run_id}"
 
 
-def parent_note(markdown: str, findings: Sequence[str], parent_run_id: str) -> str:
-    """A parent run's Markdown description: the table with its legend, the findings, the rebuild command."""
-    return "\n\n".join([
-        "**RNN vs ARMA**: forecasts of the same test points; one child run per (series, model, seed) holds "
-        "that cell's scores.", markdown, *findings,
-        f"The table again from the store alone: `{rebuild_command(parent_run_id)}`",
-    ])
+def parent_note(table: pd.DataFrame, findings: Sequence[str], parent_run_id: str) -> str:
+    """A parent run's Markdown description: the table (format_table) with its legend, the findings, the
+    rebuild command, within MLflow's 8,000 characters of a description (fit_note). A table too long for them
+    even compacted (the default grid's 84 rows take about 15,000) shows its one-step rows of the whole test
+    part, one per series and model, and says so; table.md and rebuild= hold every row."""
+
+    def note(markdown: str) -> str:
+        return "\n\n".join([
+            "**RNN vs ARMA**: forecasts of the same test points; one child run per (series, model, seed) "
+            "holds that cell's scores.", markdown, *findings,
+            f"The table again from the store alone: `{rebuild_command(parent_run_id)}`",
+        ])
+
+    whole = note(format_table(table))
+    if len(compact_tables(whole)) <= MAX_TAG_LENGTH:
+        return fit_note(whole)
+    one_step = table[(table["window"] == WHOLE_TEST) & (table["h"] == 1)]
+    where = "every row is in the artifact `table.md`"
+    shown = (f"*The one-step rows of the whole test part: {len(one_step)} of the table's {len(table)} rows "
+             f"(MLflow keeps {MAX_TAG_LENGTH:,} characters of a description); {where}.*\n\n"
+             f"{format_table(one_step)}")
+    return fit_note(note(shown), where=where)
 
 
 def summarize_sweep(cfg: Mapping[str, Any], parent_run_id: str, echo: Callable[[str], Any] = print
@@ -1275,7 +1291,7 @@ def summarize_sweep(cfg: Mapping[str, Any], parent_run_id: str, echo: Callable[[
     table = rebuild_table(parent_run_id, settings)
     markdown = format_table(table)
     client, experiment_id = ensure_store(settings)
-    client.set_tag(parent_run_id, NOTE_TAG, parent_note(markdown, [], parent_run_id))
+    client.set_tag(parent_run_id, NOTE_TAG, parent_note(table, [], parent_run_id))
     client.log_text(parent_run_id, markdown, "table.md")
     client.log_text(parent_run_id, table.to_csv(index=False), "table.csv")
     echo(markdown)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from harness.tracking.experiment_notes import NOTE_TAG
 from harness.tracking.redact import end_run, redact
 from harness.tracking.writer import BackgroundMetricWriter
 
@@ -75,8 +77,67 @@ def flatten_params(params: Mapping[str, Any]) -> dict[str, str]:
 
 
 def tag_values(tags: Mapping[str, Any]) -> dict[str, str]:
-    """Tags as MLflow stores them: strings, redacted, cut to its 8000-character limit."""
-    return {str(k): redact(str(v))[:MAX_TAG_LENGTH] for k, v in tags.items()}
+    """Tags as MLflow stores them: strings, redacted, cut to its 8000-character limit (a run's description
+    by fit_note, at a row of its table and saying so, where MLflow would cut it mid-row without a word)."""
+    return {str(k): fit_note(value) if k == NOTE_TAG else value[:MAX_TAG_LENGTH]
+            for k, value in ((k, redact(str(v))) for k, v in tags.items())}
+
+
+def _is_row(line: str) -> bool:
+    return line.startswith("|") and line.endswith("|") and len(line) > 1
+
+
+def _compact_row(line: str) -> str:
+    """A Markdown table row (or delimiter row) without its cells' padding: the same table, fewer bytes."""
+    cells = (re.sub(r"-{3,}", "---", cell.strip()) for cell in line[1:-1].split("|"))
+    return f"|{'|'.join(cells)}|"
+
+
+def compact_tables(text: str) -> str:
+    """text with every Markdown table row stripped of its cells' padding (rendered the same)."""
+    return "\n".join(_compact_row(line) if _is_row(line) else line for line in text.split("\n"))
+
+
+def fit_note(text: str, where: str = "") -> str:
+    """A run description that MLflow keeps whole (at most MAX_TAG_LENGTH characters; it cuts a longer one
+    mid-row, and says so only in a log line): text itself when it fits; else its tables compacted
+    (compact_tables); if still too long, its longest table keeps its first rows that fit, followed by a line
+    saying how many are not shown (and where, e.g. "every row is in the artifact `table.md`"). A text with no
+    table keeps its first lines that fit, followed by a line saying it was cut."""
+    if len(text) <= MAX_TAG_LENGTH:
+        return text
+    lines = compact_tables(text).split("\n")
+    if sum(map(len, lines)) + len(lines) - 1 <= MAX_TAG_LENGTH:
+        return "\n".join(lines)
+    tables, start = [], None
+    for k, line in enumerate([*lines, ""]):
+        if _is_row(line) and start is None:
+            start = k
+        elif not _is_row(line) and start is not None:
+            tables.append((start, k))
+            start = None
+    limit = f"MLflow keeps {MAX_TAG_LENGTH:,} characters of a description{f'; {where}' if where else ''}"
+    if not tables:
+        tail = f"*(cut here: {limit})*"
+        return "\n".join([*_fitting(lines, len(tail) + 2), "", tail])[:MAX_TAG_LENGTH]
+    first, end = max(tables, key=lambda span: sum(len(line) for line in lines[span[0]:span[1]]))
+    rows = lines[first + 2:end]
+    notice = f"*{{}} of {len(rows)} rows not shown: {limit}.*"
+    rest = [*lines[:first + 2], "", notice.format(len(rows)), *lines[end:]]
+    kept = _fitting(rows, sum(map(len, rest)) + len(rest) - 1)
+    note = [*lines[:first + 2], *kept, "", notice.format(len(rows) - len(kept)), *lines[end:]]
+    return "\n".join(note)[:MAX_TAG_LENGTH]  # other parts alone too long: cut as MLflow would
+
+
+def _fitting(lines: list[str], reserved: int) -> list[str]:
+    """The first lines whose text (joined by newlines) leaves reserved of MAX_TAG_LENGTH characters free."""
+    kept, used = [], reserved
+    for line in lines:
+        used += len(line) + 1
+        if used > MAX_TAG_LENGTH:
+            break
+        kept.append(line)
+    return kept
 
 
 def pair_batches(kind: str, values: Mapping[str, str]) -> Iterator[tuple[dict[str, str], dict[str, list]]]:
