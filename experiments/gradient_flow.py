@@ -5,6 +5,7 @@ python experiments/gradient_flow.py study=spectral           # decay rate vs the
 python experiments/gradient_flow.py study=remedies           # success rate vs T per remedy
 python experiments/gradient_flow.py -m study=remedies remedies.method=sgd,lstm hydra/launcher=joblib
 python experiments/gradient_flow.py study=remedies rebuild=<parent run id>   # table + figures from the store
+python experiments/gradient_flow.py study=remedies resume=<parent run id>    # finish a stopped study
 """
 
 from __future__ import annotations

@@ -129,6 +129,19 @@ def test_spectral_study_logs_lag_norms_with_the_lag_as_step(tracking_settings) -
     assert "spectral_lag_norms.png" in artifact_names(client, rebuilt.parent_run_id)
 
 
+def test_infinite_metrics_read_back_infinite(tracking_settings) -> None:
+    """A single relu unit dies within 12 steps: no decay rate, an infinite gap (MLflow's store keeps inf as
+    the largest float64); the table and findings rebuilt from the store are the run's, exactly."""
+    dead = ["spectral.activation=[relu]", "spectral.sigma_max=[0.5]", "spectral.T=12",
+            "spectral.hidden_size=1", "spectral.batches=1", "spectral.batch_size=2"]
+    result = run(composed(tracking_settings, "study=spectral", *dead), echo=lambda _: None)
+    assert result.outputs.table["log_rate_gap"].tolist() == [np.inf]
+    rebuilt = run(composed(tracking_settings, "study=spectral", f"rebuild={result.parent_run_id}"),
+                  echo=lambda _: None)
+    pd.testing.assert_frame_equal(rebuilt.outputs.table, result.outputs.table, check_exact=True)
+    assert rebuilt.outputs.sentences == result.outputs.sentences
+
+
 @pytest.mark.parametrize("study", ["closed_form", "remedies"])
 def test_study_records_parent_children_table_and_figures(tracking_settings, study: str) -> None:
     echoed: list[str] = []

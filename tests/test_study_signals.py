@@ -17,8 +17,8 @@ import pytest
 from mlflow import MlflowClient
 from test_rnn_vs_arma import APP, ROOT
 
-from harness.studies.study_resume import resume_hint
-from harness.studies.study_run import RUN_AGAIN, CellRun, StudyOutputs, run_study
+from harness.studies.study_resume import resume_hint, stopped_study
+from harness.studies.study_run import CellRun, StudyOutputs, run_study
 from harness.tracking import RunInterrupted
 from harness.ui import ui_hint
 
@@ -85,27 +85,45 @@ def _signalled_on_third(number: int) -> CellRun:
     if number == 2:
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(5)  # the handler raises in the main thread at once
-    return CellRun(name=f"cell-{number}", key={"n": number}, params={"n": number},
+    return _cell(number)
+
+
+def _cell(number: int) -> CellRun:
+    return CellRun(name=f"cell-{number}", key=_key(number), params={"n": number},
                    metrics={"x": float(number)})
+
+
+def _key(number: int) -> dict[str, int]:
+    return {"n": number}
 
 
 def _summary(cells, curves) -> StudyOutputs:
     return StudyOutputs(cells, "| n |", {}, [])
 
 
-def test_a_signalled_study_of_gradient_flow_tells_where_it_stopped(tracking_settings) -> None:
+def test_a_signalled_study_of_gradient_flow_tells_where_it_stopped_and_resumes(tracking_settings) -> None:
     """gradient_flow.py's studies run through study_run.run_study: a signal at the third of five cells
-    ends the parent KILLED with the account, echoed and as its description."""
+    ends the parent KILLED with the account, echoed and as its description, which names the resume=
+    command."""
     echoed: list[str] = []
     with pytest.raises(RunInterrupted):
-        run_study(tracking_settings, "demo", "demo-5cells", {"study": "demo"}, _signalled_on_third,
+        run_study(tracking_settings, "demo", "demo-5cells", {"study": "demo"}, _signalled_on_third, _key,
                   [(n,) for n in range(5)], _summary, echo=echoed.append)
     (parent,), children = runs(tracking_settings, tracking_settings.experiment)
     assert parent.info.status == "KILLED" and len(children) == 2
     run_id = parent.info.run_id
     assert echoed == [
         f"study demo-5cells ({run_id}) stopped after 2 of 5 cells (interrupted by SIGINT); the cells done "
-        "are its child runs", RUN_AGAIN,
+        "are its child runs", resume_hint(run_id),
         ui_hint(tracking_settings.tracking_uri, (parent.info.experiment_id, run_id))]
-    assert re.match(r"\*\*Stopped after 2 of 5 cells\*\* \(interrupted by SIGINT\)",
-                    parent.data.tags["mlflow.note.content"])
+    note = parent.data.tags["mlflow.note.content"]
+    assert re.match(r"\*\*Stopped after 2 of 5 cells\*\* \(interrupted by SIGINT\)", note)
+    assert note.endswith(f"with resume={run_id}: only the cells it lacks are computed.")
+    # and so it does: the two cells the signal left are kept, the three others computed
+    resume = stopped_study(run_id, tracking_settings, "demo", {"study": "demo"})
+    result = run_study(tracking_settings, "demo", "demo-5cells", {"study": "demo"}, _cell, _key,
+                       [(n,) for n in range(5)], _summary, echo=echoed.append, resume=resume)
+    assert result.cells_computed == 3 and sorted(result.outputs.table["n"]) == [0, 1, 2, 3, 4]
+    (parent,), after = runs(tracking_settings, tracking_settings.experiment)
+    assert parent.info.status == "FINISHED" and len(after) == 5
+    assert {run.info.run_id for run in children} < {run.info.run_id for run in after}

@@ -42,6 +42,7 @@ from harness.diagnostics import DERIVATIVE_BOUND, fit_decay_rate, jacobian_produ
 from harness.nn import Elman
 from harness.nn.activations import ACTIVATIONS, derivative_from_output
 from harness.studies.remedies import REMEDIES_KEYS
+from harness.studies.study_resume import stopped_study
 from harness.studies.study_run import (
     CellRun,
     Curve,
@@ -90,6 +91,10 @@ class ClosedFormConfig:
 
     def cells(self) -> list[tuple[float, int]]:
         return [(v_f, T) for v_f in self.v_f for T in self.T]
+
+    def key(self, v_f: float, T: int) -> dict[str, Any]:
+        """The key of cell (v_f, T), its child run's `cell.*` tags."""
+        return {"v_f": float(v_f), "T": int(T)}
 
     def largest_cell_bytes(self) -> int:
         """A lower bound of the bytes the longest cell allocates (one scalar unit, batch_size sequences)."""
@@ -142,7 +147,7 @@ def closed_form_cell(config: ClosedFormConfig, v_f: float, T: int) -> CellRun:
     lags = np.arange(T)  # reversed time: lag T − t for t = T..1
     curves = {"abs_dE_df_by_lag": (lags, np.abs(dE_df)[::-1]),
               "abs_dE_df_theory_by_lag": (lags, np.abs(residual.sum() * powers)[::-1])}
-    return CellRun(name=f"closed_form-vf{v_f:g}-T{T}", key={"v_f": float(v_f), "T": int(T)},
+    return CellRun(name=f"closed_form-vf{v_f:g}-T{T}", key=config.key(v_f, T),
                    params={"v_f": v_f, "T": T, "v_x": config.v_x, "batch_size": config.batch_size,
                            "seed": config.seed, "task": "bit_sum"},
                    metrics=metrics, curves=curves)
@@ -238,6 +243,10 @@ class SpectralConfig:
     def cells(self) -> list[tuple[str, float]]:
         return [(activation, sigma) for activation in self.activation for sigma in self.sigma_max]
 
+    def key(self, activation: str, sigma_max: float) -> dict[str, Any]:
+        """The key of cell (activation, sigma_max), its child run's `cell.*` tags."""
+        return {"activation": activation, "sigma_max_target": float(sigma_max)}
+
     def largest_cell_bytes(self) -> int:
         """A lower bound of the bytes a cell allocates: the network's states on one batch and the batch of
         (hidden_size, hidden_size) Jacobian products with their matmul result and SVD workspace."""
@@ -295,7 +304,7 @@ def spectral_cell(config: SpectralConfig, activation: str, sigma_max: float) -> 
         "saturated_fraction": float(np.mean(saturated)),
     }
     return CellRun(name=f"spectral-{activation}-sigma{sigma_max:g}",
-                   key={"activation": activation, "sigma_max_target": float(sigma_max)},
+                   key=config.key(activation, sigma_max),
                    params={**{k: v for k, v in config.__dict__.items()
                               if k not in ("activation", "sigma_max")},
                            "activation": activation, "sigma_max": sigma_max},
@@ -414,7 +423,7 @@ class StudyInputError(ConfigError):
 
 # The keys of conf/gradient_flow.yaml, per section (None: free-form entries, checked where they are used).
 KEYS: dict[str, tuple[str, ...] | None] = {
-    "": ("study", "n_jobs", "rebuild", *STUDIES, "tracking"),
+    "": ("study", "n_jobs", "rebuild", "resume", *STUDIES, "tracking"),
     "closed_form": tuple(f.name for f in fields(ClosedFormConfig)),
     "spectral": tuple(f.name for f in fields(SpectralConfig)),
     "remedies": REMEDIES_KEYS,
@@ -431,7 +440,8 @@ def allowed_keys(key: str) -> list[str] | None:
 
 def check(cfg: Mapping[str, Any]) -> tuple[Any, Study, int]:
     """(tracking settings, study, n_jobs) of the composed config cfg, everything checked before any cell is
-    computed or any run exists: keys, values, the tracking store or server, the memory n_jobs cells need."""
+    computed or any run exists: keys, values, the tracking store or server, the memory n_jobs cells need, and
+    that rebuild and resume do not come together."""
     try:
         check_keys("", cfg, KEYS[""])
         for section in (*STUDIES, "tracking"):
@@ -440,6 +450,9 @@ def check(cfg: Mapping[str, Any]) -> tuple[Any, Study, int]:
         settings = study_settings(cfg["tracking"], APP)
     except ConfigError as error:
         raise StudyInputError(str(error)) from None
+    if cfg.get("rebuild") and cfg.get("resume"):
+        raise StudyInputError("resume: give resume=<run id> (finish a stopped study) or rebuild=<run id> "
+                              "(a study's table from the store), not both")
     study = make_study(cfg)
     if not cfg.get("rebuild"):
         processes = min(n_jobs, len(study.config.cells()))
@@ -453,8 +466,9 @@ def check(cfg: Mapping[str, Any]) -> tuple[Any, Study, int]:
 
 @dataclass(frozen=True)
 class Study:
-    """One study ready to run: its validated config, the pure cell function cell(config, *coordinates), the
-    summarize function and the curve metrics a rebuild reads back from the store."""
+    """One study ready to run: its validated config (the grid coordinates of its cells(), and a cell's
+    key(*coordinates) before it is computed), the pure cell function cell(config, *coordinates), the
+    summarize function and the curve metrics a rebuild or a resumed study reads back from the store."""
 
     name: str
     config: Any
@@ -464,6 +478,16 @@ class Study:
 
     def arguments(self) -> list[tuple]:
         return [(self.config, *coordinates) for coordinates in self.config.cells()]
+
+    def params(self, cfg: Mapping[str, Any]) -> dict[str, Any]:
+        """What its parent run logs as params (cfg: the composed config): the settings every number depends
+        on, which a resumed study must share (n_jobs changes none)."""
+        return {"study": self.name, self.name: cfg[self.name]}
+
+
+def cell_key(config: Any, *coordinates: Any) -> dict[str, Any]:
+    """The key of cell(config, *coordinates) (a Study's cell), known before the cell is computed."""
+    return config.key(*coordinates)
 
 
 def make_study(cfg: Mapping[str, Any]) -> Study:
@@ -494,7 +518,8 @@ def run(cfg: Mapping[str, Any], sweep: bool = False, echo: Callable[[str], Any] 
 
     rebuild=<run id>: table, figures and findings of that run's cells from the store (a new summary run
     under it). sweep (a Hydra -m job): the job's cells as children of the sweep's parent; returns the cells
-    frame. Otherwise the whole study under one parent run; returns the StudyResult.
+    frame. Otherwise the whole study under one parent run (resume=<run id>: that stopped study's, computing
+    only the cells it lacks, study_resume.stopped_study); returns the StudyResult.
     """
     from harness.runtime import pin_blas_to_one_thread
 
@@ -508,13 +533,14 @@ def run(cfg: Mapping[str, Any], sweep: bool = False, echo: Callable[[str], Any] 
             raise StudyInputError(f"rebuild: {error}") from None
     if sweep:
         return run_sweep_cells(settings, study.name, study.cell, study.arguments())
+    params = study.params(cfg)
+    resume = stopped_study(str(cfg["resume"]), settings, study.name, params) if cfg.get("resume") else None
     arguments = study.arguments()
     started = time.perf_counter()
-    result = run_study(settings, study.name, f"{study.name}-{len(arguments)}cells",
-                       {"study": study.name, study.name: cfg[study.name], "n_jobs": n_jobs}, study.cell,
-                       arguments, study.summarize, echo, n_jobs)
-    echo(f"{study.name}: {len(arguments)} cells computed and logged in {time.perf_counter() - started:.1f} s "
-         f"with n_jobs={n_jobs}")
+    result = run_study(settings, study.name, f"{study.name}-{len(arguments)}cells", params, study.cell,
+                       cell_key, arguments, study.summarize, echo, n_jobs, resume, study.curve_names)
+    echo(f"{study.name}: {result.cells_computed} cells computed and logged in "
+         f"{time.perf_counter() - started:.1f} s with n_jobs={n_jobs}")
     if result.parent_run_id:
         again = rebuild_command(study.name, result.parent_run_id)
         echo(f"parent run {result.parent_run_id}; its table again: {again}")

@@ -129,6 +129,10 @@ class RemediesConfig:
     def cells(self) -> list[tuple[str, int, int]]:
         return [(method, T, seed) for method in self.method for T in self.T for seed in self.seed]
 
+    def key(self, method: str, T: int, seed: int) -> dict[str, Any]:
+        """The key of cell (method, T, seed), its child run's `cell.*` tags."""
+        return {"method": method, "T": int(T), "seed": int(seed)}
+
 
 REMEDIES_KEYS = tuple(f.name for f in fields(RemediesConfig))
 
@@ -207,7 +211,7 @@ def remedies_cell(config: RemediesConfig, method: str, T: int, seed: int) -> Cel
     curves = {key: (np.array([s for s, _ in pairs]), np.array([v for _, v in pairs]))
               for key, pairs in memory.metrics.items()}
     return CellRun(name=f"remedies-{config.task}-{method}-T{T}-s{seed}",
-                   key={"method": method, "T": int(T), "seed": int(seed)},
+                   key=config.key(method, T, seed),
                    params={"task": config.task, "task_params": dict(task.params),
                            "method": method_spec(config.methods, method), "hidden_size": config.hidden_size,
                            "batch_size": batch_size, "steps": config.steps,

@@ -63,7 +63,7 @@ from harness.processes import results_in_processes
 from harness.progress import ProgressLines
 from harness.seed_stats import summarize_over_seeds
 from harness.studies import figures
-from harness.studies.study_resume import StoppedStudy, resume_hint, stopped_study
+from harness.studies.study_resume import StoppedStudy, stopped_study
 from harness.studies.study_run import check_int, counted, now_ms, stop_account, study_settings
 from harness.tasks import fingerprint
 from harness.tracking.experiment_notes import NOTE_TAG
@@ -1162,7 +1162,7 @@ def run_study(config: StudyConfig, settings, echo: Callable[[str], Any] = print,
     with results_in_processes(calls, config.n_jobs) as results, \
             open_run(settings, run_name=run_name, tags={"study": STUDY, "kind": "parent"},
                      resume_run_id=None if resume is None else resume.run_id) as parent, \
-            stop_account(parent, run_name, lambda: _progress(config, logged), echo, resume_hint):
+            stop_account(parent, run_name, lambda: _progress(config, logged), echo):
         if resume is None:
             parent.log_params(_study_params(config))
         # no git calls for runs nobody records

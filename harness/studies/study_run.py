@@ -1,10 +1,11 @@
 """A study as tracked runs: one parent run, one child run per grid cell, the summary table and figures on the
 parent; the same cells as children of a Hydra sweep's parent; and the table rebuilt from the store alone.
 
-A study supplies the cells (`CellRun`, computed by pure functions of its config and seed) and a `summarize`
-function that turns the cells frame (one row per cell: its grid coordinates and metrics) plus the cells'
-curves into a `StudyOutputs` (table, Markdown, figures, sentences). Nothing here knows what a study computes.
-MLflow is reached only through harness.tracking, imported lazily.
+A study supplies the cells (`CellRun`, computed by pure functions of its config and seed), each cell's key
+(its grid coordinates, known before it is computed, so that a resumed study skips the cells the store holds)
+and a `summarize` function that turns the cells frame (one row per cell: its grid coordinates and metrics)
+plus the cells' curves into a `StudyOutputs` (table, Markdown, figures, sentences). Nothing here knows what a
+study computes. MLflow is reached only through harness.tracking, imported lazily.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ import pandas as pd
 
 from harness.config import check_value, tracking_config
 from harness.processes import results_in_processes
+from harness.studies.study_resume import StoppedStudy, resume_hint
 from harness.tracking.experiment_notes import NOTE_TAG
+from harness.tracking.loggers import tag_values
 
 Curve = tuple[np.ndarray, np.ndarray]  # (steps (n,) int, values (n,) float)
 
@@ -58,18 +61,21 @@ class StudyOutputs:
 
 
 Summarize = Callable[[pd.DataFrame, Mapping[str, Mapping[str, Curve]]], StudyOutputs]
+# MLflow's SQL stores keep ±inf as ± the largest float64 (SQL has no infinity): stored_cells reads inf back
+STORED_INFINITY = float(np.finfo(np.float64).max)
 
 
 @dataclass
 class StudyResult:
     """parent_run_id and its experiment_id (both None with tracking off), the cells frame, the curves per cell
-    name, and the outputs."""
+    name, the outputs, and how many cells this call computed (a resumed study: those the store lacked)."""
 
     parent_run_id: str | None
     experiment_id: str | None
     cells: pd.DataFrame
     curves: dict[str, dict[str, Curve]]
     outputs: StudyOutputs
+    cells_computed: int = 0
 
 
 def as_tuple(value: Any) -> tuple:
@@ -147,18 +153,14 @@ def compute_cells(function: Callable[..., CellRun], arguments: Sequence[tuple], 
     return cells
 
 
-RUN_AGAIN = ("this study does not resume: run the same command again, which computes every cell again "
-             "(nothing is reused)")
-
-
 @contextmanager
-def stop_account(parent, run_name: str, done: Callable[[], str], echo: Callable[[str], Any] = print,
-                 again: Callable[[str | None], str] = lambda run_id: RUN_AGAIN) -> Iterator[None]:
+def stop_account(parent, run_name: str, done: Callable[[], str], echo: Callable[[str], Any] = print
+                 ) -> Iterator[None]:
     """Inside (parent: the study's open parent run, a logger of open_run), a signal that stops the study
     (RunInterrupted) first gets its account, then goes on up and open_run ends the parent KILLED: the
     parent's description and the echoed lines say which run stopped, how much of the grid was done
-    (done(), e.g. ``3 of 8 cells``), the signal, what to do next (again(the parent's run id, None with
-    tracking off); default RUN_AGAIN) and the run's page in the MLflow UI."""
+    (done(), e.g. ``3 of 8 cells``), the signal, what to do next (study_resume.resume_hint: the resume=
+    command) and the run's page in the MLflow UI."""
     from harness.tracking import RunInterrupted
     from harness.ui import ui_hint
 
@@ -170,7 +172,7 @@ def stop_account(parent, run_name: str, done: Callable[[], str], echo: Callable[
         progress = done()
         head = f"study {run_name}" + (f" ({parent.run_id})" if parent.run_id else " (tracking off)")
         echo(f"{head} stopped after {progress} ({stop}); the cells done are its child runs")
-        hint = again(parent.run_id)
+        hint = resume_hint(parent.run_id)
         echo(hint)
         if parent.run_id is not None:
             parent.set_tags({NOTE_TAG: f"**Stopped after {progress}** ({stop}); the cells done are its child "
@@ -191,11 +193,16 @@ def cells_frame(cells: Sequence[CellRun]) -> pd.DataFrame:
     return pd.DataFrame([{**cell.key, **cell.metrics} for cell in cells])
 
 
+def key_tags(key: Mapping[str, Any]) -> dict[str, str]:
+    """The tags of a cell run that hold its key (grid coordinates), as the store keeps them."""
+    return tag_values({f"cell.{name}": value for name, value in key.items()})
+
+
 def log_cell(settings, study: str, cell: CellRun, parent_run_id: str | None) -> str | None:
     """Open the child run of cell under parent_run_id ("auto": the sweep's parent) and log everything."""
     from harness.tracking import open_run
 
-    tags = {"study": study, "kind": "cell", **{f"cell.{k}": v for k, v in cell.key.items()}}
+    tags = {"study": study, "kind": "cell", **key_tags(cell.key)}
     with open_run(settings, run_name=cell.name, tags=tags, parent_run_id=parent_run_id,
                   start_time=cell.started_ms, end_time=cell.ended_ms) as log:
         log.log_params(cell.params)
@@ -226,33 +233,66 @@ def log_outputs(log, cells: pd.DataFrame, outputs: StudyOutputs) -> None:
 
 
 def run_study(settings, study: str, run_name: str, params: Mapping[str, Any],
-              cell: Callable[..., CellRun], arguments: Sequence[tuple], summarize: Summarize,
-              echo: Callable[[str], Any] = print, n_jobs: int = 1) -> StudyResult:
+              cell: Callable[..., CellRun], key: Callable[..., Mapping[str, Any]], arguments: Sequence[tuple],
+              summarize: Summarize, echo: Callable[[str], Any] = print, n_jobs: int = 1,
+              resume: StoppedStudy | None = None, curve_names: Sequence[str] = ()) -> StudyResult:
     """The parent run of a whole study, open while its cells compute (cell(*args) for args in arguments,
-    n_jobs processes): params, one child per cell, the metric compute_seconds, table, figures and findings;
-    echoes the table and the findings (or, stopped by a signal, stop_account's)."""
+    n_jobs processes; key(*args) is that cell's key, known before it is computed): params, one child per
+    cell, the metrics compute_seconds, cells_computed and n_jobs, table, figures and findings; echoes the
+    table and the findings (or, stopped by a signal, stop_account's).
+
+    resume (a stopped study of these params, study_resume.stopped_study): its parent run goes on, params not
+    logged again; only the cells whose keys its child runs lack are computed and logged, and the outputs
+    come from the cells read back from the store (stored_cells, curve_names as rebuild reads them), which
+    are those of a run never stopped. compute_seconds is always the wall-clock seconds this call spent
+    computing and logging its cells_computed cells in n_jobs processes (a resumed study: those it lacked; the
+    cells' own durations are their child runs').
+    """
     from harness.tracking import open_run
 
-    logged: list[str | None] = []
-    with open_run(settings, run_name=run_name, tags={"study": study, "kind": "parent"}) as parent, \
+    held = _held_runs(resume, study, [key(*args) for args in arguments])
+    missing = [args for args, run_id in zip(arguments, held, strict=True) if run_id is None]
+    logged: list[str | None] = [run_id for run_id in held if run_id is not None]
+    with open_run(settings, run_name=run_name, tags={"study": study, "kind": "parent"},
+                  resume_run_id=None if resume is None else resume.run_id) as parent, \
             stop_account(parent, run_name, lambda: f"{len(logged)} of {len(arguments)} cells", echo):
-        parent.log_params(params)
+        if resume is None:
+            parent.log_params(params)
+        else:
+            deleted = (f" (deleted unfinished, computed again: {', '.join(resume.deleted)})"
+                       if resume.deleted else "")
+            echo(f"resuming study {run_name} ({resume.run_id}): {len(logged)} of {len(arguments)} cells are "
+                 f"in the store{deleted}; computing the rest")
         started = time.perf_counter()
         def log_and_count(done: CellRun) -> None:
             with counted(parent):
                 logged.append(log_cell(settings, study, done, parent.run_id))
 
-        cells = compute_cells(cell, arguments, n_jobs, logged=log_and_count)
-        parent.log_metrics({"compute_seconds": time.perf_counter() - started}, step=0)
-        frame = cells_frame(cells)
-        curves = {cell.name: cell.curves for cell in cells}
+        cells = compute_cells(cell, missing, n_jobs, logged=log_and_count)
+        parent.log_metrics({"compute_seconds": time.perf_counter() - started, "cells_computed": len(cells),
+                            "n_jobs": n_jobs}, step=0)
+        if resume is None:
+            frame, curves = cells_frame(cells), {done.name: done.curves for done in cells}
+        else:
+            frame, curves = stored_cells(settings, parent.run_id, study, curve_names)
         outputs = summarize(frame, curves)
         log_outputs(parent, frame, outputs)
         parent.set_tags({NOTE_TAG: study_note(study, outputs)})
         echo(outputs.markdown)
         for sentence in outputs.sentences:
             echo(sentence)
-        return StudyResult(parent.run_id, parent.experiment_id, frame, curves, outputs)
+        return StudyResult(parent.run_id, parent.experiment_id, frame, curves, outputs, len(cells))
+
+
+def _held_runs(resume: StoppedStudy | None, study: str, keys: Sequence[Mapping[str, Any]]
+               ) -> list[str | None]:
+    """Per key, the run id of the finished cell run of study that a stopped study holds for it (None: the
+    cell is to be computed; always None without a stopped study)."""
+    runs = () if resume is None else resume.children
+    by_tags = {frozenset((name, value) for name, value in run.data.tags.items() if name.startswith("cell.")):
+               run.info.run_id for run in runs
+               if run.data.tags.get("study") == study and run.data.tags.get("kind") == "cell"}
+    return [by_tags.get(frozenset(key_tags(key).items())) for key in keys]
 
 
 def run_sweep_cells(settings, study: str, cell: Callable[..., CellRun], arguments: Sequence[tuple]
@@ -269,7 +309,8 @@ def stored_cells(settings, parent_run_id: str, study: str, curve_names: Sequence
     (experiment settings.experiment) with harness.report.
 
     Key columns come from the `cell.<name>` tags (numbers parsed back), metrics from the runs' latest values
-    (the step-0 scalars), curves (the metrics named in curve_names) from their full histories.
+    (the step-0 scalars), curves (the metrics named in curve_names) from their full histories; every value
+    as the cells logged it (±inf too: _infinite).
     """
     from harness.report import metric_history, runs_frame
 
@@ -279,14 +320,19 @@ def stored_cells(settings, parent_run_id: str, study: str, curve_names: Sequence
         raise ValueError(f"parent_run_id must name a run with {study} cell runs, got {parent_run_id!r}")
     columns = {name[len("tags.cell."):]: runs[name].map(_parse) for name in runs.columns
                if name.startswith("tags.cell.")}
-    columns.update({name[len("metrics."):]: runs[name] for name in runs.columns
+    columns.update({name[len("metrics."):]: _infinite(runs[name].to_numpy()) for name in runs.columns
                     if name.startswith("metrics.") and name[len("metrics."):] not in curve_names})
     curves: dict[str, dict[str, Curve]] = {}
     for run_id, run_name in zip(runs["run_id"], runs["tags.mlflow.runName"], strict=True):
         histories = {name: metric_history(run_id, name, settings) for name in curve_names}
-        curves[run_name] = {name: (history["step"].to_numpy(), history["value"].to_numpy())
+        curves[run_name] = {name: (history["step"].to_numpy(), _infinite(history["value"].to_numpy()))
                             for name, history in histories.items() if not history.empty}
     return pd.DataFrame(columns).reset_index(drop=True), curves
+
+
+def _infinite(values: np.ndarray) -> np.ndarray:
+    """Stored metric values with STORED_INFINITY (what the store made of ±inf) back to ±inf."""
+    return np.where(values == STORED_INFINITY, np.inf, np.where(values == -STORED_INFINITY, -np.inf, values))
 
 
 def _parse(text: str) -> Any:
