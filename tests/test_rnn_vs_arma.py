@@ -124,6 +124,7 @@ def test_study_logs_a_parent_with_one_child_per_cell(study, store):
     ) == sorted(
         (s, m, str(seed)) for s in ("ar2", "setar") for m in ("arma", "linear", "lstm") for seed in (0, 1)
     )
+    assert client.get_run(result.parent_run_id).info.run_name == "rnn_vs_arma-2x3x2 ar2,setar"
     # every run shows where it ran, as a training run does: the parent's environment tags on each child
     environment = {key: value for key, value in client.get_run(result.parent_run_id).data.tags.items()
                    if key.startswith("env.") or key == "git.dirty"}
@@ -177,6 +178,16 @@ def test_study_logs_a_parent_with_one_child_per_cell(study, store):
         "link_impulse_response.png",
     } <= parent_artifacts
     assert printed[0] == result.markdown and printed[1].startswith("RNN-ARMA(1,1) link on arma11")
+
+
+@pytest.mark.parametrize(("overrides", "name"), [
+    ([], "rnn_vs_arma-7x4x3 ar2,arma11,arma22,setar,…"),   # the list cut after its last whole name
+    (["preset=sunspots"], "rnn_vs_arma-1x5x5 sunspots"),
+    (["series=[csv]", "csv.path=/data/sales.csv", "csv.value=units"], "rnn_vs_arma-1x4x3 csv:sales.csv"),
+])
+def test_a_parent_run_is_named_by_its_grid_and_its_series(overrides, name):
+    # before: by the grid's shape alone, 'rnn_vs_arma-1x4x3' for every CSV series
+    assert rnn_vs_arma.parent_run_name(rnn_vs_arma.StudyConfig.from_mapping(composed(overrides))) == name
 
 
 def test_table_has_mean_and_std_over_seeds_and_dm_only_for_rnns(study):

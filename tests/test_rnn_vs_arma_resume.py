@@ -75,9 +75,9 @@ def test_a_resumed_study_reports_the_uninterrupted_numbers(whole, store) -> None
     result = rnn_vs_arma.run_study(config, store, echo=printed.append, resume=resume)
 
     assert result.parent_run_id == parent_run_id
-    assert printed[0] == (f"resuming study rnn_vs_arma-2x3x2 ({parent_run_id}): 2 of 4 units (series x "
-                          f"seed), 8 of 12 cells are in the store, and the link section (deleted unfinished, "
-                          f"computed again: ar2-arma-s1); computing the rest")
+    assert printed[0] == (f"resuming study rnn_vs_arma-2x3x2 ar2,setar ({parent_run_id}): 2 of 4 units "
+                          f"(series x seed), 8 of 12 cells are in the store, and the link section (deleted "
+                          f"unfinished, computed again: ar2-arma-s1); computing the rest")
     pd.testing.assert_frame_equal(result.table, whole.table, check_exact=True)
     assert result.markdown == whole.markdown and printed[1:] == [whole.markdown, whole.link.summary]
     parent = client.get_run(parent_run_id)

@@ -69,8 +69,8 @@ def test_a_signalled_comparison_tells_where_it_stopped(tracking_settings, tmp_pa
     run_id = parent.info.run_id
     lines = out.read_text().splitlines()
     assert lines[-3:] == [
-        f"study rnn_vs_arma-2x2x4 ({run_id}) stopped after {progress} (interrupted by SIGINT); the cells "
-        "done are its child runs",
+        f"study rnn_vs_arma-2x2x4 ar2,setar ({run_id}) stopped after {progress} (interrupted by SIGINT); the "
+        "cells done are its child runs",
         resume_hint(run_id),
         ui_hint(tracking_settings.tracking_uri, (parent.info.experiment_id, run_id))]
     note = parent.data.tags["mlflow.note.content"]

@@ -1138,6 +1138,23 @@ def validation_objective(units: Sequence[Unit]) -> float:
     return float(np.mean(values)) if values else math.nan
 
 
+SERIES_IN_NAME = 24  # characters of the series list a parent's name shows; the UI's runs list cuts it anyway
+
+
+def parent_run_name(config: StudyConfig) -> str:
+    """``rnn_vs_arma-<series>x<models>x<seeds> <series names>``, e.g. ``rnn_vs_arma-1x5x5 sunspots``: the
+    grid's shape alone named every comparison the same in the UI's runs list. A CSV series is named by its
+    file (``csv:prices.csv``). A list longer than SERIES_IN_NAME characters is cut after its last whole name
+    that fits (``ar2,arma11,arma22,setar,…``), a first name that does not fit inside it."""
+    grid = f"{len(config.series)}x{len(config.models)}x{len(config.seeds)}"
+    csv = config.series_params.get("csv", {}).get("path")
+    series = ",".join(f"csv:{Path(csv).name}" if name == "csv" and csv else name for name in config.series)
+    if len(series) > SERIES_IN_NAME:
+        whole = series[:SERIES_IN_NAME + 1].rpartition(",")[0]
+        series = f"{whole},…" if whole else f"{series[:SERIES_IN_NAME]}…"
+    return f"{STUDY}-{grid} {series}"
+
+
 def run_study(config: StudyConfig, settings, echo: Callable[[str], Any] = print,
               resume: StoppedStudy | None = None) -> StudyResult:
     """The whole comparison under one parent run: children, table (echoed, Markdown + CSV), figures, link.
@@ -1151,8 +1168,7 @@ def run_study(config: StudyConfig, settings, echo: Callable[[str], Any] = print,
 
     validate(config)
     with_link = bool(config.link.get("enabled"))
-    grid = f"{len(config.series)}x{len(config.models)}x{len(config.seeds)}"
-    run_name = f"{STUDY}-{grid}"
+    run_name = parent_run_name(config)
     held = _held_cells(resume)
     link_run = _link_run(resume)
     logged: list[tuple[str, int]] = [(series, seed) for series, _, seed in held]  # of each cell logged so far
