@@ -27,7 +27,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from harness.config import ConfigError, unknown_key_message
+from harness.config import ConfigError, suggestion, unknown_key_message
 from harness.runtime import export_project_root, quiet_library_logs, silence_artifact_progress_bars
 from harness.search import SWEEPER_TARGET
 from harness.tracking.redact import redact
@@ -43,7 +43,8 @@ def one_line(exc: BaseException, allowed_keys: AllowedKeys) -> str:
     A key Hydra refuses to override becomes "unknown key ..." with the keys of its section in the composed
     config (the chosen group option's; allowed_keys(key) where the error names no section) and the closest
     of them (config.unknown_key_message), or, when the schema (allowed_keys) knows the key, the fact that the
-    chosen config group option does not set it.
+    chosen config group option does not set it. A group option Hydra cannot find (``model=lstmm``) gets the
+    closest of the options it lists (config.suggestion).
     """
     text = redact("\n".join(str(part) for part in (exc, exc.__cause__) if part is not None))
     text = text.split("Config search path")[0]
@@ -72,7 +73,10 @@ def one_line(exc: BaseException, allowed_keys: AllowedKeys) -> str:
         else:
             folded.append(line)
             listing = line.endswith(":")
-    return "; ".join(folded)
+    joined = "; ".join(folded)
+    missing = re.search(r"Could not find '(?:[^']*/)?([^'/]+)'; Available options in '[^']+': ([^;]+)",
+                        joined)
+    return joined + (suggestion(missing.group(1), missing.group(2).split(", ")) if missing else "")
 
 
 def job_config(loader: Any, config: DictConfig, overrides: Sequence[str]) -> dict[str, Any]:

@@ -206,7 +206,8 @@ def _check_value(key: str, value: Any, spec: dict[str, Any]) -> Any:
     if ok and spec["minimum"] is not None:
         ok = value > spec["minimum"] if spec["strict"] else value >= spec["minimum"]
     if not ok:
-        raise ConfigError(f"{key} must be {_describe(spec)}, got {value!r}")
+        hint = suggestion(value, spec["choices"]) if spec["choices"] is not None else ""
+        raise ConfigError(f"{key} must be {_describe(spec)}, got {value!r}{hint}")
     return float(value) if kind is float else value
 
 
@@ -216,13 +217,21 @@ def _section(section: str, values: Any) -> dict[str, Any]:
     return values
 
 
+def suggestion(value: Any, allowed: Iterable[str], prefix: str = "") -> str:
+    """"; did you mean 'lstm'?" naming the one of allowed closest to a misspelt string value (difflib's
+    ratio >= 0.6), prefix before it (a dotted key's section: 'task.'); "" when none is close."""
+    if not isinstance(value, str):
+        return ""
+    close = difflib.get_close_matches(value, [str(name) for name in allowed], n=1)
+    return f"; did you mean {prefix + close[0]!r}?" if close else ""
+
+
 def unknown_key_message(key: str, allowed: Iterable[str]) -> str:
     """"unknown key 'task.lenght'; allowed: ['length', 'name']; did you mean 'task.length'?": the keys allowed
-    beside dotted key, and the closest of them to its last part when one is close (difflib's ratio >= 0.6)."""
+    beside dotted key, and the closest of them to its last part (suggestion)."""
     allowed = sorted(allowed)
     section, _, leaf = key.rpartition(".")
-    close = difflib.get_close_matches(leaf, allowed, n=1)
-    hint = f"; did you mean {f'{section}.{close[0]}' if section else close[0]!r}?" if close else ""
+    hint = suggestion(leaf, allowed, f"{section}." if section else "")
     return f"unknown key {key!r}; allowed: {allowed}{hint}"
 
 
@@ -255,7 +264,8 @@ def tracking_config(values: Any) -> TrackingConfig:
 def _task(values: dict[str, Any]) -> TaskConfig:
     name = values.get("name")
     if name not in TASK_NAMES:
-        raise ConfigError(f"task.name must be one of {sorted(TASK_NAMES)}, got {name!r}")
+        raise ConfigError(f"task.name must be one of {sorted(TASK_NAMES)}, got {name!r}"
+                          f"{suggestion(name, TASK_NAMES)}")
     params = {key: value for key, value in values.items() if key != "name"}
     allowed = task_parameters(name)
     for key, value in params.items():

@@ -441,11 +441,15 @@ def make_optimizer(name: str, **kwargs: Any) -> Optimizer:
 
     Unknown names, unknown keywords and out-of-range values raise ValueError naming what is allowed.
     """
-    if name not in _CLASSES:
-        raise ValueError(f"optimizer name must be one of {list(OPTIMIZER_NAMES)}, got {name!r}")
-    cls = _CLASSES[name]
-    allowed = list(inspect.signature(cls).parameters)
+    allowed = optimizer_arguments(name)
     unknown = sorted(set(kwargs) - set(allowed))
     if unknown:
         raise ValueError(f"optimizer {name!r} accepts arguments {allowed}, got unknown {unknown}")
-    return cls(**kwargs)
+    return _CLASSES[name](**kwargs)
+
+
+def optimizer_arguments(name: str) -> list[str]:
+    """The keywords optimizer name's constructor takes (lr, clip_norm, clip_value and its own)."""
+    if name not in _CLASSES:
+        raise ValueError(f"optimizer name must be one of {list(OPTIMIZER_NAMES)}, got {name!r}")
+    return list(inspect.signature(_CLASSES[name]).parameters)

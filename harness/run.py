@@ -34,6 +34,7 @@ from harness.config import (
     ModelConfig,
     RunConfig,
     TrackingConfig,
+    check_keys,
     network_bytes,
     require_memory,
     validate,
@@ -41,7 +42,7 @@ from harness.config import (
 from harness.early_stopping import EarlyStopping
 from harness.environment import log_environment
 from harness.nn import GRU, LSTM, Bidirectional, Elman, Jordan
-from harness.optim import make_optimizer
+from harness.optim import make_optimizer, optimizer_arguments
 from harness.resume import LOCAL_TAG, Checkpointer, SkipLogged, restore, resume_point, snapshot
 from harness.run_report import (
     Outcome,
@@ -100,12 +101,15 @@ def build_model(model: ModelConfig, task: SequenceTask, *, truncation: int | Non
 
 
 def build_optimizer(config: RunConfig):
+    """The run's optimizer; ConfigError naming the field (``optimizer.variant must be one of ...``): every
+    optimizer's ValueError starts with the argument it refuses, a key it does not take is a misspelt key."""
     optimizer = config.optimizer
+    check_keys("optimizer", optimizer.options, ["name", *optimizer_arguments(optimizer.name)])
     try:
         return make_optimizer(optimizer.name, lr=optimizer.lr, clip_norm=optimizer.clip_norm,
                               clip_value=optimizer.clip_value, **optimizer.options)
     except ValueError as exc:
-        raise ConfigError(f"optimizer: {exc}") from exc
+        raise ConfigError(f"optimizer.{exc}") from exc
 
 
 def require_run_memory(config: RunConfig, task: SequenceTask, optimizer) -> None:

@@ -41,6 +41,31 @@ def composed(app: str, overrides: list[str]) -> dict:
     ("train", ["model=lstm", "model.hidden_size=20000"], "model.hidden_size=20000,"),
     ("train", ["+lenght=600"], "unknown key 'lenght'; allowed: ["),
     ("train", ["tracking.experiment=" + "x" * 10_000], "tracking.experiment must be a name of at most 500"),
+    # the field a value is refused for, named in full (before: 'optimizer: variant must ...')
+    ("train", ["optimizer=rprop", "optimizer.variant=bad"],
+     "optimizer.variant must be one of ['irprop+', 'irprop-', 'rprop+', 'rprop-'], got 'bad'"),
+    ("train", ["optimizer=rprop", "optimizer.eta_plus=0.5"],
+     "optimizer.eta_plus must be a finite number > 1, got 0.5"),
+    ("train", ["optimizer=adam", "optimizer.beta1=2"], "optimizer.beta1 must be in [0, 1), got 2"),
+    ("train", ["optimizer=rprop", "+optimizer.varient=x"],
+     "unknown key 'optimizer.varient'; allowed: ['clip_norm', 'clip_value', 'delta_max', 'delta_min', "
+     "'eta_minus', 'eta_plus', 'lr', 'name', 'variant']; did you mean 'optimizer.variant'?"),
+    # a misspelt value of a listed choice: the closest choice (before: the list alone)
+    ("train", ["model=elman", "model.activation=tahn"],
+     "model.activation must be one of ['identity', 'relu', 'sigmoid', 'tanh'] or null, got 'tahn'; did you "
+     "mean 'tanh'?"),
+    ("train", ["task.name=addding"], "task.name must be one of ['adding', 'binary_addition', 'bit_sum', "
+     "'copy', 'latch', 'reversal', 'temporal_order', 'xor'], got 'addding'; did you mean 'adding'?"),
+    ("rnn", ["series=[ar3]"], "series must be among ['ar2', 'arma', 'arma11', 'arma22', 'bouncing_ball', "
+     "'csv', 'elnino', 'logistic', 'ma2', 'narma10', 'nile', 'random_walk', 'setar', 'sine', 'sunspots'], "
+     "got 'ar3'; did you mean 'ar2'?"),
+    ("rnn", ["model=[lstmm]"], "model must be among ['arma', 'elman', 'gru', 'linear', 'lstm'], got 'lstmm'; "
+     "did you mean 'lstm'?"),
+    ("gf", ["study=spectrall"], "study must be one of ['closed_form', 'spectral', 'remedies'], got "
+     "'spectrall'; did you mean 'spectral'?"),
+    ("gf", ["study=spectral", "spectral.activation=[tahn]"],
+     "spectral.activation must be among ['identity', 'relu', 'sigmoid', 'tanh'], got 'tahn'; did you mean "
+     "'tanh'?"),
     ("rnn", [f"length={HUGE}"], "length=1000000000 with models ['arma', 'linear', 'elman', 'lstm']"),
     ("rnn", [f"rnn.hidden_size={HUGE}"], "length=1500 with models"),
     ("rnn", ["+lenght=600"], "unknown key 'lenght'; allowed: ["),
@@ -136,6 +161,8 @@ CLI_CASES = [
      "key 'model.activation' does not apply to the chosen model option"),
     ("train", ["-m", "trainer.steps=20,abc"], "job 1 (trainer.steps=abc): trainer.steps must be an integer"),
     ("train", ["-m", "model=foo,elman"], "job 0 (model=foo): In 'config': Could not find 'model/foo'"),
+    ("train", ["model=lstmm"], "In 'config': Could not find 'model/lstmm'; Available options in 'model': "
+                               "bidirectional, elman, gru, irnn, jordan, linear, lstm; did you mean 'lstm'?"),
     ("train", ["-m", "task=reversal", "model=linear,jordan"], "job 1 (model=jordan): model.mode must be one"),
     ("rnn", ["lenght=600"], "unknown key 'lenght'; allowed: ['backtest', 'csv', 'figure_window', "
                            "'intervals', 'length', 'link', 'model', 'models', 'n_jobs', 'progress', "

@@ -114,8 +114,10 @@ def test_schema_refuses_bad_values_with_one_line_naming_the_key(override: str, m
 
 @pytest.mark.parametrize(("overrides", "message"), [
     (("task.length=1",), "task.length must be an integer >= 2, got 1"),
-    (("optimizer=momentum", "optimizer.momentum=1.5"), "optimizer: momentum must be"),
-    (("optimizer=adam", "+optimizer.betta=0.5"), "optimizer: optimizer 'adam' accepts arguments"),
+    (("optimizer=momentum", "optimizer.momentum=1.5"), "optimizer.momentum must be in [0, 1"),
+    (("optimizer=adam", "+optimizer.betta=0.5"), "unknown key 'optimizer.betta'; allowed: ['beta1', 'beta2', "
+                                                 "'clip_norm', 'clip_value', 'eps', 'lr', 'name']; did you "
+                                                 "mean 'optimizer.beta2'"),
     (("model=linear", "+model.activation=tanh"), "model.activation must be 'identity'"),
     (("model=jordan", "task=reversal"), "model.mode must be one of"),
 ])

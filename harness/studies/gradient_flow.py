@@ -35,6 +35,7 @@ from harness.config import (
     check_keys,
     network_bytes,
     require_memory,
+    suggestion,
     tracking_config,
 )
 from harness.config import allowed_keys as config_allowed_keys
@@ -222,10 +223,12 @@ class SpectralConfig:
         activations = tuple(as_tuple(cfg["activation"]))
         for name in activations:
             if name not in ACTIVATIONS:
-                raise ValueError(f"spectral.activation must be among {list(ACTIVATIONS)}, got {name!r}")
-        if cfg["recurrent_init"] not in ("orthogonal", "glorot", "uniform"):
-            raise ValueError(f"spectral.recurrent_init must be one of ['glorot', 'orthogonal', 'uniform'], "
-                             f"got {cfg['recurrent_init']!r}")
+                raise ValueError(f"spectral.activation must be among {list(ACTIVATIONS)}, got {name!r}"
+                                 f"{suggestion(name, ACTIVATIONS)}")
+        inits = ("glorot", "orthogonal", "uniform")
+        if cfg["recurrent_init"] not in inits:
+            raise ValueError(f"spectral.recurrent_init must be one of {list(inits)}, got "
+                             f"{cfg['recurrent_init']!r}{suggestion(cfg['recurrent_init'], inits)}")
         config = cls(activation=activations,
                      sigma_max=tuple(check_positive("spectral.sigma_max", s)
                                      for s in as_tuple(cfg["sigma_max"])),
@@ -494,7 +497,8 @@ def make_study(cfg: Mapping[str, Any]) -> Study:
     """The study named by cfg["study"], its section of cfg validated; StudyInputError on bad input."""
     name = cfg.get("study")
     if name not in STUDIES:
-        raise StudyInputError(f"study must be one of {list(STUDIES)}, got {name!r}")
+        raise StudyInputError(f"study must be one of {list(STUDIES)}, got {name!r}"
+                              f"{suggestion(name, STUDIES)}")
     try:
         if name == "closed_form":
             return Study(name, ClosedFormConfig.from_mapping(cfg[name]), closed_form_cell,

@@ -21,7 +21,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.config import CELL_GATES, ModelConfig, TrainerConfig, network_bytes, require_memory
+from harness.config import (
+    CELL_GATES,
+    ModelConfig,
+    TrainerConfig,
+    network_bytes,
+    require_memory,
+    suggestion,
+)
 from harness.optim import StepInfo, make_optimizer
 from harness.seed_stats import summarize_over_seeds
 from harness.studies.study_run import CellRun, Curve, StudyOutputs, as_tuple, check_int, new_figure
@@ -83,12 +90,14 @@ class RemediesConfig:
     def validate(self) -> None:
         """Every name, method and the task at every T must build; the first problem raises ValueError."""
         if self.task not in TASKS:
-            raise ValueError(f"remedies.task must be one of {list(TASKS)}, got {self.task!r}")
+            raise ValueError(f"remedies.task must be one of {list(TASKS)}, got {self.task!r}"
+                             f"{suggestion(self.task, TASKS)}")
         if not self.method or not self.T or not self.seed:
             raise ValueError("remedies.method, remedies.T and remedies.seed must each list a value")
         for name in self.method:
             if name not in self.methods:
-                raise ValueError(f"remedies.method must be among {sorted(self.methods)}, got {name!r}")
+                raise ValueError(f"remedies.method must be among {sorted(self.methods)}, got {name!r}"
+                                 f"{suggestion(name, self.methods)}")
             unknown = sorted(set(self.methods[name]) - set(METHOD_KEYS))
             if unknown:
                 raise ValueError(f"remedies.methods.{name} accepts keys {list(METHOD_KEYS)}, "

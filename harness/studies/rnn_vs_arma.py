@@ -38,6 +38,7 @@ from harness.config import (
     check_value,
     network_bytes,
     require_memory,
+    suggestion,
 )
 from harness.config import allowed_keys as config_allowed_keys
 from harness.environment import environment_tags, log_environment
@@ -232,7 +233,8 @@ def _validate(config: StudyConfig) -> None:
             raise StudyInputError(f"{axis} must list at least one value, got none")
     for name in (*config.series, *config.series_params):
         if name not in ALL_SERIES_NAMES:
-            raise StudyInputError(f"series must be among {sorted(ALL_SERIES_NAMES)}, got {name!r}")
+            raise StudyInputError(f"series must be among {sorted(ALL_SERIES_NAMES)}, got {name!r}"
+                                  f"{suggestion(name, ALL_SERIES_NAMES)}")
     config.plan  # noqa: B018 -- building the plan checks backtest.* and intervals.levels
     for name in config.windows:
         if not WINDOW_NAME.fullmatch(str(name)) or name == WHOLE_TEST or re.fullmatch(r"h\d+", str(name)):
@@ -240,7 +242,8 @@ def _validate(config: StudyConfig) -> None:
                                   f"{WHOLE_TEST!r} or h<number>, got {name!r}")
     for name in (*config.models, config.reference):
         if name not in config.catalog:
-            raise StudyInputError(f"model must be among {sorted(config.catalog)}, got {name!r}")
+            raise StudyInputError(f"model must be among {sorted(config.catalog)}, got {name!r}"
+                                  f"{suggestion(name, config.catalog)}")
     for name, entry in config.catalog.items():
         if entry.get("kind") not in FORECASTERS:
             raise StudyInputError(
@@ -329,7 +332,8 @@ def _check_link(config: StudyConfig) -> None:
         if key in config.link:
             check_int(f"link.{key}", config.link[key], minimum)
     if name not in ALL_SERIES_NAMES:
-        raise StudyInputError(f"link.series must be among {sorted(ALL_SERIES_NAMES)}, got {name!r}")
+        raise StudyInputError(f"link.series must be among {sorted(ALL_SERIES_NAMES)}, got {name!r}"
+                              f"{suggestion(name, ALL_SERIES_NAMES)}")
     series = _make_series(config, name, seed)
     true = series.true_params or {}
     if len(true.get("ar", ())) != 1 or len(true.get("ma", ())) != 1:
