@@ -57,6 +57,12 @@ def ui_line(settings, parent) -> str:
             f"{settings.tracking_uri})")
 
 
+def environment_of(run) -> dict[str, str]:
+    """The tags that say where a run ran (harness.environment.environment_tags)."""
+    return {key: value for key, value in run.data.tags.items()
+            if key.startswith("env.") or key == "git.dirty"}
+
+
 def children(client: MlflowClient, parent_run_id: str) -> list:
     parent = client.get_run(parent_run_id)
     return client.search_runs([parent.info.experiment_id],
@@ -150,6 +156,11 @@ def test_study_records_parent_children_table_and_figures(tracking_settings, stud
     parent = client.get_run(result.parent_run_id)
     assert parent.info.status == "FINISHED" and parent.data.tags["study"] == study
     assert len(children(client, result.parent_run_id)) == 4
+    # where it ran, as a training run and the comparison record it (before: no env.* tags at all)
+    environment = environment_of(parent)
+    assert {"env.python", "env.numpy", "env.blas", "env.platform", "git.dirty"} <= set(environment)
+    assert environment["env.numpy"] == np.__version__
+    assert all(environment_of(child) == environment for child in children(client, result.parent_run_id))
     names = artifact_names(client, result.parent_run_id)
     assert {"table.md", "table.csv", "cells.csv", "findings.txt"} <= names
     assert any(name.endswith(".png") for name in names)
@@ -200,6 +211,8 @@ def test_sweep_job_cells_nest_under_the_sweep_parent_with_the_sequential_numbers
             sweep=True)
     client = MlflowClient(tracking_settings.tracking_uri)
     assert len(children(client, parent_run_id)) == 4
+    for child in children(client, parent_run_id):  # a sweep job's cells record where they ran too
+        assert environment_of(child)["env.numpy"] == np.__version__ and "git.dirty" in child.data.tags
     rebuilt = run(composed(tracking_settings, "study=closed_form", f"rebuild={parent_run_id}"),
                   echo=lambda _: None)
     pd.testing.assert_frame_equal(rebuilt.outputs.table, sequential.outputs.table)

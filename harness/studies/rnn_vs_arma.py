@@ -41,7 +41,6 @@ from harness.config import (
     suggestion,
 )
 from harness.config import allowed_keys as config_allowed_keys
-from harness.environment import environment_tags, log_environment
 from harness.forecast.arma import fit_arma, minimum_length, predictor_weights, psi_from_predictor_weights
 from harness.forecast.backtest import (
     PLAN_KEYS,
@@ -65,7 +64,15 @@ from harness.progress import ProgressLines
 from harness.seed_stats import summarize_over_seeds
 from harness.studies import figures
 from harness.studies.study_resume import StoppedStudy, stopped_study
-from harness.studies.study_run import check_int, counted, now_ms, stop_account, study_settings
+from harness.studies.study_run import (
+    cell_environment,
+    check_int,
+    counted,
+    now_ms,
+    parent_environment,
+    stop_account,
+    study_settings,
+)
 from harness.tasks import fingerprint
 from harness.tracking.experiment_notes import NOTE_TAG
 from harness.tracking.loggers import MAX_TAG_LENGTH, compact_tables, fit_note
@@ -1110,12 +1117,9 @@ def run_cells(config: StudyConfig, settings, parent_run_id: str | None = "auto",
     swept values beyond series, model and seed (sweep_label), put in its run names. Returns cells_frame, with
     ``attrs["objective"]``: validation_objective of the cells (what an Optuna search minimises).
     """
-    from harness.tracking import project_root
-
     validate(config)
     variant = sweep_variant(label)
-    # no git calls for runs nobody records
-    environment = environment_tags(project_root())[0] if settings.mode != "off" else {}
+    environment = cell_environment(settings)
     with results_in_processes(_calls(config, with_link=False)) as results:
         units, _ = _gather(results, lambda unit, cell: _log_cell(settings, parent_run_id, unit, cell, config,
                                                                  label, job_num, variant, environment))
@@ -1168,7 +1172,7 @@ def run_study(config: StudyConfig, settings, echo: Callable[[str], Any] = print,
     it lacks are computed (a unit's cells it holds are not logged again), and the table and cells come from
     the store, as rebuild_table reads them: the uninterrupted run's, exactly.
     """
-    from harness.tracking import open_run, project_root
+    from harness.tracking import open_run
 
     validate(config)
     with_link = bool(config.link.get("enabled"))
@@ -1185,8 +1189,7 @@ def run_study(config: StudyConfig, settings, echo: Callable[[str], Any] = print,
             stop_account(parent, run_name, lambda: _progress(config, logged), echo):
         if resume is None:
             parent.log_params(_study_params(config))
-        # no git calls for runs nobody records
-        environment = log_environment(parent, project_root()) if settings.mode != "off" else {}
+        environment = parent_environment(parent, settings)
 
         def log_cell(unit: Unit, cell: Cell) -> None:
             if (unit.series, cell.model, unit.seed) in held:

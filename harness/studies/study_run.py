@@ -198,11 +198,33 @@ def key_tags(key: Mapping[str, Any]) -> dict[str, str]:
     return tag_values({f"cell.{name}": value for name, value in key.items()})
 
 
-def log_cell(settings, study: str, cell: CellRun, parent_run_id: str | None) -> str | None:
-    """Open the child run of cell under parent_run_id ("auto": the sweep's parent) and log everything."""
+def cell_environment(settings) -> dict[str, str]:
+    """The env.* and git.dirty tags (harness.environment.environment_tags) every cell run of a study or
+    sweep job carries, read once for all of them; none for runs nobody records (no git calls)."""
+    from harness.environment import environment_tags
+    from harness.tracking import project_root
+
+    return environment_tags(project_root())[0] if settings.mode != "off" else {}
+
+
+def parent_environment(parent, settings) -> dict[str, str]:
+    """Tag a study's parent run (a logger of open_run) with where it runs (harness.environment.
+    log_environment: the tags, and the patch of uncommitted changes as an artifact) and return the tags for
+    its cell runs; nothing for runs nobody records (no git calls)."""
+    from harness.environment import log_environment
+    from harness.tracking import project_root
+
+    return log_environment(parent, project_root()) if settings.mode != "off" else {}
+
+
+def log_cell(settings, study: str, cell: CellRun, parent_run_id: str | None,
+             environment: Mapping[str, str]) -> str | None:
+    """Open the child run of cell under parent_run_id ("auto": the sweep's parent) and log everything;
+    environment: the tags of where it ran (cell_environment), so that every run shows it as a training
+    run does."""
     from harness.tracking import open_run
 
-    tags = {"study": study, "kind": "cell", **key_tags(cell.key)}
+    tags = {**environment, "study": study, "kind": "cell", **key_tags(cell.key)}
     with open_run(settings, run_name=cell.name, tags=tags, parent_run_id=parent_run_id,
                   start_time=cell.started_ms, end_time=cell.ended_ms) as log:
         log.log_params(cell.params)
@@ -263,10 +285,11 @@ def run_study(settings, study: str, run_name: str, params: Mapping[str, Any],
                        if resume.deleted else "")
             echo(f"resuming study {run_name} ({resume.run_id}): {len(logged)} of {len(arguments)} cells are "
                  f"in the store{deleted}; computing the rest")
+        environment = parent_environment(parent, settings)
         started = time.perf_counter()
         def log_and_count(done: CellRun) -> None:
             with counted(parent):
-                logged.append(log_cell(settings, study, done, parent.run_id))
+                logged.append(log_cell(settings, study, done, parent.run_id, environment))
 
         cells = compute_cells(cell, missing, n_jobs, logged=log_and_count)
         parent.log_metrics({"compute_seconds": time.perf_counter() - started, "cells_computed": len(cells),
@@ -299,8 +322,9 @@ def run_sweep_cells(settings, study: str, cell: Callable[..., CellRun], argument
                     ) -> pd.DataFrame:
     """One job of a `-m` sweep: its cells computed here, each a child of the sweep's parent run logged as
     soon as it is done; returns the cells frame."""
-    return cells_frame(compute_cells(cell, arguments,
-                                     logged=lambda done: log_cell(settings, study, done, "auto")))
+    environment = cell_environment(settings)
+    return cells_frame(compute_cells(
+        cell, arguments, logged=lambda done: log_cell(settings, study, done, "auto", environment)))
 
 
 def stored_cells(settings, parent_run_id: str, study: str, curve_names: Sequence[str] = ()
