@@ -175,12 +175,14 @@ def _log_outputs(logger, model, result: FitResult, workdir: Path, early_stopping
             logger.log_artifact(workdir / "model_last.npz")
         model.params = {k: v.copy() for k, v in early_stopping.best_params.items()}
         logger.set_tags({"weights": f"best: {early_stopping.best:.6g} at step {early_stopping.best_step}"})
+        step = early_stopping.best_step  # the model's numbers are that step's, not the last step's
     else:
         logger.set_tags({"weights": f"last: step {result.steps_done}"})
+        step = result.steps_done
     model.save(str(weights))
     logger.log_artifact(weights)
     if logger.run_id is not None:
-        logger.log_model(partial(_save_network_model, model, X_example), step=result.steps_done)
+        logger.log_model(partial(_save_network_model, model, X_example), step=step)
 
 
 def _save_network_model(model, X_example: np.ndarray, folder: Path) -> str:

@@ -75,6 +75,8 @@ def test_a_resumed_study_reports_the_uninterrupted_numbers(whole, store) -> None
     assert printed[1:4] == [whole.outputs.markdown, *whole.outputs.sentences]
     assert printed[4].startswith("closed_form: 2 cells computed and logged in ")
     pd.testing.assert_frame_equal(result.outputs.table, whole.outputs.table, check_exact=True)
+    # the cells in the order of a computed study's (the store gives them newest first)
+    pd.testing.assert_frame_equal(result.cells[list(whole.cells.columns)], whole.cells, check_exact=True)
     assert result.outputs.sentences == whole.outputs.sentences
     parent, uninterrupted = client.get_run(parent_run_id), client.get_run(whole.parent_run_id)
     assert parent.info.status == "FINISHED" and parent.data.params == uninterrupted.data.params

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
+from mlflow.entities import Param
 from test_rnn_vs_arma import TINY, composed, run_app, tracking_overrides
 
 from harness.config import ConfigError
@@ -20,6 +21,8 @@ from harness.studies import rnn_vs_arma
 from harness.tracking import TrackingSettings
 from harness.tracking.experiment_notes import NOTE_TAG
 from harness.tracking.logged_model import delete_models
+from harness.tracking.loggers import flatten_params
+from harness.tracking.store import git_commit
 
 
 @pytest.fixture(scope="module")
@@ -41,11 +44,11 @@ def whole(store: TrackingSettings) -> rnn_vs_arma.StudyResult:
     return rnn_vs_arma.run_study(config_of(store), store, echo=lambda line: None)
 
 
-def stopped(store: TrackingSettings) -> str:
-    """A second run of the tiny study, left as a stop would leave it: unit (setar, 1) and one cell of unit
-    (ar2, 0) missing, a half-written cell run still RUNNING (its model logged), the parent KILLED; returns
-    the parent's id."""
-    result = rnn_vs_arma.run_study(config_of(store), store, echo=lambda line: None)
+def stopped(store: TrackingSettings, config: rnn_vs_arma.StudyConfig | None = None) -> str:
+    """A second run of the tiny study (or of config), left as a stop would leave it: unit (setar, 1) and one
+    cell of unit (ar2, 0) missing, a half-written cell run still RUNNING (its model logged), the parent
+    KILLED; returns the parent's id."""
+    result = rnn_vs_arma.run_study(config or config_of(store), store, echo=lambda line: None)
     client = MlflowClient(store.tracking_uri)
     for run in children(client, result.parent_run_id):
         cell = (run.data.tags["series"], run.data.tags.get("model"), run.data.tags["seed"])
@@ -98,8 +101,7 @@ def test_a_resumed_study_reports_the_uninterrupted_numbers(whole, store) -> None
     artifacts = {a.path for a in client.list_artifacts(parent_run_id)}
     assert {"table.md", "table.csv", "cells.csv", "forecast_vs_truth.png", "oracle_ratio.png",
             "link_impulse_response.png"} <= artifacts
-    resumed_cells = pd.read_csv(client.download_artifacts(parent_run_id, "cells.csv"))
-    assert len(resumed_cells) == len(whole.cells)
+    pd.testing.assert_frame_equal(result.cells, whole.cells, check_exact=True)
     assert rnn_vs_arma.rebuild_table(parent_run_id, store).equals(whole.table)
 
 
@@ -114,6 +116,62 @@ def test_a_resumed_study_computes_a_missing_link_section(whole, store) -> None:
     result = rnn_vs_arma.run_study(config, store, echo=printed.append, resume=resume)
     assert printed[-1] == whole.link.summary and result.link.metrics == whole.link.metrics
     assert [r.data.tags["kind"] for r in children(client, parent_run_id)].count("link") == 1
+    # the parent held the section already: its metrics are not logged twice
+    assert len(client.get_metric_history(parent_run_id, "link.rnn_input_weight")) == 1
+
+
+def test_a_link_section_the_parent_lacks_is_copied_to_it_once(whole, store) -> None:
+    """A stop between the link's child run and its copy on the parent (_log_link's order): the resumed study
+    copies the child's metrics and figure to the parent, once."""
+    client = MlflowClient(store.tracking_uri)
+    config = config_of(store)
+    parent = client.create_run(whole.experiment_id, run_name="rnn_vs_arma-2x3x2 ar2,setar",
+                               tags={"study": "rnn_vs_arma", "kind": "parent"}).info.run_id
+    params = flatten_params(rnn_vs_arma._study_params(config))
+    client.log_batch(parent, params=[Param(key, value) for key, value in params.items()])
+    source = rnn_vs_arma.run_study(config, store, echo=lambda line: None)
+    for run in children(client, source.parent_run_id):
+        tags = run.data.tags
+        if tags["kind"] == "link" or (tags["series"], tags["seed"]) == ("ar2", "0"):
+            client.set_tag(run.info.run_id, "mlflow.parentRunId", parent)
+    client.set_terminated(parent, "KILLED")
+    result = rnn_vs_arma.run_study(config, store, echo=lambda line: None,
+                                   resume=rnn_vs_arma.study_to_resume(parent, config, store))
+    pd.testing.assert_frame_equal(result.table, whole.table, check_exact=True)
+    stored = client.get_run(parent).data.metrics
+    assert {key: stored[f"link.{key}"] for key in whole.link.metrics} == whole.link.metrics
+    assert len(client.get_metric_history(parent, "link.rnn_input_weight")) == 1
+    assert "link_impulse_response.png" in {a.path for a in client.list_artifacts(parent)}
+
+
+def test_a_resumed_study_logs_the_cells_of_an_uninterrupted_one_in_their_order(store) -> None:
+    """Three horizons and a window: a cell has six rows, read back from the store in another order."""
+    multi = [*(o for o in TINY if not o.startswith("backtest=")), "backtest=default", "+windows.w1=[250,280]"]
+    config = rnn_vs_arma.StudyConfig.from_mapping(composed([*multi, *tracking_overrides(store)]))
+    whole = rnn_vs_arma.run_study(config, store, echo=lambda line: None)
+    parent_run_id = stopped(store, config)
+    result = rnn_vs_arma.run_study(config, store, echo=lambda line: None,
+                                   resume=rnn_vs_arma.study_to_resume(parent_run_id, config, store))
+    assert whole.cells["h"].nunique() == 3 and whole.cells["window"].nunique() == 2
+    pd.testing.assert_frame_equal(result.cells, whole.cells, check_exact=True)
+    pd.testing.assert_frame_equal(result.table, whole.table, check_exact=True)
+    client = MlflowClient(store.tracking_uri)
+    texts = [Path(client.download_artifacts(run_id, "cells.csv")).read_text()
+             for run_id in (whole.parent_run_id, parent_run_id)]
+    assert texts[0] == texts[1]
+
+
+def test_resume_refuses_a_study_of_other_code(whole, store) -> None:
+    parent_run_id = stopped(store)
+    client = MlflowClient(store.tracking_uri)
+    client.set_tag(parent_run_id, "mlflow.source.git.commit", "0" * 40)
+    here = git_commit()
+    with pytest.raises(ConfigError) as error:
+        rnn_vs_arma.study_to_resume(parent_run_id, config_of(store), store)
+    assert str(error.value) == (f"resume: study {parent_run_id} ran the code of commit 000000000000, this "
+                                f"checkout is at {here[:12]}: its cells and new ones would mix two versions "
+                                f"in one table; resume from a checkout of 000000000000, or run the study "
+                                f"afresh")
 
 
 @pytest.mark.parametrize(("change", "message"), [
@@ -162,10 +220,14 @@ def test_resume_refuses_a_series_whose_data_changed(store, tmp_path) -> None:
                  "link.enabled=false", *TINY[3:]]
     config = rnn_vs_arma.StudyConfig.from_mapping(composed([*overrides, *tracking_overrides(store)]))
     result = rnn_vs_arma.run_study(config, store, echo=lambda line: None)
-    MlflowClient(store.tracking_uri).set_terminated(result.parent_run_id, "KILLED")
+    client = MlflowClient(store.tracking_uri)
+    half = client.create_run(result.experiment_id, run_name="csv-arma-s0", tags={
+        "mlflow.parentRunId": result.parent_run_id, "study": "rnn_vs_arma", "kind": "arma"}).info.run_id
+    client.set_terminated(result.parent_run_id, "KILLED")
     pd.DataFrame({"units": values * 2}).to_csv(data, index=False)
     refusal = (rf"^resume: study {result.parent_run_id} forecast another csv series \(seed 0\) than this "
                r"command draws \(dataset fingerprint \w+, here \w+\): its data changed since; run the study "
                r"afresh$")
     with pytest.raises(ConfigError, match=refusal):
         rnn_vs_arma.study_to_resume(result.parent_run_id, config, store)
+    assert client.get_run(half).info.lifecycle_stage == "active"  # a refusal changes nothing in the store

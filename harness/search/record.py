@@ -20,6 +20,7 @@ from harness.search import trial_run_name
 from harness.search.study import storage_label
 from harness.tracking import TrackingSettings
 from harness.tracking.experiment_notes import NOTE_TAG
+from harness.tracking.loggers import fit_note
 from harness.tracking.runs import resolve_parent_run_id
 
 log = logging.getLogger(__name__)
@@ -190,7 +191,8 @@ class TrialRecorder:
         if not complete.empty:
             metrics.append(Metric("best_value", float(self.study.best_value), now, 0))
             metrics.append(Metric("best_trial", float(self.study.best_trial.number), now, 0))
-        tags = [RunTag(NOTE_TAG, describe_study(self.study, self.storage, self.top_count, self.before))]
+        note = describe_study(self.study, self.storage, self.top_count, self.before)
+        tags = [RunTag(NOTE_TAG, fit_note(note))]
         self.client.log_batch(self.parent_run_id, metrics=metrics, tags=tags)
         plt = pyplot()
         for name, figure in study_figures(self.study).items():

@@ -43,7 +43,7 @@ from harness.diagnostics import DERIVATIVE_BOUND, fit_decay_rate, jacobian_produ
 from harness.nn import Elman
 from harness.nn.activations import ACTIVATIONS, derivative_from_output
 from harness.studies.remedies import REMEDIES_KEYS
-from harness.studies.study_resume import stopped_study
+from harness.studies.study_resume import refuse_with_rebuild, stopped_study
 from harness.studies.study_run import (
     CellRun,
     Curve,
@@ -453,9 +453,7 @@ def check(cfg: Mapping[str, Any]) -> tuple[Any, Study, int]:
         settings = study_settings(cfg["tracking"], APP)
     except ConfigError as error:
         raise StudyInputError(str(error)) from None
-    if cfg.get("rebuild") and cfg.get("resume"):
-        raise StudyInputError("resume: give resume=<run id> (finish a stopped study) or rebuild=<run id> "
-                              "(a study's table from the store), not both")
+    refuse_with_rebuild(cfg)
     study = make_study(cfg)
     if not cfg.get("rebuild"):
         processes = min(n_jobs, len(study.config.cells()))

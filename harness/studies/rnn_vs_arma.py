@@ -16,7 +16,6 @@ finishes a stopped study, computing only the units whose cells the store lacks (
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import re
@@ -63,7 +62,7 @@ from harness.processes import results_in_processes
 from harness.progress import ProgressLines
 from harness.seed_stats import summarize_over_seeds
 from harness.studies import figures
-from harness.studies.study_resume import StoppedStudy, stopped_study
+from harness.studies.study_resume import StoppedStudy, refuse_with_rebuild, stopped_study
 from harness.studies.study_run import (
     cell_environment,
     check_int,
@@ -1072,8 +1071,9 @@ def _save_forecaster_model(forecaster, example: np.ndarray, folder: Path) -> str
     return save_forecaster_pyfunc(forecaster, folder, example)
 
 
-def _log_link(settings, parent, link: Link, config: StudyConfig) -> None:
-    """The link section: a child run with its weights and figure; the figure also on the parent."""
+def _log_link(settings, parent, link: Link, config: StudyConfig, on_parent: bool = True) -> None:
+    """The link section: a child run with its weights and figure; the figure and the metrics also on the
+    parent (on_parent False: a resumed parent holds them already)."""
     from harness.tracking import open_run
 
     fig = figures.link_figure(
@@ -1103,8 +1103,9 @@ def _log_link(settings, parent, link: Link, config: StudyConfig) -> None:
         log.log_metrics(link.metrics, step=0)
         log.log_figure(fig, LINK_FIGURE)
         log.log_text(link.summary, "link.txt")
-    parent.log_figure(fig, LINK_FIGURE)
-    parent.log_metrics({f"link.{key}": value for key, value in link.metrics.items()}, step=0)
+    if on_parent:
+        parent.log_figure(fig, LINK_FIGURE)
+        parent.log_metrics({f"link.{key}": value for key, value in link.metrics.items()}, step=0)
 
 
 def run_cells(config: StudyConfig, settings, parent_run_id: str | None = "auto", label: str = "",
@@ -1182,6 +1183,8 @@ def run_study(config: StudyConfig, settings, echo: Callable[[str], Any] = print,
     logged: list[tuple[str, int]] = [(series, seed) for series, _, seed in held]  # of each cell logged so far
     units_held = frozenset(unit for unit, count in Counter(logged).items() if count == len(config.models))
     calls = _calls(config, with_link and link_run is None, units_held)
+    if resume is not None:
+        resume.discard_unfinished(settings.tracking_uri)
     # The worker processes start computing first; the parent run opens (MLflow's import, the store) meanwhile.
     with results_in_processes(calls, config.n_jobs) as results, \
             open_run(settings, run_name=run_name, tags={"study": STUDY, "kind": "parent"},
@@ -1199,10 +1202,8 @@ def run_study(config: StudyConfig, settings, echo: Callable[[str], Any] = print,
                 logged.append((unit.series, unit.seed))
 
         if resume is not None:
-            deleted = (f" (deleted unfinished, computed again: {', '.join(resume.deleted)})"
-                       if resume.deleted else "")
-            echo(f"resuming study {run_name} ({resume.run_id}): {_progress(config, logged)} are in the "
-                 f"store{'' if link_run is None else ', and the link section'}{deleted}; computing the rest")
+            echo(resume.resuming_line(run_name, f"{_progress(config, logged)} are",
+                                      "" if link_run is None else ", and the link section"))
         progress = ProgressLines(len(calls), enabled=None if config.progress else False)
         units, link = _gather(results, log_cell, progress)
         if resume is None:
@@ -1215,8 +1216,8 @@ def run_study(config: StudyConfig, settings, echo: Callable[[str], Any] = print,
         parent.log_text(markdown, "table.md")
         parent.log_text(table.to_csv(index=False), "table.csv")
         parent.log_text(cells.to_csv(index=False), "cells.csv")
-        parent.log_figure(_forecast_figure(config, units, () if resume is None else resume.children),
-                          "forecast_vs_truth.png")
+        parent.log_figure(_forecast_figure(config, units, () if resume is None else resume.children,
+                                           settings.tracking_uri), "forecast_vs_truth.png")
         one_step = table[(table["window"] == WHOLE_TEST) & (table["h"] == 1)]
         parent.log_figure(figures.score_figure(one_step, config.series, config.models), "oracle_ratio.png")
         if config.plan.horizon > 1:
@@ -1224,7 +1225,9 @@ def run_study(config: StudyConfig, settings, echo: Callable[[str], Any] = print,
             horizons = figures.horizon_figure(whole, config.series, config.models)
             parent.log_figure(horizons, "mse_by_horizon.png")
         if link is not None:
-            _log_link(settings, parent, link, config)
+            # a resumed study's parent may hold the section of a link run deleted since
+            copied = resume is not None and any(key.startswith("link.") for key in resume.metric_keys)
+            _log_link(settings, parent, link, config, on_parent=not copied)
             findings = [link.summary]
         elif link_run is not None:
             findings = [_held_link(parent, link_run, resume)]
@@ -1343,10 +1346,11 @@ def _study_params(config: StudyConfig) -> dict[str, Any]:
     }
 
 
-def _forecast_figure(config: StudyConfig, units: Sequence[Unit], held_runs: Sequence[Any] = ()):
+def _forecast_figure(config: StudyConfig, units: Sequence[Unit], held_runs: Sequence[Any] = (),
+                     tracking_uri: str = ""):
     """One-step forecasts and interval bands vs truth on the first figure_window test points of each series,
-    for the grid's first seed. held_runs: the cell runs of a resumed study; a unit not computed again has its
-    forecasts read back from its runs' forecasts.csv."""
+    for the grid's first seed. held_runs: the cell runs of a resumed study (in tracking_uri's store); a unit
+    not computed again has its forecasts read back from its runs' forecasts.csv."""
     seed = config.seeds[0]
     computed = {
         unit.series: _forecast_panel(
@@ -1360,7 +1364,7 @@ def _forecast_figure(config: StudyConfig, units: Sequence[Unit], held_runs: Sequ
         if name in computed:
             panels[name] = computed[name]
         elif runs:
-            panels[name] = _stored_forecast_panel(config, name, runs)
+            panels[name] = _stored_forecast_panel(config, name, runs, tracking_uri)
     return figures.forecast_figure(panels)
 
 
@@ -1381,17 +1385,22 @@ def _forecast_panel(config: StudyConfig, labels: np.ndarray, values: np.ndarray,
     )
 
 
-def _stored_forecast_panel(config: StudyConfig, name: str, runs: Sequence[Any]) -> figures.ForecastPanel:
+def _stored_forecast_panel(config: StudyConfig, name: str, runs: Sequence[Any], tracking_uri: str
+                           ) -> figures.ForecastPanel:
     """The figure's panel of series name (the grid's first seed) from its cell runs' forecasts.csv (the
-    one-step rows, _forecasts_csv) and the series, drawn again."""
-    from mlflow.artifacts import load_text
+    one-step rows, _forecasts_csv; through tracking_uri's store or server) and the series, drawn again."""
+    import tempfile
 
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri)
     values, labels, split = _prepare(config, _make_series(config, name, config.seeds[0]))
     position = {label: k for k, label in enumerate(labels.astype(str))}
     forecasts = {}
     for run in sorted(runs, key=lambda run: config.models.index(run.data.tags["model"])):
-        text = load_text(f"{run.info.artifact_uri}/forecasts.csv")
-        rows = pd.read_csv(io.StringIO(text), dtype={"origin": str})
+        with tempfile.TemporaryDirectory() as folder:
+            rows = pd.read_csv(client.download_artifacts(run.info.run_id, "forecasts.csv", folder),
+                               dtype={"origin": str})
         one = rows[rows["h"] == 1]
         points = one["origin"].map(position).to_numpy()
         shown = points < split.val_end + config.figure_window
@@ -1402,10 +1411,12 @@ def _stored_forecast_panel(config: StudyConfig, name: str, runs: Sequence[Any]) 
 
 
 def _grid_order(cells: pd.DataFrame, config: StudyConfig) -> pd.DataFrame:
-    """cells (a cells frame) in the order the grid computes them: series, seed, model as config lists them."""
-    orders = {"series": config.series, "seed": config.seeds, "model": config.models}
-    return cells.sort_values(list(orders), key=lambda column: column.map(orders[column.name].index),
-                             kind="stable").reset_index(drop=True)
+    """cells (a cells frame) in the order cells_frame gives a computed grid's: series, seed, model as config
+    lists them, then the whole test part and the windows as config lists them, then h."""
+    orders = {"series": config.series, "seed": config.seeds, "model": config.models,
+              "window": [WHOLE_TEST, *config.windows]}
+    return cells.sort_values([*orders, "h"], key=lambda column: column.map(orders[column.name].index)
+                             if column.name in orders else column, kind="stable").reset_index(drop=True)
 
 
 # -------------------------------------------------------------------------------------------------- rebuild
@@ -1526,9 +1537,7 @@ def check(cfg: Mapping[str, Any]) -> tuple[Any, StudyConfig | None]:
         settings = study_settings(cfg["tracking"], STUDY)
     except ConfigError as error:
         raise StudyInputError(str(error)) from None
-    if cfg.get("rebuild") and cfg.get("resume"):
-        raise StudyInputError("resume: give resume=<run id> (finish a stopped study) or rebuild=<run id> "
-                              "(print a study's table), not both")
+    refuse_with_rebuild(cfg)
     if cfg.get("rebuild"):
         return settings, None
     config = StudyConfig.from_mapping(cfg)

@@ -20,21 +20,41 @@ from harness.tracking.logged_model import delete_models
 from harness.tracking.loggers import flatten_params
 from harness.tracking.orphans import process_gone, process_name
 from harness.tracking.redact import redact
+from harness.tracking.store import git_commit
 
 KEY = "resume"
+COMMIT_TAG = "mlflow.source.git.commit"
 SHOWN_DIFFERENCES = 3  # settings named in a refusal; the rest are counted
 
 
 @dataclass(frozen=True)
 class StoppedStudy:
     """The parent run of a stopped study (run_id in experiment_id) with the metric keys it holds, its
-    finished child runs (mlflow Run objects, oldest first) and the names of those it deleted unfinished."""
+    finished child runs and those that did not finish (mlflow Run objects, oldest first)."""
 
     run_id: str
     experiment_id: str
     metric_keys: frozenset[str]
     children: tuple[Any, ...]
-    deleted: tuple[str, ...] = ()
+    unfinished: tuple[Any, ...] = ()
+
+    def resuming_line(self, run_name: str, held: str, also: str = "") -> str:
+        """What a resumed study prints first: held, how much of it the store holds (``2 of 4 cells are``),
+        and also, what else it holds (``, and the link section``)."""
+        names = ", ".join(run.info.run_name for run in self.unfinished)
+        deleted = f" (deleted unfinished, computed again: {names})" if names else ""
+        return (f"resuming study {run_name} ({self.run_id}): {held} in the store{also}{deleted}; computing "
+                f"the rest")
+
+    def discard_unfinished(self, tracking_uri: str) -> None:
+        """Delete the child runs that did not finish (a process killed while logging one), with their models,
+        so that the resumed study logs their cells once; called once every check has passed."""
+        from mlflow import MlflowClient
+
+        client = MlflowClient(tracking_uri)
+        for child in self.unfinished:
+            client.delete_run(child.info.run_id)
+            delete_models(client, child)
 
 
 def resume_hint(run_id: str | None) -> str:
@@ -44,13 +64,20 @@ def resume_hint(run_id: str | None) -> str:
     return f"to finish it, run the same command with {KEY}={run_id}: only the cells it lacks are computed"
 
 
+def refuse_with_rebuild(cfg: Mapping[str, Any]) -> None:
+    """ConfigError when cfg asks for both a resumption and a rebuild."""
+    if cfg.get(KEY) and cfg.get("rebuild"):
+        raise ConfigError(f"{KEY}: give {KEY}=<run id> (finish a stopped study) or rebuild=<run id> (a "
+                          f"study's table from the store), not both")
+
+
 def stopped_study(run_id: str, settings: TrackingSettings, study: str, params: Mapping[str, Any]
                   ) -> StoppedStudy:
     """The stopped parent run run_id of study to finish with the settings whose parent params are params
     (what the study logs on its parent, unflattened); ConfigError (one line) when tracking is off, the store
     has no such run, it is no parent of study in settings' experiment, it finished, its process still runs,
-    or it ran with other params. Child runs that did not finish (a process killed while logging one) are
-    deleted with their models, so that the resumed study logs their cells once."""
+    it ran other code (another git commit) or with other params. Nothing in the store changes here (see
+    StoppedStudy.discard_unfinished)."""
     if settings.mode == "off":
         raise ConfigError(f"{KEY}: needs the store the study logged to; tracking=off keeps none")
     try:
@@ -71,15 +98,16 @@ def stopped_study(run_id: str, settings: TrackingSettings, study: str, params: M
     if info.status == "RUNNING" and not process_gone(tags):
         raise ConfigError(f"{KEY}: study {run_id} is still running ({process_name(tags)} has not ended); "
                           f"allowed: a study whose process has ended (Ctrl-C it or wait for it)")
+    ran, here = tags.get(COMMIT_TAG), git_commit()
+    if ran and here and ran != here:
+        raise ConfigError(f"{KEY}: study {run_id} ran the code of commit {ran[:12]}, this checkout is at "
+                          f"{here[:12]}: its cells and new ones would mix two versions in one table; resume "
+                          f"from a checkout of {ran[:12]}, or run the study afresh")
     _check_same_params(run_id, parent.data.params, flatten_params(params))
     children = _children(client, info.experiment_id, run_id)
-    unfinished = [child for child in children if child.info.status != "FINISHED"]
-    for child in unfinished:
-        client.delete_run(child.info.run_id)
-        delete_models(client, child)
     return StoppedStudy(run_id, info.experiment_id, frozenset(parent.data.metrics),
                         tuple(child for child in children if child.info.status == "FINISHED"),
-                        tuple(child.info.run_name for child in unfinished))
+                        tuple(child for child in children if child.info.status != "FINISHED"))
 
 
 def _check_same_params(run_id: str, logged: Mapping[str, str], wanted: Mapping[str, str]) -> None:

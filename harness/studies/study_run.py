@@ -23,7 +23,7 @@ from harness.config import check_value, tracking_config
 from harness.processes import results_in_processes
 from harness.studies.study_resume import StoppedStudy, resume_hint
 from harness.tracking.experiment_notes import NOTE_TAG
-from harness.tracking.loggers import tag_values
+from harness.tracking.loggers import fit_note, tag_values
 
 Curve = tuple[np.ndarray, np.ndarray]  # (steps (n,) int, values (n,) float)
 
@@ -275,16 +275,15 @@ def run_study(settings, study: str, run_name: str, params: Mapping[str, Any],
     held = _held_runs(resume, study, [key(*args) for args in arguments])
     missing = [args for args, run_id in zip(arguments, held, strict=True) if run_id is None]
     logged: list[str | None] = [run_id for run_id in held if run_id is not None]
+    if resume is not None:
+        resume.discard_unfinished(settings.tracking_uri)
     with open_run(settings, run_name=run_name, tags={"study": study, "kind": "parent"},
                   resume_run_id=None if resume is None else resume.run_id) as parent, \
             stop_account(parent, run_name, lambda: f"{len(logged)} of {len(arguments)} cells", echo):
         if resume is None:
             parent.log_params(params)
         else:
-            deleted = (f" (deleted unfinished, computed again: {', '.join(resume.deleted)})"
-                       if resume.deleted else "")
-            echo(f"resuming study {run_name} ({resume.run_id}): {len(logged)} of {len(arguments)} cells are "
-                 f"in the store{deleted}; computing the rest")
+            echo(resume.resuming_line(run_name, f"{len(logged)} of {len(arguments)} cells are"))
         environment = parent_environment(parent, settings)
         started = time.perf_counter()
         def log_and_count(done: CellRun) -> None:
@@ -297,7 +296,9 @@ def run_study(settings, study: str, run_name: str, params: Mapping[str, Any],
         if resume is None:
             frame, curves = cells_frame(cells), {done.name: done.curves for done in cells}
         else:
-            frame, curves = stored_cells(settings, parent.run_id, study, curve_names)
+            computed = iter(logged[len(logged) - len(cells):])  # their run ids, in the order of missing
+            order = [run_id if run_id is not None else next(computed) for run_id in held]
+            frame, curves = stored_cells(settings, parent.run_id, study, curve_names, order)
         outputs = summarize(frame, curves)
         log_outputs(parent, frame, outputs)
         parent.set_tags({NOTE_TAG: study_note(study, outputs)})
@@ -327,10 +328,11 @@ def run_sweep_cells(settings, study: str, cell: Callable[..., CellRun], argument
         cell, arguments, logged=lambda done: log_cell(settings, study, done, "auto", environment)))
 
 
-def stored_cells(settings, parent_run_id: str, study: str, curve_names: Sequence[str] = ()
-                 ) -> tuple[pd.DataFrame, dict[str, dict[str, Curve]]]:
+def stored_cells(settings, parent_run_id: str, study: str, curve_names: Sequence[str] = (),
+                 order: Sequence[str] = ()) -> tuple[pd.DataFrame, dict[str, dict[str, Curve]]]:
     """The cells frame and curves of study's child runs under parent_run_id, read back from the store
-    (experiment settings.experiment) with harness.report.
+    (experiment settings.experiment) with harness.report; rows newest run first, or in the order of the run
+    ids order (a resumed study's: its arguments' order, as cells_frame gives a computed study's).
 
     Key columns come from the `cell.<name>` tags (numbers parsed back), metrics from the runs' latest values
     (the step-0 scalars), curves (the metrics named in curve_names) from their full histories; every value
@@ -342,6 +344,8 @@ def stored_cells(settings, parent_run_id: str, study: str, curve_names: Sequence
                       filter=f"tags.study = '{study}' and tags.kind = 'cell'")
     if runs.empty:
         raise ValueError(f"parent_run_id must name a run with {study} cell runs, got {parent_run_id!r}")
+    if order:
+        runs = runs.set_index("run_id").loc[list(order)].reset_index()
     columns = {name[len("tags.cell."):]: runs[name].map(_parse) for name in runs.columns
                if name.startswith("tags.cell.")}
     columns.update({name[len("metrics."):]: _infinite(runs[name].to_numpy()) for name in runs.columns
@@ -378,7 +382,7 @@ def rebuild(settings, parent_run_id: str, study: str, summarize: Summarize, curv
     frame, curves = stored_cells(settings, parent_run_id, study, curve_names)
     outputs = summarize(frame, curves)
     client, _ = ensure_store(settings)
-    client.set_tag(parent_run_id, NOTE_TAG, study_note(study, outputs))
+    client.set_tag(parent_run_id, NOTE_TAG, fit_note(study_note(study, outputs)))
     with open_run(settings, run_name=f"{study}-summary", tags={"study": study, "kind": "summary"},
                   parent_run_id=parent_run_id) as log:
         log_outputs(log, frame, outputs)
