@@ -46,15 +46,21 @@ def template_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return db
 
 
-@pytest.fixture
-def tracking_settings(template_store: Path, tmp_path: Path) -> TrackingSettings:
-    root = tmp_path / "mlruns"
+def store_copy(template_store: Path, folder: Path, experiment: str = "test") -> TrackingSettings:
+    """Settings of a new local store folder/mlruns: a copy of the session's migrated template database, with
+    its artifacts beside it."""
+    root = folder / "mlruns"
     root.mkdir()
     db = root / "mlflow.db"
     shutil.copyfile(template_store, db)
     return TrackingSettings(
-        mode="local", uri=f"sqlite:///{db}", experiment="test", artifact_root=str(root / "artifacts")
+        mode="local", uri=f"sqlite:///{db}", experiment=experiment, artifact_root=str(root / "artifacts")
     )
+
+
+@pytest.fixture
+def tracking_settings(template_store: Path, tmp_path: Path) -> TrackingSettings:
+    return store_copy(template_store, tmp_path)
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ child runs, leaving one half-written, and ending the parent KILLED, as a signal 
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import store_copy
 from mlflow import MlflowClient
 from test_gradient_studies import ROOT, TINY, children, composed
 
@@ -28,11 +28,7 @@ OUTPUT_FILES = ("table.md", "table.csv", "findings.txt", "closed_form.png")
 
 @pytest.fixture(scope="module")
 def store(template_store: Path, tmp_path_factory: pytest.TempPathFactory) -> TrackingSettings:
-    root = tmp_path_factory.mktemp("resume") / "mlruns"
-    root.mkdir()
-    shutil.copyfile(template_store, root / "mlflow.db")
-    return TrackingSettings(mode="local", uri=f"sqlite:///{root / 'mlflow.db'}", experiment="gradient_flow",
-                            artifact_root=str(root / "artifacts"))
+    return store_copy(template_store, tmp_path_factory.mktemp("resume"), "gradient_flow")
 
 
 @pytest.fixture(scope="module")

@@ -5,12 +5,12 @@ runs, leaving one half-written, and ending the parent KILLED, as a signal or a c
 
 from __future__ import annotations
 
-import shutil
 from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import store_copy
 from mlflow import MlflowClient
 from mlflow.entities import Param
 from test_rnn_vs_arma import TINY, composed, run_app, tracking_overrides
@@ -27,11 +27,7 @@ from harness.tracking.store import git_commit
 
 @pytest.fixture(scope="module")
 def store(template_store: Path, tmp_path_factory: pytest.TempPathFactory) -> TrackingSettings:
-    root = tmp_path_factory.mktemp("resume") / "mlruns"
-    root.mkdir()
-    shutil.copyfile(template_store, root / "mlflow.db")
-    return TrackingSettings(mode="local", uri=f"sqlite:///{root / 'mlflow.db'}", experiment="rnn_vs_arma",
-                            artifact_root=str(root / "artifacts"))
+    return store_copy(template_store, tmp_path_factory.mktemp("resume"), "rnn_vs_arma")
 
 
 def config_of(store: TrackingSettings, *extra: str) -> rnn_vs_arma.StudyConfig:

@@ -3,12 +3,12 @@ seeds, printed and logged to its parent run."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import store_copy
 from mlflow import MlflowClient
 from test_train_app import TINY, app, runs_of
 
@@ -21,11 +21,7 @@ from harness.tracking.server import free_port
 
 @pytest.fixture(scope="module")
 def store(template_store: Path, tmp_path_factory: pytest.TempPathFactory) -> TrackingSettings:
-    root = tmp_path_factory.mktemp("seed_report") / "mlruns"
-    root.mkdir()
-    shutil.copyfile(template_store, root / "mlflow.db")
-    return TrackingSettings(mode="local", uri=f"sqlite:///{root / 'mlflow.db'}", experiment="test",
-                            artifact_root=str(root / "artifacts"))
+    return store_copy(template_store, tmp_path_factory.mktemp("seed_report"), "test")
 
 
 @pytest.fixture(scope="module")
