@@ -301,9 +301,10 @@ def success_figure(table: pd.DataFrame):
     markers = "osD^vx*"
     for k, (method, rows) in enumerate(table.groupby("method", sort=False)):
         offset = (k - (table["method"].nunique() - 1) / 2) * 0.012  # keep coinciding points visible
-        below, above = rows["success_rate"] - rows["success_low"], rows["success_high"] - rows["success_rate"]
-        ax.errorbar(rows["T"], rows["success_rate"] + offset, yerr=[below, above], capsize=2, elinewidth=0.8,
-                    marker=markers[k % len(markers)], color=f"C{k}", lw=1.2, label=method)
+        rate, low, high = (rows[name].to_numpy() for name in ("success_rate", "success_low", "success_high"))
+        # arrays, not Series: matplotlib calls float() on a one-row Series, which pandas deprecates
+        ax.errorbar(rows["T"].to_numpy(), rate + offset, yerr=[rate - low, high - rate], capsize=2,
+                    elinewidth=0.8, marker=markers[k % len(markers)], color=f"C{k}", lw=1.2, label=method)
     ax.set_xscale("log", base=2)
     ax.set_xticks(sorted(set(table["T"])), [str(t) for t in sorted(set(table["T"]))])
     ax.set_ylim(-0.06, 1.06)
