@@ -181,7 +181,6 @@ class TrialRecorder:
             return
         from mlflow.entities import Metric, RunTag
 
-        from harness.studies.study_run import pyplot
         from harness.tracking.callback import _now_ms
 
         frame = trials_frame(self.study)
@@ -200,12 +199,21 @@ class TrialRecorder:
             plt.close(figure)
 
 
+def pyplot():
+    """matplotlib.pyplot on the headless Agg backend: Optuna's plots draw through it (the harness's own
+    figures use the object API), so each figure is closed once logged."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def study_figures(study: Any) -> dict[str, Any]:
     """Optuna's optimisation history and, with two or more complete trials, the parameter importances."""
     from optuna.exceptions import ExperimentalWarning
     from optuna.visualization import matplotlib as plots
-
-    from harness.studies.study_run import pyplot
 
     pyplot()
     figures = {}

@@ -116,17 +116,6 @@ def new_figure(figsize: tuple[float, float]) -> Any:
     return Figure(figsize=figsize)
 
 
-def pyplot():
-    """matplotlib.pyplot on the headless Agg backend, for Optuna's plots, which draw through it (close each
-    figure once logged)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
