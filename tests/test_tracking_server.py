@@ -269,6 +269,9 @@ def test_server_lost_mid_run_keeps_what_it_did_not_receive_in_the_job_folder(tmp
         received = {m.step for m in client.get_metric_history(run_id, "train/loss")}
         assert received and received | offline_steps == set(range(1, steps + 1))
         assert client.get_run(run_id).info.status == "RUNNING"  # its end never reached the server
+        # a LoggedModel the server was left with half-made (lost mid-upload) would hide the replayed files
+        experiment_id = client.get_run(run_id).info.experiment_id
+        client.create_logged_model(experiment_id, name="model", source_run_id=run_id)
         # the replay sends the rest and ends the run; a second replay changes nothing
         for _ in range(2):
             done = subprocess.run([sys.executable, "-m", "harness.tracking.replay", str(record), "--uri",
@@ -283,6 +286,7 @@ def test_server_lost_mid_run_keeps_what_it_did_not_receive_in_the_job_folder(tmp
         assert run.info.status == "FINISHED" and run.data.metrics["diverged"] == 0.0
         assert run.info.end_time == end
         assert {"model.npz", "figures", "model"} <= {item.path for item in client.list_artifacts(run_id)}
+        assert client.search_logged_models([experiment_id], filter_string=f"source_run_id = '{run_id}'") == []
 
 
 def test_replay_refuses_a_file_that_is_no_offline_record(tmp_path: Path) -> None:

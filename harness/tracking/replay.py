@@ -34,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.runtime import quiet_library_logs
+from harness.tracking.logged_model import NAME as MODEL_NAME
+from harness.tracking.logged_model import delete_models
 from harness.tracking.loggers import MAX_METRICS_PER_BATCH, dataset_input, pair_batches
 from harness.tracking.redact import end_run, redact
 
@@ -193,6 +195,10 @@ def replay(path: Path, uri: str | None = None) -> Replayed:
     for line in by_kind.get("dataset", []):
         entry = dataset_input(line["name"], line["fingerprint"], line["context"])
         client.log_inputs(run_id, datasets=[entry])
+    if any(Path(line["artifact_path"]).parts[0] == MODEL_NAME for line in by_kind.get("artifact", [])):
+        # the model went offline: a LoggedModel the lost server was left with (PENDING, no files) would hide
+        # these files from runs:/<run id>/model, which looks for the run's LoggedModel first
+        delete_models(client, client.get_run(run_id))
     for line in by_kind.get("artifact", []):
         parent = str(Path(line["artifact_path"]).parent)
         client.log_artifact(run_id, str(line["source"]), None if parent == "." else parent)
