@@ -174,6 +174,9 @@ def test_resume_refuses_a_study_of_other_code(whole, store) -> None:
     (["length=310"], "resume: study {id} ran with other settings: length: 300 there, 310 here; give the "
                      "settings it ran with"),
     (["tracking=off"], "resume: needs the store the study logged to; tracking=off keeps none"),
+    # a model's keywords are one JSON param: the keys inside that differ are named, not the whole objects
+    (["rnn.steps=21"], "resume: study {id} ran with other settings: models.linear.steps: 20 there, 21 here; "
+                       "models.lstm.steps: 20 there, 21 here; give the settings it ran with"),
 ])
 def test_resume_refuses_other_settings(whole, store, change, message) -> None:
     parent_run_id = stopped(store)
@@ -199,6 +202,11 @@ def test_resume_refuses_a_finished_study_a_child_and_an_unknown_run(whole, store
 def test_resume_with_rebuild_or_a_sweep_is_refused_before_any_run(store, tmp_path) -> None:
     with pytest.raises(ConfigError, match=r"^resume: give resume=<run id> \(finish a stopped study\) or "):
         rnn_vs_arma.check(composed([*TINY, "resume=abc", "rebuild=abc"]))
+    for key in ("resume", "rebuild"):  # `resume=$ID` with ID unset ran a whole new study
+        with pytest.raises(ConfigError) as error:
+            rnn_vs_arma.check(composed([*TINY, f"{key}="]))
+        refusal = f"{key}: empty; give a parent run id (a study printed it), or leave {key} out"
+        assert str(error.value) == refusal
     done = run_app(["-m", "series=ar2,setar", "resume=abc", *TINY[1:], *tracking_overrides(store)], tmp_path)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1] == ("config error: resume takes one run, not a -m sweep: run "

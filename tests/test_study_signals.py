@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -68,14 +69,18 @@ def test_a_signalled_comparison_tells_where_it_stopped(tracking_settings, tmp_pa
     progress = f"{units} of 8 units (series x seed), {cells} of 16 cells"
     run_id = parent.info.run_id
     lines = out.read_text().splitlines()
+    # the whole command that finishes it: the app's overrides (Hydra's own, hydra.run.dir, change no
+    # number and are not repeated), resume= added
+    finish = shlex.join(["python", "experiments/rnn_vs_arma.py", *command[2:-1], f"resume={run_id}"])
+    hint = f"to finish it: {finish} (only the cells it lacks are computed)"
     assert lines[-3:] == [
         f"study rnn_vs_arma-2x2x4 ar2,setar ({run_id}) stopped after {progress} (interrupted by SIGINT); the "
         "cells done are its child runs",
-        resume_hint(run_id),
+        hint,
         ui_hint(tracking_settings.tracking_uri, (parent.info.experiment_id, run_id))]
     note = parent.data.tags["mlflow.note.content"]
     assert note.startswith(f"**Stopped after {progress}** (interrupted by SIGINT); the cells done are its")
-    assert note.endswith(f"with resume={run_id}: only the cells it lacks are computed.")
+    assert note.endswith(f" To finish it: {finish} (only the cells it lacks are computed).")
     assert parent.data.tags["error"] == "RunInterrupted: interrupted by SIGINT"
     assert "Traceback" not in err.read_text()
 

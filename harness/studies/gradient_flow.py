@@ -43,7 +43,7 @@ from harness.diagnostics import DERIVATIVE_BOUND, fit_decay_rate, jacobian_produ
 from harness.nn import Elman
 from harness.nn.activations import ACTIVATIONS, derivative_from_output
 from harness.studies.remedies import REMEDIES_KEYS
-from harness.studies.study_resume import refuse_with_rebuild, stopped_study
+from harness.studies.study_resume import check_run_keys, stopped_study
 from harness.studies.study_run import (
     CellRun,
     Curve,
@@ -453,7 +453,7 @@ def check(cfg: Mapping[str, Any]) -> tuple[Any, Study, int]:
         settings = study_settings(cfg["tracking"], APP)
     except ConfigError as error:
         raise StudyInputError(str(error)) from None
-    refuse_with_rebuild(cfg)
+    check_run_keys(cfg)
     study = make_study(cfg)
     if not cfg.get("rebuild"):
         processes = min(n_jobs, len(study.config.cells()))

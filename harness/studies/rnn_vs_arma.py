@@ -62,7 +62,7 @@ from harness.processes import results_in_processes
 from harness.progress import ProgressLines
 from harness.seed_stats import summarize_over_seeds
 from harness.studies import figures
-from harness.studies.study_resume import StoppedStudy, refuse_with_rebuild, stopped_study
+from harness.studies.study_resume import StoppedStudy, check_run_keys, stopped_study
 from harness.studies.study_run import (
     cell_environment,
     check_int,
@@ -1537,7 +1537,7 @@ def check(cfg: Mapping[str, Any]) -> tuple[Any, StudyConfig | None]:
         settings = study_settings(cfg["tracking"], STUDY)
     except ConfigError as error:
         raise StudyInputError(str(error)) from None
-    refuse_with_rebuild(cfg)
+    check_run_keys(cfg)
     if cfg.get("rebuild"):
         return settings, None
     config = StudyConfig.from_mapping(cfg)

@@ -9,6 +9,8 @@ reopened; every refusal is one line naming ``resume``.
 
 from __future__ import annotations
 
+import json
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +22,7 @@ from harness.tracking.logged_model import delete_models
 from harness.tracking.loggers import flatten_params
 from harness.tracking.orphans import process_gone, process_name
 from harness.tracking.redact import redact
-from harness.tracking.store import git_commit
+from harness.tracking.store import entry_point, git_commit
 
 KEY = "resume"
 COMMIT_TAG = "mlflow.source.git.commit"
@@ -58,14 +60,34 @@ class StoppedStudy:
 
 
 def resume_hint(run_id: str | None) -> str:
-    """What a stopped study's account tells the user to do next (run_id None: tracking off, nothing kept)."""
+    """What a stopped study's account tells the user to do next (run_id None: tracking off, nothing kept):
+    in an app, the whole command that finishes it (its overrides and resume=run_id), as a stopped training
+    run gives its own."""
     if run_id is None:
         return "tracking=off keeps no cells: run the same command again, which computes every cell again"
-    return f"to finish it, run the same command with {KEY}={run_id}: only the cells it lacks are computed"
+    command = _resume_command(run_id)
+    if command is None:
+        return f"to finish it, run the same command with {KEY}={run_id}: only the cells it lacks are computed"
+    return f"to finish it: {command} (only the cells it lacks are computed)"
 
 
-def refuse_with_rebuild(cfg: Mapping[str, Any]) -> None:
-    """ConfigError when cfg asks for both a resumption and a rebuild."""
+def _resume_command(run_id: str) -> str | None:
+    """The shell command of this Hydra app with its overrides, resume= given run_id; None outside an app."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    overrides = [override for override in HydraConfig.get().overrides.task
+                 if not override.lstrip("+~").startswith(f"{KEY}=")]
+    return shlex.join(["python", entry_point(), *overrides, f"{KEY}={run_id}"])
+
+
+def check_run_keys(cfg: Mapping[str, Any]) -> None:
+    """ConfigError when cfg's resume or rebuild is given empty (``resume=`` with an unset shell variable ran
+    a whole new study), or both are given."""
+    for key in (KEY, "rebuild"):
+        if key in cfg and cfg[key] is not None and not str(cfg[key]).strip():
+            raise ConfigError(f"{key}: empty; give a parent run id (a study printed it), or leave {key} out")
     if cfg.get(KEY) and cfg.get("rebuild"):
         raise ConfigError(f"{KEY}: give {KEY}=<run id> (finish a stopped study) or rebuild=<run id> (a "
                           f"study's table from the store), not both")
@@ -111,15 +133,31 @@ def stopped_study(run_id: str, settings: TrackingSettings, study: str, params: M
 
 
 def _check_same_params(run_id: str, logged: Mapping[str, str], wanted: Mapping[str, str]) -> None:
-    """ConfigError naming the first settings whose logged and wanted values differ."""
-    differ = sorted(key for key in logged.keys() | wanted.keys() if logged.get(key) != wanted.get(key))
+    """ConfigError naming the first settings whose logged and wanted values differ (inside a JSON object
+    value, such as a model's keywords, the keys that differ: ``models.lstm.steps: 600 there, 700 here``)."""
+    differ = sorted(difference for key in logged.keys() | wanted.keys() if logged.get(key) != wanted.get(key)
+                    for difference in _differences(key, logged.get(key), wanted.get(key)))
     if not differ:
         return
-    shown = "; ".join(f"{key}: {redact(logged.get(key, '(none)'))} there, "
-                      f"{redact(wanted.get(key, '(none)'))} here" for key in differ[:SHOWN_DIFFERENCES])
+    shown = "; ".join(f"{key}: {redact(there)} there, {redact(here)} here"
+                      for key, there, here in differ[:SHOWN_DIFFERENCES])
     more = f" (and {len(differ) - SHOWN_DIFFERENCES} more)" if len(differ) > SHOWN_DIFFERENCES else ""
     raise ConfigError(f"{KEY}: study {run_id} ran with other settings: {shown}{more}; give the settings it "
                       f"ran with")
+
+
+def _differences(key: str, there: str | None, here: str | None) -> list[tuple[str, str, str]]:
+    """(key, there, here) of one differing param, or of each differing entry of two JSON objects."""
+    try:
+        objects = json.loads(there or ""), json.loads(here or "")
+    except ValueError:
+        objects = None
+    if objects is None or not all(isinstance(value, dict) for value in objects):
+        return [(key, there or "(none)", here or "(none)")]
+    old, new = objects
+    return [(f"{key}.{name}", json.dumps(old[name]) if name in old else "(none)",
+             json.dumps(new[name]) if name in new else "(none)")
+            for name in sorted(old.keys() | new.keys()) if old.get(name) != new.get(name)]
 
 
 def _children(client: Any, experiment_id: str, run_id: str) -> list[Any]:
