@@ -77,6 +77,9 @@ def test_a_resumed_study_reports_the_uninterrupted_numbers(whole, store) -> None
     parent, uninterrupted = client.get_run(parent_run_id), client.get_run(whole.parent_run_id)
     assert parent.info.status == "FINISHED" and parent.data.params == uninterrupted.data.params
     assert parent.data.tags[NOTE_TAG] == uninterrupted.data.tags[NOTE_TAG]
+    assert parent.data.tags["resumed"] == ("2 of 4 cells are in the store when it resumed (deleted "
+                                           "unfinished, computed again: closed_form-vf1.5-T4)")
+    assert "resumed" not in uninterrupted.data.tags
     for name in OUTPUT_FILES:  # the figure too, byte for byte
         assert artifact(client, parent_run_id, name) == artifact(client, whole.parent_run_id, name), name
     assert (parent.data.metrics["cells_computed"], parent.data.metrics["n_jobs"]) == (2, 2)

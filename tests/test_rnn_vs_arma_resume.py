@@ -81,6 +81,9 @@ def test_a_resumed_study_reports_the_uninterrupted_numbers(whole, store) -> None
     assert result.markdown == whole.markdown and printed[1:] == [whole.markdown, whole.link.summary]
     parent = client.get_run(parent_run_id)
     assert parent.info.status == "FINISHED"
+    assert parent.data.tags["resumed"] == ("2 of 4 units (series x seed), 8 of 12 cells are in the store, "
+                                           "and the link section when it resumed (deleted unfinished, "
+                                           "computed again: ar2-arma-s1)")
     assert parent.data.tags[NOTE_TAG] == rnn_vs_arma.parent_note(whole.table, [whole.link.summary],
                                                                  parent_run_id)
     # every cell once, the half-written one deleted

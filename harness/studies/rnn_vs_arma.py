@@ -1202,8 +1202,8 @@ def run_study(config: StudyConfig, settings, echo: Callable[[str], Any] = print,
                 logged.append((unit.series, unit.seed))
 
         if resume is not None:
-            echo(resume.resuming_line(run_name, f"{_progress(config, logged)} are",
-                                      "" if link_run is None else ", and the link section"))
+            resume.announce(parent, run_name, f"{_progress(config, logged)} are", echo,
+                            "" if link_run is None else ", and the link section")
         progress = ProgressLines(len(calls), enabled=None if config.progress else False)
         units, link = _gather(results, log_cell, progress)
         if resume is None:

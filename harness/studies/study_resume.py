@@ -26,6 +26,7 @@ from harness.tracking.store import entry_point, git_commit
 
 KEY = "resume"
 COMMIT_TAG = "mlflow.source.git.commit"
+RESUMED_TAG = "resumed"  # on a resumed study's parent: what the store held when it resumed
 SHOWN_DIFFERENCES = 3  # settings named in a refusal; the rest are counted
 
 
@@ -40,13 +41,15 @@ class StoppedStudy:
     children: tuple[Any, ...]
     unfinished: tuple[Any, ...] = ()
 
-    def resuming_line(self, run_name: str, held: str, also: str = "") -> str:
-        """What a resumed study prints first: held, how much of it the store holds (``2 of 4 cells are``),
-        and also, what else it holds (``, and the link section``)."""
+    def announce(self, parent: Any, run_name: str, held: str, echo: Any, also: str = "") -> None:
+        """Echo what a resumed study prints first and tag its reopened parent (a logger of open_run) with it
+        (``resumed``: the run's duration in the UI includes the pause): held, how much of it the store holds
+        (``2 of 4 cells are``), also, what else it holds (``, and the link section``)."""
         names = ", ".join(run.info.run_name for run in self.unfinished)
         deleted = f" (deleted unfinished, computed again: {names})" if names else ""
-        return (f"resuming study {run_name} ({self.run_id}): {held} in the store{also}{deleted}; computing "
-                f"the rest")
+        echo(f"resuming study {run_name} ({self.run_id}): {held} in the store{also}{deleted}; computing the "
+             f"rest")
+        parent.set_tags({RESUMED_TAG: f"{held} in the store{also} when it resumed{deleted}"})
 
     def discard_unfinished(self, tracking_uri: str) -> None:
         """Delete the child runs that did not finish (a process killed while logging one), with their models,

@@ -272,7 +272,7 @@ def run_study(settings, study: str, run_name: str, params: Mapping[str, Any],
         if resume is None:
             parent.log_params(params)
         else:
-            echo(resume.resuming_line(run_name, f"{len(logged)} of {len(arguments)} cells are"))
+            resume.announce(parent, run_name, f"{len(logged)} of {len(arguments)} cells are", echo)
         environment = parent_environment(parent, settings)
         started = time.perf_counter()
         def log_and_count(done: CellRun) -> None:
