@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Sequence
 from typing import TextIO
 
 
@@ -71,33 +72,59 @@ def _duration(seconds: float) -> str:
 
 class ProgressLines:
     """One line per finished unit of a long job, for output that is not redrawn (logs keep every line):
-    `[5/22] arma11 seed 1: 4 models, 14 s; 17 left, about 1 min`.
+    `[5/21] arma11 seed 1: 4 models, 14 s; 16 left, about 1 min`, and an unnumbered line per extra piece of
+    the job that is no unit (the comparison's link section): `link section (arma11 seed 0): 12 s; all done
+    in 3 min`.
 
-    The estimate of what is left is the wall time so far per finished unit times the units left (units of one
-    job cost about the same and finish in order). enabled None means: write when stream is a TTY, as
-    ProgressBar does, so tests' and sweeps' captured output stays free of it.
+    done: units finished before this job started (a resumed study's), counted in the numbers but not in the
+    estimate of what is left: the wall time so far per unit finished here times the units left (units of
+    one job cost about the same and finish in order). extras: the names of the extra pieces to come; until
+    they are finished the last unit's line names them instead of saying all is done. enabled None means:
+    write when stream is a TTY, as ProgressBar does, so tests' and sweeps' captured output stays free of it.
     """
 
-    def __init__(self, total: int, *, stream: TextIO | None = None, enabled: bool | None = None) -> None:
+    def __init__(self, total: int, *, done: int = 0, extras: Sequence[str] = (), stream: TextIO | None = None,
+                 enabled: bool | None = None) -> None:
         if total < 1:
             raise ValueError(f"total must be an integer >= 1, got {total!r}")
+        if not 0 <= done <= total:
+            raise ValueError(f"done must be an integer in 0..{total}, got {done!r}")
         self.total = total
+        self.done = done
+        self.extras = list(extras)
         self.stream = sys.stderr if stream is None else stream
         self.enabled = self.stream.isatty() if enabled is None else enabled
-        self.done = 0
+        self._done_before = done
         self._start = time.monotonic()
 
     def render(self, what: str) -> str:
         """The line for the unit just finished (counted in self.done), described by what."""
+        return f"[{self.done}/{self.total}] {what}; {self._left()}"
+
+    def _left(self) -> str:
+        """What is left: '16 left, about 1 min', 'link section left' or 'all done in 3 min'."""
         left, elapsed = self.total - self.done, time.monotonic() - self._start
-        if not left:
-            return f"[{self.done}/{self.total}] {what}; all done in {_duration(elapsed)}"
-        estimate = _duration(elapsed / self.done * left)
-        return f"[{self.done}/{self.total}] {what}; {left} left, about {estimate}"
+        finished_here = self.done - self._done_before
+        if left and finished_here:
+            return f"{left} left, about {_duration(elapsed / finished_here * left)}"
+        if left:
+            return f"{left} left"  # no unit finished here yet to time the rest by
+        if self.extras:
+            return f"{' and '.join(self.extras)} left"
+        return f"all done in {_duration(elapsed)}"
 
     def finished(self, what: str) -> None:
         """Count one more unit done and write its line (what: e.g. 'arma11 seed 1: 4 models, 14 s')."""
         self.done += 1
+        self._write(self.render(what))
+
+    def extra_finished(self, name: str, what: str) -> None:
+        """The extra piece name (one of extras) is done: write its unnumbered line (what: e.g. 'link section
+        (arma11 seed 0): 12 s')."""
+        self.extras.remove(name)
+        self._write(f"{what}; {self._left()}")
+
+    def _write(self, line: str) -> None:
         if self.enabled:
-            self.stream.write(self.render(what) + "\n")
+            self.stream.write(line + "\n")
             self.stream.flush()

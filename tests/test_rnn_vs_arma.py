@@ -24,7 +24,6 @@ from omegaconf import OmegaConf
 from harness.environment import blas_description
 from harness.forecast.metrics import diebold_mariano
 from harness.forecast.series import make_series
-from harness.progress import ProgressLines
 from harness.studies import rnn_vs_arma
 from harness.tasks import fingerprint
 from harness.tracking import TrackingSettings
@@ -226,24 +225,36 @@ def test_pooled_dm_is_one_test_on_the_stored_errors_of_all_seeds(study, store):
     assert "negative favours the RNN" in legend and "Pooled DM: one test on the one-step errors" in legend
 
 
-def test_each_finished_unit_gives_one_progress_line_and_the_units_stay_those_computed(store):
-    """The sequential run's progress (stderr on a terminal; here a stream that asks for it): one line per
-    (series, seed) as its cells are logged, and one for the link section; the study's own numbers do not
-    depend on it (the lines are written after the units are complete)."""
+def test_progress_lines_number_the_units_as_the_account_does_and_the_link_section_apart(store):
+    """The sequential run's progress (stderr on a terminal; here a stream that says it is one) of a study
+    going on with unit (ar2, 0) held: [2/2] over the (series x seed) units, as its account counts them, the
+    link section unnumbered after it; the study's own numbers do not depend on it (the lines are written
+    after the units are complete)."""
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
     config = rnn_vs_arma.StudyConfig.from_mapping(composed([*TINY, "series=[ar2]", "model=[arma,linear]",
-                                                            "seed=[0]", "tracking=off"]))
-    calls = rnn_vs_arma._calls(config, with_link=True)
-    stream = io.StringIO()
+                                                            "seed=[0,1]", "tracking=off"]))
+    calls = rnn_vs_arma._calls(config, with_link=True, done=frozenset({("ar2", 0)}))
+    stream = Terminal()
     logged = []
     units, link = rnn_vs_arma._gather((function(*args) for function, args in calls),
                                       lambda unit, cell: logged.append(cell.model),
-                                      ProgressLines(len(calls), stream=stream, enabled=True))
+                                      rnn_vs_arma.progress_lines(config, 1, with_link=True, stream=stream))
     lines = stream.getvalue().splitlines()
-    assert re.fullmatch(r"\[1/2\] ar2 seed 0: 2 models, \d+ s; 1 left, about \d+ (s|min)", lines[0]), lines
-    assert re.fullmatch(r"\[2/2\] link section \(arma11 seed 0\); all done in \d+ (s|min)", lines[1]), lines
+    assert re.fullmatch(r"\[2/2\] ar2 seed 1: 2 models, \d+ s; link section left", lines[0]), lines
+    assert re.fullmatch(r"link section \(arma11 seed 0\): \d+ s; all done in \d+ (s|min)", lines[1]), lines
     assert len(lines) == 2 and logged == ["arma", "linear"] and link is not None
-    again = rnn_vs_arma.compute_unit(config, "ar2", 0)
+    assert rnn_vs_arma._progress(config, [("ar2", 0)] * 2 + [("ar2", 1)] * 2).startswith("2 of 2 units")
+    again = rnn_vs_arma.compute_unit(config, "ar2", 1)
     assert [c.metrics for c in units[0].cells] == [c.metrics for c in again.cells]
+
+    quiet = Terminal()
+    off = rnn_vs_arma.StudyConfig.from_mapping(composed([*TINY, "progress=false", "tracking=off"]))
+    rnn_vs_arma.progress_lines(off, 0, with_link=False, stream=quiet).finished("ar2 seed 0: 2 models, 1 s")
+    assert quiet.getvalue() == ""
 
 
 def test_rebuilt_table_equals_the_printed_one(study, store):

@@ -19,12 +19,13 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 import pandas as pd
@@ -86,6 +87,7 @@ ERROR_CURVES = ("test_error", "reference_test_error")  # an RNN cell's one-step 
 Errors = Mapping[tuple[str, str, str, int], Mapping[str, np.ndarray]]
 LINK_SEQUENCE_LENGTH = 100  # compute_link trains on chunks of this many points
 LINK_FIGURE = "link_impulse_response.png"
+LINK_SECTION = "link section"  # its name in the progress lines
 # the key columns of the cells frame; variant: what a sweep's job changed beyond series, model and seed (""
 # in a sequential run), reference: the model an RNN cell is DM-tested against ("" for ARMA cells)
 ROW_KEYS = ("series", "window", "h", "model", "variant", "reference", "seed")
@@ -570,6 +572,7 @@ class Link:
     values (N,): the series. metrics: learned input/feedback weights, fitted and true phi + theta and -theta.
     impulse (K,) / pi (K,): the RNN's response to x_{t-k} and the fitted ARMA predictor weights, k = 1..K.
     rnn_psi (K,) / arma_psi (K,): psi-weights implied by the RNN's response and of the fitted ARMA.
+    seconds: the wall time of its computation (for the progress line only).
     """
 
     series: str
@@ -581,6 +584,7 @@ class Link:
     pi: np.ndarray
     rnn_psi: np.ndarray
     arma_psi: np.ndarray
+    seconds: float
 
     @property
     def summary(self) -> str:
@@ -596,6 +600,7 @@ class Link:
 
 def compute_link(config: StudyConfig) -> Link:
     """Train the 1-unit linear RNN with output feedback and fit ARMA(1,1) on the same training part (pure)."""
+    started = time.monotonic()
     name, seed, lags = config.link["series"], config.link.get("seed", 0), config.link.get("lags", 12)
     series = _make_series(config, name, seed)
     train = _prepare(config, series)[2].train
@@ -624,7 +629,14 @@ def compute_link(config: StudyConfig) -> Link:
         pi=predictor_weights(arma.ar, arma.ma, lags),
         rnn_psi=psi_from_predictor_weights(rnn.impulse, lags),
         arma_psi=arma.psi,
+        seconds=time.monotonic() - started,
     )
+
+
+def _grid_units(config: StudyConfig) -> list[tuple[str, int]]:
+    """The grid's units, its (series, seed) pairs in grid order: what the progress lines and a stopped
+    study's account count (the link section is none)."""
+    return [(name, seed) for name in config.series for seed in config.seeds]
 
 
 def _calls(config: StudyConfig, with_link: bool, done: frozenset[tuple[str, int]] = frozenset()
@@ -632,8 +644,7 @@ def _calls(config: StudyConfig, with_link: bool, done: frozenset[tuple[str, int]
     """The grid's computations in grid order: one compute_unit per (series, seed) but those in done, then
     the link section."""
     calls: list[tuple[Callable[..., Any], tuple]] = [
-        (compute_unit, (config, name, seed)) for name in config.series for seed in config.seeds
-        if (name, seed) not in done]
+        (compute_unit, (config, *unit)) for unit in _grid_units(config) if unit not in done]
     if with_link:
         calls.append((compute_link, (config,)))
     return calls
@@ -644,14 +655,16 @@ def _gather(results: Iterable[Unit | Link], log_cell: Callable[[Unit, Cell], Any
     """The units (in grid order) and the link section of results (results_in_processes of _calls); each
     unit's cells go to log_cell(unit, cell) as soon as the unit and those before it are done, while the
     processes compute the rest (the logging of 84 child runs no longer waits for the last unit with a core
-    idle). progress gets a line per unit once its cells are logged, and one for the link section."""
+    idle). progress (progress_lines) gets a line per unit once its cells are logged, and an unnumbered one
+    for the link section."""
     units: list[Unit] = []
     link = None
     for result in results:
         if isinstance(result, Link):
             link = result
             if progress is not None:
-                progress.finished(f"link section ({result.series} seed {result.seed})")
+                progress.extra_finished(LINK_SECTION, f"{LINK_SECTION} ({result.series} seed {result.seed}): "
+                                                      f"{result.seconds:.0f} s")
             continue
         units.append(result)
         for cell in result.cells:
@@ -659,6 +672,16 @@ def _gather(results: Iterable[Unit | Link], log_cell: Callable[[Unit, Cell], Any
         if progress is not None:
             progress.finished(_unit_line(result))
     return units, link
+
+
+def progress_lines(config: StudyConfig, units_held: int, with_link: bool, stream: TextIO | None = None
+                   ) -> ProgressLines:
+    """The study's progress lines (stderr by default; off with progress=false): [k/N] over the grid's N
+    units, as the account of a stopped study counts them (_progress), the units_held of a stopped study it
+    goes on already counted; the link section, when computed (with_link), on a line of its own."""
+    extras = [LINK_SECTION] if with_link else []
+    return ProgressLines(len(_grid_units(config)), done=units_held, extras=extras, stream=stream,
+                         enabled=None if config.progress else False)
 
 
 def _unit_line(unit: Unit) -> str:
@@ -1204,7 +1227,7 @@ def run_study(config: StudyConfig, settings, echo: Callable[[str], Any] = print,
         if resume is not None:
             resume.announce(parent, run_name, f"{_progress(config, logged)} are", echo,
                             "" if link_run is None else ", and the link section")
-        progress = ProgressLines(len(calls), enabled=None if config.progress else False)
+        progress = progress_lines(config, len(units_held), with_link and link_run is None)
         units, link = _gather(results, log_cell, progress)
         if resume is None:
             cells, errors = cells_frame(units), cell_errors(units)
@@ -1275,7 +1298,7 @@ def _progress(config: StudyConfig, logged: Sequence[tuple[str, int]]) -> str:
     seed), 7 of 8 cells``; a unit is done once all its cells are."""
     per_unit = len(config.models)
     units = sum(count == per_unit for count in Counter(logged).values())
-    total = len(config.series) * len(config.seeds)
+    total = len(_grid_units(config))
     return f"{units} of {total} units (series x seed), {len(logged)} of {total * per_unit} cells"
 
 
