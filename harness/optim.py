@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from harness.config import suggestion
+
 OPTIMIZER_NAMES = ("adam", "momentum", "rprop", "sgd")
 RPROP_VARIANTS = ("irprop+", "irprop-", "rprop+", "rprop-")
 
@@ -349,7 +351,8 @@ class Rprop(Optimizer):
                  clip_norm: float | None = None, clip_value: float | None = None) -> None:
         super().__init__(lr, clip_norm=clip_norm, clip_value=clip_value)
         if variant not in RPROP_VARIANTS:
-            raise ValueError(f"variant must be one of {list(RPROP_VARIANTS)}, got {variant!r}")
+            raise ValueError(f"variant must be one of {list(RPROP_VARIANTS)}, got {variant!r}"
+                             f"{suggestion(variant, RPROP_VARIANTS)}")
         if not _is_real(eta_plus) or not 1 < eta_plus < math.inf:
             raise ValueError(f"eta_plus must be a finite number > 1, got {eta_plus!r}")
         _check_unit_interval("eta_minus", eta_minus, open_low=True)

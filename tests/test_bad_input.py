@@ -164,6 +164,9 @@ CLI_CASES = [
     ("train", ["model=lstmm"], "In 'config': Could not find 'model/lstmm'; Available options in 'model': "
                                "bidirectional, elman, gru, irnn, jordan, linear, lstm; did you mean 'lstm'?"),
     ("train", ["-m", "task=reversal", "model=linear,jordan"], "job 1 (model=jordan): model.mode must be one"),
+    ("train", ["optimizer=rprop", "optimizer.variant=iprop+"], "optimizer.variant must be one of ['irprop+', "
+                                                              "'irprop-', 'rprop+', 'rprop-'], got 'iprop+'; "
+                                                              "did you mean 'irprop+'?"),
     ("rnn", ["lenght=600"], "unknown key 'lenght'; allowed: ['backtest', 'csv', 'figure_window', "
                            "'intervals', 'length', 'link', 'model', 'models', 'n_jobs', 'progress', "
                            "'rebuild', 'reference', 'resume', 'rnn', 'seed', 'series', 'series_params', "
