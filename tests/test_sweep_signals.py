@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
+from mlflow.entities import LoggedModelStatus
 from omegaconf import OmegaConf
 from test_train_app import ROOT, TINY, app_command, app_env, history, runs_of
 
@@ -454,6 +455,36 @@ def test_a_writer_leaves_the_run_of_a_live_process_alone_and_reap_ends_it_once_g
     assert run.data.tags["error"] == (f"{LOST}harness.tracking.reap (process {process.pid} on "
                                       f"{socket.gethostname()})")
     assert client.get_run(alive).info.status == "RUNNING"
+
+
+def test_reap_fails_the_model_upload_a_killed_process_left_pending_and_no_other_model(tracking_settings
+                                                                                      ) -> None:
+    """A process SIGKILLed mid-upload (a metric writer's model) leaves its run RUNNING and the LoggedModel
+    PENDING, no files: harness.tracking.reap ends the run KILLED and marks that model FAILED. The run's
+    older READY model, and the models of a live process's run (READY, and PENDING: an upload under way), are
+    left as they are."""
+    client, experiment_id = ensure_store(tracking_settings)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    lost = client.create_run(experiment_id, run_name="victim",
+                             tags={HOST_TAG: socket.gethostname(), PID_TAG: str(dead.pid)}).info.run_id
+    alive = client.create_run(experiment_id, run_name="alive", tags=process_tags()).info.run_id
+
+    def model(run_id: str, status: str | None) -> str:
+        created = client.create_logged_model(experiment_id, name="model", source_run_id=run_id).model_id
+        if status is not None:
+            client.finalize_logged_model(created, status)
+        return created
+
+    older, cut_off = model(lost, "READY"), model(lost, None)
+    alive_ready, alive_pending = model(alive, "READY"), model(alive, None)
+    out = reap_store(tracking_settings)
+    assert f"ended KILLED: {lost} victim" in out and alive not in out
+    assert client.get_run(lost).info.status == "KILLED" and client.get_run(alive).info.status == "RUNNING"
+    statuses = {model_id: client.get_logged_model(model_id).status
+                for model_id in (older, cut_off, alive_ready, alive_pending)}
+    assert statuses == {older: LoggedModelStatus.READY, cut_off: LoggedModelStatus.FAILED,
+                        alive_ready: LoggedModelStatus.READY, alive_pending: LoggedModelStatus.PENDING}
 
 
 def reap_store(settings) -> str:

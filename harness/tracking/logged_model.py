@@ -10,7 +10,9 @@ its ``mlflow.note.content``, which the UI shows as the model's description), sta
 ids, upload the files to the model's own artifact location (only there: ``runs:/<run id>/model`` resolves
 to it), link it as the run's output at step, link the run's metrics of that step, and mark it READY
 (FAILED if anything on the way fails). A run logged again (a finished run resumed and trained on) keeps one
-model: the older ones of the run are deleted once the new one is READY.
+model: the older ones of the run are deleted once the new one is READY. A process killed outright (SIGKILL)
+mid-upload runs no handler and leaves its model PENDING; whoever ends its run for the lost process
+(harness.tracking.orphans.end_orphans) marks it FAILED (fail_pending_models).
 """
 
 from __future__ import annotations
@@ -79,3 +81,15 @@ def delete_models(client: Any, run: Any, keep: str | None = None) -> None:
     for model in models:
         if model.model_id != keep:
             client.delete_logged_model(model.model_id)
+
+
+def fail_pending_models(client: Any, run: Any) -> None:
+    """Mark FAILED the LoggedModels of run (an mlflow Run whose process is gone) that are still PENDING: an
+    upload that process had under way when it was killed outright, which no one will finish."""
+    from mlflow.entities import LoggedModelStatus
+
+    models = client.search_logged_models([run.info.experiment_id],
+                                         filter_string=f"source_run_id = '{run.info.run_id}'")
+    for model in models:
+        if model.status == LoggedModelStatus.PENDING:
+            client.finalize_logged_model(model.model_id, LoggedModelStatus.FAILED)
