@@ -16,6 +16,7 @@ import pytest
 from logged_models import loaded_predictions, the_logged_model
 from mlflow import MlflowClient
 from mlflow.artifacts import download_artifacts
+from mlflow.exceptions import MlflowException
 from mlflow.models import Model
 from test_configs import composed
 from test_resume import store_overrides
@@ -96,3 +97,25 @@ def test_git_changes_tell_a_clean_tree_from_a_dirty_one(tmp_path: Path) -> None:
     dirty, patch = git_changes(repo)
     assert dirty and "-one\n+two\n" in patch and patch.endswith("# untracked: new.txt\n")
     assert git_changes(plain) is None
+
+
+def test_a_model_upload_that_fails_leaves_no_model_and_the_earlier_one_found(tmp_path: Path,
+                                                                             tracking_settings) -> None:
+    """A LoggedModel whose logging fails on the way (here: a folder with no MLmodel) is deleted, not left
+    FAILED: runs:/<run id>/model takes the run's newest model whatever its status, and must still find the
+    run's earlier READY one."""
+    from harness.tracking.logged_model import log_logged_model
+
+    run(composed(*TINY, *store_overrides(tracking_settings), "trainer.progress=false"))
+    (tracked,) = runs_of(tracking_settings)
+    client = MlflowClient(tracking_settings.tracking_uri)
+    logged = the_logged_model(client, tracked)
+    (tmp_path / "broken").mkdir()
+    with pytest.raises(MlflowException, match="MLmodel"):
+        log_logged_model(client, tracked.info.run_id, tmp_path / "broken", "no files")
+    assert the_logged_model(client, tracked).model_id == logged.model_id
+    network = load_model(client.download_artifacts(tracked.info.run_id, "model.npz", str(tmp_path)))
+    X = np.random.default_rng(5).normal(size=(3, 2, network.config["input_size"]))
+    (predicted,), _ = loaded_predictions(tmp_path, tracking_settings.tracking_uri, X,
+                                         f"runs:/{tracked.info.run_id}/model")
+    assert np.array_equal(predicted, network.predict(X))

@@ -457,12 +457,12 @@ def test_a_writer_leaves_the_run_of_a_live_process_alone_and_reap_ends_it_once_g
     assert client.get_run(alive).info.status == "RUNNING"
 
 
-def test_reap_fails_the_model_upload_a_killed_process_left_pending_and_no_other_model(tracking_settings
-                                                                                      ) -> None:
+def test_reap_deletes_the_model_upload_a_killed_process_left_pending_and_no_other_model(tracking_settings
+                                                                                        ) -> None:
     """A process SIGKILLed mid-upload (a metric writer's model) leaves its run RUNNING and the LoggedModel
-    PENDING, no files: harness.tracking.reap ends the run KILLED and marks that model FAILED. The run's
-    older READY model, and the models of a live process's run (READY, and PENDING: an upload under way), are
-    left as they are."""
+    PENDING, no files: harness.tracking.reap ends the run KILLED and deletes that model, so that
+    runs:/<run id>/model finds the run's older READY model again. That one, and the models of a live
+    process's run (READY, and PENDING: an upload under way), are left as they are."""
     client, experiment_id = ensure_store(tracking_settings)
     dead = subprocess.Popen(["true"])
     dead.wait()
@@ -481,10 +481,10 @@ def test_reap_fails_the_model_upload_a_killed_process_left_pending_and_no_other_
     out = reap_store(tracking_settings)
     assert f"ended KILLED: {lost} victim" in out and alive not in out
     assert client.get_run(lost).info.status == "KILLED" and client.get_run(alive).info.status == "RUNNING"
-    statuses = {model_id: client.get_logged_model(model_id).status
-                for model_id in (older, cut_off, alive_ready, alive_pending)}
-    assert statuses == {older: LoggedModelStatus.READY, cut_off: LoggedModelStatus.FAILED,
-                        alive_ready: LoggedModelStatus.READY, alive_pending: LoggedModelStatus.PENDING}
+    statuses = {model.model_id: model.status for model in client.search_logged_models([experiment_id])}
+    assert statuses == {older: LoggedModelStatus.READY, alive_ready: LoggedModelStatus.READY,
+                        alive_pending: LoggedModelStatus.PENDING}
+    assert cut_off not in statuses
 
 
 def reap_store(settings) -> str:

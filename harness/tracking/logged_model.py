@@ -9,10 +9,12 @@ create the LoggedModel (name ``model``, source run, the run's params and source 
 its ``mlflow.note.content``, which the UI shows as the model's description), stamp the saved MLmodel with its
 ids, upload the files to the model's own artifact location (only there: ``runs:/<run id>/model`` resolves
 to it), link it as the run's output at step, link the run's metrics of that step, and mark it READY
-(FAILED if anything on the way fails). A run logged again (a finished run resumed and trained on) keeps one
-model: the older ones of the run are deleted once the new one is READY. A process killed outright (SIGKILL)
-mid-upload runs no handler and leaves its model PENDING; whoever ends its run for the lost process
-(harness.tracking.orphans.end_orphans) marks it FAILED (fail_pending_models).
+(deleted if anything on the way fails: ``runs:/<run id>/model`` takes the run's newest model whatever its
+status, so a FAILED one, holding part of the files or none, would hide the run's earlier READY model). A
+run logged again (a finished run resumed and trained on) keeps one model: the older ones of the run are
+deleted once the new one is READY. A process killed outright (SIGKILL) mid-upload runs no handler and
+leaves its model PENDING; whoever ends its run for the lost process (harness.tracking.orphans.end_orphans)
+deletes it (delete_pending_models).
 """
 
 from __future__ import annotations
@@ -40,9 +42,9 @@ def log_logged_model(client: Any, run_id: str, folder: Path, description: str, s
         client.log_model_artifacts(model.model_id, str(folder))
         _link_to_run(client, run, model.model_id, step)
         client.finalize_logged_model(model.model_id, "READY")
-    except BaseException:  # a signal's exception too: no model is left PENDING
+    except BaseException:  # a signal's exception too: no half-made model is left
         with contextlib.suppress(Exception):
-            client.finalize_logged_model(model.model_id, "FAILED")
+            client.delete_logged_model(model.model_id)
         raise
     delete_models(client, run, keep=model.model_id)
 
@@ -83,13 +85,14 @@ def delete_models(client: Any, run: Any, keep: str | None = None) -> None:
             client.delete_logged_model(model.model_id)
 
 
-def fail_pending_models(client: Any, run: Any) -> None:
-    """Mark FAILED the LoggedModels of run (an mlflow Run whose process is gone) that are still PENDING: an
-    upload that process had under way when it was killed outright, which no one will finish."""
+def delete_pending_models(client: Any, run: Any) -> None:
+    """Delete the LoggedModels of run (an mlflow Run whose process is gone) that are still PENDING: an upload
+    that process had under way when it was killed outright, which no one will finish (see the module
+    docstring for why not FAILED)."""
     from mlflow.entities import LoggedModelStatus
 
     models = client.search_logged_models([run.info.experiment_id],
                                          filter_string=f"source_run_id = '{run.info.run_id}'")
     for model in models:
         if model.status == LoggedModelStatus.PENDING:
-            client.finalize_logged_model(model.model_id, LoggedModelStatus.FAILED)
+            client.delete_logged_model(model.model_id)

@@ -4,7 +4,7 @@ Every run open_run creates records the process that owns it (tags ``harness.host
 Linux, ``harness.pid_start``, the process's start time, so a recycled pid is not taken for the run's
 process: process_tags). A run that is RUNNING while its process no longer exists on this host was never
 closed: end_lost ends it KILLED with an ``error`` tag saying so, and a LoggedModel it was uploading (left
-PENDING) FAILED. Runs of other hosts, and runs without these tags, are left alone. Who calls it: a dead
+PENDING) deleted. Runs of other hosts, and runs without these tags, are left alone. Who calls it: a dead
 trainer's metric writer (harness.tracking.writer), the launching process's writer for a sweep's parent
 (harness.tracking.SweepCallback), and ``python -m harness.tracking.reap`` (the command, a module of its own
 so that importing harness.tracking does not import the module ``-m`` runs).
@@ -132,13 +132,13 @@ def ending_lock(tracking_uri: str) -> Iterator[None]:
 def end_orphans(client: Any, runs: Iterable[Any], reason: str, status: str = "KILLED", *,
                 this_process: bool = False, take_over: bool = False, mark: bool = False) -> list[Any]:
     """End every run among runs (mlflow Run, read again) that is orphaned with status and ``error = reason
-    (process ...)``, and their LoggedModels left PENDING FAILED (an upload the lost process had under way);
+    (process ...)``, and their LoggedModels left PENDING deleted (an upload the lost process had under way);
     returns them as they were. take_over: also the runs end_lost ended (reaped), whose REAPED_TAG goes; mark:
     tag the ended runs REAPED_TAG (end_lost)."""
     from mlflow.entities import RunTag
 
     # imported here: logged_model imports loggers, which imports writer, which imports this module
-    from harness.tracking.logged_model import fail_pending_models
+    from harness.tracking.logged_model import delete_pending_models
 
     def candidate(run: Any) -> bool:
         return (take_over and reaped(run)) or bool(orphaned([run], this_process=this_process))
@@ -158,7 +158,7 @@ def end_orphans(client: Any, runs: Iterable[Any], reason: str, status: str = "KI
             if mark:
                 tags.append(RunTag(REAPED_TAG, _process_identity(recorded)))
             client.log_batch(run_id, tags=tags)
-            fail_pending_models(client, run)
+            delete_pending_models(client, run)
             end_run(client, run_id, status)
             ended.append(run)
     return ended

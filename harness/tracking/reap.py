@@ -6,7 +6,7 @@ Every run open_run creates records the process that owns it (tags ``harness.host
 Linux, ``harness.pid_start``, the process's start time, so a recycled pid is not taken for the run's
 process). A run that is RUNNING while its process no longer exists on this host was never closed: this
 command ends it KILLED with an ``error`` tag saying so, and a LoggedModel the process left PENDING
-mid-upload FAILED (end_lost). What it had sent is in the store: metric
+mid-upload deleted (end_lost). What it had sent is in the store: metric
 values are flushed at least every FLUSH_INTERVAL_S seconds (harness.tracking.loggers), so at most the last
 seconds of a run are missing. A run that was offline (its tracking server lost) keeps the rest in its offline
 record; the command names the record to replay. Runs of other hosts, and runs without these tags, are left
