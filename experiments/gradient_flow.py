@@ -6,6 +6,8 @@ python experiments/gradient_flow.py study=remedies           # success rate vs T
 python experiments/gradient_flow.py -m study=remedies remedies.method=sgd,lstm hydra/launcher=joblib
 python experiments/gradient_flow.py study=remedies rebuild=<parent run id>   # table + figures from the store
 python experiments/gradient_flow.py study=remedies resume=<parent run id>    # finish a stopped study
+python experiments/gradient_flow.py -m study=remedies remedies.method=sgd,lstm resume_sweep=<sweep parent id>
+                                                   # finish a stopped sweep: only the cells it lacks
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ def main(cfg: DictConfig) -> None:
     from harness.studies.gradient_flow import run
 
     with config_errors_exit():
-        run(OmegaConf.to_container(cfg, resolve=True), sweep=HydraConfig.get().mode == RunMode.MULTIRUN)
+        sweep = HydraConfig.get().mode == RunMode.MULTIRUN
+        run(OmegaConf.to_container(cfg, resolve=True), sweep=sweep,
+            job_num=HydraConfig.get().job.num if sweep else None)
 
 
 if __name__ == "__main__":

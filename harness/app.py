@@ -34,7 +34,8 @@ from harness.tracking.redact import redact
 
 AllowedKeys = Callable[[str], "list[str] | None"]
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
-RESUME_SWEEP_KEY = "trainer.resume_sweep"  # conf/trainer/default.yaml: experiments/train.py's sweeps only
+RESUME_SWEEP_KEY = "trainer.resume_sweep"  # conf/trainer/default.yaml: experiments/train.py's sweeps
+STUDY_RESUME_SWEEP_KEY = "resume_sweep"  # the study apps' (conf/gradient_flow.yaml)
 
 
 def one_line(exc: BaseException, allowed_keys: AllowedKeys) -> str:
@@ -52,8 +53,8 @@ def one_line(exc: BaseException, allowed_keys: AllowedKeys) -> str:
     if misspelt and "not in struct" in text:
         key = misspelt.group(1)
         if key == RESUME_SWEEP_KEY:  # an app without it: a study (rnn_vs_arma.py, gradient_flow.py)
-            return (f"{key} continues sweeps of experiments/train.py only; a study's sweep runs again whole "
-                    f"(its table from the store: rebuild=<parent run id>)")
+            return (f"{key} continues sweeps of experiments/train.py only; a study app's sweep continues "
+                    f"with {STUDY_RESUME_SWEEP_KEY}=<its parent run id>")
         schema = allowed_keys(key)
         section, _, leaf = key.rpartition(".")
         if schema and leaf in schema and section:
@@ -210,9 +211,9 @@ class SweepCheck(Callback):
     the app's allowed-keys function for Hydra's misspelt-key errors. The first refused job ends the program
     with one line `config error: job N (<its swept values>): ...`. Other sweepers choose their jobs as they
     go; their jobs are checked one by one as they start. For harness.search's Optuna sweeper its settings and
-    search space are checked here (check_search), and ``trainer.resume_sweep`` is refused (its studies
-    resume by name). single_run_keys: keys of the app's config that only a run without -m takes (set, any
-    sweep is refused naming them).
+    search space are checked here (check_search), and ``trainer.resume_sweep`` / ``resume_sweep`` are
+    refused (its studies resume by name). single_run_keys: keys of the app's config that only a run without
+    -m takes (set, any sweep is refused naming them).
     """
 
     def __init__(self, check: str, allowed_keys: str, single_run_keys: Sequence[str] = ()) -> None:
@@ -223,10 +224,11 @@ class SweepCheck(Callback):
             if OmegaConf.select(config, key, default=None) is not None:
                 sys.exit(f"config error: {key} takes one run, not a -m sweep: run the command without -m")
         if config.hydra.sweeper.get("_target_") == SWEEPER_TARGET:
-            if OmegaConf.select(config, RESUME_SWEEP_KEY, default=None) is not None:
-                sys.exit(f"config error: {RESUME_SWEEP_KEY} continues grid sweeps (the basic sweeper); an "
-                         f"Optuna search resumes by its study's name already: run the same command again "
-                         f"without {RESUME_SWEEP_KEY}")
+            for key in (RESUME_SWEEP_KEY, STUDY_RESUME_SWEEP_KEY):
+                if OmegaConf.select(config, key, default=None) is not None:
+                    sys.exit(f"config error: {key} continues grid sweeps (the basic sweeper); an Optuna "
+                             f"search resumes by its study's name already: run the same command again "
+                             f"without {key}")
             from harness.search.optuna_sweeper import SearchDone, check_search
 
             try:

@@ -233,9 +233,10 @@ def run(cfg: dict[str, Any], *, overrides: list[str] | tuple[str, ...] = (),
                                                 prepared.optimizer, prepared.settings)
     continued = None  # the run this job of a continued sweep continues (harness.sweep_continuation)
     if config.trainer.resume_sweep is not None:
+        from harness.app import RESUME_SWEEP_KEY
         from harness.sweep_continuation import CONTINUE, FINISHED, planned_job
 
-        planned = planned_job(config.trainer.resume_sweep, cfg, job_num)
+        planned = planned_job(RESUME_SWEEP_KEY, config.trainer.resume_sweep, cfg, job_num)
         if planned.action == FINISHED:
             if echo is not None:
                 echo(f"job {job_num}: finished before, as run {planned.run_id}; not trained again")

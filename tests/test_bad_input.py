@@ -178,8 +178,8 @@ CLI_CASES = [
      "tracking.uri: no MLflow tracking server answers at http://127.0.0.1:1"),
     ("rnn", ["-m", "length=600,abc"], "job 1 (length=abc): length must be an integer >= 2, got 'abc'"),
     ("gf", ["studyy=spectral"], "unknown key 'studyy'; allowed: ['closed_form', 'n_jobs', 'rebuild', "
-                                "'remedies', 'resume', 'spectral', 'study', 'tracking']; did you mean "
-                                "'study'?"),
+                                "'remedies', 'resume', 'resume_sweep', 'spectral', 'study', 'tracking']; "
+                                "did you mean 'study'?"),
     ("gf", ["n_jobs=0"], "n_jobs must be an integer >= 1, got 0"),
     ("gf", ["-m", "study=spectral,foo"], "job 1 (study=foo): study must be one of"),
 ]

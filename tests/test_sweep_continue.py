@@ -220,8 +220,8 @@ def test_bad_continuations_are_refused_in_one_line_before_any_run_changes(tmp_pa
         f"{key} continues grid sweeps (the basic sweeper); an Optuna search resumes by its study's name")
     assert refused(tmp_path, tracking_settings, "-m", "study=closed_form",
                    f"trainer.resume_sweep={parent.info.run_id}", script="gradient_flow.py") == (
-        f"{key} continues sweeps of experiments/train.py only; a study's sweep runs again whole (its table "
-        f"from the store: rebuild=<parent run id>)")
+        f"{key} continues sweeps of experiments/train.py only; a study app's sweep continues with "
+        f"resume_sweep=<its parent run id>")
 
     # a sweep whose launcher still runs (here: this test process)
     client, experiment_id = ensure_store(tracking_settings)

@@ -292,19 +292,18 @@ def test_a_signal_between_basic_sweep_jobs_waits_for_the_next_jobs_start(trackin
     assert MlflowClient(tracking_settings.tracking_uri).get_run(parent).info.status == "KILLED"
 
 
-def test_a_stopped_study_sweep_says_that_it_runs_again_whole(tracking_settings, tmp_path, monkeypatch,
-                                                            capsys) -> None:
-    """A study app's sweep (rnn_vs_arma.py, gradient_flow.py: no trainer.resume_sweep) stopped by a signal
-    says what is true for it: it does not resume, its command runs every job again. It said that each stopped
-    run's description gave the command that continues it, and a study's cells have none."""
+def test_a_stopped_sweep_of_an_app_without_resume_sweep_says_that_it_runs_again_whole(
+        tracking_settings, tmp_path, monkeypatch, capsys) -> None:
+    """A sweep of an app whose config has no resume_sweep key (rnn_vs_arma.py) stopped by a signal says what
+    is true for it: its command runs every job again. (gradient_flow.py's gives its resume_sweep= command:
+    tests/test_study_sweep_continue.py.)"""
     callback, _ = started_sweep(tracking_settings, tmp_path, monkeypatch)
     with ended_at_exit(callback) as parent, pytest.raises(RunInterrupted):
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(5)
     note_stop(None)  # the sweep's process would exit now; this one runs other tests, which open runs
     stopped = MlflowClient(tracking_settings.tracking_uri).get_run(parent)
-    why = ("stopped by SIGTERM; a study's sweep does not resume: its command run again computes every job's "
-           "cells again (nothing is reused)")
+    why = "stopped by SIGTERM; its command run again computes every job again (nothing is reused)"
     assert stopped.info.status == "KILLED"
     assert stopped.data.tags["error"] == f"the sweep stopped before its end ({why})"
     assert stopped.data.tags["mlflow.note.content"].startswith(f"**Stopped before its end** ({why}).")

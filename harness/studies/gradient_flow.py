@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness.app import STUDY_RESUME_SWEEP_KEY
 from harness.config import (
     TRACKING_KEYS,
     ConfigError,
@@ -49,6 +50,7 @@ from harness.studies.study_run import (
     Curve,
     StudyOutputs,
     Summarize,
+    SweepJob,
     as_tuple,
     check_int,
     check_positive,
@@ -58,6 +60,7 @@ from harness.studies.study_run import (
     run_sweep_cells,
     study_settings,
 )
+from harness.sweep_continuation import not_a_sweep
 from harness.tasks import make_task
 from harness.ui import ui_hint
 
@@ -426,7 +429,7 @@ class StudyInputError(ConfigError):
 
 # The keys of conf/gradient_flow.yaml, per section (None: free-form entries, checked where they are used).
 KEYS: dict[str, tuple[str, ...] | None] = {
-    "": ("study", "n_jobs", "rebuild", "resume", *STUDIES, "tracking"),
+    "": ("study", "n_jobs", "rebuild", "resume", "resume_sweep", *STUDIES, "tracking"),
     "closed_form": tuple(f.name for f in fields(ClosedFormConfig)),
     "spectral": tuple(f.name for f in fields(SpectralConfig)),
     "remedies": REMEDIES_KEYS,
@@ -515,11 +518,13 @@ def make_study(cfg: Mapping[str, Any]) -> Study:
         raise StudyInputError(str(error)) from None
 
 
-def run(cfg: Mapping[str, Any], sweep: bool = False, echo: Callable[[str], Any] = print):
+def run(cfg: Mapping[str, Any], sweep: bool = False, echo: Callable[[str], Any] = print,
+        job_num: int | None = None):
     """What experiments/gradient_flow.py runs, given the composed config as a plain dict.
 
     rebuild=<run id>: table, figures and findings of that run's cells from the store (a new summary run
-    under it). sweep (a Hydra -m job): the job's cells as children of the sweep's parent; returns the cells
+    under it). sweep (a Hydra -m job, number job_num): the job's cells as children of the sweep's parent
+    (resume_sweep=<its id>: only those the store lacks, study_run.run_sweep_cells); returns the cells
     frame. Otherwise the whole study under one parent run (resume=<run id>: that stopped study's, computing
     only the cells it lacks, study_resume.stopped_study); returns the StudyResult.
     """
@@ -527,6 +532,8 @@ def run(cfg: Mapping[str, Any], sweep: bool = False, echo: Callable[[str], Any] 
 
     pin_blas_to_one_thread()
     settings, study, n_jobs = check(cfg)
+    if cfg.get(STUDY_RESUME_SWEEP_KEY) and not sweep:
+        raise not_a_sweep(STUDY_RESUME_SWEEP_KEY)
     if cfg.get("rebuild"):
         try:
             return rebuild(settings, str(cfg["rebuild"]), study.name, study.summarize, study.curve_names,
@@ -534,7 +541,8 @@ def run(cfg: Mapping[str, Any], sweep: bool = False, echo: Callable[[str], Any] 
         except ValueError as error:
             raise StudyInputError(f"rebuild: {error}") from None
     if sweep:
-        return run_sweep_cells(settings, study.name, study.cell, study.arguments())
+        job = SweepJob(cfg, job_num, cell_key, study.curve_names, echo)
+        return run_sweep_cells(settings, study.name, study.cell, study.arguments(), job)
     params = study.params(cfg)
     resume = stopped_study(str(cfg["resume"]), settings, study.name, params) if cfg.get("resume") else None
     arguments = study.arguments()
@@ -560,7 +568,8 @@ def summarize_sweep(cfg: Mapping[str, Any], parent_run_id: str, echo: Callable[[
     command that makes them again."""
     from harness.run import tracking_settings
 
-    result = run({**cfg, "rebuild": parent_run_id}, echo=echo)
+    # a rebuild of the sweep's cells: the continued sweep's resume_sweep is no key of it
+    result = run({**cfg, "rebuild": parent_run_id, STUDY_RESUME_SWEEP_KEY: None}, echo=echo)
     echo(f"sweep parent run {parent_run_id}; its table again: {rebuild_command(cfg['study'], parent_run_id)}")
     # run has checked the store (a server's health too): the UI line needs only its URI; the summary run
     # rebuild logged is nested under the parent, in its experiment

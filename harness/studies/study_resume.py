@@ -123,16 +123,22 @@ def stopped_study(run_id: str, settings: TrackingSettings, study: str, params: M
     if info.status == "RUNNING" and not process_gone(tags):
         raise ConfigError(f"{KEY}: study {run_id} is still running ({process_name(tags)} has not ended); "
                           f"allowed: a study whose process has ended (Ctrl-C it or wait for it)")
-    ran, here = tags.get(COMMIT_TAG), git_commit()
-    if ran and here and ran != here:
-        raise ConfigError(f"{KEY}: study {run_id} ran the code of commit {ran[:12]}, this checkout is at "
-                          f"{here[:12]}: its cells and new ones would mix two versions in one table; resume "
-                          f"from a checkout of {ran[:12]}, or run the study afresh")
+    check_same_commit(KEY, "study", run_id, tags)
     _check_same_params(run_id, parent.data.params, flatten_params(params))
     children = _children(client, info.experiment_id, run_id)
     return StoppedStudy(run_id, info.experiment_id, frozenset(parent.data.metrics),
                         tuple(child for child in children if child.info.status == "FINISHED"),
                         tuple(child for child in children if child.info.status != "FINISHED"))
+
+
+def check_same_commit(key: str, what: str, run_id: str, tags: Mapping[str, str]) -> None:
+    """ConfigError naming key when the run run_id (a study or a sweep, what; tags: its tags) ran the code of
+    another git commit than this checkout's: its cells and new ones would mix two versions in one table."""
+    ran, here = tags.get(COMMIT_TAG), git_commit()
+    if ran and here and ran != here:
+        raise ConfigError(f"{key}: {what} {run_id} ran the code of commit {ran[:12]}, this checkout is at "
+                          f"{here[:12]}: its cells and new ones would mix two versions in one table; resume "
+                          f"from a checkout of {ran[:12]}, or run the {what} afresh")
 
 
 def _check_same_params(run_id: str, logged: Mapping[str, str], wanted: Mapping[str, str]) -> None:
@@ -161,6 +167,16 @@ def _differences(key: str, there: str | None, here: str | None) -> list[tuple[st
     return [(f"{key}.{name}", json.dumps(old[name]) if name in old else "(none)",
              json.dumps(new[name]) if name in new else "(none)")
             for name in sorted(old.keys() | new.keys()) if old.get(name) != new.get(name)]
+
+
+def held_job_cells(settings: TrackingSettings, parent_run_id: str, job: str) -> list[Any]:
+    """The finished cell runs under the sweep parent parent_run_id of the sweep job whose JOB_TAG value
+    (harness.sweep_continuation.job_tag) is job, oldest first."""
+    from harness.sweep_continuation import JOB_TAG
+
+    client, parent = find_run(parent_run_id, settings)
+    return [run for run in _children(client, parent.info.experiment_id, parent_run_id)
+            if run.data.tags.get(JOB_TAG) == job and run.info.status == "FINISHED"]
 
 
 def _children(client: Any, experiment_id: str, run_id: str) -> list[Any]:

@@ -19,9 +19,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness.app import STUDY_RESUME_SWEEP_KEY
 from harness.config import check_value, tracking_config
 from harness.processes import results_in_processes
 from harness.studies.study_resume import StoppedStudy, resume_hint
+from harness.sweep_continuation import JOB_TAG, job_tag, planned_job
 from harness.tracking.experiment_notes import NOTE_TAG
 from harness.tracking.loggers import fit_note, tag_values
 
@@ -210,7 +212,7 @@ def log_cell(settings, study: str, cell: CellRun, parent_run_id: str | None,
              environment: Mapping[str, str]) -> str | None:
     """Open the child run of cell under parent_run_id ("auto": the sweep's parent) and log everything;
     environment: the tags of where it ran (cell_environment), so that every run shows it as a training
-    run does."""
+    run does, and a sweep job's cells the job's (sweep_continuation.job_tag)."""
     from harness.tracking import open_run
 
     tags = {**environment, "study": study, "kind": "cell", **key_tags(cell.key)}
@@ -261,7 +263,7 @@ def run_study(settings, study: str, run_name: str, params: Mapping[str, Any],
     """
     from harness.tracking import open_run
 
-    held = _held_runs(resume, study, [key(*args) for args in arguments])
+    held = _held_runs(() if resume is None else resume.children, study, [key(*args) for args in arguments])
     missing = [args for args, run_id in zip(arguments, held, strict=True) if run_id is None]
     logged: list[str | None] = [run_id for run_id in held if run_id is not None]
     if resume is not None:
@@ -297,24 +299,57 @@ def run_study(settings, study: str, run_name: str, params: Mapping[str, Any],
         return StudyResult(parent.run_id, parent.experiment_id, frame, curves, outputs, len(cells))
 
 
-def _held_runs(resume: StoppedStudy | None, study: str, keys: Sequence[Mapping[str, Any]]
-               ) -> list[str | None]:
-    """Per key, the run id of the finished cell run of study that a stopped study holds for it (None: the
-    cell is to be computed; always None without a stopped study)."""
-    runs = () if resume is None else resume.children
+def _held_runs(runs: Sequence[Any], study: str, keys: Sequence[Mapping[str, Any]]) -> list[str | None]:
+    """Per key, the run id of the finished cell run of study among runs (a stopped study's children, or a
+    continued sweep job's finished cells) that holds it (None: the cell is to be computed)."""
     by_tags = {frozenset((name, value) for name, value in run.data.tags.items() if name.startswith("cell.")):
                run.info.run_id for run in runs
                if run.data.tags.get("study") == study and run.data.tags.get("kind") == "cell"}
     return [by_tags.get(frozenset(key_tags(key).items())) for key in keys]
 
 
-def run_sweep_cells(settings, study: str, cell: Callable[..., CellRun], arguments: Sequence[tuple]
-                    ) -> pd.DataFrame:
+def run_sweep_cells(settings, study: str, cell: Callable[..., CellRun], arguments: Sequence[tuple],
+                    job: SweepJob) -> pd.DataFrame:
     """One job of a `-m` sweep: its cells computed here, each a child of the sweep's parent run logged as
-    soon as it is done; returns the cells frame."""
-    environment = cell_environment(settings)
-    return cells_frame(compute_cells(
-        cell, arguments, logged=lambda done: log_cell(settings, study, done, "auto", environment)))
+    soon as it is done, tagged with the job (sweep_continuation.job_tag); returns the cells frame.
+
+    In a sweep continued with ``resume_sweep=<parent run id>`` the job computes only the cells of its grid
+    the store lacks (its finished cells under that parent, found by the job's tag), as resume= finishes a
+    stopped study, and returns the frame of all its cells read back from the store (curves: job.curve_names),
+    which is an uninterrupted job's; a job whose cells are all there computes nothing."""
+    from harness.studies.study_resume import held_job_cells
+
+    tags = {**cell_environment(settings), **job_tag(job.cfg, len(arguments))}
+    parent_run_id = job.cfg.get(STUDY_RESUME_SWEEP_KEY)
+    if not parent_run_id:
+        return cells_frame(compute_cells(
+            cell, arguments, logged=lambda done: log_cell(settings, study, done, "auto", tags)))
+    planned_job(STUDY_RESUME_SWEEP_KEY, str(parent_run_id), job.cfg, job.num)
+    runs = held_job_cells(settings, str(parent_run_id), tags[JOB_TAG])
+    held = _held_runs(runs, study, [job.key(*args) for args in arguments])
+    missing = [args for args, run_id in zip(arguments, held, strict=True) if run_id is None]
+    done = len(arguments) - len(missing)
+    job.echo(f"job {job.num}: {done} of {len(arguments)} cells finished before, under sweep {parent_run_id}"
+             + ("; not computed again" if not missing else "; computing the rest"))
+    logged: list[str | None] = []
+    compute_cells(cell, missing, logged=lambda done: logged.append(
+        log_cell(settings, study, done, "auto", tags)))
+    computed = iter(logged)  # their run ids, in the order of missing
+    order = [run_id if run_id is not None else next(computed) for run_id in held]
+    return stored_cells(settings, str(parent_run_id), study, job.curve_names, order)[0]
+
+
+@dataclass(frozen=True)
+class SweepJob:
+    """What run_sweep_cells needs of the Hydra sweep job: its composed config (a plain dict), Hydra job
+    number, the study's cell key function (key(*args): a cell's grid coordinates), its curve metrics and
+    where its lines go."""
+
+    cfg: Mapping[str, Any]
+    num: int | None
+    key: Callable[..., Mapping[str, Any]]
+    curve_names: Sequence[str] = ()
+    echo: Callable[[str], Any] = print
 
 
 def stored_cells(settings, parent_run_id: str, study: str, curve_names: Sequence[str] = (),

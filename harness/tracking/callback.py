@@ -108,9 +108,9 @@ class SweepCallback(Callback):
     (harness.tracking.writer, ``watch``) ends the parent KILLED as reap does, with the basic launcher's job
     run; elsewhere ``python -m harness.tracking.reap`` does. The joblib launcher's workers stop their jobs
     themselves then (harness.joblib_launcher).
-    With ``trainer.resume_sweep=<parent run id>`` the sweep continues that parent instead of creating one
-    (harness.sweep_continuation: checked and planned before it is reopened; the report counts the jobs
-    already finished, continued and run); the rest is as above.
+    With ``trainer.resume_sweep=<parent run id>`` (a study app's: ``resume_sweep=``) the sweep continues
+    that parent instead of creating one (harness.sweep_continuation: checked and planned before it is
+    reopened; the report counts the jobs already finished, continued and run); the rest is as above.
     Arguments (all optional) override the config's ``tracking`` node: experiment, mode, uri, artifact_root.
     """
 
@@ -143,21 +143,23 @@ class SweepCallback(Callback):
         # job number -> "job 2 (seed=2)" of every job the basic sweeper's grid plans; None for other sweepers,
         # which choose their jobs as they go
         self._planned: dict[int, str] | None = None
-        self.continuation: Any = None  # harness.sweep_continuation.Continuation of trainer.resume_sweep
-        self._continuable = False
+        self.continuation: Any = None  # harness.sweep_continuation.Continuation of the app's resume_sweep
+        self._resume_key: str | None = None  # the key that continues this app's sweeps (resume_sweep_key)
         self._search = False  # an Optuna search (harness.search), which resumes by its study's name
         self._started_ms = 0
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         redact_log_records()  # the launcher logs every job's overrides
         settings = sweep_settings(config, **self.overrides)
-        resume_sweep = OmegaConf.select(config, "trainer.resume_sweep", default=None)
-        # train.py's sweeps have the key (harness.sweep_continuation); the studies' do not
-        self._continuable = "resume_sweep" in (OmegaConf.select(config, "trainer", default=None) or {})
+        from harness.sweep_continuation import resume_sweep_key
+
+        # train.py's trainer.resume_sweep, the study apps' resume_sweep (harness.sweep_continuation)
+        self._resume_key = resume_sweep_key(config)
+        resume_sweep = OmegaConf.select(config, self._resume_key, default=None) if self._resume_key else None
         self._search = OmegaConf.select(config, "hydra.sweeper._target_", default=None) == SWEEPER_TARGET
         if settings.mode == "off":
             if resume_sweep is not None:
-                sys.exit("config error: trainer.resume_sweep needs the tracking store the sweep ran on; "
+                sys.exit(f"config error: {self._resume_key} needs the tracking store the sweep ran on; "
                          "tracking=off has none")
             return
         self._stops_at_start = stops_received()
@@ -166,7 +168,7 @@ class SweepCallback(Callback):
             if resume_sweep is not None:
                 from harness.sweep_continuation import prepare_continuation, refuse_a_store_yet_to_be_made
 
-                refuse_a_store_yet_to_be_made(settings, str(resume_sweep))
+                refuse_a_store_yet_to_be_made(settings, str(resume_sweep), self._resume_key)
             client, experiment_id = ensure_store(settings)
             if resume_sweep is not None:
                 self.continuation = prepare_continuation(client, experiment_id, str(resume_sweep), config)
@@ -356,17 +358,16 @@ class SweepCallback(Callback):
 
     def _how_to_complete(self, parent: Any) -> str:
         """What completes the stopped sweep of parent (an mlflow Run): a search, its command again (its study
-        re-runs the interrupted trials; tag optuna.study, harness.search.record); a train.py grid, its command
-        with trainer.resume_sweep; a study app's, which does not resume (its cells have no command that
-        continues them), its command again, every job computed again."""
+        re-runs the interrupted trials; tag optuna.study, harness.search.record); a grid, its command with the
+        app's resume_sweep key (train.py's trainer.resume_sweep, a study app's resume_sweep); an app without
+        one, its command again, every job computed again."""
         if self._search:
             study = parent.data.tags.get("optuna.study")
             return (f"run the same command again: {f'study {study}' if study else 'its study'} re-runs its "
                     "interrupted trials first")
-        if self._continuable:
-            return f"the sweep's command with trainer.resume_sweep={self.parent_run_id} completes it"
-        return ("a study's sweep does not resume: its command run again computes every job's cells again "
-                "(nothing is reused)")
+        if self._resume_key:
+            return f"the sweep's command with {self._resume_key}={self.parent_run_id} completes it"
+        return "its command run again computes every job again (nothing is reused)"
 
     def _account(self, parent: Any, children: list[Any]
                  ) -> tuple[dict[str, list[tuple[str, str]]], str | None, str | None]:
