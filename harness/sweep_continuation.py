@@ -101,7 +101,7 @@ class Continuation:
 
     parent: Any
     jobs: list[PlannedJob]
-    discard: tuple[str, ...] = ()  # a study sweep's unfinished cell runs, deleted when it is reopened
+    discard: tuple[Any, ...] = ()  # a study sweep's unfinished cell runs (mlflow Runs), deleted on reopen
 
     def _counts(self) -> list[tuple[int, str]]:
         return [(sum(job.action == action for job in self.jobs), label) for action, label in
@@ -123,7 +123,7 @@ class Continuation:
         from mlflow.entities import RunTag
 
         from harness.tracking.experiment_notes import NOTE_TAG
-        from harness.tracking.logged_model import delete_models
+        from harness.tracking.logged_model import delete_run_and_models
         from harness.tracking.loggers import pair_batches, tag_values
         from harness.tracking.orphans import RERUN_TAG, drop_ending
 
@@ -139,9 +139,8 @@ class Continuation:
             if job.action == NEW and job.run_id is not None:
                 client.log_batch(job.run_id, tags=[RunTag(RERUN_TAG, f"continued sweep: job {number} runs it "
                                                            f"again from scratch")])
-        for cell_run_id in self.discard:
-            delete_models(client, client.get_run(cell_run_id))
-            client.delete_run(cell_run_id)
+        for cell in self.discard:
+            delete_run_and_models(client, cell)
         plan = {"parent": run_id, "jobs": {str(number): asdict(job) for number, job in enumerate(self.jobs)}}
         (sweep_dir / PLAN_FILE).write_text(json.dumps(plan, indent=1))
         return run_id
@@ -268,11 +267,11 @@ def _plan_cells(children: list[Any], keys: list[str]) -> list[PlannedJob]:
     return planned
 
 
-def _unfinished_cells(children: list[Any]) -> tuple[str, ...]:
-    """The run ids of a study sweep's cells that did not finish (a signal or a crash while one was logged):
-    deleted when the sweep is reopened, so that their jobs log those cells once (study_resume's
-    discard_unfinished does the same for one study)."""
-    return tuple(run.info.run_id for run in children
+def _unfinished_cells(children: list[Any]) -> tuple[Any, ...]:
+    """A study sweep's cell runs that did not finish (a signal or a crash while one was logged): deleted when
+    the sweep is reopened, so that their jobs log those cells once (as StoppedStudy.discard_unfinished for
+    one study)."""
+    return tuple(run for run in children
                  if run.data.tags.get("kind") == "cell" and run.info.status != "FINISHED")
 
 

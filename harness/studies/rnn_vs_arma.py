@@ -1226,7 +1226,7 @@ def run_study(config: StudyConfig, settings, echo: Callable[[str], Any] = print,
 
         if resume is not None:
             resume.announce(parent, run_name, f"{_progress(config, logged)} are", echo,
-                            "" if link_run is None else ", and the link section")
+                            "" if link_run is None else f", and the {LINK_SECTION}")
         progress = progress_lines(config, len(units_held), with_link and link_run is None)
         units, link = _gather(results, log_cell, progress)
         if resume is None:

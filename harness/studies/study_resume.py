@@ -18,7 +18,7 @@ from typing import Any
 from harness.config import ConfigError
 from harness.report import RunNotFound, find_run
 from harness.tracking import TrackingSettings
-from harness.tracking.logged_model import delete_models
+from harness.tracking.logged_model import delete_run_and_models
 from harness.tracking.loggers import flatten_params
 from harness.tracking.orphans import process_gone, process_name
 from harness.tracking.redact import redact
@@ -58,8 +58,7 @@ class StoppedStudy:
 
         client = MlflowClient(tracking_uri)
         for child in self.unfinished:
-            client.delete_run(child.info.run_id)
-            delete_models(client, child)
+            delete_run_and_models(client, child)
 
 
 def resume_hint(run_id: str | None) -> str:

@@ -85,6 +85,13 @@ def delete_models(client: Any, run: Any, keep: str | None = None) -> None:
             client.delete_logged_model(model.model_id)
 
 
+def delete_run_and_models(client: Any, run: Any) -> None:
+    """Delete run (an mlflow Run) and its LoggedModels: a half-written child run that a resumed study or a
+    continued sweep computes again."""
+    client.delete_run(run.info.run_id)
+    delete_models(client, run)
+
+
 def delete_pending_models(client: Any, run: Any) -> None:
     """Delete the LoggedModels of run (an mlflow Run whose process is gone) that are still PENDING: an upload
     that process had under way when it was killed outright, which no one will finish (see the module
