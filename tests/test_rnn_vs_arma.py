@@ -176,7 +176,7 @@ def test_study_logs_a_parent_with_one_child_per_cell(study, store):
         "oracle_ratio.png",
         "link_impulse_response.png",
     } <= parent_artifacts
-    assert printed[0] == result.markdown and printed[1].startswith("RNN-ARMA(1,1) link on arma11")
+    assert printed[0] == result.summary and printed[1].startswith("RNN-ARMA(1,1) link on arma11")
 
 
 @pytest.mark.parametrize(("overrides", "name"), [
@@ -255,6 +255,45 @@ def test_progress_lines_number_the_units_as_the_account_does_and_the_link_sectio
     off = rnn_vs_arma.StudyConfig.from_mapping(composed([*TINY, "progress=false", "tracking=off"]))
     rnn_vs_arma.progress_lines(off, 0, with_link=False, stream=quiet).finished("ar2 seed 0: 2 models, 1 s")
     assert quiet.getvalue() == ""
+
+
+def test_the_terminal_gets_a_series_by_model_grid_of_the_one_step_scores_that_fits_its_width(study):
+    """The whole table is 16 columns, up to 450 characters a row; the terminal gets one cell per series and
+    model, each the mean one-step test MSE, its oracle ratio and its marks, read off the table's columns."""
+    result, _ = study
+    rows = result.table[(result.table["window"] == "test") & (result.table["h"] == 1)]
+    grid, legend = result.summary.split("\n\n")
+    header, _, *lines = grid.splitlines()
+    assert [cell.strip() for cell in header.strip("|").split("|")] == ["series", "arma", "linear", "lstm"]
+    assert max(map(len, grid.splitlines())) <= 80
+    cells = {(line.split("|")[1].strip(), model): cell.strip() for line in lines
+             for model, cell in zip(["arma", "linear", "lstm"], line.strip("|").split("|")[1:], strict=True)}
+    assert sorted({series for series, _ in cells}) == ["ar2", "setar"]
+    for row in rows.itertuples():
+        best = row.mse_mean == rows.loc[rows["series"] == row.series, "mse_mean"].min()
+        dm = "" if not row.dm_pooled_pvalue < 0.05 else "+" if row.dm_pooled_stat < 0 else "-"
+        marks = ("*" if best else "") + dm
+        expected = f"{row.mse_mean:.4g} ({row.oracle_ratio_mean:.3f})" + (f" {marks}" if marks else "")
+        assert cells[row.series, row.model] == expected
+    assert "mean over 2 seeds" in legend and "than arma's" in legend
+    assert legend.endswith("the parent run's `table.md`, printed again by the rebuild command below.")
+    # narrower than the grid: a line per series and model instead, the same cells
+    narrow = rnn_vs_arma.terminal_summary(rows, 0.05, "there", width=40)
+    body = narrow.split("\n\n")[0].splitlines()[2:]
+    models = ("arma", "linear", "lstm")
+    assert [tuple(cell.strip() for cell in line.strip("|").split("|")) for line in body] == [
+        (series, model, cells[series, model]) for series in ("ar2", "setar") for model in models]
+
+
+def test_with_tracking_off_the_terminal_gets_the_whole_table_too():
+    printed: list[str] = []
+    cfg = composed([*TINY, "series=[ar2]", "model=[arma,linear]", "seed=[0]", "link.enabled=false",
+                    "tracking=off"])
+    settings, config = rnn_vs_arma.check(cfg)
+    result = rnn_vs_arma.run_study(config, settings, echo=printed.append)
+    assert result.parent_run_id is None and printed == [result.markdown, result.summary]
+    assert result.summary.endswith("(every horizon and window, ± over seeds, intervals, DM per seed): above.")
+    assert "test MSE, one seed, and in brackets" in result.summary
 
 
 def test_rebuilt_table_equals_the_printed_one(study, store):

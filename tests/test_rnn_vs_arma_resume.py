@@ -78,7 +78,7 @@ def test_a_resumed_study_reports_the_uninterrupted_numbers(whole, store) -> None
                           f"(series x seed), 8 of 12 cells are in the store, and the link section (deleted "
                           f"unfinished, computed again: ar2-arma-s1); computing the rest")
     pd.testing.assert_frame_equal(result.table, whole.table, check_exact=True)
-    assert result.markdown == whole.markdown and printed[1:] == [whole.markdown, whole.link.summary]
+    assert result.markdown == whole.markdown and printed[1:] == [whole.summary, whole.link.summary]
     parent = client.get_run(parent_run_id)
     assert parent.info.status == "FINISHED"
     assert parent.data.tags["resumed"] == ("2 of 4 units (series x seed), 8 of 12 cells are in the store, "

@@ -49,7 +49,11 @@ def test_a_search_table_has_one_row_per_trial_and_names_its_objective_and_scale(
     parent = (tmp_path / "sweep" / "parent_run_id").read_text().strip()
     table = rnn_vs_arma.rebuild_table(parent, settings)
     markdown = rnn_vs_arma.format_table(table)
-    assert markdown in done.stdout
+    # the terminal gets the one-step grid, a column per trial, with the search's objective under it
+    header = next(line for line in done.stdout.splitlines() if line.startswith("| series"))
+    columns = [cell.strip() for cell in header.strip("|").split("|")]
+    assert columns == ["series", "lstm trial 0", "lstm trial 1"]
+    assert legend_line(markdown, "Search objective") in done.stdout
     # one row per trial, each pooling its own two seeds (the probe's table had one row of "seeds 4")
     assert [(row["model"], row["variant"], row["seeds"]) for row in markdown_rows(markdown)] == [
         ("lstm", "trial 0", "2"), ("lstm", "trial 1", "2")]

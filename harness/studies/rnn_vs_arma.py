@@ -63,6 +63,7 @@ from harness.processes import results_in_processes
 from harness.progress import ProgressLines
 from harness.seed_stats import summarize_over_seeds
 from harness.studies import figures
+from harness.studies.comparison_summary import print_width, terminal_summary
 from harness.studies.study_resume import StoppedStudy, check_run_keys, stopped_study
 from harness.studies.study_run import (
     cell_environment,
@@ -887,6 +888,18 @@ def format_table(table: pd.DataFrame) -> str:
     return frame.to_markdown(index=False, disable_numparse=text) + "\n\n" + table_legend(table)
 
 
+def one_step_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The summary table's rows of the whole test part at h = 1, one per series and model (and variant)."""
+    return table[(table["window"] == WHOLE_TEST) & (table["h"] == 1)]
+
+
+def terminal_table(table: pd.DataFrame, whole_table: str) -> str:
+    """What the terminal shows of the summary table: its one-step MSEs as a series x model grid
+    (comparison_summary.terminal_summary; whole_table: where every row is), and a search's objective."""
+    notes = [search_objective(table)] if "trial_value" in table else []
+    return terminal_summary(one_step_rows(table), DM_LEVEL, whole_table, print_width(), notes)
+
+
 def _references(table: pd.DataFrame) -> list[str]:
     """The models the table's RNN rows are DM-tested against, sorted (none known for runs logged before
     the cells named theirs)."""
@@ -926,6 +939,18 @@ def _spans(values: list[int]) -> str:
     return ", ".join(f"{run[0]}-{run[-1]}" if len(run) > 1 else f"{run[0]}" for run in runs)
 
 
+def search_objective(table: pd.DataFrame) -> str:
+    """The legend line of a search's table (one with trial_value): what its objective is, per trial."""
+    trials = table.drop_duplicates("variant")
+    told = zip(trials["variant"], trials["trial_params"], trials["trial_value"], strict=True)
+    values = "; ".join(f"{variant} ({params}): {value:.6g}" for variant, params, value in told)
+    return ("Search objective, the value each trial told the Optuna study: the mean over the trial's RNN "
+            "cells of best_val_mse, the lowest one-step validation MSE reached in training, on the series "
+            "standardised by its training part's mean and standard deviation (an MSE / the training "
+            "variance; the test part stays unseen), so not on the scale of the MSE column, the test MSE in "
+            f"the series' own units. {values}.")
+
+
 def table_legend(table: pd.DataFrame) -> str:
     """The lines under the table (a Markdown list): what ±, a repeated fit, a variant, a search's objective,
     the DM columns and a blank cell mean."""
@@ -945,14 +970,7 @@ def table_legend(table: pd.DataFrame) -> str:
                      "swept keys, its Optuna trial); each variant is a model of its own, its seeds never "
                      "pooled with another's.")
     if "trial_value" in table:
-        trials = table.drop_duplicates("variant")
-        told = zip(trials["variant"], trials["trial_params"], trials["trial_value"], strict=True)
-        values = "; ".join(f"{variant} ({params}): {value:.6g}" for variant, params, value in told)
-        lines.append("Search objective, the value each trial told the Optuna study: the mean over the "
-                     "trial's RNN cells of best_val_mse, the lowest one-step validation MSE reached in "
-                     "training, on the series standardised by its training part's mean and standard "
-                     "deviation (an MSE / the training variance; the test part stays unseen), so not on the "
-                     f"scale of the MSE column, the test MSE in the series' own units. {values}.")
+        lines.append(search_objective(table))
     references = _references(table)
     against = (f"{references[0]}'s (the reference)" if len(references) == 1
                else "the reference's (column reference)" if references else "the reference ARMA's")
@@ -994,14 +1012,15 @@ def table_legend(table: pd.DataFrame) -> str:
 @dataclass
 class StudyResult:
     """parent_run_id: the study's parent run, experiment_id: its experiment (both None with tracking off).
-    cells: cells_frame of every cell. table: summarize(cells). markdown: format_table(table). link: note
-    000's section (None when disabled)."""
+    cells: cells_frame of every cell. table: summarize(cells). markdown: format_table(table). summary:
+    terminal_table(table), what the terminal shows. link: note 000's section (None when disabled)."""
 
     parent_run_id: str | None
     experiment_id: str | None
     cells: pd.DataFrame
     table: pd.DataFrame
     markdown: str
+    summary: str
     link: Link | None
 
 
@@ -1241,8 +1260,8 @@ def run_study(config: StudyConfig, settings, echo: Callable[[str], Any] = print,
         parent.log_text(cells.to_csv(index=False), "cells.csv")
         parent.log_figure(_forecast_figure(config, units, () if resume is None else resume.children,
                                            settings.tracking_uri), "forecast_vs_truth.png")
-        one_step = table[(table["window"] == WHOLE_TEST) & (table["h"] == 1)]
-        parent.log_figure(figures.score_figure(one_step, config.series, config.models), "oracle_ratio.png")
+        parent.log_figure(figures.score_figure(one_step_rows(table), config.series, config.models),
+                          "oracle_ratio.png")
         if config.plan.horizon > 1:
             whole = table[table["window"] == WHOLE_TEST]
             horizons = figures.horizon_figure(whole, config.series, config.models)
@@ -1258,9 +1277,15 @@ def run_study(config: StudyConfig, settings, echo: Callable[[str], Any] = print,
             findings = []
         if parent.run_id is not None:
             parent.set_tags({NOTE_TAG: parent_note(table, findings, parent.run_id)})
-        for text in (markdown, *findings):
+            summary = terminal_table(table, "the parent run's `table.md`, printed again by the rebuild "
+                                     "command below")
+            printed = [summary]
+        else:  # with tracking off, the terminal is the only place the table goes
+            summary = terminal_table(table, "above")
+            printed = [markdown, summary]
+        for text in (*printed, *findings):
             echo(text)
-        return StudyResult(parent.run_id, parent.experiment_id, cells, table, markdown, link)
+        return StudyResult(parent.run_id, parent.experiment_id, cells, table, markdown, summary, link)
 
 
 def _held_cells(resume: StoppedStudy | None) -> frozenset[tuple[str, str, int]]:
@@ -1322,7 +1347,7 @@ def parent_note(table: pd.DataFrame, findings: Sequence[str], parent_run_id: str
     whole = note(format_table(table))
     if len(compact_tables(whole)) <= MAX_TAG_LENGTH:
         return fit_note(whole)
-    one_step = table[(table["window"] == WHOLE_TEST) & (table["h"] == 1)]
+    one_step = one_step_rows(table)
     where = "every row is in the artifact `table.md`"
     shown = (f"*The one-step rows of the whole test part: {len(one_step)} of the table's {len(table)} rows "
              f"(MLflow keeps {MAX_TAG_LENGTH:,} characters of a description); {where}.*\n\n"
@@ -1343,7 +1368,7 @@ def summarize_sweep(cfg: Mapping[str, Any], parent_run_id: str, echo: Callable[[
     client.set_tag(parent_run_id, NOTE_TAG, parent_note(table, [], parent_run_id))
     client.log_text(parent_run_id, markdown, "table.md")
     client.log_text(parent_run_id, table.to_csv(index=False), "table.csv")
-    echo(markdown)
+    echo(terminal_table(table, "the sweep parent's `table.md`, printed again by the rebuild command below"))
     echo(f"sweep parent run {parent_run_id}; its table again: {rebuild_command(parent_run_id)}")
     echo(ui_hint(settings.tracking_uri, (experiment_id, parent_run_id)))
     return table
