@@ -4,6 +4,8 @@
     python experiments/rnn_vs_arma.py series=[ar2,setar] model=[arma,lstm] seed=[0] length=600 tracking=off
     python experiments/rnn_vs_arma.py -m series=ar2,setar model=arma,lstm hydra/launcher=joblib
     python experiments/rnn_vs_arma.py rebuild=<parent run id>       # the table again, from the store alone
+    python experiments/rnn_vs_arma.py -m series=ar2,setar model=arma,lstm resume_sweep=<sweep parent id>
+                                                                   # finish a stopped sweep: its missing cells
 
 The config lives in its own search root (conf/comparison, with conf/tracking and conf/hydra linked in) because
 conf/ has a `model` config group: there, `model=arma` would select a group option instead of setting the list.

@@ -19,12 +19,13 @@ at most. Children left RUNNING by a process that is gone are ended first, as rea
 ``<sweep dir>/continuation.json``; each job's run reads its entry (`planned_job`) by its Hydra job number
 and checks that its config is the one planned.
 
-A study app's sweep (experiments/gradient_flow.py) continues the same way with its top-level key,
-``resume_sweep=<parent run id>`` (`resume_sweep_key` tells which key an app has). Its jobs log no run of
-their own, only cells nested under the parent, each tagged with its job (JOB_TAG: a digest of the job's
-match_key and how many cells the job has), so a job is planned by its finished cells (`_plan_cells`):
-FINISHED when all are there, CONTINUE when some are (the job computes the rest, study_run.run_sweep_cells),
-NEW when none is; cells that did not finish are deleted when the parent is reopened.
+A study app's sweep (experiments/gradient_flow.py, experiments/rnn_vs_arma.py) continues the same way with
+its top-level key, ``resume_sweep=<parent run id>`` (`resume_sweep_key` tells which key an app has). Its
+jobs log no run of their own, only cells nested under the parent, each tagged with its job (JOB_TAG: a
+digest of the job's match_key and how many cells the job has), so a job is planned by its finished cells
+(`_plan_cells`): FINISHED when all are there, CONTINUE when some are (the job computes the rest:
+study_run.run_sweep_cells, rnn_vs_arma.run_cells), NEW when none is; cells that did not finish are deleted
+when the parent is reopened.
 """
 
 from __future__ import annotations
@@ -271,8 +272,7 @@ def _unfinished_cells(children: list[Any]) -> tuple[Any, ...]:
     """A study sweep's cell runs that did not finish (a signal or a crash while one was logged): deleted when
     the sweep is reopened, so that their jobs log those cells once (as StoppedStudy.discard_unfinished for
     one study)."""
-    return tuple(run for run in children
-                 if run.data.tags.get("kind") == "cell" and run.info.status != "FINISHED")
+    return tuple(run for run in children if JOB_TAG in run.data.tags and run.info.status != "FINISHED")
 
 
 def prepare_continuation(client: Any, experiment_id: str, parent_run_id: str, config: Any) -> Continuation:

@@ -169,8 +169,8 @@ CLI_CASES = [
                                                               "did you mean 'irprop+'?"),
     ("rnn", ["lenght=600"], "unknown key 'lenght'; allowed: ['backtest', 'csv', 'figure_window', "
                            "'intervals', 'length', 'link', 'model', 'models', 'n_jobs', 'progress', "
-                           "'rebuild', 'reference', 'resume', 'rnn', 'seed', 'series', 'series_params', "
-                           "'split', 'tracking', 'windows']; did you mean 'length'?"),
+                           "'rebuild', 'reference', 'resume', 'resume_sweep', 'rnn', 'seed', 'series', "
+                           "'series_params', 'split', 'tracking', 'windows']; did you mean 'length'?"),
     ("rnn", ["rnn.hiden=3"], "unknown key 'rnn.hiden'; allowed: ['batch_size', 'burn_in', 'eval_every', "
                              "'hidden_size', 'lags', 'lr', 'sequence_length', 'steps']; did you mean "
                              "'rnn.hidden_size'?"),

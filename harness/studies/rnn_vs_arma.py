@@ -30,6 +30,7 @@ from typing import Any, TextIO
 import numpy as np
 import pandas as pd
 
+from harness.app import STUDY_RESUME_SWEEP_KEY
 from harness.config import (
     CELL_GATES,
     TRACKING_KEYS,
@@ -74,6 +75,7 @@ from harness.studies.study_run import (
     stop_account,
     study_settings,
 )
+from harness.sweep_continuation import JOB_TAG, job_tag, not_a_sweep, planned_job
 from harness.tasks import fingerprint
 from harness.tracking.experiment_notes import NOTE_TAG
 from harness.tracking.loggers import MAX_TAG_LENGTH, compact_tables, fit_note
@@ -112,8 +114,8 @@ class StudyInputError(ConfigError):
 LINK_KEYS = ("enabled", "series", "seed", "steps", "lags")
 KEYS: dict[str, tuple[str, ...] | None] = {
     "": ("series", "model", "seed", "length", "split", "series_params", "reference", "models", "rnn", "link",
-         "figure_window", "n_jobs", "progress", "rebuild", "resume", "tracking", "backtest", "intervals",
-         "windows", "csv"),
+         "figure_window", "n_jobs", "progress", "rebuild", "resume", "resume_sweep", "tracking", "backtest",
+         "intervals", "windows", "csv"),
     "split": ("train", "val", "test"),
     "link": LINK_KEYS,
     "tracking": TRACKING_KEYS,
@@ -718,13 +720,8 @@ def cells_frame(units: Sequence[Unit]) -> pd.DataFrame:
     """One row per cell, window and horizon: the ROW_KEYS (window "test": the whole test part; variant ""
     outside a sweep; reference: the ARMA model an RNN is DM-tested against) and the table metrics (NaN
     where a metric does not apply)."""
-    return _cells([
-        {"series": c.series, "window": window, "h": h, "model": c.model, "variant": "",
-         "reference": c.tags.get("reference", ""), "seed": c.seed, **scores}
-        for unit in units
-        for c in unit.cells
-        for (window, h), scores in long_rows(c.metrics).items()
-    ])
+    return _cell_records_frame([(c.series, c.model, c.seed, c.tags.get("reference", ""), c.metrics)
+                                for unit in units for c in unit.cells])
 
 
 def summarize(cells: pd.DataFrame, series_order: Sequence[str], model_order: Sequence[str],
@@ -1151,24 +1148,85 @@ def _log_link(settings, parent, link: Link, config: StudyConfig, on_parent: bool
 
 
 def run_cells(config: StudyConfig, settings, parent_run_id: str | None = "auto", label: str = "",
-              job_num: int | None = None) -> pd.DataFrame:
+              job_num: int | None = None, job_cfg: Mapping[str, Any] | None = None,
+              echo: Callable[[str], Any] = print) -> pd.DataFrame:
     """Compute and log every cell of the grid as a child of parent_run_id ("auto": the Hydra sweep's parent),
-    tagged with the sweep's job_num.
+    tagged with the sweep's job_num and, given the job's composed config job_cfg (a plain dict), with the job
+    (sweep_continuation.job_tag).
 
     One job of a `-m` sweep runs this: no parent, table or figures of its own (summarize_sweep on the sweep's
     parent makes the table). Units run in this process (the launcher parallelises jobs). label: the job's
-    swept values beyond series, model and seed (sweep_label), put in its run names. Returns cells_frame, with
-    ``attrs["objective"]``: validation_objective of the cells (what an Optuna search minimises).
+    swept values beyond series, model and seed (sweep_label), put in its run names. Returns the cells frame
+    (cells_frame's rows) with ``attrs["objective"]``: validation_objective of the cells (what an Optuna
+    search minimises).
+
+    In a sweep continued with ``resume_sweep=<parent run id>`` (job_cfg's) the job computes only the units
+    (series, seed) of which the store lacks a cell, logs only the cells it lacks, as resume= finishes a
+    stopped study, and echoes what it found; its frame and objective read the held cells from the store, and
+    are an uninterrupted job's.
     """
     validate(config)
     variant = sweep_variant(label)
-    environment = cell_environment(settings)
-    with results_in_processes(_calls(config, with_link=False)) as results:
-        units, _ = _gather(results, lambda unit, cell: _log_cell(settings, parent_run_id, unit, cell, config,
-                                                                 label, job_num, variant, environment))
-    frame = cells_frame(units)
-    frame.attrs["objective"] = validation_objective(units)
+    tags = cell_environment(settings)
+    held: dict[tuple[str, str, int], Any] = {}
+    if job_cfg is not None:
+        tags = {**tags, **job_tag(job_cfg, len(_grid_units(config)) * len(config.models))}
+        if job_cfg.get(STUDY_RESUME_SWEEP_KEY):
+            held = _continued_job_cells(config, settings, job_cfg, job_num, tags[JOB_TAG], echo)
+    done = frozenset(unit for unit in _grid_units(config)
+                     if all((unit[0], model, unit[1]) in held for model in config.models))
+
+    def log_cell(unit: Unit, cell: Cell) -> None:
+        if (unit.series, cell.model, unit.seed) not in held:
+            _log_cell(settings, parent_run_id, unit, cell, config, label, job_num, variant, tags)
+
+    with results_in_processes(_calls(config, with_link=False, done=done)) as results:
+        units, _ = _gather(results, log_cell)
+    computed = {(c.series, c.model, c.seed): (c.tags.get("reference", ""), c.metrics)
+                for unit in units for c in unit.cells}
+    cells = [(series, model, seed) for series, seed in _grid_units(config) for model in config.models]
+    records = [(*cell, *(computed[cell] if cell in computed else _stored_record(held[cell])))
+               for cell in cells]
+    frame = _cell_records_frame(records)
+    frame.attrs["objective"] = validation_objective([metrics for *_, metrics in records])
     return frame
+
+
+def _continued_job_cells(config: StudyConfig, settings, job_cfg: Mapping[str, Any], job_num: int | None,
+                         job: str, echo: Callable[[str], Any]) -> dict[tuple[str, str, int], Any]:
+    """The finished cell runs (by series, model, seed) of this job of the sweep its resume_sweep continues
+    (job: the job's JOB_TAG value); StudyInputError when the job was not planned so, or a held cell's series
+    is not the one config draws. Echoes ``job 3: 4 of 6 cells finished before, under sweep <id>; ...``."""
+    from harness.studies.study_resume import held_job_cells
+
+    parent_run_id = str(job_cfg[STUDY_RESUME_SWEEP_KEY])
+    try:
+        planned_job(STUDY_RESUME_SWEEP_KEY, parent_run_id, job_cfg, job_num)
+    except ConfigError as error:
+        raise StudyInputError(str(error)) from None
+    runs = [run for run in held_job_cells(settings, parent_run_id, job)
+            if run.data.tags.get("kind") in FORECASTERS]
+    _check_drawn_series(config, runs, STUDY_RESUME_SWEEP_KEY, "sweep", parent_run_id)
+    held = {_cell_key(run): run for run in runs}
+    total = len(_grid_units(config)) * len(config.models)
+    echo(f"job {job_num}: {len(held)} of {total} cells finished before, under sweep {parent_run_id}"
+         + ("; not computed again" if len(held) == total else "; computing the rest"))
+    return held
+
+
+def _stored_record(run: Any) -> tuple[str, Mapping[str, float]]:
+    """(reference, metrics) of a cell run, as (cell.tags' reference, cell.metrics) of the computed cell."""
+    return run.data.tags.get("reference", ""), run.data.metrics
+
+
+def _cell_records_frame(records: Sequence[tuple[str, str, int, str, Mapping[str, float]]]) -> pd.DataFrame:
+    """cells_frame's rows of cells given as (series, model, seed, reference, metrics) records."""
+    return _cells([
+        {"series": series, "window": window, "h": h, "model": model, "variant": "", "reference": reference,
+         "seed": seed, **scores}
+        for series, model, seed, reference, metrics in records
+        for (window, h), scores in long_rows(metrics).items()
+    ])
 
 
 def sweep_variant(label: str) -> str:
@@ -1181,11 +1239,11 @@ def sweep_variant(label: str) -> str:
     return " ".join(part for part in (label, None if trial is None else f"trial {trial}") if part)
 
 
-def validation_objective(units: Sequence[Unit]) -> float:
-    """Mean over the RNN cells of their best validation MSE (normalised units), what a search of the RNN
-    forecasters' settings minimises (the test part stays unseen); NaN if a cell diverged or has none."""
-    values = [c.metrics.get("best_val_mse", math.nan) for unit in units for c in unit.cells
-              if "best_step" in c.metrics]
+def validation_objective(metrics: Iterable[Mapping[str, float]]) -> float:
+    """Mean over the RNN cells (of the given metrics, in grid order) of their best validation MSE (normalised
+    units), what a search of the RNN forecasters' settings minimises (the test part stays unseen); NaN if a
+    cell diverged or has none."""
+    values = [cell.get("best_val_mse", math.nan) for cell in metrics if "best_step" in cell]
     return float(np.mean(values)) if values else math.nan
 
 
@@ -1292,8 +1350,13 @@ def _held_cells(resume: StoppedStudy | None) -> frozenset[tuple[str, str, int]]:
     """The (series, model, seed) of the cell runs a stopped study holds (none without one)."""
     if resume is None:
         return frozenset()
-    return frozenset((run.data.tags["series"], run.data.tags["model"], int(run.data.tags["seed"]))
-                     for run in resume.children if run.data.tags.get("kind") in FORECASTERS)
+    return frozenset(_cell_key(run) for run in resume.children if run.data.tags.get("kind") in FORECASTERS)
+
+
+def _cell_key(run: Any) -> tuple[str, str, int]:
+    """(series, model, seed) of a cell run (an mlflow Run)."""
+    tags = run.data.tags
+    return tags["series"], tags["model"], int(tags["seed"])
 
 
 def _link_run(resume: StoppedStudy | None) -> Any | None:
@@ -1557,21 +1620,27 @@ def study_to_resume(run_id: str, config: StudyConfig, settings) -> StoppedStudy:
     Beyond the logged params, each held cell's series must be the one config draws (its dataset fingerprint):
     a CSV file or data set that changed since would otherwise mix two series in one table."""
     stopped = stopped_study(run_id, settings, STUDY, _study_params(config))
+    _check_drawn_series(config, [run for run in stopped.children if run.data.tags.get("kind") in FORECASTERS],
+                        "resume", "study", run_id)
+    return stopped
+
+
+def _check_drawn_series(config: StudyConfig, runs: Sequence[Any], key: str, what: str, run_id: str) -> None:
+    """StudyInputError naming key when a cell run of runs (those of the stopped study or sweep run_id: what)
+    forecast another series than config draws for its (series, seed) (its dataset fingerprint): a CSV file or
+    data set that changed since would otherwise mix two series in one table."""
     drawn: dict[tuple[str, int], str] = {}
-    for run in stopped.children:
+    for run in runs:
         tags = run.data.tags
-        if tags.get("kind") not in FORECASTERS:
-            continue
         unit = (tags["series"], int(tags["seed"]))
         if unit not in drawn:
             drawn[unit] = fingerprint(_prepare(config, _make_series(config, *unit))[0])
         logged = tags.get("dataset_fingerprint")
         if logged != drawn[unit]:
             raise StudyInputError(
-                f"resume: study {run_id} forecast another {unit[0]} series (seed {unit[1]}) than this "
+                f"{key}: {what} {run_id} forecast another {unit[0]} series (seed {unit[1]}) than this "
                 f"command draws (dataset fingerprint {logged}, here {drawn[unit]}): its data changed since; "
-                f"run the study afresh")
-    return stopped
+                f"run the {what} afresh")
 
 
 def check(cfg: Mapping[str, Any]) -> tuple[Any, StudyConfig | None]:
@@ -1618,7 +1687,9 @@ def main(cfg: Mapping[str, Any], sweep: bool = False, echo: Callable[[str], Any]
         from harness.tracking.runs import sweep_label
 
         return run_cells(config, settings, label=sweep_label(overrides, named=("series", "model", "seed")),
-                         job_num=job_num)
+                         job_num=job_num, job_cfg=cfg, echo=echo)
+    if cfg.get(STUDY_RESUME_SWEEP_KEY):
+        raise StudyInputError(str(not_a_sweep(STUDY_RESUME_SWEEP_KEY)))
     resume = study_to_resume(str(cfg["resume"]), config, settings) if cfg.get("resume") else None
     result = run_study(config, settings, echo, resume)
     if settings.mode != "off":
