@@ -257,32 +257,40 @@ def test_progress_lines_number_the_units_as_the_account_does_and_the_link_sectio
     assert quiet.getvalue() == ""
 
 
-def test_the_terminal_gets_a_series_by_model_grid_of_the_one_step_scores_that_fits_its_width(study):
-    """The whole table is 16 columns, up to 450 characters a row; the terminal gets one cell per series and
-    model, each the mean one-step test MSE, its oracle ratio and its marks, read off the table's columns."""
+def test_the_terminal_gets_series_by_model_grids_of_the_one_step_scores_that_fit_its_width(study):
+    """The whole table is 16 columns, up to 450 characters a row; the terminal gets a grid of the mean
+    one-step test MSEs with their marks and one of the oracle ratios, each cell read off the table's columns,
+    and a line per series and model where the grids are wider than the terminal."""
     result, _ = study
     rows = result.table[(result.table["window"] == "test") & (result.table["h"] == 1)]
-    grid, legend = result.summary.split("\n\n")
-    header, _, *lines = grid.splitlines()
-    assert [cell.strip() for cell in header.strip("|").split("|")] == ["series", "arma", "linear", "lstm"]
-    assert max(map(len, grid.splitlines())) <= 80
-    cells = {(line.split("|")[1].strip(), model): cell.strip() for line in lines
-             for model, cell in zip(["arma", "linear", "lstm"], line.strip("|").split("|")[1:], strict=True)}
-    assert sorted({series for series, _ in cells}) == ["ar2", "setar"]
+    mse, ratio, legend = result.summary.split("\n\n")
+    models = ["arma", "linear", "lstm"]
+
+    def grid(markdown: str, corner: str) -> dict[tuple[str, str], str]:
+        header, _, *lines = markdown.splitlines()
+        assert [cell.strip() for cell in header.strip("|").split("|")] == [corner, *models]
+        assert max(len(line) for line in markdown.splitlines()) <= 80
+        return {(line.split("|")[1].strip(), model): cell.strip() for line in lines
+                for model, cell in zip(models, line.strip("|").split("|")[1:], strict=True)}
+
+    mses, ratios = grid(mse, "test MSE"), grid(ratio, "oracle ratio")
+    assert sorted({series for series, _ in mses}) == sorted({series for series, _ in ratios}) == [
+        "ar2", "setar"]
     for row in rows.itertuples():
         best = row.mse_mean == rows.loc[rows["series"] == row.series, "mse_mean"].min()
         dm = "" if not row.dm_pooled_pvalue < 0.05 else "+" if row.dm_pooled_stat < 0 else "-"
         marks = ("*" if best else "") + dm
-        expected = f"{row.mse_mean:.4g} ({row.oracle_ratio_mean:.3f})" + (f" {marks}" if marks else "")
-        assert cells[row.series, row.model] == expected
+        assert mses[row.series, row.model] == f"{row.mse_mean:#.4g}" + (f" {marks}" if marks else "")
+        assert ratios[row.series, row.model] == f"{row.oracle_ratio_mean:.3f}"
     assert "mean over 2 seeds" in legend and "than arma's" in legend
     assert legend.endswith("the parent run's `table.md`, printed again by the rebuild command below.")
-    # narrower than the grid: a line per series and model instead, the same cells
+    # narrower than the grids: a line per series and model instead, the same cells
     narrow = rnn_vs_arma.terminal_summary(rows, 0.05, "there", width=40)
     body = narrow.split("\n\n")[0].splitlines()[2:]
-    models = ("arma", "linear", "lstm")
     assert [tuple(cell.strip() for cell in line.strip("|").split("|")) for line in body] == [
-        (series, model, cells[series, model]) for series in ("ar2", "setar") for model in models]
+        (series, model, mses[series, model], ratios[series, model]) for series in ("ar2", "setar")
+        for model in models]
+    assert all(len(line) <= 40 for line in narrow.split("\n\n")[1].splitlines())  # the legend wrapped
 
 
 def test_with_tracking_off_the_terminal_gets_the_whole_table_too():
@@ -293,7 +301,7 @@ def test_with_tracking_off_the_terminal_gets_the_whole_table_too():
     result = rnn_vs_arma.run_study(config, settings, echo=printed.append)
     assert result.parent_run_id is None and printed == [result.markdown, result.summary]
     assert result.summary.endswith("(every horizon and window, ± over seeds, intervals, DM per seed): above.")
-    assert "test MSE, one seed, and in brackets" in result.summary
+    assert "the test MSE, one seed, and the oracle ratio" in result.summary
 
 
 def test_rebuilt_table_equals_the_printed_one(study, store):

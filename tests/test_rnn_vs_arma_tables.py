@@ -50,9 +50,9 @@ def test_a_search_table_has_one_row_per_trial_and_names_its_objective_and_scale(
     table = rnn_vs_arma.rebuild_table(parent, settings)
     markdown = rnn_vs_arma.format_table(table)
     # the terminal gets the one-step grid, a column per trial, with the search's objective under it
-    header = next(line for line in done.stdout.splitlines() if line.startswith("| series"))
+    header = next(line for line in done.stdout.splitlines() if line.startswith("| test MSE"))
     columns = [cell.strip() for cell in header.strip("|").split("|")]
-    assert columns == ["series", "lstm trial 0", "lstm trial 1"]
+    assert columns == ["test MSE", "lstm trial 0", "lstm trial 1"]
     assert legend_line(markdown, "Search objective") in done.stdout
     # one row per trial, each pooling its own two seeds (the probe's table had one row of "seeds 4")
     assert [(row["model"], row["variant"], row["seeds"]) for row in markdown_rows(markdown)] == [
