@@ -283,7 +283,8 @@ def test_the_terminal_gets_series_by_model_grids_of_the_one_step_scores_that_fit
         assert mses[row.series, row.model] == f"{row.mse_mean:#.4g}" + (f" {marks}" if marks else "")
         assert ratios[row.series, row.model] == f"{row.oracle_ratio_mean:.3f}"
     assert "mean over 2 seeds" in legend and "than arma's" in legend
-    assert legend.endswith("the parent run's `table.md`, printed again by the rebuild command below.")
+    assert legend.endswith("the parent run's `table.md` and description, printed again by the rebuild "
+                           "command below.")
     # narrower than the grids: a line per series and model instead, the same cells
     narrow = rnn_vs_arma.terminal_summary(rows, 0.05, "there", width=40)
     body = narrow.split("\n\n")[0].splitlines()[2:]
@@ -409,20 +410,28 @@ def test_each_cell_logs_its_forecaster_as_a_model_that_predicts_exactly_in_a_fre
         assert np.array_equal(predicted, cell.forecaster.predict(unit.values, unit.test_start))  # 0 ULP
 
 
-def test_a_parent_description_too_long_for_mlflow_shows_the_one_step_rows(study):
+def test_a_parent_description_too_long_for_mlflow_shows_the_grids_and_the_one_step_rows(study):
     """MLflow keeps 8,000 characters of a description; the default grid's table takes about 15,000 even
-    compacted. Its parent then shows the one-step rows of the whole test part, every series and model."""
+    compacted. Its parent then shows the terminal's grids, every series and model, then the one-step rows of
+    the whole test part, as many as fit, saying how many do not."""
     result, _ = study
-    assert rnn_vs_arma.parent_note(result.table, ["finding"], "abc").count(result.markdown) == 1  # fits whole
+    whole = rnn_vs_arma.parent_note(result.table, ["finding"], "abc")
+    assert whole.count(result.markdown) == 1 and whole.count(rnn_vs_arma.terminal_table(result.table)) == 1
     big = pd.concat([result.table.assign(series=result.table["series"] + f"_{copy}", h=h)
                      for copy in range(6) for h in (1, 2, 3)], ignore_index=True)
     note = rnn_vs_arma.parent_note(big, ["finding"], "abc")
     one_step = big[big["h"] == 1]
     assert len(note) <= MAX_TAG_LENGTH
+    grid = note[note.index("|test MSE|"):].split("\n\n")[0].splitlines()[2:]
+    assert [line.split("|")[1] for line in grid] == list(dict.fromkeys(one_step["series"]))
     assert (f"*The one-step rows of the whole test part: {len(one_step)} of the table's {len(big)} rows "
             f"(MLflow keeps 8,000 characters of a description); every row is in the artifact "
             f"`table.md`.*") in note
-    assert [line.split("|")[1:3] for line in note.splitlines() if line.startswith("|") and "±" in line] == [
-        [series, model] for series, model in zip(one_step["series"], one_step["model"], strict=True)]
+    shown = [line.split("|")[1:3] for line in note.splitlines() if line.startswith("|") and "±" in line]
+    assert 0 < len(shown) < len(one_step) and shown == [
+        [series, model] for series, model in zip(one_step["series"], one_step["model"], strict=True)
+    ][:len(shown)]
+    assert (f"*{len(one_step) - len(shown)} of {len(one_step)} rows not shown: MLflow keeps 8,000 characters "
+            f"of a description; every row is in the artifact `table.md`.*") in note
     assert note.endswith("\n\nfinding\n\nThe table again from the store alone: `python "
                          "experiments/rnn_vs_arma.py rebuild=abc`")

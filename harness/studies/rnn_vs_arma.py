@@ -96,6 +96,8 @@ LINK_SECTION = "link section"  # its name in the progress lines
 ROW_KEYS = ("series", "window", "h", "model", "variant", "reference", "seed")
 FIT_KEYS = ("series", "model", "variant", "reference")  # the cells of one fit but for the seed
 WHOLE_TEST = "test"  # the window name of the whole test part
+# where the terminal's one-step grids say the whole table is (the end of a sentence)
+STORED_TABLE = "the parent run's `table.md` and description, printed again by the rebuild command below"
 WINDOW_NAME = re.compile(r"[A-Za-z0-9_-]+")
 LEVEL = r"\d+(?:_\d+)?"  # an interval level in a metric's name (intervals.level_name: "95", "97_5")
 INTERVAL_SCORE = re.compile(rf"(coverage|winkler)({LEVEL})")
@@ -890,11 +892,12 @@ def one_step_rows(table: pd.DataFrame) -> pd.DataFrame:
     return table[(table["window"] == WHOLE_TEST) & (table["h"] == 1)]
 
 
-def terminal_table(table: pd.DataFrame, whole_table: str) -> str:
-    """What the terminal shows of the summary table: its one-step MSEs as a series x model grid
-    (comparison_summary.terminal_summary; whole_table: where every row is), and a search's objective."""
+def terminal_table(table: pd.DataFrame, whole_table: str = STORED_TABLE, width: int | None = None) -> str:
+    """The one-step grids of the summary table (comparison_summary.terminal_summary; whole_table: where every
+    row is; width: of the lines, None for any), and a search's objective: what the terminal shows (at
+    print_width()), and the top of the parent run's description."""
     notes = [search_objective(table)] if "trial_value" in table else []
-    return terminal_summary(one_step_rows(table), DM_LEVEL, whole_table, print_width(), notes)
+    return terminal_summary(one_step_rows(table), DM_LEVEL, whole_table, width, notes)
 
 
 def _references(table: pd.DataFrame) -> list[str]:
@@ -1335,11 +1338,10 @@ def run_study(config: StudyConfig, settings, echo: Callable[[str], Any] = print,
             findings = []
         if parent.run_id is not None:
             parent.set_tags({NOTE_TAG: parent_note(table, findings, parent.run_id)})
-            summary = terminal_table(table, "the parent run's `table.md`, printed again by the rebuild "
-                                     "command below")
+            summary = terminal_table(table, width=print_width())
             printed = [summary]
         else:  # with tracking off, the terminal is the only place the table goes
-            summary = terminal_table(table, "above")
+            summary = terminal_table(table, "above", print_width())
             printed = [markdown, summary]
         for text in (*printed, *findings):
             echo(text)
@@ -1395,15 +1397,16 @@ def rebuild_command(parent_run_id: str) -> str:
 
 
 def parent_note(table: pd.DataFrame, findings: Sequence[str], parent_run_id: str) -> str:
-    """A parent run's Markdown description: the table (format_table) with its legend, the findings, the
-    rebuild command, within MLflow's 8,000 characters of a description (fit_note). A table too long for them
-    even compacted (the default grid's 84 rows take about 15,000) shows its one-step rows of the whole test
-    part, one per series and model, and says so; table.md and rebuild= hold every row."""
+    """A parent run's Markdown description: the terminal's one-step grids (terminal_table), the table
+    (format_table) with its legend, the findings, the rebuild command, within MLflow's 8,000 characters of a
+    description (fit_note). A table too long for them even compacted (the default grid's 84 rows take about
+    15,000) shows its one-step rows of the whole test part, one per series and model, and says so; table.md
+    and rebuild= hold every row."""
 
     def note(markdown: str) -> str:
         return "\n\n".join([
             "**RNN vs ARMA**: forecasts of the same test points; one child run per (series, model, seed) "
-            "holds that cell's scores.", markdown, *findings,
+            "holds that cell's scores.", terminal_table(table), markdown, *findings,
             f"The table again from the store alone: `{rebuild_command(parent_run_id)}`",
         ])
 
@@ -1431,7 +1434,7 @@ def summarize_sweep(cfg: Mapping[str, Any], parent_run_id: str, echo: Callable[[
     client.set_tag(parent_run_id, NOTE_TAG, parent_note(table, [], parent_run_id))
     client.log_text(parent_run_id, markdown, "table.md")
     client.log_text(parent_run_id, table.to_csv(index=False), "table.csv")
-    echo(terminal_table(table, "the sweep parent's `table.md`, printed again by the rebuild command below"))
+    echo(terminal_table(table, width=print_width()))
     echo(f"sweep parent run {parent_run_id}; its table again: {rebuild_command(parent_run_id)}")
     echo(ui_hint(settings.tracking_uri, (experiment_id, parent_run_id)))
     return table
