@@ -21,6 +21,8 @@ from test_train_app import app_env, runs_of
 
 from harness.studies import rnn_vs_arma
 from harness.sweep_continuation import JOB_TAG, resume_sweep_key
+from harness.tracking import ensure_store
+from harness.tracking.callback import job_states
 from harness.tracking.experiment_notes import NOTE_TAG
 
 # two jobs, (ar2, arma) and (ar2, linear), of two seeds each
@@ -117,3 +119,17 @@ def test_a_stopped_comparison_sweep_names_its_resume_sweep_command():
     """The key a stopped sweep's account and error tag name (SweepCallback; test_study_sweep_continue stops a
     real one with SIGINT) is this app's."""
     assert resume_sweep_key(composed([])) == "resume_sweep"
+
+
+def test_a_study_job_that_logged_part_of_its_cells_counts_as_stopped_not_finished(tracking_settings):
+    """A stopped sweep's account (job_states): the probe's Ctrl-C'd comparison sweep said `3 finished` when
+    only 2 jobs had all their cells; a job with a cell still to log was counted finished."""
+    client, experiment_id = ensure_store(tracking_settings)
+    parent = client.create_run(experiment_id).info.run_id
+    made = [("0", "a/2"), ("0", "a/2"), ("1", "b/2"), ("2", None)]  # job 2: a training run, no job tag
+    for job, tag in made:
+        tags = {"mlflow.parentRunId": parent, "job_num": job, **({JOB_TAG: tag} if tag else {})}
+        client.set_terminated(client.create_run(experiment_id, tags=tags).info.run_id, "FINISHED")
+    children = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{parent}'")
+    assert job_states({0, 1, 2, 3}, children, {}) == {"finished": [0, 2], "failed": [], "stopped": [1],
+                                                      "started": [3]}

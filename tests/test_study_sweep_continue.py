@@ -8,6 +8,7 @@ leave it."""
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -115,6 +116,11 @@ def test_a_stopped_study_sweep_names_its_resume_sweep_command(tmp_path: Path, tr
     assert parent.info.status == "KILLED"
     assert parent.data.tags["error"] == f"the sweep stopped before its end ({why})"
     assert f"  the sweep stopped before its end ({why})\n" in out
+    # and the command to copy: this one, resume_sweep added
+    command = shlex.join(["python", str(ROOT / "experiments" / "gradient_flow.py"), *slow,
+                          f"resume_sweep={parent.info.run_id}"])
+    assert f"  to complete it: {command}\n" in out
+    assert f"\n\nTo complete it: `{command}`\n\n" in parent.data.tags["mlflow.note.content"]
 
 
 def wait_for_parent(settings) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -98,7 +99,9 @@ def test_a_signalled_joblib_sweep_ends_every_run_killed(tmp_path: Path, tracking
     assert parent.data.tags["error"] == f"the sweep stopped before its end ({why})"
     note = parent.data.tags["mlflow.note.content"]
     jobs = "4 jobs (2 stopped, 2 not started), 2 runs (2 killed)"
-    assert note.startswith(f"**Stopped before its end** ({why}).\n\n**Sweep: {jobs}.**")
+    again = shlex.join(["python", *command[1:], f"trainer.resume_sweep={parent_id}"])
+    assert note.startswith(f"**Stopped before its end** ({why}).\n\nTo complete it: `{again}`\n\n"
+                           f"**Sweep: {jobs}.**")
     assert "- not started: job 2 (seed=2), job 3 (seed=3)" in note, note
     assert "| job | run | seed | status | steps | val accuracy | solved |" in note, note
     # the terminal: the launcher's lines as the basic launcher's (not joblib's options), the same account,

@@ -345,16 +345,31 @@ class SweepCallback(Callback):
         counts, table, study_note = self._account(parent, children)
         jobs, detail, unstarted = self._jobs_account(children, errors)
         stopped = f"the sweep stopped before its end ({why})"
+        command = self._completing_command() if killed else ""
+        again = f"to complete it: {command}" if command else ""
         print(format_sweep_report(self.parent_run_id, counts, jobs, detail=detail),
-              *(f"  {line}" for line in [*unstarted, stopped]), *filter(None, [table]),
+              *(f"  {line}" for line in filter(None, [*unstarted, stopped, again])), *filter(None, [table]),
               ui_hint(self.settings.tracking_uri, (parent.info.experiment_id, self.parent_run_id)),
               sep="\n", flush=True)
-        note = "\n\n".join(filter(None, [f"**Stopped before its end** ({why}).", study_note,
+        note = "\n\n".join(filter(None, [f"**Stopped before its end** ({why}).",
+                                         command and f"To complete it: `{command}`", study_note,
                                          sweep_note(counts, jobs, detail=detail, more=unstarted), table]))
         tags = tag_values({"error": stopped, NOTE_TAG: note})
         client.log_batch(self.parent_run_id, tags=[RunTag(key, value) for key, value in tags.items()])
         end_run(client, self.parent_run_id, status)
         self.settings = self.parent_run_id = None
+
+    def _completing_command(self) -> str:
+        """The command that completes the stopped sweep, to copy: this process's command line (``python
+        <script> <its arguments>``) with the app's resume_sweep key set to the parent (a search's and an app's
+        without one: the same command)."""
+        import shlex
+
+        args = sys.argv[1:]
+        if self._resume_key and not self._search:
+            args = [arg for arg in args if not arg.startswith(f"{self._resume_key}=")]
+            args.append(f"{self._resume_key}={self.parent_run_id}")
+        return redact(shlex.join(["python", sys.argv[0], *args]))  # a password in a tracking.uri, say
 
     def _how_to_complete(self, parent: Any) -> str:
         """What completes the stopped sweep of parent (an mlflow Run): a search, its command again (its study
@@ -685,17 +700,28 @@ def job_errors(sweep_dir: Path | None) -> dict[int, str]:
 def job_states(started: set[int], children: Sequence[Any], errors: dict[int, str]) -> dict[str, list[int]]:
     """finished / failed / stopped / started -> the started jobs in that state, from their runs (tag
     ``job_num``; a re-run attempt left out) and their errors (job_errors): a job that raised, or with a FAILED
-    run, failed; one with a KILLED run stopped; one whose runs all FINISHED finished; one with no run tagged
-    (it stopped before its first, or its app does not tag them) started."""
+    run, failed; one with a KILLED run stopped, as is a study job that logged fewer cells than its job tag
+    (sweep_continuation.JOB_TAG) says it has; one whose runs all FINISHED finished; one with no run tagged (it
+    stopped before its first, or its app does not tag them) started."""
+    from harness.sweep_continuation import JOB_TAG
+
     statuses: dict[int, set[str]] = {}
+    logged: dict[int, int] = {}  # a study job's cell runs
+    planned: dict[int, int] = {}  # and how many its job tag says it has
     for run in children:
         job = run.data.tags.get("job_num")
         if job and job.isdigit() and not superseded(run):
             statuses.setdefault(int(job), set()).add(run.info.status)
+            cells = run.data.tags.get(JOB_TAG, "").rpartition("/")[2]
+            if cells.isdigit():
+                logged[int(job)] = logged.get(int(job), 0) + 1
+                planned[int(job)] = int(cells)
     states: dict[str, list[int]] = {"finished": [], "failed": [], "stopped": [], "started": []}
     for num in sorted(started):
         seen = statuses.get(num, set())
-        state = ("failed" if num in errors or "FAILED" in seen else "stopped" if "KILLED" in seen
+        incomplete = logged.get(num, 0) < planned.get(num, 0)
+        state = ("failed" if num in errors or "FAILED" in seen
+                 else "stopped" if "KILLED" in seen or incomplete
                  else "finished" if seen == {"FINISHED"} else "started")
         states[state].append(num)
     return states
