@@ -89,6 +89,12 @@ def test_csv_series_with_and_without_dates(tmp_path):
             "csv.value must be one of the columns ['t', 'y'] of data.csv, got 'z'",
         ),
         (
+            "month,units\n1,2\n2,3\n3,4\n",
+            {"value": "unit"},
+            "csv.value must be one of the columns ['month', 'units'] of data.csv, got 'unit'; did you mean "
+            "'units'?",
+        ),
+        (
             "t,y\n1,2\n2,x\n3,4\n",
             {"value": "y"},
             "csv.value: column 'y' of data.csv holds a non-numeric value 'x' (data row 2)",

@@ -294,6 +294,25 @@ def test_the_terminal_gets_series_by_model_grids_of_the_one_step_scores_that_fit
     assert all(len(line) <= 40 for line in narrow.split("\n\n")[1].splitlines())  # the legend wrapped
 
 
+def test_a_tiny_mse_keeps_its_significant_digits_in_the_table(study):
+    """The probe's logistic-map LSTM read 0.0000 ± 0.0000 for an MSE of 3.5e-05: values in the series' units
+    (MSE, its interval, MAE, Winkler) too small for their decimals get a power of ten instead."""
+    result, _ = study
+    columns = [c for c in result.table if c.startswith(("mse_", "mae_", "winkler"))]
+    tiny = result.table.assign(**{c: result.table[c] * 1e-6 for c in columns})
+    header, _, *lines = rnn_vs_arma.format_table(tiny).split("\n\n")[0].splitlines()
+    names = [cell.strip() for cell in header.strip("|").split("|")]
+    for row, line in zip(tiny.itertuples(), lines, strict=True):
+        cells = dict(zip(names, (cell.strip() for cell in line.strip("|").split("|")), strict=True))
+        mean, _, std = cells["MSE"].partition(" ± ")
+        assert float(mean) == float(f"{row.mse_mean:.3e}") and float(std) == float(f"{row.mse_std:.3e}")
+        assert float(cells["MAE"].partition(" ± ")[0]) == float(f"{row.mae_mean:.3e}")
+        low, high = cells["MSE 95% t interval"].strip("[]").split(", ")
+        assert (float(low), float(high)) == (float(f"{row.mse_low:.3e}"), float(f"{row.mse_high:.3e}"))
+    assert "0.0000 ± 0.0000" not in rnn_vs_arma.format_table(tiny)
+    assert rnn_vs_arma.format_table(result.table) == result.markdown  # the usual sizes as before
+
+
 def test_with_tracking_off_the_terminal_gets_the_whole_table_too():
     printed: list[str] = []
     cfg = composed([*TINY, "series=[ar2]", "model=[arma,linear]", "seed=[0]", "link.enabled=false",

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.config import suggestion
 from harness.forecast.series import SERIES_NAMES, Series, make_series
 
 MIN_POINTS = 3
@@ -80,9 +81,8 @@ def read_csv_series(path: Any = None, value: Any = None, date: Any = None) -> Se
     columns = [str(c) for c in frame.columns]
     for field_name, column in (("value", value), ("date", date)):
         if (column is not None or field_name == "value") and column not in columns:
-            raise ValueError(
-                f"csv.{field_name} must be one of the columns {columns} of {file.name}, got {column!r}"
-            )
+            raise ValueError(f"csv.{field_name} must be one of the columns {columns} of {file.name}, got "
+                             f"{column!r}{suggestion(column, columns)}")
     raw = frame[value]
     numbers = pd.to_numeric(raw, errors="coerce")
     bad = numbers.isna() & raw.notna()

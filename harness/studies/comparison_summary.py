@@ -23,11 +23,12 @@ BETTER, WORSE = "+", "-"  # an RNN significantly better / worse than its referen
 def terminal_summary(one_step: pd.DataFrame, dm_level: float, whole_table: str,
                      width: int | None = None, notes: Sequence[str] = ()) -> str:
     """The summary of one_step, the comparison table's rows of the whole test part at h = 1 (columns series,
-    model, variant, reference, seeds, mse_mean, oracle_ratio_mean, dm_pooled_stat, dm_pooled_pvalue), as
-    Markdown: a series x model grid of the mean test MSEs with their marks, one of the oracle ratios (the
-    series that have one), and a short legend. whole_table: where the reader finds every row (a sentence's
-    end). width: the characters a line may take (None: any; print_width() gives the terminal's), the grids
-    becoming one line per series and model where they are wider. notes: more legend lines, after its own."""
+    model, variant, reference, seeds, identical_seeds, mse_mean, oracle_ratio_mean, dm_pooled_stat,
+    dm_pooled_pvalue), as Markdown: a series x model grid of the mean test MSEs with their marks, one of the
+    oracle ratios (the series that have one), and a short legend. whole_table: where the reader finds every
+    row (a sentence's end). width: the characters a line may take (None: any; print_width() gives the
+    terminal's), the grids becoming one line per series and model where they are wider. notes: more legend
+    lines, after its own."""
     lowest = one_step.groupby("series", sort=False)["mse_mean"].transform("min")
     significant = one_step["dm_pooled_pvalue"] < dm_level  # NaN (ARMA rows, no DM) is not
     marks = [(BEST if best else "") + ((BETTER if stat < 0 else WORSE) if dm else "") for best, dm, stat
@@ -45,9 +46,14 @@ def terminal_summary(one_step: pd.DataFrame, dm_level: float, whole_table: str,
     tables = [_grid(cells, "test MSE")] + ([_grid(known, "oracle ratio")] if len(known) else [])
     if width is not None and max(len(line) for table in tables for line in table.splitlines()) > width:
         tables = [cells.to_markdown(index=False, disable_numparse=True)]
-    seeds = sorted(set(one_step["seeds"]))
+    repeated = one_step["identical_seeds"] > 0  # one fit that every seed repeated: counted once
+    seeds = sorted(set(one_step.loc[~repeated, "seeds"]) | set(one_step.loc[repeated, "identical_seeds"]))
     over = ("one seed" if seeds == [1] else f"mean over {seeds[0]} seeds" if len(seeds) == 1
-            else f"mean over {seeds[0]}-{seeds[-1]} seeds")
+            else f"mean over {', '.join(map(str, seeds[:-1]))} or {seeds[-1]} seeds")
+    if repeated.any():
+        fits = ", ".join(f"{model} on {series}" for model, series in
+                         zip(cells.loc[repeated, "model"], cells.loc[repeated, "series"], strict=True))
+        over += f" ({fits}: one fit that every seed repeats bit for bit)"
     references = sorted({reference for reference in one_step["reference"] if reference})
     against = references[0] if len(references) == 1 else "its reference"
     legend = [

@@ -833,18 +833,21 @@ def format_table(table: pd.DataFrame) -> str:
     against the reference (named in the header) for RNN rows; interval coverage and Winkler score per level;
     window, h and variant columns when the study has them."""
 
-    def mean_std(metric: str, digits: int) -> list[str]:
+    def mean_std(metric: str, digits: int, scaled: bool = False) -> list[str]:
+        """scaled: a metric in the series' units, whose small values get significant digits (_digits)."""
         if f"{metric}_mean" not in table:
             return [""] * len(table)
         pairs = zip(table[f"{metric}_mean"], table[f"{metric}_std"], strict=True)
-        return ["" if np.isnan(m) else f"{m:.{digits}f}" + ("" if np.isnan(s) else f" ± {s:.{digits}f}")
+        spec = (lambda m: _digits(m, digits)) if scaled else (lambda m: f".{digits}f")
+        return ["" if np.isnan(m) else f"{m:{spec(m)}}" + ("" if np.isnan(s) else f" ± {s:{spec(m)}}")
                 for m, s in pairs]
 
     def interval(metric: str, digits: int) -> list[str]:
         if f"{metric}_low" not in table:
             return [""] * len(table)
         pairs = zip(table[f"{metric}_low"], table[f"{metric}_high"], strict=True)
-        return ["" if np.isnan(a) else f"[{a:.{digits}f}, {b:.{digits}f}]" for a, b in pairs]
+        return ["" if np.isnan(a) else f"[{a:{_digits(b, digits)}}, {b:{_digits(b, digits)}}]"
+                for a, b in pairs]
 
     has_dm = table["dm_pvalue_mean"].notna()
     references = _references(table)
@@ -862,9 +865,9 @@ def format_table(table: pd.DataFrame) -> str:
         "seeds": table["seeds"] if not table["identical_seeds"].any() else [
             f"1 ({k} identical)" if k else str(n)
             for n, k in zip(table["seeds"], table["identical_seeds"], strict=True)],
-        "MSE": mean_std("mse", 4),
+        "MSE": mean_std("mse", 4, scaled=True),
         "MSE 95% t interval": interval("mse", 4),
-        "MAE": mean_std("mae", 4),
+        "MAE": mean_std("mae", 4, scaled=True),
         "NMSE": mean_std("nmse", 4),
         "oracle ratio": mean_std("oracle_ratio", 3),
         f"DM stat vs {references[0] if len(references) == 1 else 'reference'}": mean_std("dm_stat", 2),
@@ -880,7 +883,7 @@ def format_table(table: pd.DataFrame) -> str:
     })
     for name, level in _interval_levels(table):
         columns[f"cover {100 * level:g}%"] = mean_std(f"coverage{name}", 3)
-        columns[f"Winkler {100 * level:g}%"] = mean_std(f"winkler{name}", 3)
+        columns[f"Winkler {100 * level:g}%"] = mean_std(f"winkler{name}", 3, scaled=True)
     frame = pd.DataFrame(columns)
     # a formatted column stays text: without ± its cells would be read as numbers (0.800 printed as 0.8)
     text = [k for k, column in enumerate(frame) if all(isinstance(cell, str) for cell in frame[column])]
@@ -898,6 +901,13 @@ def terminal_table(table: pd.DataFrame, whole_table: str = STORED_TABLE, width: 
     print_width()), and the top of the parent run's description."""
     notes = [search_objective(table)] if "trial_value" in table else []
     return terminal_summary(one_step_rows(table), DM_LEVEL, whole_table, width, notes)
+
+
+def _digits(value: float, digits: int) -> str:
+    """The format spec of a number in the series' units: digits decimals, or, where those would show fewer
+    than two significant digits (a logistic map's MSE of 3.5e-05 printed 0.0000), digits - 1 decimals of a
+    power of ten."""
+    return f".{digits}f" if not 0 < abs(value) < 10.0 ** (1 - digits) else f".{digits - 1}e"
 
 
 def _references(table: pd.DataFrame) -> list[str]:
