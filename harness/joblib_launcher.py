@@ -157,7 +157,11 @@ def quiet_when_idle() -> None:
     before) is unchanged. Ctrl-C reaches an idle worker twice, from the terminal's process group and passed
     on by the launcher (SweepCallback); loky's KeyboardInterrupt of the first, interrupted by the second,
     printed a traceback, and an idle worker that ended by itself broke the pool, whose teardown (SIGKILL)
-    could cut a busy worker's job short before it had ended its run."""
+    could cut a busy worker's job short before it had ended its run. The workers share the launcher's
+    terminal, so their jobs draw no progress bar (progress.SHARED_TERMINAL)."""
+    from harness.progress import SHARED_TERMINAL
+
+    os.environ[SHARED_TERMINAL] = "1"
     for signum in _STOP_SIGNALS:
         _busy_handlers[signum] = signal.signal(signum, _on_stop_signal)
 

@@ -1,19 +1,24 @@
 """Progress on stderr, shown only when stderr is a terminal (silent in logs, CI and sweeps): a one-line bar
-redrawn in place (a training run's steps) and one line per finished unit (the comparison's (series, seed))."""
+redrawn in place (a training run's steps) and one line per finished unit (the comparison's (series, seed)).
+Jobs that run side by side on one terminal (the joblib launcher's workers) draw no bar: each would redraw
+the others' line."""
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Sequence
 from typing import TextIO
+
+SHARED_TERMINAL = "HARNESS_SHARED_TERMINAL"  # set (to "1") in a process whose terminal others draw on too
 
 
 class ProgressBar:
     """`with ProgressBar(total, "adding-elman-s0") as bar: bar.update(step, loss=0.1)`.
 
     Redraws at most every min_interval seconds (and at the last step), so calling update every step is cheap.
-    enabled None means: draw when stream is a TTY.
+    enabled None means: draw when stream is a TTY that no other process draws on (SHARED_TERMINAL unset).
     """
 
     def __init__(self, total: int, description: str = "", *, stream: TextIO | None = None,
@@ -23,7 +28,8 @@ class ProgressBar:
         self.total = total
         self.description = description
         self.stream = sys.stderr if stream is None else stream
-        self.enabled = self.stream.isatty() if enabled is None else enabled
+        self.enabled = (self.stream.isatty() and not os.environ.get(SHARED_TERMINAL)) if enabled is None \
+            else enabled
         self.width = width
         self.min_interval = min_interval
         self._start = time.monotonic()

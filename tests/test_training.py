@@ -147,6 +147,31 @@ def test_progress_bar_draws_only_when_enabled() -> None:
         ProgressBar(0)
 
 
+def test_progress_bar_draws_on_a_terminal_unless_other_processes_draw_there_too(monkeypatch) -> None:
+    """A joblib sweep's workers share the launcher's terminal (SHARED_TERMINAL, which the launcher's worker
+    initializer sets): two bars redrawing one line glued the probe's result lines onto each other's bars."""
+    import os
+
+    from harness.progress import SHARED_TERMINAL
+
+    master, slave = os.openpty()
+    with os.fdopen(slave, "w") as terminal:
+        monkeypatch.delenv(SHARED_TERMINAL, raising=False)
+        with ProgressBar(10, "alone", stream=terminal, min_interval=0.0) as bar:
+            bar.update(10)
+        monkeypatch.setenv(SHARED_TERMINAL, "1")
+        with ProgressBar(10, "shared", stream=terminal, min_interval=0.0) as bar:
+            bar.update(10)
+    drawn = os.read(master, 4096).decode()
+    os.close(master)
+    assert "alone [" in drawn and "shared" not in drawn
+    initialized = "from harness.joblib_launcher import quiet_when_idle; quiet_when_idle(); import os; "
+    worker = subprocess.run([sys.executable, "-c", f"{initialized}print(os.environ['{SHARED_TERMINAL}'])"],
+                            capture_output=True, text=True, env={**os.environ, SHARED_TERMINAL: ""},
+                            timeout=60)
+    assert worker.stdout == "1\n", worker.stderr
+
+
 def test_a_process_freezes_its_long_lived_objects_once_after_its_first_run() -> None:
     # in a fresh interpreter: this test process may have frozen its objects in an earlier test already
     code = textwrap.dedent("""
