@@ -196,6 +196,17 @@ def test_an_unconstrained_fit_puts_the_sine_on_the_unit_circle_and_forecasts_nea
     prediction = one_step_forecasts(fit, series.values, split.val_end)
     assert evaluate_forecast(split.test, prediction, series.innovation_variance)["oracle_ratio"] < 1.6
     assert fit.summary()["constrained"] is False
+    ar_root, ma_root = fit.root_moduli()  # as the summary and the comparison's ARMA cells report them
+    assert ar_root == pytest.approx(np.abs(fit.results.arroots).min(), rel=1e-12)
+    assert ma_root == pytest.approx(np.abs(fit.results.maroots).min(), rel=1e-12)
+    assert ar_root == pytest.approx(1.0, abs=0.01)
+    summary = fit.summary()
+    assert (summary["ar_root_min_modulus"], summary["ma_root_min_modulus"]) == (ar_root, ma_root)
+
+
+def test_root_moduli_are_none_for_a_part_the_order_leaves_out(long_arma11):
+    fit = fit_arma(long_arma11[0][:600], (1, 0))
+    assert fit.root_moduli()[1] is None and fit.root_moduli()[0] == pytest.approx(1 / abs(fit.ar[0]))
 
 
 def test_unconstrained_search_scores_every_fit_on_the_same_observations(long_arma11):

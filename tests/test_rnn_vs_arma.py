@@ -4,6 +4,7 @@ command-line paths (`-m` sweep with the joblib launcher, rebuild=, bad input).""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -292,6 +293,25 @@ def test_the_terminal_gets_series_by_model_grids_of_the_one_step_scores_that_fit
         (series, model, mses[series, model], ratios[series, model]) for series in ("ar2", "setar")
         for model in models]
     assert all(len(line) <= 40 for line in narrow.split("\n\n")[1].splitlines())  # the legend wrapped
+
+
+def test_an_arma_cell_on_the_invertibility_boundary_says_so_on_its_page(store):
+    """The probe's CSV baseline was ARMA(1,2) with an MA unit root, chosen by AIC, three times worse than
+    the mean: an ARMA cell logs its smallest AR and MA root moduli, and its description flags an MA root
+    within 1.01 of the unit circle, as auto.arima's rule would reject it."""
+    config = rnn_vs_arma.StudyConfig.from_mapping(composed([*TINY, *tracking_overrides(store)]))
+    unit = rnn_vs_arma.compute_unit(config, "ar2", 0)
+    (cell,) = [c for c in unit.cells if c.model == "arma"]
+    fit = cell.forecaster.fit_
+    ar_root, ma_root = fit.root_moduli()
+    for part, modulus in (("ar", ar_root), ("ma", ma_root)):
+        assert cell.metrics.get(f"{part}_root_min_modulus") == modulus
+    assert "invertibility boundary" not in rnn_vs_arma.cell_note(cell, config)
+    on_the_circle = dataclasses.replace(cell, metrics={**cell.metrics, "ma_root_min_modulus": 1.0})
+    assert ("Its MA polynomial has a root at |z| = 1.0000: the fit is on (or past) the invertibility "
+            "boundary, which AIC can choose on a short series (auto.arima rejects MA roots within 1.01 of "
+            "it); compare a fixed order, +models.arma.order=[p,q].") in rnn_vs_arma.cell_note(on_the_circle,
+                                                                                        config)
 
 
 def test_a_tiny_mse_keeps_its_significant_digits_in_the_table(study):

@@ -96,6 +96,7 @@ LINK_SECTION = "link section"  # its name in the progress lines
 ROW_KEYS = ("series", "window", "h", "model", "variant", "reference", "seed")
 FIT_KEYS = ("series", "model", "variant", "reference")  # the cells of one fit but for the seed
 WHOLE_TEST = "test"  # the window name of the whole test part
+INVERTIBLE_MARGIN = 1.01  # an ARMA cell with an MA root within it is flagged (auto.arima rejects such fits)
 # where the terminal's one-step grids say the whole table is (the end of a sentence)
 STORED_TABLE = "the parent run's `table.md` and description, printed again by the rebuild command below"
 WINDOW_NAME = re.compile(r"[A-Za-z0-9_-]+")
@@ -555,6 +556,8 @@ def _describe_arma(cell: Cell, summary: dict[str, Any]) -> None:
         orders_skipped=float(sum(not t["converged"] for t in summary.get("trials", []))),
         constrained=float(summary["constrained"]),
     )
+    roots = {f"{part}_root_min_modulus": summary.get(f"{part}_root_min_modulus") for part in ("ar", "ma")}
+    cell.metrics.update({key: value for key, value in roots.items() if value is not None})
     cell.metrics.update({f"coef.{name}": value for name, value in summary["params"].items()})
     cell.metrics.update({f"stderr.{name}": value for name, value in summary["bse"].items()})
     cell.tags.update(converged=str(summary["converged"]).lower(), order=f"({p},{q})")
@@ -1037,9 +1040,16 @@ class StudyResult:
 def cell_note(cell: Cell, config: StudyConfig) -> str:
     """A cell run's description (its page in the MLflow UI): what the cell is and its one-step scores over
     the whole test part; the comparison's table is on the parent run."""
+    boundary = ""
     if "order" in cell.tags:  # an ARMA cell: its order fixed by the catalog or chosen by AIC
         fixed = config.spec(cell.model).get("order") is not None
         what = f"ARMA{cell.tags['order']}{'' if fixed else ' chosen by AIC'}"
+        ma_root = cell.metrics.get("ma_root_min_modulus", math.inf)
+        if ma_root < INVERTIBLE_MARGIN:
+            boundary = (f" Its MA polynomial has a root at |z| = {ma_root:.4f}: the fit is on (or past) the "
+                        "invertibility boundary, which AIC can choose on a short series (auto.arima rejects "
+                        f"MA roots within {INVERTIBLE_MARGIN} of it); compare a fixed order, "
+                        f"+models.{cell.model}.order=[p,q].")
     else:
         what = config.kind(cell.model).upper()
     plan = config.plan
@@ -1060,7 +1070,8 @@ def cell_note(cell: Cell, config: StudyConfig) -> str:
     return (f"**{cell.series}**, seed {cell.seed}: **{cell.model}** ({what}), one cell of the RNN-vs-ARMA "
             f"comparison: {fitted}, it forecasts {horizons} ahead from {every} of the test part (rolling "
             f"origin). One step ahead over the test part: {'; '.join(scores)}. "
-            "The comparison's table is on the parent run; this run's metrics hold every horizon and window.")
+            f"The comparison's table is on the parent run; this run's metrics hold every horizon and window."
+            f"{boundary}")
 
 
 def _log_cell(settings, parent_run_id: str | None, unit: Unit, cell: Cell, config: StudyConfig,
