@@ -281,11 +281,11 @@ def test_the_terminal_gets_series_by_model_grids_of_the_one_step_scores_that_fit
         best = row.mse_mean == rows.loc[rows["series"] == row.series, "mse_mean"].min()
         dm = "" if not row.dm_pooled_pvalue < 0.05 else "+" if row.dm_pooled_stat < 0 else "-"
         marks = ("*" if best else "") + dm
-        assert mses[row.series, row.model] == f"{row.mse_mean:#.4g}" + (f" {marks}" if marks else "")
+        assert mses[row.series, row.model] == f"{row.mse_mean:#.4g}" + (f" ({marks})" if marks else "")
         assert ratios[row.series, row.model] == f"{row.oracle_ratio_mean:.3f}"
     assert "mean over 2 seeds" in legend and "than arma's" in legend
-    assert legend.endswith("the parent run's `table.md` and description, printed again by the rebuild "
-                           "command below.")
+    assert legend.endswith("the parent run's `table.md`, printed again by the rebuild command below.")
+    assert "p<0.05" in legend  # no line break between p and its level
     # narrower than the grids: a line per series and model instead, the same cells
     narrow = rnn_vs_arma.terminal_summary(rows, 0.05, "there", width=40)
     body = narrow.split("\n\n")[0].splitlines()[2:]

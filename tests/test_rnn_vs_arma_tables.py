@@ -108,7 +108,9 @@ def test_intervals_of_bounded_scores_are_cut_to_their_range_and_the_legend_says_
     assert rnn_vs_arma.metric_bounds(["dm_pvalue", "dm_stat", "nmse"]) == {"dm_pvalue": (0.0, 1.0),
                                                                            "nmse": (0.0, math.inf)}
     row, = markdown_rows(rnn_vs_arma.format_table(rnn_vs_arma.summarize(cells, ["logistic"], ["elman"], {})))
-    assert row["MSE 95% t interval"] == f"[0.0000, {t_interval(mse)[1]:.4f}]"
+    # a mean MSE of 3.4e-04 keeps its significant digits, its interval in the same format
+    assert row["MSE"].startswith(f"{np.mean(mse):.3e} ± ")
+    assert row["MSE 95% t interval"] == f"[0.000e+00, {t_interval(mse)[1]:.3e}]"
     legend = rnn_vs_arma.format_table(rnn_vs_arma.summarize(cells, ["logistic"], ["elman"], {}))
     assert "cut at 0 where it would reach below (the mean MSE is >= 0" in legend
 

@@ -37,7 +37,8 @@ def terminal_summary(one_step: pd.DataFrame, dm_level: float, whole_table: str,
         "series": one_step["series"],
         "model": [model if not variant else f"{model} {variant}"
                   for model, variant in zip(one_step["model"], one_step["variant"], strict=True)],
-        "test MSE": [f"{mse:#.4g}".rstrip(".") + (f" {mark}" if mark else "")  # 0.6000 beside 0.7705
+        # 0.6000 beside 0.7705; the marks in brackets, as a Markdown cell in the MLflow UI has no padding
+        "test MSE": [f"{mse:#.4g}".rstrip(".") + (f" ({mark})" if mark else "")
                      for mse, mark in zip(one_step["mse_mean"], marks, strict=True)],
         "oracle ratio": ["" if math.isnan(ratio) else f"{ratio:.3f}"
                          for ratio in one_step["oracle_ratio_mean"]],
@@ -58,9 +59,11 @@ def terminal_summary(one_step: pd.DataFrame, dm_level: float, whole_table: str,
     against = references[0] if len(references) == 1 else "its reference"
     legend = [
         f"One-step forecasts of the whole test part: the test MSE, {over}, and the oracle ratio, the MSE / "
-        "the series' optimal one-step MSE (1 is the best possible; only for series with a known optimum).",
-        f"{BEST} the series' lowest MSE; {BETTER} / {WORSE} an RNN whose one-step errors are significantly "
-        f"smaller / larger than {against}'s (Diebold-Mariano on all seeds' errors pooled, p < {dm_level:g}).",
+        "the series' optimal one-step MSE (only for series with a known optimum; 1 is the best possible in "
+        "expectation, and a finite test part whose noise happens to be small gives less).",
+        f"({BEST}) the series' lowest MSE; ({BETTER}) / ({WORSE}) an RNN whose one-step errors are "
+        f"significantly smaller / larger than {against}'s (Diebold-Mariano on all seeds' errors pooled, "
+        f"p<{dm_level:g}).",
         f"The whole table (every horizon and window, ± over seeds, intervals, DM per seed): {whole_table}.",
         *notes,
     ]

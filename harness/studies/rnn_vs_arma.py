@@ -98,7 +98,7 @@ FIT_KEYS = ("series", "model", "variant", "reference")  # the cells of one fit b
 WHOLE_TEST = "test"  # the window name of the whole test part
 INVERTIBLE_MARGIN = 1.01  # an ARMA cell with an MA root within it is flagged (auto.arima rejects such fits)
 # where the terminal's one-step grids say the whole table is (the end of a sentence)
-STORED_TABLE = "the parent run's `table.md` and description, printed again by the rebuild command below"
+STORED_TABLE = "the parent run's `table.md`, printed again by the rebuild command below"
 WINDOW_NAME = re.compile(r"[A-Za-z0-9_-]+")
 LEVEL = r"\d+(?:_\d+)?"  # an interval level in a metric's name (intervals.level_name: "95", "97_5")
 INTERVAL_SCORE = re.compile(rf"(coverage|winkler)({LEVEL})")
@@ -846,11 +846,12 @@ def format_table(table: pd.DataFrame) -> str:
                 for m, s in pairs]
 
     def interval(metric: str, digits: int) -> list[str]:
+        """In the format of the row's mean (_digits), as the row's other cells of the metric."""
         if f"{metric}_low" not in table:
             return [""] * len(table)
-        pairs = zip(table[f"{metric}_low"], table[f"{metric}_high"], strict=True)
-        return ["" if np.isnan(a) else f"[{a:{_digits(b, digits)}}, {b:{_digits(b, digits)}}]"
-                for a, b in pairs]
+        bounds = zip(table[f"{metric}_mean"], table[f"{metric}_low"], table[f"{metric}_high"], strict=True)
+        return ["" if np.isnan(a) else f"[{a:{_digits(m, digits)}}, {b:{_digits(m, digits)}}]"
+                for m, a, b in bounds]
 
     has_dm = table["dm_pvalue_mean"].notna()
     references = _references(table)
