@@ -16,6 +16,7 @@ import pandas as pd
 from mlflow import MlflowClient
 from test_resume import store_overrides
 from test_rnn_vs_arma import APP, TINY, composed
+from test_study_sweep_continue import numbers_by
 from test_sweep_continue import refused
 from test_train_app import app_env, runs_of
 
@@ -43,15 +44,10 @@ def cells(settings, experiment: str = "test") -> list:
     return [run for run in runs_of(settings, experiment) if run.data.tags.get("kind") in ("arma", "rnn")]
 
 
-def numbers(settings, experiment: str = "test") -> dict[tuple[str, str, str], list[dict[str, float]]]:
+def numbers(settings, experiment: str = "test") -> dict[tuple[str, ...], list[dict[str, float]]]:
     """(job tag, model, seed) -> the metrics of each finished cell run of it (one for a sweep that logged
     each cell once)."""
-    found: dict[tuple[str, str, str], list[dict[str, float]]] = {}
-    for run in cells(settings, experiment):
-        tags = run.data.tags
-        assert run.info.status == "FINISHED"
-        found.setdefault((tags[JOB_TAG], tags["model"], tags["seed"]), []).append(run.data.metrics)
-    return found
+    return numbers_by(cells(settings, experiment), ("model", "seed"))
 
 
 def parent_of(settings, experiment: str = "test"):

@@ -47,14 +47,19 @@ def cells(settings, experiment: str = "test") -> list:
     return [run for run in runs_of(settings, experiment) if run.data.tags.get("kind") == "cell"]
 
 
-def numbers(settings, experiment: str = "test") -> dict[tuple[str, str, str], list[dict[str, float]]]:
+def numbers(settings, experiment: str = "test") -> dict[tuple[str, ...], list[dict[str, float]]]:
     """(job tag, v_f, T) -> the metrics of each finished cell run of it (one for a sweep that computed each
     cell once)."""
-    found: dict[tuple[str, str, str], list[dict[str, float]]] = {}
-    for run in cells(settings, experiment):
+    return numbers_by(cells(settings, experiment), ("cell.v_f", "cell.T"))
+
+
+def numbers_by(runs: list, keys: tuple[str, ...]) -> dict[tuple[str, ...], list[dict[str, float]]]:
+    """(job tag, the tags keys) -> the metrics of each of the cell runs runs (all FINISHED) with them."""
+    found: dict[tuple[str, ...], list[dict[str, float]]] = {}
+    for run in runs:
         tags = run.data.tags
         assert run.info.status == "FINISHED"
-        found.setdefault((tags[JOB_TAG], tags["cell.v_f"], tags["cell.T"]), []).append(run.data.metrics)
+        found.setdefault((tags[JOB_TAG], *(tags[key] for key in keys)), []).append(run.data.metrics)
     return found
 
 
