@@ -50,7 +50,8 @@ def sweep_with_signal(tmp_path: Path, settings, args: tuple[str, ...], marker: s
     """Start a sweep; once its child run has logged train/loss, wait a random moment and send signum to the
     job's process (the busiest descendant whose command line contains marker, and whose parent's does not:
     idle pool workers use no CPU, and the job's metric writer, forked with its command line, can use more
-    than the job on a machine whose BLAS is fast); returns the sweep's exit code and stderr."""
+    than the job: it did on 2026-12-03's machine, took the signal, and the run finished); returns the
+    sweep's exit code and stderr."""
     stderr = tmp_path / "stderr.txt"
     with stderr.open("w") as sink:
         process = subprocess.Popen(app_command(settings, "-m", *LONG, "seed=1", *args), env=app_env(tmp_path),
