@@ -78,6 +78,13 @@ def job_digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:20]
 
 
+def tagged_job(tags: Mapping[str, str]) -> tuple[str, int] | None:
+    """(job digest, the job's number of cells) of a study sweep's cell run with these tags (its JOB_TAG);
+    None for a run without one."""
+    digest, _, cells = tags.get(JOB_TAG, "").partition("/")
+    return (digest, int(cells)) if cells.isdigit() else None
+
+
 def job_tag(cfg: Mapping[str, Any], cells: int) -> dict[str, str]:
     """The JOB_TAG of the cells of the study sweep job whose config (a plain dict) is cfg, of cells cells."""
     from harness.tracking.loggers import flatten_params
@@ -256,10 +263,11 @@ def _plan_cells(children: list[Any], keys: list[str]) -> list[PlannedJob]:
     finished: dict[str, int] = {}
     planned_cells: dict[str, int] = {}
     for run in children:
-        digest, _, cells = run.data.tags.get(JOB_TAG, "").partition("/")
-        if run.info.status == "FINISHED" and RERUN_TAG not in run.data.tags and cells.isdigit():
+        job = tagged_job(run.data.tags)
+        if run.info.status == "FINISHED" and RERUN_TAG not in run.data.tags and job is not None:
+            digest, cells = job
             finished[digest] = finished.get(digest, 0) + 1
-            planned_cells[digest] = int(cells)
+            planned_cells[digest] = cells
     planned = []
     for key in keys:
         held = finished.get(job_digest(key), 0)

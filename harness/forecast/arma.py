@@ -108,13 +108,11 @@ class ArmaFit:
         """The smallest |z| of the roots of the AR polynomial 1 - phi_1 z - ... - phi_p z^p and of the MA
         polynomial 1 + theta_1 z + ... + theta_q z^q (None without such a part): below 1 the fit is not
         stationary / not invertible, at 1 it sits on the boundary (a sine's AR roots; an MA unit root, which
-        an order search may choose on a short series)."""
-        def smallest(coefficients: np.ndarray, sign: float) -> float | None:
-            polynomial = np.r_[1.0, sign * np.asarray(coefficients, dtype=float)]
-            polynomial = np.trim_zeros(polynomial, "b")
-            return float(np.abs(np.roots(polynomial[::-1])).min()) if len(polynomial) > 1 else None
+        an order search may choose on a short series); statsmodels' arroots and maroots."""
+        def smallest(roots: np.ndarray) -> float | None:
+            return float(np.abs(roots).min()) if len(roots) else None
 
-        return smallest(self.ar, -1.0), smallest(self.ma, 1.0)
+        return smallest(self.results.arroots), smallest(self.results.maroots)
 
     def summary(self) -> dict[str, Any]:
         """JSON-able description: order, params, bse, psi, criteria, convergence and warnings, the smallest

@@ -647,6 +647,18 @@ def _grid_units(config: StudyConfig) -> list[tuple[str, int]]:
     return [(name, seed) for name in config.series for seed in config.seeds]
 
 
+def _grid_cells(config: StudyConfig) -> list[tuple[str, str, int]]:
+    """The grid's cells, (series, model, seed), in grid order: each unit's models in turn."""
+    return [(series, model, seed) for series, seed in _grid_units(config) for model in config.models]
+
+
+def _complete_units(config: StudyConfig, held: Iterable[tuple[str, str, int]]) -> frozenset[tuple[str, int]]:
+    """The units (series, seed) of the grid all of whose cells are among held (series, model, seed)."""
+    held = set(held)
+    return frozenset(unit for unit in _grid_units(config)
+                     if all((unit[0], model, unit[1]) in held for model in config.models))
+
+
 def _calls(config: StudyConfig, with_link: bool, done: frozenset[tuple[str, int]] = frozenset()
            ) -> list[tuple[Callable[..., Any], tuple]]:
     """The grid's computations in grid order: one compute_unit per (series, seed) but those in done, then
@@ -1193,23 +1205,21 @@ def run_cells(config: StudyConfig, settings, parent_run_id: str | None = "auto",
     validate(config)
     variant = sweep_variant(label)
     tags = cell_environment(settings)
+    cells = _grid_cells(config)
     held: dict[tuple[str, str, int], Any] = {}
     if job_cfg is not None:
-        tags = {**tags, **job_tag(job_cfg, len(_grid_units(config)) * len(config.models))}
+        tags = {**tags, **job_tag(job_cfg, len(cells))}
         if job_cfg.get(STUDY_RESUME_SWEEP_KEY):
             held = _continued_job_cells(config, settings, job_cfg, job_num, tags[JOB_TAG], echo)
-    done = frozenset(unit for unit in _grid_units(config)
-                     if all((unit[0], model, unit[1]) in held for model in config.models))
 
     def log_cell(unit: Unit, cell: Cell) -> None:
         if (unit.series, cell.model, unit.seed) not in held:
             _log_cell(settings, parent_run_id, unit, cell, config, label, job_num, variant, tags)
 
-    with results_in_processes(_calls(config, with_link=False, done=done)) as results:
+    with results_in_processes(_calls(config, with_link=False, done=_complete_units(config, held))) as results:
         units, _ = _gather(results, log_cell)
     computed = {(c.series, c.model, c.seed): (c.tags.get("reference", ""), c.metrics)
                 for unit in units for c in unit.cells}
-    cells = [(series, model, seed) for series, seed in _grid_units(config) for model in config.models]
     records = [(*cell, *(computed[cell] if cell in computed else _stored_record(held[cell])))
                for cell in cells]
     frame = _cell_records_frame(records)
@@ -1233,7 +1243,7 @@ def _continued_job_cells(config: StudyConfig, settings, job_cfg: Mapping[str, An
             if run.data.tags.get("kind") in FORECASTERS]
     _check_drawn_series(config, runs, STUDY_RESUME_SWEEP_KEY, "sweep", parent_run_id)
     held = {_cell_key(run): run for run in runs}
-    total = len(_grid_units(config)) * len(config.models)
+    total = len(_grid_cells(config))
     echo(f"job {job_num}: {len(held)} of {total} cells finished before, under sweep {parent_run_id}"
          + ("; not computed again" if len(held) == total else "; computing the rest"))
     return held
@@ -1306,7 +1316,7 @@ def run_study(config: StudyConfig, settings, echo: Callable[[str], Any] = print,
     held = _held_cells(resume)
     link_run = _link_run(resume)
     logged: list[tuple[str, int]] = [(series, seed) for series, _, seed in held]  # of each cell logged so far
-    units_held = frozenset(unit for unit, count in Counter(logged).items() if count == len(config.models))
+    units_held = _complete_units(config, held)
     calls = _calls(config, with_link and link_run is None, units_held)
     if resume is not None:
         resume.discard_unfinished(settings.tracking_uri)
@@ -1425,10 +1435,12 @@ def parent_note(table: pd.DataFrame, findings: Sequence[str], parent_run_id: str
     15,000) shows its one-step rows of the whole test part, one per series and model, and says so; table.md
     and rebuild= hold every row."""
 
+    grids = terminal_table(table)
+
     def note(markdown: str) -> str:
         return "\n\n".join([
             "**RNN vs ARMA**: forecasts of the same test points; one child run per (series, model, seed) "
-            "holds that cell's scores.", terminal_table(table), markdown, *findings,
+            "holds that cell's scores.", grids, markdown, *findings,
             f"The table again from the store alone: `{rebuild_command(parent_run_id)}`",
         ])
 

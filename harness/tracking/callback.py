@@ -703,7 +703,7 @@ def job_states(started: set[int], children: Sequence[Any], errors: dict[int, str
     run, failed; one with a KILLED run stopped, as is a study job that logged fewer cells than its job tag
     (sweep_continuation.JOB_TAG) says it has; one whose runs all FINISHED finished; one with no run tagged (it
     stopped before its first, or its app does not tag them) started."""
-    from harness.sweep_continuation import JOB_TAG
+    from harness.sweep_continuation import tagged_job
 
     statuses: dict[int, set[str]] = {}
     logged: dict[int, int] = {}  # a study job's cell runs
@@ -712,10 +712,10 @@ def job_states(started: set[int], children: Sequence[Any], errors: dict[int, str
         job = run.data.tags.get("job_num")
         if job and job.isdigit() and not superseded(run):
             statuses.setdefault(int(job), set()).add(run.info.status)
-            cells = run.data.tags.get(JOB_TAG, "").rpartition("/")[2]
-            if cells.isdigit():
+            study_job = tagged_job(run.data.tags)
+            if study_job is not None:
                 logged[int(job)] = logged.get(int(job), 0) + 1
-                planned[int(job)] = int(cells)
+                planned[int(job)] = study_job[1]
     states: dict[str, list[int]] = {"finished": [], "failed": [], "stopped": [], "started": []}
     for num in sorted(started):
         seen = statuses.get(num, set())
